@@ -1,0 +1,1 @@
+"""Shared primitives: geometry, atomic file I/O, typed choices, errors."""
