@@ -1,0 +1,48 @@
+"""Options objects: every option is a field of a pydantic model, settable from a TOML/JSON file and
+overridable by a CLI flag. Precedence: model defaults < config file < flags given on the command line."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from facelab.core.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_config_file(path: Path, section: str | None = None) -> dict[str, Any]:
+    """Key/values from a .toml or .json file; `section` picks a table (e.g. [extract]) when present."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found", path)
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a valid config file ({exc})", path) from None
+    if not isinstance(data, dict):
+        raise InputError("config file must hold a table of options", path)
+    if section is not None and isinstance(data.get(section), dict):
+        data = data[section]
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def build_options(model: type[M], config: Path | None, flags: dict[str, Any]) -> M:
+    """The options model from defaults, an optional config file, and the flags that were given (not None)."""
+    values: dict[str, Any] = {}
+    if config is not None:
+        values.update(read_config_file(config, section=getattr(model, "config_section", None)))
+    values.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "options"
+        raise InputError(f"invalid option {where}: {err['msg']}") from None

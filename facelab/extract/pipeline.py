@@ -1,0 +1,251 @@
+"""`facelab extract`: frames -> aligned faces, in worker processes, resumable, with a summary.
+
+Flow: the main process reads the input (decodes video frames; for a folder of frames the workers read
+the files), feeds a bounded queue of frames to a process pool and appends each finished frame to the
+journal. With --smooth the work is split in two passes: detection (landmarks only), temporal smoothing
+in the main process, then alignment and writing.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facelab.core.atomic import write_json_atomic, write_text_atomic
+from facelab.extract.analyze import DetectedFace, FrameAnalyzer
+from facelab.extract.debug import write_debug
+from facelab.extract.faces import landmarks_to_json, write_faces
+from facelab.extract.journal import Journal
+from facelab.extract.options import ExtractOptions
+from facelab.extract.reference import reference_embedding
+from facelab.extract.smooth import smooth_landmarks
+from facelab.extract.source import FrameSource, FrameTask
+from facelab.face.identity import Embedding
+from facelab.face.types import FaceBox, Image
+from facelab.media.frames import read_image_rgb
+
+STATE_DIR = "_extract"
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ExtractSummary:
+    input: str
+    output: str
+    frames: int
+    frames_with_faces: int
+    faces: int
+    frames_without_faces: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    frames_per_second: float = 0.0
+    resumed_frames: int = 0
+
+
+# ---- worker side -------------------------------------------------------------------------------
+
+class _Worker:
+    def __init__(self, opts: ExtractOptions, reference: Embedding | None, out_dir: Path) -> None:
+        cv2.setNumThreads(1)
+        self.opts = opts
+        self.analyzer = FrameAnalyzer(opts, reference)
+        self.out_dir = out_dir
+        self.debug_dir = out_dir / STATE_DIR / "debug" if opts.debug else None
+
+    def image(self, task: FrameTask) -> Image:
+        if task.image is not None:
+            return task.image
+        assert task.path is not None
+        return read_image_rgb(task.path)
+
+    def _write(self, task: FrameTask, img: Image, faces: list[DetectedFace]) -> dict[str, Any]:
+        files = write_faces(img, faces, task.name, task.index, self.out_dir, self.opts)
+        if self.debug_dir is not None:
+            write_debug(img, faces, task.name, self.debug_dir, self.opts)
+        return {"frame": task.name, "index": task.index, "stage": "write",
+                "faces": [_face_json(f) | {"file": n} for f, n in zip(faces, files, strict=True)]}
+
+    def full(self, task: FrameTask) -> dict[str, Any]:
+        img = self.image(task)
+        return self._write(task, img, self.analyzer.analyze(img))
+
+    def detect(self, task: FrameTask) -> dict[str, Any]:
+        faces = self.analyzer.analyze(self.image(task))
+        return {"frame": task.name, "index": task.index, "stage": "detect",
+                "faces": [_face_json(f) for f in faces]}
+
+    def write(self, task: FrameTask, faces: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._write(task, self.image(task), [_face_from_json(f) for f in faces])
+
+
+def _face_json(f: DetectedFace) -> dict[str, Any]:
+    b = f.box
+    out: dict[str, Any] = {"rect": [b.left, b.top, b.right, b.bottom], "score": b.score, "detector": b.detector,
+                           "landmarker": f.landmarker, "landmarks": landmarks_to_json(f.landmarks)}
+    if f.identity is not None:
+        out["identity"] = [float(v) for v in f.identity]
+    return out
+
+
+def _face_from_json(d: dict[str, Any]) -> DetectedFace:
+    left, top, right, bottom = (float(v) for v in d["rect"])
+    box = FaceBox(left, top, right, bottom, float(d["score"]), str(d["detector"]))
+    ident = np.array(d["identity"]) if "identity" in d else None
+    return DetectedFace(box, np.array(d["landmarks"], dtype=np.float64), str(d["landmarker"]), ident)
+
+
+_WORKER: _Worker | None = None
+
+
+def _init(opts_json: str, reference: list[float] | None, out_dir: str) -> None:
+    global _WORKER
+    ref = None if reference is None else np.array(reference)
+    _WORKER = _Worker(ExtractOptions.model_validate_json(opts_json), ref, Path(out_dir))
+
+
+def _run(kind: str, task: FrameTask, faces: list[dict[str, Any]] | None) -> dict[str, Any]:
+    assert _WORKER is not None
+    if kind == "full":
+        return _WORKER.full(task)
+    if kind == "detect":
+        return _WORKER.detect(task)
+    return _WORKER.write(task, faces or [])
+
+
+# ---- main side ---------------------------------------------------------------------------------
+
+class _Runner:
+    """Runs jobs in a pool (or in this process for one worker), yielding results as they finish."""
+
+    def __init__(self, opts: ExtractOptions, reference: Embedding | None, out_dir: Path) -> None:
+        args = (opts.model_dump_json(), None if reference is None else [float(v) for v in reference], str(out_dir))
+        self.workers = opts.workers
+        self.pool: ProcessPoolExecutor | None = None
+        if self.workers > 1:
+            ctx = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init, initargs=args)
+        else:
+            _init(*args)
+
+    def map(self, kind: str, jobs: Iterable[tuple[FrameTask, list[dict[str, Any]] | None]]
+            ) -> Iterator[dict[str, Any]]:
+        if self.pool is None:
+            for task, faces in jobs:
+                yield _run(kind, task, faces)
+            return
+        pending: set[Future[dict[str, Any]]] = set()
+        limit = self.workers * 4  # bounded: frames are decoded only a little ahead of the workers
+        for task, faces in jobs:
+            pending.add(self.pool.submit(_run, kind, task, faces))
+            if len(pending) >= limit:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+
+    def close(self, cancel: bool = False) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+            self.pool = None
+
+
+def run_extract(input_path: Path, out_dir: Path, opts: ExtractOptions,
+                progress: Progress | None = None, total: Callable[[int], None] | None = None
+                ) -> ExtractSummary:
+    t0 = time.perf_counter()
+    source = FrameSource(input_path, opts.fps)
+    reference = reference_embedding(opts.only_like) if opts.only_like is not None else None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = opts.model_dump(mode="json", exclude={"workers", "debug"})
+    settings["input"] = str(input_path)
+    journal = Journal(out_dir / STATE_DIR / "journal.jsonl", settings)
+    written = {n for n in source.names() if journal.done(n) is not None}
+    resumed = len(written)
+    if total is not None:
+        total(source.count * (2 if opts.smooth else 1))
+    if progress is not None and resumed:
+        progress(resumed * (2 if opts.smooth else 1))
+    runner = _Runner(opts, reference, out_dir)
+    try:
+        if opts.smooth:
+            _two_pass(source, journal, runner, opts, written, progress)
+        else:
+            jobs = ((t, None) for t in source.tasks(written))
+            for entry in runner.map("full", jobs):
+                journal.append(entry)
+                if progress is not None:
+                    progress(1)
+        runner.close()
+    except BaseException:
+        runner.close(cancel=True)
+        journal.close()
+        raise
+    journal.close()
+    return _summarize(source, journal, out_dir, input_path, time.perf_counter() - t0, resumed)
+
+
+def _two_pass(source: FrameSource, journal: Journal, runner: _Runner, opts: ExtractOptions,
+              written: set[str], progress: Progress | None) -> None:
+    detected = {n for n in source.names() if journal.done(n, "detect") is not None}
+    if progress is not None:
+        progress(len(detected - written))
+    for entry in runner.map("detect", ((t, None) for t in source.tasks(detected))):
+        journal.append(entry)
+        if progress is not None:
+            progress(1)
+    names = _journal_frames(journal)
+    frames = [[np.array(f["landmarks"]) for f in journal.entries[n]["faces"]] for n in names]
+    smoothed = smooth_landmarks(frames, opts.smooth)
+    by_name = {}
+    for n, lms in zip(names, smoothed, strict=True):
+        faces = [dict(f) for f in journal.entries[n]["faces"]]
+        for f, lm in zip(faces, lms, strict=True):
+            f["landmarks"] = landmarks_to_json(lm)
+        by_name[n] = faces
+    for entry in runner.map("write", ((t, by_name[t.name]) for t in source.tasks(written))):
+        journal.append(entry)
+        if progress is not None:
+            progress(1)
+
+
+def _journal_frames(journal: Journal) -> list[str]:
+    """Frame names the journal holds, in frame order (the decoder's count, not the container's claim)."""
+    return sorted(journal.entries, key=lambda n: int(journal.entries[n]["index"]))
+
+
+def _summarize(source: FrameSource, journal: Journal, out_dir: Path, input_path: Path, seconds: float,
+               resumed: int) -> ExtractSummary:
+    names = _journal_frames(journal)
+    without = [n for n in names if not journal.entries[n]["faces"]]
+    faces = sum(len(journal.entries[n]["faces"]) for n in names)
+    done_now = len(names) - resumed
+    summary = ExtractSummary(
+        input=str(input_path), output=str(out_dir), frames=len(names),
+        frames_with_faces=len(names) - len(without), faces=faces, frames_without_faces=without,
+        seconds=round(seconds, 3), frames_per_second=round(done_now / seconds, 2) if seconds > 0 else 0.0,
+        resumed_frames=resumed,
+    )
+    state = out_dir / STATE_DIR
+    write_json_atomic(state / "summary.json", {"schema": "facelab.extract_summary", "version": 1} | asdict(summary))
+    write_text_atomic(state / "frames_without_faces.txt", "".join(f"{n}\n" for n in without))
+    return summary
+
+
+def load_summary(out_dir: Path) -> dict[str, Any] | None:
+    path = Path(out_dir) / STATE_DIR / "summary.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else None
