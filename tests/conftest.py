@@ -1,0 +1,44 @@
+"""Test data: the samples that ship in the repo, and the larger shared set when it is present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples"
+
+
+def shared_data_dir() -> Path | None:
+    """The shared real-data folder: $FACELAB_TEST_DATA, else ../shared/data beside the repo."""
+    env = os.environ.get("FACELAB_TEST_DATA")
+    path = Path(env) if env else REPO.parent / "shared" / "data"
+    return path if (path / "clips").is_dir() else None
+
+
+def shared_file(rel: str) -> Path:
+    """A file of the shared data set; the test is skipped (with the reason) when it is absent."""
+    base = shared_data_dir()
+    if base is None:
+        pytest.skip("shared test data not found: set FACELAB_TEST_DATA or provide ../shared/data")
+    path = base / rel
+    if not path.exists():
+        pytest.skip(f"shared test data file missing: {path}")
+    return path
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    from facelab.media.frames import read_image_rgb
+
+    return read_image_rgb(path)
+
+
+@pytest.fixture(scope="session")
+def sample_frames() -> list[np.ndarray]:
+    """Thirty decoded frames of the bundled dst clip (a frontal man, 480x480)."""
+    from facelab.media.video import iter_frames
+
+    return [img for i, img in iter_frames(SAMPLES / "dst.mp4") if i < 30]
