@@ -28,7 +28,7 @@ test-slow: install
 	$(VENV)/bin/pytest -q -m slow
 
 demo: install
-	$(PY) -m facelab.demo
+	$(VENV)/bin/facelab demo
 
 bench: install
 	$(PY) benchmarks/extract.py

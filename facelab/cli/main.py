@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from facelab import __version__
-from facelab.cli import extract, video
+from facelab.cli import demo, extract, video
 from facelab.cli.progress import console
 from facelab.core.errors import FacelabError
 
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(video.app, name="video")
 app.command("extract")(extract.extract)
+app.command("demo")(demo.demo)
 
 
 @app.command("version")
@@ -34,7 +35,7 @@ def main() -> None:
     try:
         app()
     except FacelabError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -2,55 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from facelab.cli.progress import progress_bar
 from facelab.core.choices import ImageFormat, VideoCodec
 from facelab.core.errors import InputError
 from facelab.media.encode import build_video
-from facelab.media.frames import ProgressCallback, extract_frames
+from facelab.media.frames import extract_frames
 from facelab.media.video import probe_video
 
 app = typer.Typer(
     help="Split a video into frame images, and build a video from a folder of frames.",
     no_args_is_help=True,
 )
-
-_err = Console(stderr=True)
-
-
-@contextmanager
-def _progress_bar(description: str) -> Iterator[ProgressCallback]:
-    """A rich progress bar on stderr, driven by the media layer's progress(done, total) callback."""
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=_err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
 
 @app.command("frames")
 def frames_command(
@@ -72,8 +39,8 @@ def frames_command(
 
     An interrupted run can be resumed by running the same command again.
     """
-    with _progress_bar("Extracting frames") as progress:
-        info = extract_frames(video, out, fps=fps, fmt=fmt, jpeg_quality=jpeg_quality, progress=progress)
+    with progress_bar("extracting frames", transient=True) as bar:
+        info = extract_frames(video, out, fps=fps, fmt=fmt, jpeg_quality=jpeg_quality, progress=bar.update)
     details = f"{info.width}x{info.height} {info.format}, {info.fps_fraction} fps, " + (
         f"audio: {info.audio_codec}" if info.has_audio else "no audio"
     )
@@ -113,7 +80,7 @@ def build_command(
     """Encode the frames in DIR, in order, into a video."""
     if lossless and crf is not None:
         raise InputError("--crf and --lossless cannot be used together")
-    with _progress_bar("Encoding video") as progress:
+    with progress_bar("encoding video", transient=True) as bar:
         build_video(
             frames_dir,
             out,
@@ -122,7 +89,7 @@ def build_command(
             codec=codec,
             crf=18 if crf is None else crf,
             lossless=lossless,
-            progress=progress,
+            progress=bar.update,
         )
     info = probe_video(out)
     if info.has_audio:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from facelab.core.choices import DetectorName, FaceType, LandmarkName
+from facelab.core.choices import DetectorName, FaceType, ImageFormat, LandmarkName
 
 
 class ExtractOptions(BaseModel):
@@ -27,6 +27,8 @@ class ExtractOptions(BaseModel):
     identity_threshold: float = Field(0.6, gt=0, le=2)
     workers: int = Field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)), ge=1, le=64)
     jpeg_quality: int = Field(95, ge=1, le=100)
-    image_format: str = Field("jpg", pattern="^(jpg|png)$")
+    image_format: ImageFormat = "jpg"
     fps: float | None = Field(None, gt=0)
+    track: int = Field(8, ge=1, le=100, description="detect anew every N frames; between, re-detect each face "
+                       "only in a window around where it was (1: full detection on every frame)")
     detect_max_side: int = Field(1280, ge=160, description="frames larger than this are detected downscaled")

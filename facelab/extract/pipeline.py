@@ -73,17 +73,19 @@ class _Worker:
         return {"frame": task.name, "index": task.index, "stage": "write",
                 "faces": [_face_json(f) | {"file": n} for f, n in zip(faces, files, strict=True)]}
 
-    def full(self, task: FrameTask) -> dict[str, Any]:
-        img = self.image(task)
-        return self._write(task, img, self.analyzer.analyze(img))
+    def full(self, run: list[FrameTask]) -> list[dict[str, Any]]:
+        images = [self.image(t) for t in run]
+        found = self.analyzer.analyze_run(images)
+        return [self._write(t, img, faces) for t, img, faces in zip(run, images, found, strict=True)]
 
-    def detect(self, task: FrameTask) -> dict[str, Any]:
-        faces = self.analyzer.analyze(self.image(task))
-        return {"frame": task.name, "index": task.index, "stage": "detect",
-                "faces": [_face_json(f) for f in faces]}
+    def detect(self, run: list[FrameTask]) -> list[dict[str, Any]]:
+        found = self.analyzer.analyze_run([self.image(t) for t in run])
+        return [{"frame": t.name, "index": t.index, "stage": "detect", "faces": [_face_json(f) for f in faces]}
+                for t, faces in zip(run, found, strict=True)]
 
-    def write(self, task: FrameTask, faces: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._write(task, self.image(task), [_face_from_json(f) for f in faces])
+    def write(self, run: list[FrameTask], faces: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        return [self._write(t, self.image(t), [_face_from_json(f) for f in fs])
+                for t, fs in zip(run, faces, strict=True)]
 
 
 def _face_json(f: DetectedFace) -> dict[str, Any]:
@@ -111,13 +113,30 @@ def _init(opts_json: str, reference: list[float] | None, out_dir: str) -> None:
     _WORKER = _Worker(ExtractOptions.model_validate_json(opts_json), ref, Path(out_dir))
 
 
-def _run(kind: str, task: FrameTask, faces: list[dict[str, Any]] | None) -> dict[str, Any]:
+Job = tuple[list[FrameTask], list[list[dict[str, Any]]] | None]
+
+
+def _run(kind: str, job: Job) -> list[dict[str, Any]]:
     assert _WORKER is not None
+    run, faces = job
     if kind == "full":
-        return _WORKER.full(task)
+        return _WORKER.full(run)
     if kind == "detect":
-        return _WORKER.detect(task)
-    return _WORKER.write(task, faces or [])
+        return _WORKER.detect(run)
+    assert faces is not None
+    return _WORKER.write(run, faces)
+
+
+def runs(tasks: Iterable[FrameTask], length: int) -> Iterator[list[FrameTask]]:
+    """Consecutive frames in groups of up to `length` (a gap in the frame numbers starts a new group)."""
+    group: list[FrameTask] = []
+    for t in tasks:
+        if group and (len(group) >= length or t.index != group[-1].index + 1):
+            yield group
+            group = []
+        group.append(t)
+    if group:
+        yield group
 
 
 # ---- main side ---------------------------------------------------------------------------------
@@ -135,24 +154,24 @@ class _Runner:
         else:
             _init(*args)
 
-    def map(self, kind: str, jobs: Iterable[tuple[FrameTask, list[dict[str, Any]] | None]]
-            ) -> Iterator[dict[str, Any]]:
+    def map(self, kind: str, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
+        """Journal entries of finished frames, in completion order."""
         if self.pool is None:
-            for task, faces in jobs:
-                yield _run(kind, task, faces)
+            for job in jobs:
+                yield from _run(kind, job)
             return
-        pending: set[Future[dict[str, Any]]] = set()
-        limit = self.workers * 4  # bounded: frames are decoded only a little ahead of the workers
-        for task, faces in jobs:
-            pending.add(self.pool.submit(_run, kind, task, faces))
+        pending: set[Future[list[dict[str, Any]]]] = set()
+        limit = self.workers * 2  # bounded: frames are decoded only a little ahead of the workers
+        for job in jobs:
+            pending.add(self.pool.submit(_run, kind, job))
             if len(pending) >= limit:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    yield fut.result()
+                    yield from fut.result()
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                yield fut.result()
+                yield from fut.result()
 
     def close(self, cancel: bool = False) -> None:
         if self.pool is not None:
@@ -182,7 +201,7 @@ def run_extract(input_path: Path, out_dir: Path, opts: ExtractOptions,
         if opts.smooth:
             _two_pass(source, journal, runner, opts, written, progress)
         else:
-            jobs = ((t, None) for t in source.tasks(written))
+            jobs = ((run, None) for run in runs(source.tasks(written), opts.track))
             for entry in runner.map("full", jobs):
                 journal.append(entry)
                 if progress is not None:
@@ -201,7 +220,7 @@ def _two_pass(source: FrameSource, journal: Journal, runner: _Runner, opts: Extr
     detected = {n for n in source.names() if journal.done(n, "detect") is not None}
     if progress is not None:
         progress(len(detected - written))
-    for entry in runner.map("detect", ((t, None) for t in source.tasks(detected))):
+    for entry in runner.map("detect", ((run, None) for run in runs(source.tasks(detected), opts.track))):
         journal.append(entry)
         if progress is not None:
             progress(1)
@@ -214,7 +233,8 @@ def _two_pass(source: FrameSource, journal: Journal, runner: _Runner, opts: Extr
         for f, lm in zip(faces, lms, strict=True):
             f["landmarks"] = landmarks_to_json(lm)
         by_name[n] = faces
-    for entry in runner.map("write", ((t, by_name[t.name]) for t in source.tasks(written))):
+    jobs = ((run, [by_name[t.name] for t in run]) for run in runs(source.tasks(written), opts.track))
+    for entry in runner.map("write", jobs):
         journal.append(entry)
         if progress is not None:
             progress(1)

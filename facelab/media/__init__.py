@@ -1,0 +1,1 @@
+"""Video I/O: probe and decode videos (video), frame folders (frames), build videos from frames (encode)."""
