@@ -42,3 +42,33 @@ def sample_frames() -> list[np.ndarray]:
     from facelab.media.video import iter_frames
 
     return [img for i, img in iter_frames(SAMPLES / "dst.mp4") if i < 30]
+
+
+@pytest.fixture(scope="session")
+def sample_faces(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Aligned faces (whole_face, 128 px) of the bundled clips at 6 fps: (src folder, dst folder).
+
+    About 90 src faces (woman, samples/src.mp4) and 43 dst faces (man, samples/dst.mp4).
+    """
+    from facelab.extract.options import ExtractOptions
+    from facelab.extract.pipeline import run_extract
+
+    base = tmp_path_factory.mktemp("sample_faces")
+    opts = ExtractOptions(size=128, fps=6, workers=2)
+    for side in ("src", "dst"):
+        run_extract(SAMPLES / f"{side}.mp4", base / side, opts)
+    return base / "src", base / "dst"
+
+
+@pytest.fixture(scope="session")
+def shared_faces(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Aligned faces (whole_face, 128 px) of the shared clips lp_d6 (src, woman) and lp_d9 (dst, man) at 6 fps."""
+    from facelab.extract.options import ExtractOptions
+    from facelab.extract.pipeline import run_extract
+
+    clips = {"src": shared_file("clips/lp_d6.mp4"), "dst": shared_file("clips/lp_d9.mp4")}
+    base = tmp_path_factory.mktemp("shared_faces")
+    opts = ExtractOptions(size=128, fps=6, workers=2)
+    for side, clip in clips.items():
+        run_extract(clip, base / side, opts)
+    return base / "src", base / "dst"

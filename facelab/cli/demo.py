@@ -21,5 +21,5 @@ def demo(
     for s in sides:
         console.print(f"[bold]{s.name}[/bold]: {s.frames.frame_count} frames in {s.frames.folder}; "
                       f"{s.summary.faces} faces in {s.aligned} "
-                      f"({len(s.summary.frames_without_faces)} frames without a face; debug list in "
+                      f"({len(s.summary.frames_without_faces)} frames without a face, listed in "
                       f"{s.aligned}/_extract/frames_without_faces.txt)")
