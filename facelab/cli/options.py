@@ -1,13 +1,67 @@
-"""Helpers for CLI options backed by an options model: help texts show the model's own defaults."""
+"""CLI flags generated from an options model: each pydantic field becomes one `--flag` with the field's
+type (Literal choices included), description and default, so options are declared once, in the model.
+
+A flag left out stays None and the model's default (or the config file's value) applies; see
+facelab.core.config.build_options.
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import typer
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 
-def helptext(model: type[BaseModel], field: str, text: str) -> str:
-    """`text` plus the field's default, read from the model (the single place defaults live)."""
-    info = model.model_fields[field]
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(annotation: Any) -> Any:
+    """Strip Optional from a field annotation."""
+    if get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType", Union)):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _default_text(info: FieldInfo) -> str:
     if info.default_factory is not None:
-        return f"{text} (default: computed)"
-    return f"{text} (default: {info.default})"
+        return ""
+    return f" (default: {info.default})"
+
+
+def model_parameters(model: type[BaseModel], renames: dict[str, str] | None = None,
+                     exclude: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    renames = renames or {}
+    params = []
+    for name, info in model.model_fields.items():
+        if name in exclude:
+            continue
+        base = _base_type(info.annotation)
+        text = (info.description or name.replace("_", " ")).rstrip(".")
+        help_text = text[0].upper() + text[1:] + "." + _default_text(info)
+        flag = renames.get(name, _flag(name))
+        if base is bool:
+            opt = typer.Option(f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False)
+            annotation: Any = Annotated[bool | None, opt]
+        elif get_origin(base) is Literal or base in (int, float, str, Path):
+            opt = typer.Option(flag, help=help_text, show_default=False)
+            annotation = Annotated[base | None, opt]
+        else:
+            continue  # compound fields are config-file only
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+    return params
+
+
+def with_parameters(func: Callable[..., Any], extra: list[inspect.Parameter]) -> Callable[..., Any]:
+    """`func` whose visible signature is its own parameters followed by `extra` (collected in **kwargs)."""
+    sig = inspect.signature(func, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    func.__signature__ = sig.replace(parameters=[*own, *extra])  # type: ignore[attr-defined]
+    return func

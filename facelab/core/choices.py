@@ -20,3 +20,21 @@ VideoCodec = Literal["h264", "h265"]
 VIDEO_CODECS: tuple[str, ...] = get_args(VideoCodec)
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+
+OptimizerName = Literal["adam", "adabelief", "rmsprop"]
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+DEVICES: tuple[str, ...] = get_args(DeviceName)
+
+InitName = Literal["default", "he", "ca"]
+INITS: tuple[str, ...] = get_args(InitName)
+
+PresetName = Literal["demo", "quick96", "saehd"]
+PRESETS: tuple[str, ...] = get_args(PresetName)
+
+ColorTransferName = Literal["none", "rct", "lct", "mkl", "idt", "sot", "mix"]
+COLOR_TRANSFERS_NAMES: tuple[str, ...] = get_args(ColorTransferName)

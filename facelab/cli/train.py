@@ -1,0 +1,92 @@
+"""`facelab train`: train (or resume) a face-swap model on two folders of aligned faces."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.text import Text
+
+from facelab.cli.options import model_parameters, with_parameters
+from facelab.cli.progress import console
+from facelab.core.choices import PresetName
+from facelab.core.config import read_config_file
+from facelab.core.errors import InputError
+from facelab.train.checkpoint import merge_options, read_config
+from facelab.train.options import PRESETS, TrainOptions
+from facelab.train.trainer import Status, Trainer
+
+
+def _fmt_eta(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.gmtime(s))
+
+
+def status_text(s: Status) -> Text:
+    losses = "  ".join(f"{k} {v:.4f}" for k, v in s.losses.items() if k in ("src_loss", "dst_loss", "total"))
+    return Text(f"it {s.iteration}  {losses}  {s.it_per_s:.2f} it/s  {s.samples_per_s:.1f} samples/s  "
+                f"data wait {s.data_wait:.0%}  eta {_fmt_eta(s.eta_s)}")
+
+
+def resolve_options(model_dir: Path, preset: str | None, config: Path | None, flags: dict[str, Any]
+                    ) -> tuple[TrainOptions, TrainOptions | None]:
+    """(options for this run, options stored in the model folder or None for a new model)."""
+    requested: dict[str, Any] = {}
+    if preset is not None:
+        requested.update(PRESETS[preset])
+    if config is not None:
+        requested.update(read_config_file(config, section="train"))
+    requested.update({k: v for k, v in flags.items() if v is not None})
+    stored = read_config(model_dir)
+    try:
+        return merge_options(stored, requested, set(requested)), stored
+    except InputError:
+        raise
+    except Exception as exc:  # pydantic validation
+        errors = getattr(exc, "errors", None)
+        if callable(errors):
+            err = errors()[0]
+            raise InputError(f"invalid option {'.'.join(map(str, err['loc'])) or 'options'}: {err['msg']}") from None
+        raise
+
+
+def train(
+    src: Annotated[Path, typer.Option(help="Folder of aligned src faces (the identity).")],
+    dst: Annotated[Path, typer.Option(help="Folder of aligned dst faces (the performance).")],
+    model_dir: Annotated[Path, typer.Option(help="Model folder: created, or resumed if it exists.")],
+    preset: Annotated[PresetName | None, typer.Option(help="Start from a preset (demo, quick96, saehd).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML/JSON file of training options (section train).")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Train this many iterations in this run.")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Train for this many minutes in this run.")] = None,
+    no_preview: Annotated[bool, typer.Option("--no-preview", help="Write no preview images.")] = False,
+    ddp: Annotated[bool, typer.Option("--ddp", help="Distributed data parallel under torchrun.")] = False,
+    **flags: Any,
+) -> None:
+    """Train a DF/LIAE autoencoder for a src/dst pair; Ctrl+C saves and exits. Re-run to resume."""
+    if no_preview:
+        flags["preview_every"] = 0
+    opts, stored = resolve_options(model_dir, preset, config, flags)
+    if stored is None and not (src.exists() and dst.exists()):
+        raise InputError(f"faceset folder not found: {src if not src.exists() else dst}")
+    trainer = Trainer(model_dir, opts, src, dst, previous=stored, ddp=ddp)
+    try:
+        if trainer.is_main:
+            start = trainer.state.iteration
+            console.print(f"{'resuming' if stored else 'new'} model {model_dir}: {opts.arch} {opts.resolution}px "
+                          f"{opts.face_type}, iteration {start}, device {trainer.device}, {opts.precision}, "
+                          f"{len(trainer.src_set)} src / {len(trainer.dst_set)} dst faces")
+            with Live(Text("starting..."), console=console, refresh_per_second=2, transient=False) as live:
+                state = trainer.train(iterations, minutes, on_status=lambda s: live.update(status_text(s)))
+            console.print(f"saved at iteration {state.iteration} in {model_dir} "
+                          f"(preview: {model_dir}/previews/latest.png, metrics: {model_dir}/metrics.jsonl)")
+        else:
+            trainer.train(iterations, minutes)
+    finally:
+        trainer.close()
+
+
+with_parameters(train, model_parameters(TrainOptions))

@@ -1,0 +1,1 @@
+"""Training: per-pair autoencoders (DF, LIAE) with DeepFaceLab SAEHD options."""

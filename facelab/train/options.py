@@ -1,0 +1,110 @@
+"""Training options: one pydantic model, shared by the CLI, config files, presets and the model folder.
+
+Fields marked IMMUTABLE shape the networks and are fixed when a model is created; resuming with other
+values is refused. The rest may change between runs (e.g. turn GAN on late in training, as DFL users do).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from facelab.core.choices import (
+    ColorTransferName,
+    DeviceName,
+    FaceType,
+    InitName,
+    OptimizerName,
+    Precision,
+)
+
+IMMUTABLE: tuple[str, ...] = ("arch", "resolution", "face_type", "ae_dims", "e_dims", "d_dims", "d_mask_dims",
+                              "init")
+
+
+class TrainOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    config_section: ClassVar[str] = "train"
+
+    # -- architecture (IMMUTABLE) --
+    arch: str = Field("liae-ud", description="df or liae, with modifiers u (pixel norm), d (double resolution "
+                      "head), t (deeper, residual), c (x*cos(x)), e.g. liae-udt; fixed at creation")
+    resolution: int = Field(128, ge=64, le=640, description="face resolution, multiple of 16 (32 with -d); fixed")
+    face_type: FaceType = Field("whole_face", description="face type the model sees; fixed")
+    ae_dims: int = Field(256, ge=16, le=1024, description="autoencoder (bottleneck) dimensions; fixed")
+    e_dims: int = Field(64, ge=8, le=256, description="encoder dimensions; fixed")
+    d_dims: int = Field(64, ge=8, le=256, description="decoder dimensions; fixed")
+    d_mask_dims: int = Field(22, ge=4, le=256, description="mask decoder dimensions; fixed")
+    init: InitName = Field("default", description="weight init at creation: default, he, or ca (conv-aware)")
+
+    # -- optimisation --
+    batch_size: int = Field(8, ge=1, le=1024, description="samples per iteration (split over DDP processes)")
+    optimizer: OptimizerName = Field("adam", description="optimizer")
+    lr: float = Field(5e-5, gt=0, le=1.0, description="learning rate")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam/AdaBelief beta1")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam/AdaBelief beta2 (RMSprop alpha)")
+    lr_dropout: float = Field(0.0, ge=0, lt=1, description="probability of dropping each weight update")
+    clipgrad: bool = Field(False, description="clip the gradient norm to 1")
+    precision: Precision = Field("fp32", description="fp32, bf16 (autocast) or fp16 (autocast + loss scaling)")
+    compile: bool = Field(False, description="torch.compile the model")
+
+    # -- losses --
+    masked_training: bool = Field(True, description="reconstruction loss inside the face mask only")
+    eyes_mouth_prio: bool = Field(False, description="extra loss weight on eyes and mouth")
+    blur_out_mask: bool = Field(False, description="smooth the background around the face mask in targets")
+    true_face_power: float = Field(0.0, ge=0, le=1, description="TrueFace: latent-code discriminator power")
+    gan_power: float = Field(0.0, ge=0, le=10, description="patch GAN power on the src reconstruction")
+    gan_patch_size: int = Field(0, ge=0, le=640, description="GAN patch size in pixels (0: resolution / 8)")
+    gan_dims: int = Field(16, ge=4, le=512, description="GAN discriminator dimensions")
+    face_style_power: float = Field(0.0, ge=0, le=100, description="pull the swap's face colours towards dst")
+    bg_style_power: float = Field(0.0, ge=0, le=100, description="pull the swap's background towards dst")
+
+    # -- samples --
+    random_warp: bool = Field(True, description="random warp of the network input")
+    random_flip_src: bool = Field(True, description="random horizontal flips of src samples")
+    random_flip_dst: bool = Field(True, description="random horizontal flips of dst samples")
+    random_hsv_power: float = Field(0.0, ge=0, le=0.3, description="random hue/saturation/value jitter")
+    ct_mode: ColorTransferName = Field("none", description="colour transfer of src samples towards dst")
+    uniform_yaw: bool = Field(False, description="sample faces evenly across yaw")
+    pretrain: bool = Field(False, description="pretrain on the src set alone; turning it off restarts at 0")
+    workers: int = Field(2, ge=0, le=64, description="sample loader processes per side")
+    seed: int = Field(0, description="random seed")
+
+    # -- run control --
+    device: DeviceName = Field("auto", description="auto, cpu, cuda or mps")
+    autosave_minutes: float = Field(15.0, gt=0, description="save every N minutes")
+    autosave_iterations: int = Field(0, ge=0, description="also save every N iterations (0: off)")
+    backup_hours: float = Field(2.0, ge=0, description="rotating backups every N hours (0: off)")
+    backup_keep: int = Field(5, ge=1, description="backups to keep")
+    target_iteration: int = Field(0, ge=0, description="stop at this iteration (0: no target)")
+    preview_every: int = Field(200, ge=0, description="write a preview every N iterations (0: off)")
+    log_every: int = Field(10, ge=1, description="log metrics every N iterations")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainOptions:
+        from facelab.train.nets import validate_resolution
+
+        validate_resolution(self.arch, self.resolution)
+        return self
+
+    @property
+    def patch_size(self) -> int:
+        return self.gan_patch_size or max(8, self.resolution // 8)
+
+    def immutable(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in IMMUTABLE}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # DeepFaceLab SAEHD defaults
+    "saehd": {"arch": "liae-ud", "resolution": 128, "face_type": "whole_face", "ae_dims": 256, "e_dims": 64,
+              "d_dims": 64, "d_mask_dims": 22, "batch_size": 8},
+    # DeepFaceLab Quick96
+    "quick96": {"arch": "df-ud", "resolution": 96, "face_type": "full", "ae_dims": 128, "e_dims": 64,
+                "d_dims": 64, "d_mask_dims": 16, "batch_size": 8},
+    # sized for a visible result on a 2-core CPU within the demo's budget (see docs/training.md)
+    "demo": {"arch": "df-ud", "resolution": 64, "face_type": "whole_face", "ae_dims": 128, "e_dims": 32,
+             "d_dims": 32, "d_mask_dims": 12, "batch_size": 8, "lr": 2e-4, "precision": "bf16",
+             "preview_every": 100, "autosave_minutes": 2.0},
+}

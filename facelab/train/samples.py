@@ -1,0 +1,597 @@
+"""Training samples: aligned faces turned into (warped input, target, masks) at the model's resolution.
+
+One sample of face i:
+
+1. the stored face is read (JPEG/PNG decode; the metadata was read once, by ``FaceSet``);
+2. one 2x3 matrix takes stored pixels to sample pixels: the crop from the stored face type to the
+   model's (a larger stored face type is cropped), the resize to ``resolution``, the random affine
+   (scale, rotation, shift about the centre) and the random mirror, composed. The target is ONE
+   ``cv2.warpAffine`` of the stored image with it;
+3. the network input ("warped") is ONE ``cv2.remap`` of the stored image through the same matrix plus
+   a smooth random displacement field (a 5x5 grid of random offsets, upsampled bicubically): the same
+   view as the target, non-rigidly distorted, so the autoencoder must learn the face, not copy pixels;
+4. the masks are rasterised directly in target geometry: the face mask (the hand-drawn XSeg polygons
+   when the face has them, else its XSeg mask, else the landmark hull for the model's face type) and
+   the eyes-and-mouth mask (inside the face mask);
+5. colour, applied alike to input and target: colour transfer (``ct_mode``) towards a random face of
+   the reference set (statistics from the target's face mask and the reference's), then the random
+   hue/saturation/value jitter.
+
+Stored faces far larger than the sample (scale < 0.5) are first shrunk with INTER_AREA, so that the
+bicubic warps do not alias. The random draws for a sample (``FaceSampleDataset.draw``) are made in a
+fixed order whatever the options, so two datasets with the same seed and, say, warp on and off give
+the same targets.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sized
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cv2
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+
+from facelab.core.choices import COLOR_TRANSFERS_NAMES, FACE_TYPES, ColorTransferName, FaceType
+from facelab.core.color import fit_color
+from facelab.core.errors import InputError, MetadataError
+from facelab.core.geometry import FloatArray, affine_scale, invert_affine, transform_points
+from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE, canonical_to_crop, compose
+from facelab.face.masks import eyes_mouth_mask, face_hull_mask
+from facelab.faceset.folder import scan_faces
+from facelab.faceset.record import FaceRecord
+
+Image8 = NDArray[np.uint8]
+FloatImage = NDArray[np.float32]
+Mask = NDArray[np.float32]
+
+WARP_GRID = 5  # random warp: control points per side
+PRESHRINK_BELOW = 0.5  # stored faces shrunk by more than this are first resized with INTER_AREA...
+PRESHRINK_TO = 0.75  # ...to a size that leaves this much scaling for the warp
+_INTERP = cv2.INTER_CUBIC
+_SUBPIXEL_BITS = 4  # polygon rasterisation precision (cv2 `shift`)
+
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------------------------------
+# options
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    """How samples are made. Angles in degrees, distances as fractions of ``resolution``.
+
+    warp_strength: standard deviation of the random-warp control-point offsets. DFL draws them with a
+    std of 0.24 cells on grids of 3, 5 or 9 points per side (0.03..0.12 of the face); 0.05 on the fixed
+    5x5 grid sits in that range: a clearly deformed input that keeps the face's parts recognisable.
+    random_hsv_power: as DFL's: hue shifted by up to +-180*p degrees, saturation and value by up to +-p/2.
+    eyes_mouth: False gives an all-zero "em_mask" (the key stays, so batches keep one structure).
+    uniform_yaw: the default of ``make_loader(uniform_yaw=None)``; the dataset itself ignores it.
+    seed: the dataset's random stream (None: OS entropy); ``make_loader`` reseeds it per worker/rank.
+    """
+
+    resolution: int
+    face_type: FaceType
+    random_flip: bool = True
+    random_warp: bool = True
+    warp_strength: float = 0.05
+    scale_range: float = 0.05
+    rotation_deg: float = 10.0
+    shift: float = 0.05
+    random_hsv_power: float = 0.0
+    ct_mode: ColorTransferName = "none"
+    uniform_yaw: bool = False
+    eyes_mouth: bool = True
+    xseg: bool = True
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not MIN_SIZE <= self.resolution <= MAX_SIZE:
+            raise InputError(f"sample resolution {self.resolution} is out of range {MIN_SIZE}..{MAX_SIZE}")
+        if self.face_type not in FACE_TYPES:
+            raise InputError(f"unknown face type {self.face_type!r}: choose one of {', '.join(FACE_TYPES)}")
+        if self.ct_mode not in COLOR_TRANSFERS_NAMES:
+            raise InputError(f"unknown ct_mode {self.ct_mode!r}: choose one of {', '.join(COLOR_TRANSFERS_NAMES)}")
+        limits = {
+            "warp_strength": (self.warp_strength, 0.25),
+            "scale_range": (self.scale_range, 0.5),
+            "rotation_deg": (self.rotation_deg, 180.0),
+            "shift": (self.shift, 0.5),
+            "random_hsv_power": (self.random_hsv_power, 1.0),
+        }
+        for name, (value, top) in limits.items():
+            if not (math.isfinite(value) and 0.0 <= value <= top):
+                raise InputError(f"sample option {name} must be in 0..{top}, got {value}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# the faceset
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _mixed(folder: Path, what: str, values: list[tuple[object, Path]]) -> InputError:
+    counts = Counter(v for v, _ in values)
+    example: dict[object, str] = {}
+    for v, p in values:
+        example.setdefault(v, p.name)
+    parts = [f"{_plural(n, 'face')} {v} (e.g. {example[v]})" for v, n in counts.most_common()]
+    return InputError(
+        f"mixed face {what}s in {folder}: {' and '.join(parts)}; a faceset must hold one face {what} "
+        "(extract again, or move the odd faces out)"
+    )
+
+
+class FaceSet:
+    """The aligned faces of one folder: metadata read once, pixels read per sample (never all in memory)."""
+
+    def __init__(self, folder: Path | str) -> None:
+        self.folder = Path(folder)
+        scan = scan_faces(self.folder)
+        if not scan.faces:
+            extra = []
+            if scan.foreign:
+                extra.append(f"{_plural(len(scan.foreign), 'image')} without facelab metadata")
+            if scan.invalid:
+                extra.append(f"{_plural(len(scan.invalid), 'invalid face file')}")
+            note = f" ({', '.join(extra)})" if extra else ""
+            raise InputError(f"no aligned faces in {self.folder}{note}")
+        self.foreign: list[Path] = scan.foreign  # skipped: images without facelab metadata
+        self.invalid: list[tuple[Path, str]] = scan.invalid  # skipped: malformed face files, with reasons
+        self.paths: list[Path] = [p for p, _ in scan.faces]
+        self.records: list[FaceRecord] = [r for _, r in scan.faces]
+        types = {r.face_type for r in self.records}
+        if len(types) > 1:
+            raise _mixed(self.folder, "type", [(r.face_type, p) for p, r in scan.faces])
+        sizes = {r.size for r in self.records}
+        if len(sizes) > 1:
+            raise _mixed(self.folder, "size", [(r.size, p) for p, r in scan.faces])
+        self.face_type: FaceType = self.records[0].face_type
+        self.size: int = self.records[0].size
+        self.landmarks: NDArray[np.float64] = np.stack([r.landmarks_array() for r in self.records])
+        self.yaws: NDArray[np.float64] = np.array(
+            [r.pose.yaw if r.pose is not None else np.nan for r in self.records], dtype=np.float64
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read_bgr(self, i: int) -> Image8:
+        """Face i's pixels as stored: BGR uint8, size x size x 3."""
+        path = self.paths[i]
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+        decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise MetadataError("cannot decode the image pixels", path)
+        image: Image8 = np.asarray(decoded, dtype=np.uint8)
+        if image.shape[:2] != (self.size, self.size):
+            raise MetadataError(f"image is {image.shape[1]}x{image.shape[0]}, expected {self.size}x{self.size}", path)
+        return image
+
+    def load(self, i: int) -> tuple[FloatImage, FaceRecord]:
+        """Face i as RGB float32 in [0, 1] (size x size x 3) and its record."""
+        rgb = cv2.cvtColor(self.read_bgr(i), cv2.COLOR_BGR2RGB)
+        return np.asarray(rgb, dtype=np.float32) * np.float32(1 / 255), self.records[i]
+
+
+# ----------------------------------------------------------------------------------------------------
+# masks
+
+
+def _decode_xseg(record: FaceRecord, path: Path) -> Mask:
+    assert record.xseg_mask is not None
+    try:
+        data = base64.b64decode(record.xseg_mask, validate=True)
+    except (binascii.Error, ValueError):
+        raise MetadataError("xseg_mask is not valid base64", path) from None
+    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    if decoded is None or decoded.ndim != 2 or min(decoded.shape) < 1:
+        raise MetadataError("xseg_mask is not a decodable grayscale image", path)
+    out: Mask = np.asarray(decoded, dtype=np.float32) * np.float32(1 / 255)
+    return out
+
+
+def _rescale_matrix(from_w: int, from_h: int, to_w: int, to_h: int) -> FloatArray:
+    """Pixel-centre aligned resize (cv2.resize's mapping) as a 2x3 affine."""
+    kx, ky = to_w / from_w, to_h / from_h
+    return np.array([[kx, 0.0, 0.5 * kx - 0.5], [0.0, ky, 0.5 * ky - 0.5]])
+
+
+def _polygon_mask(record: FaceRecord, mat: FloatArray, size: int) -> Mask:
+    mask = np.zeros((size, size), dtype=np.float32)
+    scale = 1 << _SUBPIXEL_BITS
+    for poly in record.xseg_polygons:
+        pts = transform_points(np.asarray(poly.points, dtype=np.float64), mat)
+        fixed = np.round(pts * scale).astype(np.int32).reshape(-1, 1, 2)
+        value = 1.0 if poly.kind == "include" else 0.0
+        cv2.fillPoly(mask, [fixed], value, lineType=cv2.LINE_AA, shift=_SUBPIXEL_BITS)
+    return mask
+
+
+def face_mask(
+    record: FaceRecord, landmarks: NDArray[np.float64], mat: FloatArray, size: int,
+    face_type: FaceType, xseg: bool, path: Path,
+) -> Mask:
+    """The face mask of a stored face seen through ``mat`` (stored px -> output px), size x size.
+
+    With ``xseg``: the hand-drawn polygons when the record has any (ground truth), else its XSeg mask
+    (a base64 PNG over the stored face); otherwise the landmark hull for ``face_type``.
+    """
+    if xseg and record.xseg_polygons:
+        return _polygon_mask(record, mat, size)
+    if xseg and record.xseg_mask is not None:
+        raw = _decode_xseg(record, path)
+        h, w = raw.shape
+        to_out = compose(mat, _rescale_matrix(w, h, record.size, record.size))
+        warped = cv2.warpAffine(raw, to_out, (size, size), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        out: Mask = np.clip(np.asarray(warped, dtype=np.float32), 0.0, 1.0)
+        return out
+    return face_hull_mask(transform_points(landmarks, mat), (size, size), face_type)
+
+
+# ----------------------------------------------------------------------------------------------------
+# colour helpers
+
+
+def _to_rgb_float(bgr: Image8) -> FloatImage:
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    out: FloatImage = np.asarray(rgb, dtype=np.float32) * np.float32(1 / 255)
+    return out
+
+
+def _hsv_jitter(rgb: FloatImage, hue_deg: float, sat: float, val: float) -> FloatImage:
+    hsv = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), dtype=np.float32)  # H in degrees, S and V in [0, 1]
+    hsv[..., 0] = np.mod(hsv[..., 0] + hue_deg, 360.0)
+    hsv[..., 1] = np.clip(hsv[..., 1] + sat, 0.0, 1.0)
+    hsv[..., 2] = np.clip(hsv[..., 2] + val, 0.0, 1.0)
+    out: FloatImage = np.clip(np.asarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), dtype=np.float32), 0.0, 1.0)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# the dataset
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The random draws of one sample (neutral values for what the options turn off)."""
+
+    flip: bool
+    scale: float
+    angle_deg: float
+    shift_px: tuple[float, float]
+    warp: NDArray[np.float32] | None  # (WARP_GRID, WARP_GRID, 2) control-point offsets in sample pixels
+    hue_deg: float
+    saturation: float
+    value: float
+    ct_index: int | None  # face of the colour reference set
+    ct_seed: int  # rng seed for the random colour transfers (idt, sot)
+
+
+def _chw(img: NDArray[np.float32]) -> torch.Tensor:
+    arr = img[..., None] if img.ndim == 2 else img
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))
+
+
+class FaceSampleDataset(Dataset[dict[str, torch.Tensor]]):
+    """Samples of a FaceSet for training: item i is face i, freshly augmented on every access.
+
+    Keys: "warped" (3,R,R) network input, "target" (3,R,R), "mask" (1,R,R) face mask, "em_mask" (1,R,R)
+    eyes and mouth, "index" (int64 scalar). Images are RGB float32 in [0, 1].
+    """
+
+    def __init__(self, faces: FaceSet, opts: SampleOptions, ct_reference: FaceSet | None = None) -> None:
+        if FACE_TYPE_ORDER.index(faces.face_type) < FACE_TYPE_ORDER.index(opts.face_type):
+            raise InputError(
+                f"the faces in {faces.folder} are {faces.face_type} faces, smaller than the model's face type "
+                f"{opts.face_type}: extract them again as {opts.face_type} (or larger)"
+            )
+        if opts.ct_mode != "none" and ct_reference is None:
+            raise ValueError(f"ct_mode {opts.ct_mode!r} needs ct_reference (the dst faceset)")
+        self.faces = faces
+        self.opts = opts
+        self.ct_reference = ct_reference if opts.ct_mode != "none" else None
+        self._rng = np.random.default_rng(opts.seed)
+        r = opts.resolution
+        # stored pixels -> canonical units -> the model's crop at the sample resolution
+        stored_to_canonical = invert_affine(canonical_to_crop(faces.face_type, faces.size))
+        self._base = compose(canonical_to_crop(opts.face_type, r), stored_to_canonical)
+        s0 = affine_scale(self._base)
+        self._shrink: int | None = None
+        if s0 < PRESHRINK_BELOW:
+            self._shrink = max(8, round(faces.size * s0 / PRESHRINK_TO))
+        grid = np.mgrid[0:r, 0:r].astype(np.float32)
+        self._gy, self._gx = grid[0], grid[1]
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def reseed(self, seed: int | np.random.SeedSequence) -> None:
+        """A new random stream (per DataLoader worker, per DDP rank)."""
+        self._rng = np.random.default_rng(seed)
+
+    # -- random draws ----------------------------------------------------------------------------
+
+    def draw(self, rng: np.random.Generator | None = None) -> Augmentation:
+        """The random parameters of one sample; always the same number of draws, in the same order."""
+        rng = self._rng if rng is None else rng
+        o = self.opts
+        r = o.resolution
+        flip = bool(rng.random() < 0.5)
+        scale = 1.0 + float(rng.uniform(-1.0, 1.0)) * o.scale_range
+        angle = float(rng.uniform(-1.0, 1.0)) * o.rotation_deg
+        sx, sy = rng.uniform(-1.0, 1.0, 2) * o.shift * r
+        grid = (rng.standard_normal((WARP_GRID, WARP_GRID, 2)) * (o.warp_strength * r)).astype(np.float32)
+        h, s, v = rng.uniform(-1.0, 1.0, 3) * o.random_hsv_power
+        ref_n = len(self.ct_reference) if self.ct_reference is not None else 1
+        ct_index = int(rng.integers(ref_n))
+        ct_seed = int(rng.integers(2**63))
+        return Augmentation(
+            flip=flip and o.random_flip,
+            scale=scale,
+            angle_deg=angle,
+            shift_px=(float(sx), float(sy)),
+            warp=grid if o.random_warp and o.warp_strength > 0 else None,
+            hue_deg=float(h) * 180.0,
+            saturation=float(s) * 0.5,
+            value=float(v) * 0.5,
+            ct_index=ct_index if self.ct_reference is not None else None,
+            ct_seed=ct_seed,
+        )
+
+    def target_matrix(self, aug: Augmentation) -> FloatArray:
+        """2x3 affine from stored-face pixels to sample pixels (crop, resize, random affine, mirror)."""
+        r = self.opts.resolution
+        c = r / 2.0  # the crop centre (canonical_to_crop puts the face centre at size / 2)
+        aff = cv2.getRotationMatrix2D((c, c), aug.angle_deg, aug.scale).astype(np.float64)
+        aff[:, 2] += aug.shift_px
+        mat = compose(aff, self._base)
+        if aug.flip:
+            mat = compose(np.array([[-1.0, 0.0, r - 1.0], [0.0, 1.0, 0.0]]), mat)  # = np.fliplr
+        return mat
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    def render(self, i: int, aug: Augmentation) -> dict[str, torch.Tensor]:
+        """Sample i with the given random draws."""
+        o = self.opts
+        r = o.resolution
+        faces = self.faces
+        stored = faces.read_bgr(i)
+        mat = self.target_matrix(aug)
+        image, mat_img = stored, mat
+        if self._shrink is not None:
+            image = np.asarray(cv2.resize(stored, (self._shrink, self._shrink), interpolation=cv2.INTER_AREA))
+            to_small = _rescale_matrix(faces.size, faces.size, self._shrink, self._shrink)
+            mat_img = compose(mat, invert_affine(to_small))
+        target8 = cv2.warpAffine(image, mat_img, (r, r), flags=_INTERP, borderMode=cv2.BORDER_REPLICATE)
+        if aug.warp is not None:
+            field = cv2.resize(aug.warp, (r, r), interpolation=cv2.INTER_CUBIC)
+            px = self._gx + field[..., 0]
+            py = self._gy + field[..., 1]
+            inv = invert_affine(mat_img).astype(np.float32)
+            map_x = inv[0, 0] * px + inv[0, 1] * py + inv[0, 2]
+            map_y = inv[1, 0] * px + inv[1, 1] * py + inv[1, 2]
+            warped8 = cv2.remap(image, map_x, map_y, _INTERP, borderMode=cv2.BORDER_REPLICATE)
+        else:
+            warped8 = target8
+
+        rec = faces.records[i]
+        mask = face_mask(rec, faces.landmarks[i], mat, r, o.face_type, o.xseg, faces.paths[i])
+        if o.eyes_mouth:
+            em = np.minimum(eyes_mouth_mask(transform_points(faces.landmarks[i], mat), (r, r)), mask)
+        else:
+            em = np.zeros((r, r), dtype=np.float32)
+
+        target = _to_rgb_float(np.asarray(target8, dtype=np.uint8))
+        warped = target if warped8 is target8 else _to_rgb_float(np.asarray(warped8, dtype=np.uint8))
+        if self.ct_reference is not None and aug.ct_index is not None:
+            target, warped = self._transfer(target, warped, mask, aug)
+        if aug.hue_deg or aug.saturation or aug.value:
+            target = _hsv_jitter(target, aug.hue_deg, aug.saturation, aug.value)
+            warped = target if aug.warp is None else _hsv_jitter(warped, aug.hue_deg, aug.saturation, aug.value)
+        return {
+            "warped": _chw(warped),
+            "target": _chw(target),
+            "mask": _chw(mask),
+            "em_mask": _chw(em),
+            "index": torch.tensor(i, dtype=torch.int64),
+        }
+
+    def _transfer(
+        self, target: FloatImage, warped: FloatImage, mask: Mask, aug: Augmentation
+    ) -> tuple[FloatImage, FloatImage]:
+        """Recolour input and target with one colour map, fitted on the target's face and a reference face."""
+        ref_set = self.ct_reference
+        assert ref_set is not None and aug.ct_index is not None
+        j = aug.ct_index
+        ref_bgr = ref_set.read_bgr(j)
+        size = ref_set.size
+        mat = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        limit = self.opts.resolution
+        if size > limit:  # statistics need no more pixels than the sample has
+            ref_bgr = np.asarray(cv2.resize(ref_bgr, (limit, limit), interpolation=cv2.INTER_AREA))
+            mat = _rescale_matrix(size, size, limit, limit)
+            size = limit
+        ref_mask = face_mask(ref_set.records[j], ref_set.landmarks[j], mat, size, self.opts.face_type,
+                             self.opts.xseg, ref_set.paths[j])
+        rng = np.random.default_rng(aug.ct_seed)
+        cmap = fit_color(self.opts.ct_mode, target, _to_rgb_float(ref_bgr), mask, ref_mask, rng=rng)
+        out = cmap.apply(target)
+        return out, (out if warped is target else cmap.apply(warped))
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.render(int(i), self.draw())
+
+
+# ----------------------------------------------------------------------------------------------------
+# sampling and loading
+
+
+def uniform_yaw_weights(yaws: NDArray[np.float64] | Iterable[float], bins: int = 16) -> NDArray[np.float64]:
+    """Sampling weights (summing to 1) under which every yaw bin is drawn equally often.
+
+    The bins split the range of the finite yaws evenly; faces without a pose (NaN yaw) form a bin of
+    their own. Within a bin all faces are equally likely.
+    """
+    y = np.asarray(list(yaws) if not isinstance(yaws, np.ndarray) else yaws, dtype=np.float64).reshape(-1)
+    if len(y) == 0:
+        raise ValueError("no yaws")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    finite = np.isfinite(y)
+    labels = np.full(len(y), bins, dtype=np.int64)  # the no-pose bin
+    if finite.any():
+        lo, hi = float(y[finite].min()), float(y[finite].max())
+        if hi - lo > 1e-9:
+            pos = (y[finite] - lo) / (hi - lo) * bins
+            labels[finite] = np.clip(pos.astype(np.int64), 0, bins - 1)
+        else:
+            labels[finite] = 0
+    counts = np.bincount(labels, minlength=bins + 1)
+    w = 1.0 / counts[labels]
+    out: NDArray[np.float64] = w / w.sum()
+    return out
+
+
+class InfiniteSampler(Sampler[int]):
+    """Indices drawn with replacement, forever (uniform, or by ``weights``), from a seeded torch generator."""
+
+    def __init__(self, n: int, weights: NDArray[np.float64] | None = None, seed: int = 0, chunk: int = 1024) -> None:
+        if n < 1:
+            raise ValueError("nothing to sample")
+        if weights is not None and len(weights) != n:
+            raise ValueError(f"{len(weights)} weights for {n} items")
+        self.n = n
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.seed = seed
+        self.chunk = chunk
+        self._passes = 0
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator()
+        gen.manual_seed((self.seed + 1_000_003 * self._passes) % 2**63)
+        self._passes += 1
+        while True:
+            if self.weights is None:
+                idx = torch.randint(self.n, (self.chunk,), generator=gen)
+            else:
+                idx = torch.multinomial(self.weights, self.chunk, replacement=True, generator=gen)
+            yield from idx.tolist()
+
+
+def _init_worker(worker_id: int, entropy: tuple[int, ...]) -> None:
+    cv2.setNumThreads(1)  # safe: the parent forked this worker with one OpenCV thread (see _FaceLoader)
+    torch.set_num_threads(1)
+    seq = np.random.SeedSequence([*entropy, worker_id])
+    np.random.seed(seq.generate_state(1)[0])
+    cv2.setRNGSeed(int(seq.generate_state(1)[0] % 2**31))
+    info = get_worker_info()
+    if info is not None and isinstance(info.dataset, FaceSampleDataset):
+        info.dataset.reseed(seq)
+
+
+class _FaceLoader(DataLoader[dict[str, torch.Tensor]]):
+    """A DataLoader whose worker processes start with OpenCV single-threaded.
+
+    A forked child that calls ``cv2.setNumThreads`` after the parent has used OpenCV's thread pool
+    hangs (the pool's threads do not survive the fork). So the parent drops to one thread while the
+    workers are forked (they inherit it) and restores its own setting right after.
+    """
+
+    def __iter__(self) -> Any:
+        if self.num_workers == 0:
+            return super().__iter__()
+        previous = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            return super().__iter__()
+        finally:
+            cv2.setNumThreads(previous)
+
+
+def make_loader(
+    dataset: FaceSampleDataset,
+    batch_size: int,
+    workers: int = 2,
+    seed: int | None = None,
+    uniform_yaw: bool | None = None,
+    pin_memory: bool = False,
+    distributed: tuple[int, int] | None = None,
+) -> DataLoader[dict[str, torch.Tensor]]:
+    """An endless loader of shuffled batches (indices drawn with replacement; drop_last).
+
+    ``workers`` > 0: persistent worker processes, each with its own random stream and one cv2 thread.
+    ``workers`` == 0: samples are made in this process, and the dataset is reseeded here.
+    ``distributed`` = (rank, world): every rank draws its own index and augmentation streams (seed, rank).
+    ``seed`` None: not reproducible. ``uniform_yaw``: faces weighted by ``uniform_yaw_weights`` (None: the
+    dataset's ``opts.uniform_yaw``).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    rank, world = distributed if distributed is not None else (0, 1)
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is not in a world of {world}")
+    base = np.random.SeedSequence(None if seed is None else [seed & (2**63 - 1), rank])
+    entropy = tuple(int(v) for v in base.generate_state(4))
+    if uniform_yaw is None:
+        uniform_yaw = dataset.opts.uniform_yaw
+    weights = uniform_yaw_weights(dataset.faces.yaws) if uniform_yaw else None
+    sampler = InfiniteSampler(len(dataset), weights, seed=entropy[0] % 2**63)
+    if workers == 0:
+        dataset.reseed(np.random.SeedSequence([*entropy, 1 << 30]))
+    return _FaceLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        worker_init_fn=partial(_init_worker, entropy=entropy) if workers > 0 else None,
+        pin_memory=pin_memory,
+        drop_last=True,
+        prefetch_factor=2 if workers > 0 else None,  # float batches are big: keep /dev/shm use modest
+    )
+
+
+def infinite(loader: Iterable[T]) -> Iterator[T]:
+    """Batches forever: iterates ``loader`` again whenever it ends (endless loaders never end)."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            size = f" of {len(loader)}" if isinstance(loader, Sized) else ""
+            raise RuntimeError(f"the loader{size} yields no batches")
+
+
+__all__ = [
+    "WARP_GRID",
+    "Augmentation",
+    "FaceSampleDataset",
+    "FaceSet",
+    "InfiniteSampler",
+    "SampleOptions",
+    "face_mask",
+    "infinite",
+    "make_loader",
+    "uniform_yaw_weights",
+]

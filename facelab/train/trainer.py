@@ -1,0 +1,412 @@
+"""The training loop: one readable class. Data -> forward (AMP) -> losses -> backward -> step, with
+discriminators when their powers are on, autosave, backups, previews, metrics and DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from facelab.core.atomic import write_text_atomic
+from facelab.core.errors import InputError
+from facelab.train import losses as L
+from facelab.train.checkpoint import (
+    TrainState,
+    backup,
+    load_checkpoint,
+    load_modules,
+    load_optimizers,
+    save_checkpoint,
+    write_config,
+)
+from facelab.train.device import autocast, grad_scaler, resolve_device
+from facelab.train.nets import AutoEncoder, create_autoencoder
+from facelab.train.nets.discriminators import CodeDiscriminator, PatchDiscriminator
+from facelab.train.nets.init import init_weights
+from facelab.train.optim import LRDropout, create_optimizer
+from facelab.train.options import TrainOptions
+from facelab.train.preview import loss_plot, preview_grid, read_metrics, write_png
+from facelab.train.samples import FaceSampleDataset, FaceSet, SampleOptions, make_loader
+from facelab.train.step import SideBatch, side_loss, style_terms
+
+PREVIEW_ROWS = 4
+
+
+@dataclass
+class Status:
+    iteration: int
+    losses: dict[str, float]
+    it_per_s: float
+    samples_per_s: float
+    data_wait: float
+    eta_s: float | None
+
+
+def ddp_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment."""
+    try:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
+    except KeyError:
+        raise InputError("--ddp needs the environment torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR): "
+                         "start with `torchrun --nproc_per_node N -m facelab.cli.main train ... --ddp`") from None
+
+
+def _side(batch: dict[str, Tensor], device: torch.device) -> SideBatch:
+    def mv(t: Tensor) -> Tensor:
+        return t.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+
+    return SideBatch(mv(batch["warped"]), mv(batch["target"]), mv(batch["mask"]), mv(batch["em_mask"]))
+
+
+class Trainer:
+    def __init__(self, model_dir: Path, opts: TrainOptions, src_dir: Path, dst_dir: Path, *,
+                 previous: TrainOptions | None = None, ddp: bool = False) -> None:
+        self.model_dir = Path(model_dir)
+        self.opts = opts
+        self.ddp = ddp
+        if ddp:
+            self.rank, self.world, local_rank = ddp_env()
+        else:
+            self.rank, self.world, local_rank = 0, 1, 0
+        self.device = resolve_device(opts.device, local_rank)
+        if ddp and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.is_main = self.rank == 0
+        if opts.batch_size % self.world:
+            raise InputError(f"batch size {opts.batch_size} does not split evenly over {self.world} processes")
+        self.batch = opts.batch_size // self.world
+        torch.manual_seed(opts.seed)
+
+        # -- data --
+        src_set = FaceSet(src_dir)
+        dst_set = src_set if opts.pretrain else FaceSet(dst_dir)
+        self.src_set, self.dst_set = src_set, dst_set
+        self.src_data = FaceSampleDataset(src_set, self._sample_options(opts.random_flip_src, 1),
+                                          ct_reference=dst_set if opts.ct_mode != "none" else None)
+        self.dst_data = FaceSampleDataset(dst_set, self._sample_options(opts.random_flip_dst, 2))
+        pin = self.device.type == "cuda"
+        dist_arg = (self.rank, self.world) if ddp else None
+        self.src_loader = make_loader(self.src_data, self.batch, opts.workers, opts.seed, opts.uniform_yaw, pin,
+                                      dist_arg)
+        self.dst_loader = make_loader(self.dst_data, self.batch, opts.workers, opts.seed + 7919, opts.uniform_yaw,
+                                      pin, dist_arg)
+
+        # -- networks --
+        self.ae: AutoEncoder = create_autoencoder(opts.arch, opts.resolution, opts.ae_dims, opts.e_dims,
+                                                  opts.d_dims, opts.d_mask_dims)
+        self.ae.to(self.device)
+        self.ae.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.code_d: nn.Module | None = None
+        self.gan_d: nn.Module | None = None
+        if opts.true_face_power > 0:
+            with torch.no_grad():
+                x = torch.zeros(1, 3, opts.resolution, opts.resolution, device=self.device)
+                code = self.ae(x, x).src_code
+            self.code_d = CodeDiscriminator(code.shape[1], code.shape[-1]).to(self.device)
+        if opts.gan_power > 0:
+            self.gan_d = PatchDiscriminator(3, opts.resolution, opts.patch_size, opts.gan_dims).to(self.device)
+        betas = (opts.beta1, opts.beta2)
+        self.opt = create_optimizer(opts.optimizer, self.ae.parameters(), opts.lr, betas)
+        self.opt_code = (create_optimizer(opts.optimizer, self.code_d.parameters(), opts.lr, betas)
+                         if self.code_d is not None else None)
+        self.opt_gan = (create_optimizer(opts.optimizer, self.gan_d.parameters(), opts.lr, betas)
+                        if self.gan_d is not None else None)
+        self.lr_dropout = LRDropout(list(self.ae.parameters()), opts.lr_dropout)
+        self.scaler = grad_scaler(self.device, opts.precision)
+
+        # -- state: resume or create --
+        self.state = TrainState()
+        ckpt = load_checkpoint(self.model_dir)
+        if ckpt is None:
+            init_weights(self.ae, opts.init)
+            self.state.last_backup_at = time.time()  # first backup after backup_hours of training
+        else:
+            where = self.model_dir / "state.json"
+            load_modules(self.modules(), ckpt.weights, where)
+            load_optimizers(self.optimizers(), ckpt.opt_tensors, ckpt.opt_meta)
+            self.state = ckpt.state
+            if previous is not None and previous.pretrain and not opts.pretrain:
+                # pretraining ends: the swap proper starts counting from zero (as in DFL)
+                self.state.iteration, self.state.pretrained = 0, True
+        if self.is_main:
+            self.model_dir.mkdir(parents=True, exist_ok=True)
+            write_config(self.model_dir, opts)
+            self._trim_metrics()
+        self.model: nn.Module = self.ae
+        if ddp:
+            self.model = nn.parallel.DistributedDataParallel(self.ae)
+            if self.code_d is not None:
+                self.code_d = nn.parallel.DistributedDataParallel(self.code_d)
+            if self.gan_d is not None:
+                self.gan_d = nn.parallel.DistributedDataParallel(self.gan_d)
+        if opts.compile:
+            self.model = torch.compile(self.model)  # type: ignore[assignment]
+        self.preview_batch = self._preview_batch() if self.is_main else None
+        self._stop = False
+
+    # -- setup helpers ----------------------------------------------------------------------------
+
+    def _sample_options(self, flip: bool, salt: int) -> SampleOptions:
+        o = self.opts
+        return SampleOptions(resolution=o.resolution, face_type=o.face_type, random_flip=flip,
+                             random_warp=o.random_warp, random_hsv_power=o.random_hsv_power,
+                             ct_mode=o.ct_mode if salt == 1 else "none", uniform_yaw=o.uniform_yaw,
+                             seed=o.seed * 1000 + salt + 100 * self.rank)
+
+    def _preview_batch(self) -> tuple[Tensor, Tensor]:
+        plain = SampleOptions(resolution=self.opts.resolution, face_type=self.opts.face_type, random_flip=False,
+                              random_warp=False, scale_range=0.0, rotation_deg=0.0, shift=0.0, seed=0)
+        out = []
+        for faces in (self.src_set, self.dst_set):
+            ds = FaceSampleDataset(faces, plain)
+            idx = [int(i) for i in torch.linspace(0, len(faces) - 1, PREVIEW_ROWS).round()]
+            out.append(torch.stack([ds[i]["target"] for i in idx]))
+        return out[0], out[1]
+
+    def modules(self) -> dict[str, nn.Module]:
+        mods: dict[str, nn.Module] = {"ae": self.ae}
+        if self.code_d is not None:
+            mods["code_d"] = _unwrap(self.code_d)
+        if self.gan_d is not None:
+            mods["gan_d"] = _unwrap(self.gan_d)
+        return mods
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts: dict[str, torch.optim.Optimizer] = {"opt": self.opt}
+        if self.opt_code is not None:
+            opts["opt_code"] = self.opt_code
+        if self.opt_gan is not None:
+            opts["opt_gan"] = self.opt_gan
+        return opts
+
+    # -- one step ---------------------------------------------------------------------------------
+
+    def step(self, s: SideBatch, d: SideBatch) -> dict[str, float]:
+        o = self.opts
+        with autocast(self.device, o.precision):
+            out = self.model(s.warped, d.warped)
+        src_rec, src_mask = side_loss(out.src_rec.float(), out.src_mask.float(), s, o)
+        dst_rec, dst_mask = side_loss(out.dst_rec.float(), out.dst_mask.float(), d, o)
+        total = src_rec + dst_rec + src_mask + dst_mask
+        logs = {"src_loss": _f(src_rec), "dst_loss": _f(dst_rec), "mask_loss": _f(src_mask + dst_mask)}
+        if o.face_style_power > 0 or o.bg_style_power > 0:
+            style = style_terms(out.swap.float(), d, o)
+            total = total + style
+            logs["style_loss"] = _f(style)
+        m = L.blur_mask(s.mask, o.resolution)
+        if self.code_d is not None:
+            with autocast(self.device, o.precision):
+                g_tf = o.true_face_power * L.gan_generator_loss(self.code_d(out.dst_code).float())
+            total = total + g_tf
+            logs["true_face_g"] = _f(g_tf)
+        if self.gan_d is not None:
+            with autocast(self.device, o.precision):
+                g_gan = o.gan_power * L.gan_generator_loss(self.gan_d(out.src_rec * m).float())
+            total = total + g_gan
+            logs["gan_g"] = _f(g_gan)
+        self._backward_step(total, self.opt, list(self.ae.parameters()), lr_dropout=True)
+        if self.code_d is not None and self.opt_code is not None:
+            with autocast(self.device, o.precision):
+                d_tf = L.gan_discriminator_loss(self.code_d(out.src_code.detach()).float(),
+                                                self.code_d(out.dst_code.detach()).float())
+            self._backward_step(d_tf, self.opt_code, list(self.code_d.parameters()))
+            logs["true_face_d"] = _f(d_tf)
+        if self.gan_d is not None and self.opt_gan is not None:
+            with autocast(self.device, o.precision):
+                d_gan = L.gan_discriminator_loss(self.gan_d(s.target * m).float(),
+                                                 self.gan_d(out.src_rec.detach() * m).float())
+            self._backward_step(d_gan, self.opt_gan, list(self.gan_d.parameters()))
+            logs["gan_d"] = _f(d_gan)
+        logs["total"] = _f(total)
+        return logs
+
+    def _backward_step(self, loss: Tensor, opt: torch.optim.Optimizer, params: list[Tensor],
+                       lr_dropout: bool = False) -> None:
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+            self.scaler.unscale_(opt)
+        else:
+            loss.backward()  # type: ignore[no-untyped-call]
+        if self.opts.clipgrad:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if lr_dropout:
+            self.lr_dropout.before_step()
+        if self.scaler is not None:
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            opt.step()
+        if lr_dropout:
+            self.lr_dropout.after_step()
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def _should_stop(self, run_its: int, iterations: int | None, deadline: float | None) -> bool:
+        stop = self._stop
+        if iterations is not None and run_its >= iterations:
+            stop = True
+        if deadline is not None and time.monotonic() >= deadline:
+            stop = True
+        if self.opts.target_iteration and self.state.iteration >= self.opts.target_iteration:
+            stop = True
+        if self.ddp:  # every rank stops at the same iteration
+            flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item() > 0)
+        return stop
+
+    def train(self, iterations: int | None = None, minutes: float | None = None,
+              on_status: Callable[[Status], None] | None = None) -> TrainState:
+        o = self.opts
+        deadline = time.monotonic() + minutes * 60 if minutes is not None else None
+        old_handler = None
+        if self.is_main and _in_main_thread():
+            old_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        src_it, dst_it = _forever(self.src_loader), _forever(self.dst_loader)
+        last_save = time.monotonic()
+        run_its = 0
+        window: dict[str, float] = {}
+        wait_s = step_s = 0.0
+        window_n = 0
+        try:
+            while not self._should_stop(run_its, iterations, deadline):
+                t0 = time.perf_counter()
+                sb, db = next(src_it), next(dst_it)
+                t1 = time.perf_counter()
+                logs = self.step(_side(sb, self.device), _side(db, self.device))
+                t2 = time.perf_counter()
+                wait_s += t1 - t0
+                step_s += t2 - t1
+                self.state.iteration += 1
+                self.state.elapsed_s += t2 - t0
+                run_its += 1
+                window_n += 1
+                for k, v in logs.items():
+                    window[k] = window.get(k, 0.0) + v
+                if not all(math.isfinite(v) for v in logs.values()):
+                    raise InputError(f"training diverged at iteration {self.state.iteration} (loss is not finite); "
+                                     "lower --lr, use --clipgrad or --precision fp32")
+                if self.is_main and self.state.iteration % o.log_every == 0:
+                    avg = {k: v / window_n for k, v in window.items()}
+                    elapsed = max(wait_s + step_s, 1e-9)
+                    status = Status(self.state.iteration, avg, window_n / elapsed, window_n * o.batch_size / elapsed,
+                                    wait_s / elapsed, self._eta(run_its, iterations, deadline, window_n / elapsed))
+                    self.state.last_losses = {k: round(v, 6) for k, v in avg.items()}
+                    self._log_metrics(status)
+                    if on_status is not None:
+                        on_status(status)
+                    window, window_n, wait_s, step_s = {}, 0, 0.0, 0.0
+                if self.is_main and o.preview_every and self.state.iteration % o.preview_every == 0:
+                    self.write_preview()
+                due = time.monotonic() - last_save >= o.autosave_minutes * 60 or (
+                    o.autosave_iterations and self.state.iteration % o.autosave_iterations == 0)
+                if due:
+                    self.save()
+                    last_save = time.monotonic()
+        finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        self.save()
+        if self.is_main:
+            self.write_preview()
+        return self.state
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop:
+            raise KeyboardInterrupt
+        self._stop = True
+
+    def _eta(self, run_its: int, iterations: int | None, deadline: float | None, rate: float) -> float | None:
+        left: list[float] = []
+        if iterations is not None:
+            left.append((iterations - run_its) / max(rate, 1e-9))
+        if self.opts.target_iteration:
+            left.append((self.opts.target_iteration - self.state.iteration) / max(rate, 1e-9))
+        if deadline is not None:
+            left.append(deadline - time.monotonic())
+        return max(0.0, min(left)) if left else None
+
+    # -- output ------------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        if not self.is_main:
+            return
+        o = self.opts
+        backup_due = o.backup_hours > 0 and time.time() - self.state.last_backup_at >= o.backup_hours * 3600
+        if backup_due:
+            self.state.last_backup_at = time.time()
+        save_checkpoint(self.model_dir, self.state, self.modules(), self.optimizers())
+        if backup_due:
+            backup(self.model_dir, self.state, o.backup_keep)
+
+    @torch.no_grad()
+    def write_preview(self) -> Path | None:
+        if self.preview_batch is None:
+            return None
+        src, dst = (t.to(self.device) for t in self.preview_batch)
+        with autocast(self.device, self.opts.precision):
+            s_rec, s_m = self.ae.reconstruct(src, "src")
+            d_rec, d_m = self.ae.reconstruct(dst, "dst")
+            sw, sw_m = self.ae.swap(dst)
+        grid = preview_grid([src, s_rec, s_m, dst, d_rec, d_m, sw, sw_m], self.state.iteration)
+        folder = self.model_dir / "previews"
+        path = folder / f"preview_{self.state.iteration:08d}.png"
+        write_png(path, grid)
+        write_png(folder / "latest.png", grid)
+        write_png(folder / "loss.png", loss_plot(read_metrics(self.model_dir / "metrics.jsonl")))
+        return path
+
+    def _log_metrics(self, s: Status) -> None:
+        row = {"iteration": s.iteration, "time": round(time.time(), 3), **{k: round(v, 6) for k, v in s.losses.items()},
+               "it_per_s": round(s.it_per_s, 4), "samples_per_s": round(s.samples_per_s, 3),
+               "data_wait": round(s.data_wait, 4)}
+        with open(self.model_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def _trim_metrics(self) -> None:
+        """After a crash, drop metrics logged after the checkpoint we resumed from."""
+        path = self.model_dir / "metrics.jsonl"
+        rows = read_metrics(path)
+        kept = [r for r in rows if r["iteration"] <= self.state.iteration]
+        if len(kept) != len(rows) or (path.exists() and not path.read_bytes().endswith(b"\n")):
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def close(self) -> None:
+        if self.ddp and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _f(t: Tensor) -> float:
+    return float(t.detach())
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    inner = getattr(m, "module", m)
+    assert isinstance(inner, nn.Module)
+    return inner
+
+
+def _forever(loader: Any) -> Iterator[dict[str, Tensor]]:
+    while True:
+        yield from loader
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
