@@ -1,0 +1,73 @@
+"""A trained model for inference (merge, evaluation, export): load a model folder, swap faces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from facelab.core.errors import InputError
+from facelab.train.checkpoint import load_checkpoint, load_modules, read_config, read_state
+from facelab.train.device import autocast, resolve_device
+from facelab.train.nets import AutoEncoder, create_autoencoder
+from facelab.train.nets.autoencoders import DFAutoEncoder
+from facelab.train.options import TrainOptions
+
+
+@dataclass
+class SwapModel:
+    """The generator of a model folder, in eval mode, with its options and identity."""
+
+    options: TrainOptions
+    ae: AutoEncoder
+    device: torch.device
+    iteration: int
+    model_id: str  # sha256 of the weights file: names this exact model in provenance records
+
+    @property
+    def resolution(self) -> int:
+        return self.options.resolution
+
+    @torch.no_grad()
+    def swap(self, dst_faces: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For a batch of dst faces (B,3,R,R) in [0,1]: (swapped face, its predicted mask, dst's own
+        predicted mask), all float32 on the CPU."""
+        x = dst_faces.to(self.device, torch.float32)
+        with autocast(self.device, self.options.precision):
+            face, mask = self.ae.swap(x)
+            _, dst_mask = self.ae.reconstruct(x, "dst")
+        return face.float().cpu(), mask.float().cpu(), dst_mask.float().cpu()
+
+    @torch.no_grad()
+    def swap_reverse(self, src_faces: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """dst2src: src faces rendered with dst's identity (DF: the dst decoder on src's code). LIAE renders
+        identity from the shared AB code, so it has no reverse path and is refused."""
+        if not isinstance(self.ae, DFAutoEncoder):
+            raise InputError("--direction dst2src needs a DF model: LIAE's swap path only renders the src identity")
+        x = src_faces.to(self.device, torch.float32)
+        with autocast(self.device, self.options.precision):
+            face, mask = self.ae.reconstruct(x, "dst")
+            _, src_mask = self.ae.reconstruct(x, "src")
+        return face.float().cpu(), mask.float().cpu(), src_mask.float().cpu()
+
+
+def load_swap_model(model_dir: Path, device: str = "auto") -> SwapModel:
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise InputError("model folder not found", model_dir)
+    opts = read_config(model_dir)
+    if opts is None:
+        raise InputError("not a model folder (no config.json): train one with `facelab train`", model_dir)
+    ckpt = load_checkpoint(model_dir)
+    if ckpt is None:
+        raise InputError("model folder has no weights yet (no state.json): train it first", model_dir)
+    state = read_state(model_dir)
+    assert state is not None
+    dev = resolve_device(device)
+    ae = create_autoencoder(opts.arch, opts.resolution, opts.ae_dims, opts.e_dims, opts.d_dims, opts.d_mask_dims)
+    load_modules({"ae": ae}, ckpt.weights, model_dir / state["files"]["weights"])
+    ae.to(dev).eval()
+    model_id = str(state["sha256"][state["files"]["weights"]])
+    return SwapModel(opts, ae, dev, ckpt.state.iteration, model_id)
