@@ -32,6 +32,8 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/extract.py
+	$(PY) benchmarks/samples.py
+	$(PY) benchmarks/train.py
 
 clean:
 	rm -rf $(VENV) demo_workspace .pytest_cache .mypy_cache .ruff_cache

@@ -205,3 +205,16 @@ def test_ddp_two_processes_keep_identical_weights(sample_faces: tuple[Path, Path
     start = TrainOptions(**TINY)
     t0 = Trainer(tmp_path / "fresh", start, src, dst)  # weights moved: the step changed them
     assert any(not torch.equal(v, a[k]) for k, v in t0.ae.state_dict().items())
+
+
+def test_rotating_backups_and_target_iteration(sample_faces: tuple[Path, Path], tmp_path: Path) -> None:
+    src, dst = sample_faces
+    model = tmp_path / "model"
+    # a backup at every save (backup_hours ~ 0), saves every iteration, keep 2; stop at iteration 4
+    opts = tiny(backup_hours=1e-9, backup_keep=2, autosave_iterations=1, target_iteration=4)
+    state = Trainer(model, opts, src, dst).train(iterations=100)
+    assert state.iteration == 4
+    backups = sorted(p.name for p in (model / "backups").iterdir())
+    assert backups == ["it_00000003", "it_00000004"]
+    restored = load_checkpoint(model / "backups" / "it_00000003")
+    assert restored is not None and restored.state.iteration == 3
