@@ -1,0 +1,28 @@
+"""`facelab verify`: report the watermark and provenance record of a merged image or video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facelab.provenance.verify import DEFAULT_MAX_FRAMES, report_lines
+from facelab.provenance.verify import verify as run_verify
+
+
+def verify(
+    file: Annotated[Path, typer.Argument(help="An image or video made by facelab merge.", show_default=False)],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    frames: Annotated[int, typer.Option(help="Video frames to check, spread over the video.", min=1)] = (
+        DEFAULT_MAX_FRAMES
+    ),
+) -> None:
+    """Check a file for facelab's invisible watermark and provenance record (exit code 0 either way)."""
+    report = run_verify(file, max_frames=frames)
+    if json_out:
+        typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        for line in report_lines(report):
+            typer.echo(line)

@@ -1,0 +1,1 @@
+"""Provenance marking of merged media: invisible watermark, metadata record, verification."""

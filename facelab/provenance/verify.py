@@ -1,0 +1,190 @@
+"""Read back the provenance marks of an image or video: the invisible watermark and the record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from facelab.core.errors import InputError
+from facelab.faceset.embed import detect_format
+from facelab.media.video import iter_frames, probe_video
+from facelab.provenance import watermark as wm
+from facelab.provenance.record import ProvenanceRecord, read_image_record, read_sidecar, read_video_record
+
+DEFAULT_MAX_FRAMES = 60
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+RecordSource = Literal["metadata", "sidecar"]
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    kind: Literal["image", "video"]
+    watermark_found: bool
+    """The payload (voted over the checked frames for a video) passed the magic and CRC check."""
+    confidence: float
+    """Mean magnitude of the (voted) soft bit values in [0, 1]: ~1 clean, ~0.04 for an unmarked frame."""
+    frames_checked: int
+    frames_marked: int
+    """Frames whose own watermark decodes (magic and CRC) on its own."""
+    payload_model_prefix: str | None
+    """The model-id prefix the watermark carries (None when no watermark was found)."""
+    payload_hex: str | None
+    record: ProvenanceRecord | None
+    record_source: RecordSource | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def record_matches_watermark(self) -> bool | None:
+        """Whether the record's model id agrees with the watermark's (None when either is missing)."""
+        if self.record is None or self.payload_model_prefix is None:
+            return None
+        return wm.model_prefix(self.record.model_id) == self.payload_model_prefix
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "watermark_found": self.watermark_found,
+            "confidence": round(self.confidence, 4),
+            "frames_checked": self.frames_checked,
+            "frames_marked": self.frames_marked,
+            "payload_model_prefix": self.payload_model_prefix,
+            "payload_hex": self.payload_hex,
+            "record": None if self.record is None else self.record.to_json(),
+            "record_source": self.record_source,
+            "record_matches_watermark": self.record_matches_watermark,
+            "notes": list(self.notes),
+        }
+
+
+def _is_image(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}", path) from exc
+    return detect_format(head) is not None or path.suffix.lower() in _IMAGE_SUFFIXES
+
+
+def _sample_indices(count: int, max_frames: int) -> set[int]:
+    if count <= 0:
+        return set()
+    n = max(1, min(max_frames, count))
+    return {int(i) for i in np.linspace(0, count - 1, n).round()}
+
+
+def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyReport:
+    """Check a merged image or video for facelab's watermark and provenance record.
+
+    Videos: up to ``max_frames`` frames spread evenly over the video are decoded; their soft bit values
+    are averaged (voted) into one payload, and each frame is also checked on its own. Raises InputError
+    when the file is missing or cannot be read as an image or a video.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file", path)
+    if path.is_dir():
+        raise InputError("is a folder, not an image or video file", path)
+    if max_frames < 1:
+        raise InputError(f"max_frames must be at least 1, got {max_frames}")
+    notes: list[str] = []
+    softs: list[wm.FloatArray] = []
+    marked = 0
+    if _is_image(path):
+        kind: Literal["image", "video"] = "image"
+        data = np.fromfile(path, dtype=np.uint8)
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if bgr is None:
+            raise InputError("cannot decode this image (corrupt or unsupported format)", path)
+        rgb: wm.RGBImage = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+        if min(rgb.shape[:2]) < wm.MIN_SIDE:
+            notes.append(f"image smaller than {wm.MIN_SIDE}x{wm.MIN_SIDE}: too small to carry a watermark")
+        else:
+            det = wm.detect(rgb)
+            softs.append(wm.soft_bits(rgb))
+            marked += int(det.found)
+    else:
+        kind = "video"
+        info = probe_video(path)
+        if min(info.width, info.height) < wm.MIN_SIDE:
+            notes.append(f"video smaller than {wm.MIN_SIDE}x{wm.MIN_SIDE}: too small to carry a watermark")
+        else:
+            wanted = _sample_indices(info.frame_count, max_frames)
+            last = max(wanted) if wanted else -1
+            for index, rgb in iter_frames(path):
+                if index > last:
+                    break
+                if index not in wanted:
+                    continue
+                soft = wm.soft_bits(rgb)
+                softs.append(soft)
+                marked += int(wm.detection_from_soft(soft).found)
+    found, confidence, prefix, hex_payload = False, 0.0, None, None
+    if softs:
+        det = wm.detection_from_soft(wm.mean_soft(softs))
+        found, confidence = det.found, det.confidence
+        if found:
+            prefix, hex_payload = det.payload.model_prefix, wm.payload_hex(det.bits)
+    record: ProvenanceRecord | None = None
+    source: RecordSource | None = None
+    try:
+        record = read_image_record(path) if kind == "image" else read_video_record(path)
+        source = "metadata" if record is not None else None
+    except InputError as exc:
+        notes.append(f"embedded record unreadable: {exc}")
+    if record is None:
+        try:
+            record = read_sidecar(path)
+            source = "sidecar" if record is not None else None
+        except InputError as exc:
+            notes.append(f"sidecar unreadable: {exc}")
+    report = VerifyReport(
+        path=path,
+        kind=kind,
+        watermark_found=found,
+        confidence=confidence,
+        frames_checked=len(softs),
+        frames_marked=marked,
+        payload_model_prefix=prefix,
+        payload_hex=hex_payload,
+        record=record,
+        record_source=source,
+        notes=notes,
+    )
+    if report.record_matches_watermark is False:
+        notes.append("the record's model id does not match the watermark's")
+    if record is not None and not found and softs:
+        notes.append("a provenance record is present but no watermark was found (the mark may have been destroyed)")
+    return report
+
+
+def report_lines(report: VerifyReport) -> list[str]:
+    """The report as lines of plain text."""
+    lines = [f"{report.path} ({report.kind})"]
+    if report.watermark_found:
+        lines.append(
+            f"watermark: FOUND (facelab, model {report.payload_model_prefix}…, confidence {report.confidence:.2f})"
+        )
+    else:
+        lines.append(f"watermark: not found (confidence {report.confidence:.2f})")
+    if report.kind == "video":
+        lines.append(f"frames: {report.frames_marked} of {report.frames_checked} checked carry the mark on their own")
+    rec = report.record
+    if rec is None:
+        lines.append("provenance record: none")
+    else:
+        lines.append(
+            f"provenance record ({report.record_source}): {rec.tool} {rec.tool_version}, created {rec.created}"
+        )
+        lines.append(f"  model: {rec.model_id}")
+        if rec.source:
+            lines.append(f"  source: {', '.join(f'{k}={v}' for k, v in rec.source.items())}")
+        lines.append(f"  synthetic: {rec.statement}")
+    lines.extend(f"note: {note}" for note in report.notes)
+    return lines

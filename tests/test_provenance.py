@@ -1,0 +1,294 @@
+"""Provenance marking: the invisible watermark on real frames, records in PNG/JPEG/MP4/sidecar, verify."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from facelab.cli.verify import verify as verify_command
+from facelab.core.errors import InputError
+from facelab.faceset.embed import embed_json
+from facelab.media.encode import build_video
+from facelab.media.frames import frame_name
+from facelab.media.video import iter_frames, probe_video
+from facelab.provenance import watermark as wm
+from facelab.provenance.record import (
+    STATEMENT,
+    ProvenanceRecord,
+    make_record,
+    read_image_record,
+    read_sidecar,
+    read_video_record,
+    sidecar_path,
+    write_image_record,
+    write_sidecar,
+    write_video_record,
+)
+from facelab.provenance.verify import report_lines, verify
+
+REPO = Path(__file__).parents[1]
+DST = REPO / "samples" / "dst.mp4"
+MODEL_ID = "3f9a6c01be" + "5d" * 27
+N_FRAMES = 60
+
+
+def _bit_accuracy(bits: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.mean(np.asarray(bits) == np.asarray(expected)))
+
+
+def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def payload() -> np.ndarray:
+    return wm.make_payload(MODEL_ID)
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return [rgb for index, rgb in iter_frames(DST) if index < N_FRAMES]
+
+
+@pytest.fixture(scope="module")
+def marked(frames: list[np.ndarray], payload: np.ndarray) -> list[np.ndarray]:
+    return [wm.embed(rgb, payload) for rgb in frames]
+
+
+@pytest.fixture(scope="module")
+def marked_video(tmp_path_factory: pytest.TempPathFactory, marked: list[np.ndarray]) -> Path:
+    """The marked frames encoded with H.264 at CRF 23 (yuv420p), with dst.mp4's audio."""
+    root = tmp_path_factory.mktemp("marked")
+    folder = root / "frames"
+    folder.mkdir()
+    for index, rgb in enumerate(marked):
+        cv2.imwrite(str(folder / frame_name(index, "png")), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = root / "marked.mp4"
+    build_video(folder, out, fps=30, audio_from=DST, crf=23)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# payload
+
+
+def test_payload_round_trip(payload: np.ndarray) -> None:
+    assert payload.shape == (64,) and payload.dtype == np.bool_
+    info = wm.parse_payload(payload)
+    assert info.valid and info.model_prefix == MODEL_ID[:10]
+    assert wm.parse_payload(wm.make_payload("sha256:" + MODEL_ID)).model_prefix == MODEL_ID[:10]
+    for flip in (0, 20, 60):
+        bad = payload.copy()
+        bad[flip] = not bad[flip]
+        assert not wm.parse_payload(bad).valid
+    with pytest.raises(ValueError):
+        wm.make_payload("not-hex")
+
+
+# ----------------------------------------------------------------------------------------------------
+# watermark on real frames
+
+
+def test_invisible_psnr(frames: list[np.ndarray], marked: list[np.ndarray]) -> None:
+    values = [wm.psnr(a, b) for a, b in zip(frames, marked, strict=True)]
+    print(f"PSNR: min {min(values):.2f} dB, mean {np.mean(values):.2f} dB")
+    assert min(values) >= 40.0
+    assert all(m.shape == f.shape and m.dtype == np.uint8 for f, m in zip(frames, marked, strict=True))
+
+
+def test_clean_extraction(marked: list[np.ndarray], payload: np.ndarray) -> None:
+    for rgb in marked[::6]:
+        bits, confidence, soft = wm.extract(rgb)
+        assert _bit_accuracy(bits, payload) == 1.0
+        assert 0.5 < confidence <= 1.0 and soft.shape == (64,)
+        det = wm.detect(rgb)
+        assert det.found and det.payload.model_prefix == MODEL_ID[:10]
+
+
+def test_jpeg_q75(marked: list[np.ndarray], payload: np.ndarray) -> None:
+    accs = [_bit_accuracy(wm.extract(_jpeg(rgb, 75))[0], payload) for rgb in marked[::3]]
+    print(f"JPEG q75 bit accuracy: mean {np.mean(accs):.4f}, min {min(accs):.4f}")
+    assert np.mean(accs) >= 0.99
+
+
+def test_h264_crf23(marked_video: Path, payload: np.ndarray) -> None:
+    decoded = [rgb for _, rgb in iter_frames(marked_video)]
+    assert len(decoded) == N_FRAMES
+    softs, accs, found = [], [], 0
+    for rgb in decoded:
+        bits, _, soft = wm.extract(rgb)
+        softs.append(soft)
+        accs.append(_bit_accuracy(bits, payload))
+        found += int(wm.detect(rgb).found)
+    voted = wm.vote(softs)
+    print(f"H.264 CRF 23: per-frame bit accuracy mean {np.mean(accs):.4f} min {min(accs):.4f}, {found}/{len(decoded)}")
+    assert _bit_accuracy(voted, payload) == 1.0
+    assert wm.parse_payload(voted).valid
+    assert np.mean(accs) >= 0.95
+
+
+def test_unmarked_frames_not_detected(frames: list[np.ndarray]) -> None:
+    softs = []
+    for rgb in frames:
+        det = wm.detect(rgb)
+        assert not det.found
+        softs.append(wm.extract(rgb)[2])
+    assert not wm.parse_payload(wm.vote(softs)).valid
+
+
+@pytest.mark.parametrize("size", [(640, 360), (1280, 720), (641, 361), (128, 128)])
+def test_frame_sizes(frames: list[np.ndarray], payload: np.ndarray, size: tuple[int, int]) -> None:
+    rgb = cv2.resize(frames[10], size, interpolation=cv2.INTER_CUBIC)
+    out = wm.embed(rgb, payload)
+    assert out.shape == rgb.shape
+    assert wm.psnr(rgb, out) >= 40.0
+    assert _bit_accuracy(wm.extract(out)[0], payload) == 1.0
+    # yuv420p encoders pad odd sizes by a row/column: the layout does not depend on the frame size.
+    padded = np.pad(out, ((0, 1), (0, 1), (0, 0)), mode="edge")
+    assert wm.detect(padded).found
+
+
+def test_bad_frames(payload: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        wm.embed(np.zeros((100, 300, 3), np.uint8), payload)
+    with pytest.raises(ValueError):
+        wm.embed(np.zeros((200, 300), np.uint8), payload)
+    with pytest.raises(ValueError):
+        wm.embed(np.zeros((200, 300, 3), np.uint8), payload[:10])
+
+
+# ----------------------------------------------------------------------------------------------------
+# records
+
+
+def test_record_fields() -> None:
+    rec = make_record(MODEL_ID, source={"dst": "dst.mp4"})
+    data = rec.to_json()
+    assert data["schema"] == "facelab.provenance" and data["version"] == 1 and data["tool"] == "facelab"
+    assert data["synthetic"] is True and data["statement"] == STATEMENT
+    assert data["created"].endswith("Z")
+    assert data["watermark"]["payload"] == wm.payload_hex(wm.make_payload(MODEL_ID))
+    assert ProvenanceRecord.model_validate(data) == rec
+    with pytest.raises(ValueError):
+        ProvenanceRecord.model_validate({**data, "extra": 1})
+    with pytest.raises(ValueError):
+        ProvenanceRecord.model_validate({**data, "synthetic": False})
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg"])
+def test_image_record_round_trip(tmp_path: Path, marked: list[np.ndarray], ext: str) -> None:
+    path = tmp_path / f"frame.{ext}"
+    cv2.imwrite(str(path), cv2.cvtColor(marked[0], cv2.COLOR_RGB2BGR))
+    assert read_image_record(path) is None
+    rec = make_record(MODEL_ID, source={"dst": "dst.mp4", "frame": 0})
+    write_image_record(path, rec)
+    assert read_image_record(path) == rec
+    # a face record in the same slot is not a provenance record
+    face = tmp_path / f"face.{ext}"
+    face.write_bytes(embed_json(path.read_bytes(), {"schema": "facelab.face", "version": 1}))
+    assert read_image_record(face) is None
+    report = verify(path)
+    assert report.kind == "image" and report.record == rec and report.record_source == "metadata"
+    assert report.watermark_found and report.payload_model_prefix == MODEL_ID[:10]
+    assert report.record_matches_watermark
+
+
+def test_sidecar_round_trip(tmp_path: Path) -> None:
+    media = tmp_path / "out.mp4"
+    rec = make_record(MODEL_ID)
+    side = write_sidecar(media, rec)
+    assert side == sidecar_path(media) == tmp_path / "out.mp4.provenance.json"
+    assert json.loads(side.read_text())["schema"] == "facelab.provenance"
+    assert read_sidecar(media) == rec
+    assert read_sidecar(tmp_path / "other.mp4") is None
+
+
+def test_video_record_and_verify(tmp_path: Path, marked_video: Path) -> None:
+    video = tmp_path / "out.mp4"
+    shutil.copy(marked_video, video)
+    before = probe_video(video)
+    assert read_video_record(video) is None
+    rec = make_record(MODEL_ID, source={"dst": "dst.mp4"})
+    write_video_record(video, rec)
+    assert read_video_record(video) == rec
+    after = probe_video(video)
+    assert (after.frame_count, after.width, after.height, after.has_audio) == (
+        before.frame_count,
+        before.width,
+        before.height,
+        before.has_audio,
+    )
+    assert sum(1 for _ in iter_frames(video)) == N_FRAMES
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]  # no temporary file left behind
+
+    report = verify(video)
+    assert report.kind == "video" and report.watermark_found
+    assert report.payload_model_prefix == MODEL_ID[:10]
+    assert report.frames_checked == N_FRAMES and report.frames_marked >= N_FRAMES * 0.9
+    assert report.record == rec and report.record_source == "metadata"
+    assert report.record_matches_watermark
+    print(f"verify: {report.frames_marked}/{report.frames_checked} frames marked, confidence {report.confidence:.3f}")
+    assert any("FOUND" in line for line in report_lines(report))
+
+
+def test_video_record_matroska(tmp_path: Path, marked_video: Path) -> None:
+    video = tmp_path / "out.mkv"
+    shutil.copy(marked_video, video)  # MP4 content under a .mkv name: the remux writes Matroska
+    rec = make_record(MODEL_ID)
+    write_video_record(video, rec)
+    assert video.read_bytes()[:4] == b"\x1a\x45\xdf\xa3"
+    assert read_video_record(video) == rec
+    assert sum(1 for _ in iter_frames(video)) == N_FRAMES
+
+
+def test_verify_original_video_unmarked() -> None:
+    report = verify(DST, max_frames=30)
+    assert report.kind == "video" and not report.watermark_found
+    assert report.frames_checked == 30 and report.frames_marked == 0
+    assert report.record is None and report.record_source is None and report.payload_model_prefix is None
+
+
+def test_verify_sidecar_only(tmp_path: Path, marked_video: Path) -> None:
+    video = tmp_path / "v.mp4"
+    shutil.copy(marked_video, video)
+    rec = make_record(MODEL_ID)
+    write_sidecar(video, rec)
+    report = verify(video, max_frames=8)
+    assert report.watermark_found and report.record == rec and report.record_source == "sidecar"
+
+
+def test_verify_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(InputError):
+        verify(tmp_path / "missing.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all")
+    with pytest.raises(InputError):
+        verify(junk)
+    bad_png = tmp_path / "bad.png"
+    bad_png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    with pytest.raises(InputError):
+        verify(bad_png)
+
+
+def test_cli(tmp_path: Path, marked_video: Path) -> None:
+    app = typer.Typer()
+    app.command("verify")(verify_command)
+    app.command("other")(lambda: None)  # keep "verify" a subcommand, as in facelab's app
+    runner = CliRunner()
+    result = runner.invoke(app, ["verify", str(marked_video), "--json", "--frames", "6"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["watermark_found"] and data["payload_model_prefix"] == MODEL_ID[:10]
+    result = runner.invoke(app, ["verify", str(DST), "--frames", "4"])
+    assert result.exit_code == 0 and "not found" in result.output
+    result = runner.invoke(app, ["verify", str(tmp_path / "missing.mp4")])
+    assert isinstance(result.exception, InputError)
