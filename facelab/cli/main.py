@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from facelab import __version__
-from facelab.cli import demo, extract, train, verify, video
+from facelab.cli import demo, extract, merge, train, verify, video
 from facelab.cli.progress import console
 from facelab.core.errors import FacelabError
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(video.app, name="video")
 app.command("extract")(extract.extract)
 app.command("train")(train.train)
+app.command("merge")(merge.merge)
 app.command("verify")(verify.verify)
 app.command("demo")(demo.demo)
 

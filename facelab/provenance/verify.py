@@ -13,6 +13,7 @@ from facelab.core.errors import InputError
 from facelab.faceset.embed import detect_format
 from facelab.media.video import iter_frames, probe_video
 from facelab.provenance import watermark as wm
+from facelab.provenance.faces import FaceRegions
 from facelab.provenance.record import ProvenanceRecord, read_image_record, read_sidecar, read_video_record
 
 DEFAULT_MAX_FRAMES = 60
@@ -79,6 +80,19 @@ def _sample_indices(count: int, max_frames: int) -> set[int]:
     return {int(i) for i in np.linspace(0, count - 1, n).round()}
 
 
+def _frame_soft(rgb: wm.RGBImage, regions: FaceRegions) -> wm.FloatArray:
+    """Soft bits read inside the frame's faces (where merge puts the mark); the whole frame when it has
+    no detectable face or the face region does not decode (e.g. a frame marked all over)."""
+    region = regions(rgb)
+    if region is not None:
+        soft = wm.soft_bits(rgb, region=region)
+        if wm.detection_from_soft(soft).found:
+            return soft
+        whole = wm.soft_bits(rgb)
+        return whole if wm.detection_from_soft(whole).found else soft
+    return wm.soft_bits(rgb)
+
+
 def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyReport:
     """Check a merged image or video for facelab's watermark and provenance record.
 
@@ -94,6 +108,7 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
     if max_frames < 1:
         raise InputError(f"max_frames must be at least 1, got {max_frames}")
     notes: list[str] = []
+    regions = FaceRegions()
     softs: list[wm.FloatArray] = []
     marked = 0
     if _is_image(path):
@@ -106,9 +121,9 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
         if min(rgb.shape[:2]) < wm.MIN_SIDE:
             notes.append(f"image smaller than {wm.MIN_SIDE}x{wm.MIN_SIDE}: too small to carry a watermark")
         else:
-            det = wm.detect(rgb)
-            softs.append(wm.soft_bits(rgb))
-            marked += int(det.found)
+            soft = _frame_soft(rgb, regions)
+            softs.append(soft)
+            marked += int(wm.detection_from_soft(soft).found)
     else:
         kind = "video"
         info = probe_video(path)
@@ -122,7 +137,7 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
                     break
                 if index not in wanted:
                     continue
-                soft = wm.soft_bits(rgb)
+                soft = _frame_soft(rgb, regions)
                 softs.append(soft)
                 marked += int(wm.detection_from_soft(soft).found)
     found, confidence, prefix, hex_payload = False, 0.0, None, None

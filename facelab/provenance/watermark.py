@@ -235,11 +235,15 @@ def _coefficients(blocks: FloatArray) -> FloatArray:
 # embed / extract
 
 
-def embed(rgb: RGBImage, payload_bits: Sequence[bool] | BoolArray, strength: float = DEFAULT_STRENGTH) -> RGBImage:
+def embed(rgb: RGBImage, payload_bits: Sequence[bool] | BoolArray, strength: float = DEFAULT_STRENGTH,
+          region: npt.NDArray[np.generic] | None = None) -> RGBImage:
     """Return a copy of the RGB uint8 frame carrying the 64 payload bits.
 
     ``strength`` in (0, 1] is how far each coefficient moves towards its lattice point: 1 embeds fully,
     lower values trade robustness for invisibility. Extraction works the same whatever the strength.
+    ``region`` (H x W, nonzero = may change): only 8x8 blocks lying wholly inside it are marked, and
+    every pixel of the other blocks is left exactly as it was (merge marks only the swapped face, so the
+    plate around it stays bit-exact). Extraction needs no region: unmarked blocks average out.
     """
     _check_frame(rgb)
     bits = np.asarray(payload_bits, dtype=np.bool_).reshape(-1)
@@ -256,6 +260,8 @@ def embed(rgb: RGBImage, payload_bits: Sequence[bool] | BoolArray, strength: flo
     ac_std = np.sqrt(np.maximum(blocks.var(axis=(2, 3)), 0.0))
     ramp = np.clip((ac_std - FLAT_STD) / (TEXTURED_STD - FLAT_STD), 0.0, 1.0)
     alpha = strength * (FLAT_FACTOR + (1.0 - FLAT_FACTOR) * ramp)
+    if region is not None:
+        alpha = np.where(_block_region(region, nby, nbx), alpha, 0.0)
     delta = (target - coeffs) * alpha[:, :, None]
     dy_blocks = np.einsum("yxk,kij->yxij", delta, _BASIS)
     dy = dy_blocks.transpose(0, 2, 1, 3).reshape(nby * BLOCK, nbx * BLOCK).astype(np.float32)
@@ -269,15 +275,31 @@ def embed(rgb: RGBImage, payload_bits: Sequence[bool] | BoolArray, strength: flo
     return marked
 
 
-def soft_bits(rgb: RGBImage) -> FloatArray:
-    """The 64 soft values of a frame, each in [-1, 1]: positive means bit 0, negative bit 1."""
+def _block_region(region: npt.NDArray[np.generic], nby: int, nbx: int) -> npt.NDArray[np.bool_]:
+    """Blocks lying wholly inside a pixel region (H x W, nonzero = inside)."""
+    inside = np.asarray(region)[: nby * BLOCK, : nbx * BLOCK] != 0
+    out: npt.NDArray[np.bool_] = inside.reshape(nby, BLOCK, nbx, BLOCK).all(axis=(1, 3))
+    return out
+
+
+def soft_bits(rgb: RGBImage, region: npt.NDArray[np.generic] | None = None) -> FloatArray:
+    """The 64 soft values of a frame, each in [-1, 1]: positive means bit 0, negative bit 1.
+
+    ``region`` (H x W, nonzero = inside) limits the estimate to the blocks inside it: merge marks only
+    the swapped faces, so the verifier looks where faces are and unmarked blocks add no noise.
+    """
     _check_frame(rgb)
     blocks, nby, nbx = _luma_blocks(rgb)
     bit_index, dither = _layout(nby, nbx)
     coeffs = _coefficients(blocks)
     slot_soft = np.cos(2.0 * np.pi * (coeffs - dither) / STEP)
-    sums = np.bincount(bit_index.reshape(-1), weights=slot_soft.reshape(-1), minlength=PAYLOAD_BITS)
-    counts = np.bincount(bit_index.reshape(-1), minlength=PAYLOAD_BITS)
+    use = np.ones((nby, nbx), dtype=np.bool_) if region is None else _block_region(region, nby, nbx)
+    if not use.any():
+        use[:] = True
+    sel = np.broadcast_to(use[:, :, None], slot_soft.shape)
+    idx = bit_index[sel]
+    sums = np.bincount(idx, weights=slot_soft[sel], minlength=PAYLOAD_BITS)
+    counts = np.bincount(idx, minlength=PAYLOAD_BITS)
     soft: FloatArray = sums / np.maximum(counts, 1)
     return soft
 

@@ -1,0 +1,393 @@
+"""The per-face compositor: put a model's predicted face back into a dst frame (numpy and OpenCV only).
+
+Coordinates: ``mat`` is the 2x3 affine from frame pixels to the model's crop (the face record's
+transform converted to the model's face type and resolution). Everything that depends on the crop
+(colour transfer, sharpening, degradation, motion blur) happens on the R x R crop; the face and its
+mask are then warped back into the frame on a bounding box around the face only.
+
+Guarantee: a pixel whose final mask value is 0 is never written: the merged frame equals the dst frame
+there bit for bit (the blend is computed in float and rounded to uint8 only where the mask is > 0).
+
+Mask sizes are relative to the face: ``face_px`` is the crop's side in frame pixels; ``erode`` and
+``blur`` are percentages of it. The blur is two box filters of half the radius each, so the blurred
+mask reaches at most ``blur`` pixels past the eroded mask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from facelab.core.color import fit_color
+from facelab.core.errors import InputError
+from facelab.face.align import convert_transform
+from facelab.face.masks import face_hull_mask
+from facelab.faceset.record import FaceRecord
+from facelab.merge.options import MergeOptions, check_supported
+
+U8 = NDArray[np.uint8]
+F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
+
+_MASK_FLOOR = 1e-4  # mask values below this are 0 (float box-filter residue)
+_PAD = 3  # pixels of slack around the face's box
+
+# colour transfer name -> (core.color method, statistics inside the mask only)
+COLOR_METHODS: dict[str, tuple[str, bool]] = {
+    "rct": ("rct", False), "lct": ("lct", False), "mkl": ("mkl", False), "mkl-m": ("mkl", True),
+    "idt": ("idt", False), "idt-m": ("idt", True), "sot-m": ("sot", True), "mix-m": ("mix", True),
+}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's output for one face, in the model's crop: face (R, R, 3) float in [0, 1], masks (R, R)."""
+
+    face: F32
+    mask: F32  # the predicted (swapped) face's mask
+    dst_mask: F32  # the dst face's own mask, as the model predicts it
+
+
+@dataclass(frozen=True)
+class FaceInput:
+    """One face of a frame to merge: its record, the prediction, and its motion (frame px per frame)."""
+
+    record: FaceRecord
+    prediction: Prediction
+    motion: tuple[float, float] | None = None
+
+
+def model_transform(record: FaceRecord, face_type: str, resolution: int) -> F64:
+    """Frame pixels -> the model's crop (face type, resolution), from the record's stored transform."""
+    return np.asarray(convert_transform(record.affine(), record.face_type, record.size, face_type, resolution),
+                      dtype=np.float64)
+
+
+def crop_face(frame: U8, mat: F64, resolution: int) -> U8:
+    """The model's input crop, cut from the frame itself (bicubic, edges repeated)."""
+    out = cv2.warpAffine(frame, mat, (resolution, resolution), flags=cv2.INTER_CUBIC,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def _to3(m: F64) -> F64:
+    return np.vstack([m, [0.0, 0.0, 1.0]])
+
+
+def _scaled(mat: F64, face_scale: float, resolution: int) -> F64:
+    """mat followed by a scaling about the crop centre, so the face appears face_scale % larger."""
+    if face_scale == 0:
+        return mat
+    s = 1.0 + face_scale / 100.0
+    c = resolution / 2.0
+    shrink = np.array([[1 / s, 0.0, c - c / s], [0.0, 1 / s, c - c / s], [0.0, 0.0, 1.0]])
+    out: F64 = (shrink @ _to3(mat))[:2]
+    return out
+
+
+def _shifted(mat: F64, x0: int, y0: int) -> F64:
+    """mat for a region whose origin is frame pixel (x0, y0)."""
+    out = mat.copy()
+    out[:, 2] += mat[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    return out
+
+
+def _footprint(mat: F64, resolution: int) -> F64:
+    """Frame coordinates of the crop's corners (4, 2)."""
+    inv = cv2.invertAffineTransform(mat)
+    r = float(resolution)
+    corners = np.array([[0, 0, 1], [r, 0, 1], [r, r, 1], [0, r, 1]], dtype=np.float64)
+    out: F64 = corners @ np.asarray(inv, dtype=np.float64).T
+    return out
+
+
+def _warp(img: NDArray[np.float32], mat: F64, size: tuple[int, int], border: int) -> F32:
+    out = cv2.warpAffine(img, mat, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border,
+                         borderValue=0)
+    return np.asarray(out, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# processing of the predicted face (in crop space)
+
+
+def _hist_match(src: F32, ref: F32, src_mask: F32, ref_mask: F32, threshold: int) -> F32:
+    """Per-channel histogram matching of src to ref (statistics inside the masks; src pixels brighter than
+    threshold / 255 in any channel are left out of the statistics)."""
+    sel_s = (src_mask > 0.5) & (src.max(axis=2) * 255.0 <= threshold)
+    sel_r = ref_mask > 0.5
+    if sel_s.sum() < 16 or sel_r.sum() < 16:
+        return src
+    out = np.empty_like(src)
+    levels = np.linspace(0.0, 1.0, 257)
+    for ch in range(3):
+        s_vals = src[..., ch][sel_s]
+        r_vals = ref[..., ch][sel_r]
+        s_q = np.quantile(s_vals, levels)
+        r_q = np.quantile(r_vals, levels)
+        s_q = np.maximum.accumulate(s_q + np.arange(257) * 1e-9)  # strictly increasing knots
+        out[..., ch] = np.interp(src[..., ch], s_q, r_q)
+    res: F32 = np.clip(out, 0.0, 1.0).astype(np.float32)
+    return res
+
+
+def _sharpen(face: F32, mode: str, amount: float, resolution: int) -> F32:
+    if mode == "none" or amount <= 0:
+        return face
+    gain = amount / 100.0 * 2.0
+    k = max(3, (resolution // 64) * 2 + 1)
+    if mode == "box":
+        soft = cv2.blur(face, (k, k))
+    elif mode == "gaussian":
+        soft = cv2.GaussianBlur(face, (k, k), 0)
+    else:  # unsharp: wider gaussian, details below a small threshold are left alone (no noise boost)
+        soft = cv2.GaussianBlur(face, (0, 0), max(1.0, resolution / 96.0))
+        detail = face - soft
+        detail[np.abs(detail) < 2.0 / 255.0] = 0.0
+        out_u: F32 = np.clip(face + gain * detail, 0.0, 1.0).astype(np.float32)
+        return out_u
+    out: F32 = np.clip(face + gain * (face - np.asarray(soft, dtype=np.float32)), 0.0, 1.0).astype(np.float32)
+    return out
+
+
+def _denoise(face: F32, strength: float) -> F32:
+    if strength <= 0:
+        return face
+    u8 = np.clip(face * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    h = float(strength)
+    den = cv2.fastNlMeansDenoisingColored(u8, None, h, h, 5, 11)
+    return np.asarray(den, dtype=np.float32) / 255.0
+
+
+def _bicubic_degrade(face: F32, percent: float) -> F32:
+    if percent <= 0:
+        return face
+    r = face.shape[0]
+    small = max(4, round(r * (1.0 - percent / 100.0)))
+    if small >= r:
+        return face
+    down = cv2.resize(face, (small, small), interpolation=cv2.INTER_CUBIC)
+    up = cv2.resize(down, (r, r), interpolation=cv2.INTER_CUBIC)
+    return np.clip(np.asarray(up, dtype=np.float32), 0.0, 1.0)
+
+
+def _color_degrade(face: F32, percent: float) -> F32:
+    if percent <= 0:
+        return face
+    bits = max(1.0, 8.0 - 7.0 * percent / 100.0)
+    levels = 2.0 ** bits - 1.0
+    out: F32 = (np.round(face * levels) / levels).astype(np.float32)
+    return out
+
+
+def _motion_blur(face: F32, motion: tuple[float, float] | None, strength: float, mat: F64) -> F32:
+    if motion is None or strength <= 0:
+        return face
+    v = mat[:, :2] @ np.asarray(motion, dtype=np.float64) * (strength / 100.0)  # crop px
+    length = float(np.hypot(v[0], v[1]))
+    if length < 1.0:
+        return face
+    size = math.ceil(length) | 1
+    kernel = np.zeros((size, size), dtype=np.float32)
+    c = size // 2
+    d = v / length
+    p0 = (round(c - d[0] * length / 2), round(c - d[1] * length / 2))
+    p1 = (round(c + d[0] * length / 2), round(c + d[1] * length / 2))
+    cv2.line(kernel, p0, p1, 1.0, 1)
+    kernel /= max(float(kernel.sum()), 1e-6)
+    out = cv2.filter2D(face, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+    return np.asarray(out, dtype=np.float32)
+
+
+def recolor(name: str, face: F32, dst_face: F32, face_mask: F32, dst_mask: F32,
+            rng: np.random.Generator | None = None) -> F32:
+    """The predicted face recoloured towards the dst face with a merge colour-transfer name."""
+    if name == "none":
+        return face
+    method, masked = COLOR_METHODS[name]
+    cmap = fit_color(method, face, dst_face, face_mask if masked else None, dst_mask if masked else None,
+                     rng if rng is not None else np.random.default_rng(0))
+    return cmap.apply(face)
+
+
+# ----------------------------------------------------------------------------------------------------
+# masks
+
+
+def _crop_mask(mode: str, pred: Prediction, hull: F32 | None) -> F32:
+    """The chosen mask in crop space (used for the colour statistics)."""
+    r = pred.face.shape[0]
+    if mode == "full":
+        return np.ones((r, r), dtype=np.float32)
+    if mode == "dst":
+        assert hull is not None
+        return hull
+    prd, dst = pred.mask, pred.dst_mask
+    if mode == "learned-prd":
+        return prd
+    if mode == "learned-dst":
+        return dst
+    if mode == "learned-prd*learned-dst":
+        out: F32 = prd * dst
+        return out
+    if mode == "learned-prd+learned-dst":
+        return np.clip(prd + dst, 0.0, 1.0)
+    raise InputError(f"mask mode {mode} needs XSeg (not available yet)")
+
+
+def _frame_mask(mode: str, pred: Prediction, hull: F32 | None, m_prd: F64, m_dst: F64,
+                size: tuple[int, int]) -> F32:
+    """The chosen mask warped into the frame region: prediction-side masks follow the scaled transform
+    (face_scale), dst-side masks stay on the dst face."""
+    r = pred.face.shape[0]
+    c = cv2.BORDER_CONSTANT
+    if mode == "full":
+        return _warp(np.ones((r, r), dtype=np.float32), m_prd, size, c)
+    if mode == "dst":
+        assert hull is not None
+        return _warp(hull, m_dst, size, c)
+    prd = _warp(pred.mask, m_prd, size, c) if "prd" in mode else None
+    dst = _warp(pred.dst_mask, m_dst, size, c) if "learned-dst" in mode else None
+    if mode == "learned-prd":
+        assert prd is not None
+        return prd
+    if mode == "learned-dst":
+        assert dst is not None
+        return dst
+    assert prd is not None and dst is not None
+    if mode == "learned-prd*learned-dst":
+        out: F32 = prd * dst
+        return out
+    return np.clip(prd + dst, 0.0, 1.0)
+
+
+def _erode_blur(mask: F32, erode_px: float, blur_px: float) -> F32:
+    e = round(abs(erode_px))
+    if e >= 1:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
+        op = cv2.erode if erode_px > 0 else cv2.dilate
+        mask = np.asarray(op(mask, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0), dtype=np.float32)
+    half = int(blur_px) // 2
+    if half >= 1:
+        k = 2 * half + 1  # reach `half` per pass, 2 * half <= blur_px in all
+        for _ in range(2):
+            mask = np.asarray(cv2.blur(mask, (k, k), borderType=cv2.BORDER_CONSTANT), dtype=np.float32)
+    mask = np.clip(mask, 0.0, 1.0)
+    mask[mask < _MASK_FLOOR] = 0.0
+    return mask
+
+
+# ----------------------------------------------------------------------------------------------------
+# blending
+
+
+def _seamless(src: F32, dst: U8, mask: F32) -> F32:
+    """Poisson (NORMAL_CLONE) of src into dst over mask > 0; float result for the region."""
+    binary = (mask > 0).astype(np.uint8) * 255
+    if not binary.any():
+        return dst.astype(np.float32) / 255.0
+    p = 2  # seamlessClone needs the mask's box strictly inside the image
+    src_u8 = np.clip(src * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    src_p = cv2.copyMakeBorder(src_u8, p, p, p, p, cv2.BORDER_REPLICATE)
+    dst_p = cv2.copyMakeBorder(dst, p, p, p, p, cv2.BORDER_REPLICATE)
+    m_p = cv2.copyMakeBorder(binary, p, p, p, p, cv2.BORDER_CONSTANT, value=0)
+    x, y, w, h = cv2.boundingRect(m_p)
+    try:
+        cloned = cv2.seamlessClone(src_p, dst_p, m_p, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
+    except cv2.error:
+        return src
+    return np.asarray(cloned[p:-p, p:-p], dtype=np.float32) / 255.0
+
+
+def face_size_px(mat: F64, resolution: int) -> float:
+    """The side of the model's crop in frame pixels."""
+    det = abs(float(np.linalg.det(mat[:, :2])))
+    return resolution / math.sqrt(max(det, 1e-12))
+
+
+def compose_face(frame: U8, record: FaceRecord, prediction: Prediction, face_type: str, resolution: int,
+                 opts: MergeOptions, *, motion: tuple[float, float] | None = None,
+                 rng: np.random.Generator | None = None) -> tuple[U8, F32]:
+    """Merge one predicted face into ``frame`` (RGB uint8 H x W x 3, not modified).
+
+    Returns the merged frame and the mask used (float32 H x W in [0, 1]; 0 where the frame is unchanged).
+    """
+    check_supported(opts)
+    h, w = frame.shape[:2]
+    full_mask = np.zeros((h, w), dtype=np.float32)
+    if opts.mode == "original":
+        return frame.copy(), full_mask
+    r = resolution
+    if prediction.face.shape != (r, r, 3):
+        raise ValueError(f"prediction is {prediction.face.shape}, expected {(r, r, 3)}")
+    mat = model_transform(record, face_type, r)
+    mat_p = _scaled(mat, opts.face_scale, r)
+    face_px = face_size_px(mat, r)
+    raw = opts.mode == "raw-rgb"
+    erode_px = 0.0 if raw else face_px * opts.erode / 100.0
+    blur_px = 0.0 if raw else face_px * opts.blur / 100.0
+    mask_mode = "full" if opts.mode in ("raw-rgb", "raw-predict") else opts.mask_mode
+
+    # the region of the frame the face can touch
+    pts = np.vstack([_footprint(mat, r), _footprint(mat_p, r)])
+    margin = max(0.0, -erode_px) + blur_px + _PAD
+    x0 = max(0, math.floor(pts[:, 0].min() - margin))
+    y0 = max(0, math.floor(pts[:, 1].min() - margin))
+    x1 = min(w, math.ceil(pts[:, 0].max() + margin) + 1)
+    y1 = min(h, math.ceil(pts[:, 1].max() + margin) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return frame.copy(), full_mask
+    size = (x1 - x0, y1 - y0)
+    m_dst, m_prd = _shifted(mat, x0, y0), _shifted(mat_p, x0, y0)
+
+    hull = None
+    if mask_mode == "dst":
+        lm_crop = np.asarray(cv2.transform(record.source_landmarks_array().reshape(-1, 1, 2), mat),
+                             dtype=np.float64).reshape(-1, 2)
+        hull = face_hull_mask(lm_crop, (r, r), face_type)
+
+    face = np.clip(np.asarray(prediction.face, dtype=np.float32), 0.0, 1.0)
+    dst_crop = crop_face(frame, mat, r).astype(np.float32) / 255.0
+    if not raw:
+        cmask = _crop_mask(mask_mode, prediction, hull)
+        if opts.mode != "raw-predict":
+            face = recolor(opts.color_transfer, face, dst_crop, cmask, cmask, rng)
+            if opts.mode in ("hist-match", "seamless-hist-match"):
+                face = _hist_match(face, dst_crop, cmask, cmask, opts.hist_match_threshold)
+        face = _motion_blur(face, motion, opts.motion_blur, mat)
+        face = _sharpen(face, opts.sharpen_mode, opts.sharpen_amount, r)
+        face = _denoise(face, opts.denoise)
+        face = _bicubic_degrade(face, opts.bicubic_degrade)
+        face = _color_degrade(face, opts.color_degrade)
+
+    mask = _frame_mask(mask_mode, prediction, hull, m_prd, m_dst, size)
+    mask = _erode_blur(mask, erode_px, blur_px) if not raw else (mask > 0.5).astype(np.float32)
+    warped = _warp(face, m_prd, size, cv2.BORDER_REPLICATE)
+    region = frame[y0:y1, x0:x1]
+    if opts.mode in ("seamless", "seamless-hist-match"):
+        warped = _seamless(warped, region, mask)
+    a = mask[..., None]
+    blended = region.astype(np.float32) / 255.0 * (1.0 - a) + warped * a
+    blended_u8 = np.clip(blended * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out = frame.copy()
+    out[y0:y1, x0:x1] = np.where(a > 0, blended_u8, region)
+    full_mask[y0:y1, x0:x1] = mask
+    return out, full_mask
+
+
+def merge_frame(frame: U8, faces: Sequence[FaceInput], face_type: str, resolution: int, opts: MergeOptions,
+                rng: np.random.Generator | None = None) -> tuple[U8, F32]:
+    """Merge every face of a frame in turn; the mask is the union (maximum) of the faces' masks."""
+    out = frame
+    mask = np.zeros(frame.shape[:2], dtype=np.float32)
+    for f in faces:
+        out, m = compose_face(out, f.record, f.prediction, face_type, resolution, opts, motion=f.motion, rng=rng)
+        np.maximum(mask, m, out=mask)
+    if out is frame:
+        out = frame.copy()
+    return out, mask

