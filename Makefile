@@ -34,6 +34,7 @@ bench: install
 	$(PY) benchmarks/extract.py
 	$(PY) benchmarks/samples.py
 	$(PY) benchmarks/train.py
+	$(PY) benchmarks/merge.py
 
 clean:
 	rm -rf $(VENV) demo_workspace .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from facelab import __version__
-from facelab.cli import demo, extract, merge, train, verify, video
+from facelab.cli import demo, extract, merge, swap, train, verify, video
 from facelab.cli.progress import console
 from facelab.core.errors import FacelabError
 
@@ -24,6 +24,7 @@ app.command("extract")(extract.extract)
 app.command("train")(train.train)
 app.command("merge")(merge.merge)
 app.command("verify")(verify.verify)
+app.command("swap")(swap.swap)
 app.command("demo")(demo.demo)
 
 

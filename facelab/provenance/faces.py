@@ -16,13 +16,10 @@ class FaceRegions:
         self._det = DlibHogDetector()
         self._lmk = DlibLandmarker()
 
-    def __call__(self, rgb: NDArray[np.uint8]) -> NDArray[np.bool_] | None:
-        """The union of the face hulls (full face type) in the frame, or None when there is no face."""
-        boxes = self._det.detect(rgb)
-        if not boxes:
-            return None
-        region = np.zeros(rgb.shape[:2], dtype=np.bool_)
-        for box in boxes:
+    def __call__(self, rgb: NDArray[np.uint8]) -> list[NDArray[np.bool_]]:
+        """One region per face in the frame (its hull, full face type); empty when there is no face."""
+        regions = []
+        for box in self._det.detect(rgb):
             pts, _ = self._lmk.landmarks(rgb, box)
-            region |= face_hull_mask(pts, (rgb.shape[0], rgb.shape[1]), "full") > 0.5
-        return region
+            regions.append(face_hull_mask(pts, (rgb.shape[0], rgb.shape[1]), "full") > 0.5)
+        return regions

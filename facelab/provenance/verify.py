@@ -81,16 +81,14 @@ def _sample_indices(count: int, max_frames: int) -> set[int]:
 
 
 def _frame_soft(rgb: wm.RGBImage, regions: FaceRegions) -> wm.FloatArray:
-    """Soft bits read inside the frame's faces (where merge puts the mark); the whole frame when it has
-    no detectable face or the face region does not decode (e.g. a frame marked all over)."""
-    region = regions(rgb)
-    if region is not None:
-        soft = wm.soft_bits(rgb, region=region)
+    """Soft bits read where merge puts the mark: inside a swapped face. Each face is read on its own (a
+    frame may hold swapped and untouched faces, e.g. a side-by-side comparison); the first that decodes
+    wins, then the whole frame (e.g. a frame marked all over); failing both, the strongest reading."""
+    candidates = [wm.soft_bits(rgb, region=r) for r in regions(rgb)] + [wm.soft_bits(rgb)]
+    for soft in candidates:
         if wm.detection_from_soft(soft).found:
             return soft
-        whole = wm.soft_bits(rgb)
-        return whole if wm.detection_from_soft(whole).found else soft
-    return wm.soft_bits(rgb)
+    return max(candidates, key=wm.confidence_from_soft)
 
 
 def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyReport:

@@ -256,6 +256,11 @@ class Trainer:
     def request_stop(self, *_: Any) -> None:
         self._stop = True
 
+    @property
+    def interrupted(self) -> bool:
+        """The last run stopped on Ctrl+C (or request_stop) rather than by its budget."""
+        return self._stop
+
     def _should_stop(self, run_its: int, iterations: int | None, deadline: float | None) -> bool:
         stop = self._stop
         if iterations is not None and run_its >= iterations:

@@ -1,0 +1,54 @@
+"""`facelab swap SRC DST -o OUT`: the whole pipeline in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.text import Text
+
+from facelab.cli.options import model_parameters, with_parameters
+from facelab.cli.progress import console
+from facelab.cli.train import status_text
+from facelab.core.choices import PresetName
+from facelab.core.config import build_options
+from facelab.merge.options import MergeOptions
+from facelab.workflow.swap import SwapResult, run_swap
+
+
+def print_result(r: SwapResult) -> None:
+    console.print(f"[bold]result video[/bold]: {r.video}")
+    console.print(f"[bold]side-by-side (dst | result)[/bold]: {r.comparison}")
+    console.print(f"[bold]training preview[/bold]: {r.preview} (model trained {r.iterations} iterations)")
+    console.print(f"workspace: {r.workspace}; `facelab verify {r.video}` shows the provenance mark")
+
+
+def swap(
+    src: Annotated[Path, typer.Argument(help="Video of the identity (the face to put in).", show_default=False)],
+    dst: Annotated[Path, typer.Argument(help="Video of the performance (pose, expression, audio).",
+                                        show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The result video (.mp4).")],
+    workspace: Annotated[Path | None, typer.Option(help="Folder for every step's output (default: OUTPUT "
+                                                   "name + _workspace); re-running resumes.")] = None,
+    preset: Annotated[PresetName, typer.Option(help="Training preset.")] = "demo",
+    minutes: Annotated[float | None, typer.Option(help="Training time budget in minutes.")] = 15.0,
+    iterations: Annotated[int | None, typer.Option(help="Training budget in iterations instead.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes for extraction and merging.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML/JSON file of merge options (section merge).")] = None,
+    **flags: Any,
+) -> None:
+    """Swap SRC's face into DST: frames, extraction, training, merging and video with DST's audio."""
+    merge = build_options(MergeOptions, config, flags)
+    ws = workspace or output.with_name(output.stem + "_workspace")
+    budget_minutes = None if iterations is not None else minutes
+    with Live(Text(""), console=console, refresh_per_second=2, transient=True) as live:
+        result = run_swap(src, dst, output, ws, preset=preset, minutes=budget_minutes, iterations=iterations,
+                          merge=merge, workers=workers, say=lambda m: console.print(m),
+                          on_status=lambda s: live.update(status_text(s)))
+    print_result(result)
+
+
+with_parameters(swap, model_parameters(MergeOptions, renames={"image_format": "--format"},
+                                       exclude=("workers", "direction")))

@@ -1,0 +1,38 @@
+"""Side-by-side comparison video (dst | result) with dst's audio and the provenance record."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facelab.media.encode import build_video
+from facelab.media.frames import list_frames, read_image_rgb
+from facelab.provenance.marker import ProvenanceMarker
+
+
+def side_by_side(left_dir: Path, right_dir: Path, out: Path, fps: str | float | None, audio_from: Path | None,
+                 marker: ProvenanceMarker) -> Path:
+    """Frames of `left_dir` and `right_dir` (same names) next to each other, encoded to `out`. The right
+    half is merged output: its faces are watermarked again at their new place (the mark's layout follows
+    frame coordinates) and the file gets the provenance record like any other output."""
+    right = {p.stem: p for p in list_frames(right_dir)}
+    masks = right_dir / "masks"
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        folder = Path(tmp)
+        for p in list_frames(left_dir):
+            a = read_image_rgb(p)
+            b = read_image_rgb(right[p.stem]) if p.stem in right else a
+            frame = np.hstack([a, b])
+            mask_file = masks / f"{p.stem}.png"
+            if mask_file.exists():
+                m = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE)
+                if m is not None and m.any():
+                    frame = marker.mark(frame, region=np.hstack([np.zeros_like(m), m]) > 0)
+            cv2.imwrite(str(folder / f"{p.stem}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        build_video(folder, out, fps=fps, audio_from=audio_from)
+    marker.finish_video(out)
+    return out
