@@ -220,6 +220,14 @@ def test_run_merge_passthrough_resume_shards_session(tiny_model: Path, dst_frame
     merged_name = next(f for f in frames if f[:-4] not in dropped)
     found = detect(read_image_rgb(full / merged_name))
     assert found.found and found.payload.model_prefix == model_prefix(s.model_id)
+    # the mark stays inside the blended region: outside the saved mask (dilated by the blur reach, 3 px
+    # here) the written frame equals dst exactly
+    saved_mask = cv2.imread(str(full / "masks" / merged_name), cv2.IMREAD_GRAYSCALE)
+    outside = cv2.dilate((saved_mask > 0).astype(np.uint8), np.ones((7, 7), np.uint8)) == 0
+    assert outside.sum() > 0.3 * outside.size
+    got, want = read_image_rgb(full / merged_name), read_image_rgb(dst_frames / merged_name)
+    bad = np.nonzero((got != want).any(axis=2) & outside)
+    assert not len(bad[0]), (merged_name, len(bad[0]), bad[0][:5], bad[1][:5], got[bad][:3], want[bad][:3])
     record = read_image_record(full / merged_name)
     assert record is not None and record.synthetic and record.model_id == s.model_id
     assert json.loads((full / "provenance.json").read_text())["model_id"] == s.model_id

@@ -234,7 +234,8 @@ def _work(job: _Job, ctx: _Context | None = None) -> dict[str, Any]:
     merged, mask = merge_frame(job.frame, job.faces, ctx.face_type, ctx.resolution, job.options,
                                rng=np.random.default_rng(int(hashlib.sha1(job.stem.encode()).hexdigest()[:8], 16)))
     if ctx.marker is not None:
-        merged = ctx.marker.mark(merged, region=mask > 0)
+        # the mark stays where the saved 8-bit mask is nonzero, so "outside the mask" means untouched
+        merged = ctx.marker.mark(merged, region=mask >= 0.5 / 255)
         write_bytes_atomic(img_path, ctx.marker.tag(_encode(merged, ctx.image_format)))
     else:
         write_bytes_atomic(img_path, _encode(merged, ctx.image_format))

@@ -53,20 +53,28 @@ def write_config(model_dir: Path, opts: TrainOptions) -> None:
     })
 
 
-def read_config(model_dir: Path) -> TrainOptions | None:
-    """The stored options, or None for a new model folder."""
-    path = model_dir / "config.json"
+def _read_versioned(path: Path, schema: str, what: str) -> dict[str, Any] | None:
+    """A JSON file of the model folder, checked for its schema and version; None when it does not exist."""
     if not path.exists():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"corrupt model config ({exc})", path) from None
-    if not isinstance(data, dict) or data.get("schema") != MODEL_SCHEMA:
-        raise InputError("not a facelab model folder (config.json has no facelab model schema)", path)
+        raise InputError(f"corrupt {what} ({exc})", path) from None
+    if not isinstance(data, dict) or data.get("schema") != schema:
+        raise InputError(f"not a facelab {what} (no {schema} schema)", path)
     if data.get("version") != VERSION:
-        raise InputError(f"model folder version {data.get('version')} is not supported by facelab {__version__} "
+        raise InputError(f"{what} version {data.get('version')} is not supported by facelab {__version__} "
                          f"(it reads version {VERSION})", path)
+    return data
+
+
+def read_config(model_dir: Path) -> TrainOptions | None:
+    """The stored options, or None for a new model folder."""
+    path = model_dir / "config.json"
+    data = _read_versioned(path, MODEL_SCHEMA, "model config")
+    if data is None:
+        return None
     try:
         return TrainOptions.model_validate(data["options"])
     except Exception as exc:
@@ -179,18 +187,7 @@ class Checkpoint:
 
 
 def read_state(model_dir: Path) -> dict[str, Any] | None:
-    path = model_dir / "state.json"
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"corrupt training state ({exc})", path) from None
-    if not isinstance(data, dict) or data.get("schema") != STATE_SCHEMA:
-        raise InputError("not a facelab training state", path)
-    if data.get("version") != VERSION:
-        raise InputError(f"training state version {data.get('version')} is not supported (reads {VERSION})", path)
-    return data
+    return _read_versioned(model_dir / "state.json", STATE_SCHEMA, "training state")
 
 
 def _read_tensors(path: Path, expected_hash: str | None) -> tuple[dict[str, Tensor], dict[str, str]]:
