@@ -43,11 +43,11 @@ def preview_grid(columns: list[Tensor], iteration: int) -> Image:
 
     rows = [np.hstack([show(c[b]) for c in columns]) for b in range(columns[0].shape[0])]
     grid = np.vstack(rows)
-    header = np.full((22, grid.shape[1], 3), 255, np.uint8)
-    for i, name in enumerate(COLUMNS[: len(columns)]):
-        cv2.putText(header, name, (i * cell + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(header, f"it {iteration}", (grid.shape[1] - 90, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (200, 0, 0), 1,
+    header = np.full((40, grid.shape[1], 3), 255, np.uint8)
+    cv2.putText(header, f"iteration {iteration}", (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (200, 0, 0), 1,
                 cv2.LINE_AA)
+    for i, name in enumerate(COLUMNS[: len(columns)]):
+        cv2.putText(header, name, (i * cell + 4, 34), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     out: Image = np.vstack([header, grid])
     return out
 
