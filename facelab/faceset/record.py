@@ -235,16 +235,21 @@ def record_from_bytes(data: bytes, path: Path | str) -> FaceRecord:
             raise NotAFaceError("not a JPEG or PNG image (not an aligned face?)", path)
         raise NotAFaceError("no facelab face metadata (not an aligned face?)", path)
     record = parse_record(payload, path)
-    try:
-        check_complete(data)
-        dims = image_size(data)
-    except MetadataError as exc:
-        raise MetadataError(str(exc), path) from None
+    dims = _complete_dims(data, path)
     if dims is not None and dims != (record.size, record.size):
         raise MetadataError(
             f"image is {dims[0]}x{dims[1]} but its metadata says {record.size}x{record.size}", path
         )
     return record
+
+
+def _complete_dims(data: bytes, path: Path | str) -> tuple[int, int] | None:
+    """The (width, height) of a complete JPEG/PNG file; MetadataError naming the file when it is cut short."""
+    try:
+        check_complete(data)
+        return image_size(data)
+    except MetadataError as exc:
+        raise MetadataError(str(exc), path) from None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -339,11 +344,7 @@ def update_record(path: Path, record: FaceRecord) -> None:
     data = _read_bytes(path)
     if detect_format(data) is None:
         raise NotAFaceError("not a JPEG or PNG image", path)
-    try:
-        check_complete(data)
-        dims = image_size(data)
-    except MetadataError as exc:
-        raise MetadataError(str(exc), path) from None
+    dims = _complete_dims(data, path)
     if dims is not None and dims != (record.size, record.size):
         raise ValueError(f"{path}: image is {dims[0]}x{dims[1]}, record.size is {record.size}")
     try:
