@@ -22,7 +22,7 @@ def demo(
     minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 15.0,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: CPU count).")] = None,
 ) -> None:
-    """Swap the bundled src face into the bundled dst clip (about 17 minutes on a 2-core CPU)."""
+    """Swap the bundled src face into the bundled dst clip (about 16 minutes on a 2-core CPU)."""
     with Live(Text(""), console=console, refresh_per_second=2, transient=True) as live:
         result = run_swap(SAMPLES / "src.mp4", SAMPLES / "dst.mp4", workspace / "result.mp4", workspace,
                           preset="demo", minutes=minutes, workers=workers, say=lambda m: console.print(m),

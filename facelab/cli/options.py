@@ -8,6 +8,7 @@ facelab.core.config.build_options.
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -23,7 +24,7 @@ def _flag(name: str) -> str:
 
 def _base_type(annotation: Any) -> Any:
     """Strip Optional from a field annotation."""
-    if get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType", Union)):
+    if get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
         if len(args) == 1:
             return args[0]

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.live import Live
 from rich.text import Text
 
 from facelab.cli.options import model_parameters, with_parameters
 from facelab.cli.progress import console
 from facelab.core.choices import PresetName
-from facelab.core.config import read_config_file
+from facelab.core.config import option_error, read_config_file
 from facelab.core.errors import InputError
 from facelab.train.checkpoint import merge_options, read_config
 from facelab.train.options import PRESETS, TrainOptions
@@ -44,14 +45,8 @@ def resolve_options(model_dir: Path, preset: str | None, config: Path | None, fl
     stored = read_config(model_dir)
     try:
         return merge_options(stored, requested, set(requested)), stored
-    except InputError:
-        raise
-    except Exception as exc:  # pydantic validation
-        errors = getattr(exc, "errors", None)
-        if callable(errors):
-            err = errors()[0]
-            raise InputError(f"invalid option {'.'.join(map(str, err['loc'])) or 'options'}: {err['msg']}") from None
-        raise
+    except ValidationError as exc:
+        raise option_error(exc) from None
 
 
 def train(

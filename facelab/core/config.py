@@ -43,6 +43,11 @@ def build_options(model: type[M], config: Path | None, flags: dict[str, Any]) ->
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "options"
-        raise InputError(f"invalid option {where}: {err['msg']}") from None
+        raise option_error(exc) from None
+
+
+def option_error(exc: ValidationError) -> InputError:
+    """The first problem of a validation error as a one-line user error naming the option."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "options"
+    return InputError(f"invalid option {where}: {err['msg']}")

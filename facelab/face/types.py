@@ -50,6 +50,15 @@ class FaceBox:
         return (self.left, self.top, self.right, self.bottom)
 
 
+def iou(a: FaceBox, b: FaceBox) -> float:
+    """Intersection over union of two boxes."""
+    iw = max(0.0, min(a.right, b.right) - max(a.left, b.left))
+    ih = max(0.0, min(a.bottom, b.bottom) - max(a.top, b.top))
+    inter = iw * ih
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0
+
+
 def eye_centers(landmarks: Points) -> tuple[Points, Points]:
     """(right eye centre, left eye centre) of 68 landmarks; the right eye is on the image's left."""
     lm = np.asarray(landmarks, dtype=np.float64)

@@ -204,12 +204,12 @@ class Trainer:
             style = style_terms(out.swap.float(), d, o)
             total = total + style
             logs["style_loss"] = _f(style)
-        m = L.blur_mask(s.mask, o.resolution)
         if self.code_d is not None:
             with autocast(self.device, o.precision):
                 g_tf = o.true_face_power * L.gan_generator_loss(self.code_d(out.dst_code).float())
             total = total + g_tf
             logs["true_face_g"] = _f(g_tf)
+        m = L.blur_mask(s.mask, o.resolution) if self.gan_d is not None else s.mask
         if self.gan_d is not None:
             with autocast(self.device, o.precision):
                 g_gan = o.gan_power * L.gan_generator_loss(self.gan_d(out.src_rec * m).float())

