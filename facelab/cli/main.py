@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from facelab import __version__
-from facelab.cli import demo, extract, merge, swap, train, verify, video
+from facelab.cli import demo, extract, faceset, merge, swap, train, verify, video
 from facelab.cli.progress import console
 from facelab.core.errors import FacelabError
 
@@ -20,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(video.app, name="video")
+app.add_typer(faceset.app, name="faceset")
 app.command("extract")(extract.extract)
 app.command("train")(train.train)
 app.command("merge")(merge.merge)

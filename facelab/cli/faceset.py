@@ -1,0 +1,13 @@
+"""`facelab faceset ...`: sort, clean, pack and inspect folders of aligned faces.
+
+Each command is a thin wrapper over ``facelab.faceset``; the commands are registered below, one line each.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    help="Sort, clean, pack and inspect facesets (folders of aligned faces).",
+    no_args_is_help=True,
+)
