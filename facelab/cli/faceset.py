@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import typer
 
+from facelab.cli import faceset_sort
+
 app = typer.Typer(
     help="Sort, clean, pack and inspect facesets (folders of aligned faces).",
     no_args_is_help=True,
 )
+app.command("sort")(faceset_sort.sort)
+app.command("dedupe")(faceset_sort.dedupe)
+app.command("filter")(faceset_sort.filter_faces)

@@ -1,0 +1,8 @@
+"""Sorting and cleaning a faceset folder: sort methods, near-duplicate removal, identity filter."""
+
+from __future__ import annotations
+
+from facelab.faceset.sort.jobs import JobReport, dedupe_faceset, filter_faceset, sort_faceset
+from facelab.faceset.sort.methods import SORT_METHODS, SortMethod
+
+__all__ = ["SORT_METHODS", "JobReport", "SortMethod", "dedupe_faceset", "filter_faceset", "sort_faceset"]
