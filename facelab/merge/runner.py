@@ -36,12 +36,12 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from facelab.core.atomic import write_bytes_atomic, write_json_atomic
+from facelab.core.atomic import sync_all, write_bytes_atomic, write_json_atomic
 from facelab.core.errors import InputError
 from facelab.face.align import FACE_TYPE_ORDER
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import FaceRecord
-from facelab.media.frames import list_frames, read_image_rgb
+from facelab.media.frames import encode_image, list_frames, read_image_rgb
 from facelab.merge.compose import FaceInput, Prediction, crop_face, merge_frame, model_transform
 from facelab.merge.options import MergeOptions, check_supported
 from facelab.merge.session import MergeSession
@@ -197,19 +197,17 @@ def _init(ctx: _Context, single_thread: bool) -> None:
 
 
 def _encode(rgb: U8, fmt: str) -> bytes:
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    ok, buf = cv2.imencode(f".{fmt}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
-    if not ok:
-        raise InputError(f"OpenCV could not encode a {rgb.shape[1]}x{rgb.shape[0]} frame as {fmt}")
-    return np.asarray(buf).tobytes()
+    return encode_image(rgb, "jpg" if fmt == "jpg" else "png")
 
 
 def _encode_mask(mask: NDArray[np.float32]) -> bytes:
-    grey = np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".png", grey, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise InputError("OpenCV could not encode a mask")
-    return np.asarray(buf).tobytes()
+    return encode_image(np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8), "png")
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Frames and masks are written atomically but not fsynced one by one: the run syncs once at the end
+    (a killed run still leaves only whole files, and the journal lists only frames whose files exist)."""
+    write_bytes_atomic(path, data, durable=False)
 
 
 def output_paths(out_dir: Path, stem: str, fmt: str) -> tuple[Path, Path]:
@@ -223,23 +221,23 @@ def _work(job: _Job, ctx: _Context | None = None) -> dict[str, Any]:
     if job.frame is None:
         same_format = job.source.suffix.lower().lstrip(".").replace("jpeg", "jpg") == ctx.image_format
         if same_format:
-            write_bytes_atomic(img_path, job.source.read_bytes())  # bit-identical copy
+            _write(img_path, job.source.read_bytes())  # bit-identical copy
             h, w = _image_hw(job.source)
         else:
             frame = read_image_rgb(job.source)
-            write_bytes_atomic(img_path, _encode(frame, ctx.image_format))
+            _write(img_path, _encode(frame, ctx.image_format))
             h, w = frame.shape[:2]
-        write_bytes_atomic(mask_path, _encode_mask(np.zeros((h, w), dtype=np.float32)))
+        _write(mask_path, _encode_mask(np.zeros((h, w), dtype=np.float32)))
         return {"frame": job.stem, "faces": 0}
     merged, mask = merge_frame(job.frame, job.faces, ctx.face_type, ctx.resolution, job.options,
                                rng=np.random.default_rng(int(hashlib.sha1(job.stem.encode()).hexdigest()[:8], 16)))
     if ctx.marker is not None:
         # the mark stays where the saved 8-bit mask is nonzero, so "outside the mask" means untouched
         merged = ctx.marker.mark(merged, region=mask >= 0.5 / 255)
-        write_bytes_atomic(img_path, ctx.marker.tag(_encode(merged, ctx.image_format)))
+        _write(img_path, ctx.marker.tag(_encode(merged, ctx.image_format)))
     else:
-        write_bytes_atomic(img_path, _encode(merged, ctx.image_format))
-    write_bytes_atomic(mask_path, _encode_mask(mask))
+        _write(img_path, _encode(merged, ctx.image_format))
+    _write(mask_path, _encode_mask(mask))
     return {"frame": job.stem, "faces": len(job.faces)}
 
 
@@ -316,6 +314,25 @@ def _motions(by_frame: dict[str, list[FaceRecord]], order: list[str]) -> dict[tu
                 continue
             out[(stem, r.face_index)] = (float(v[0]), float(v[1]))
     return out
+
+
+def _prefetch(items: Sequence[Path], wanted: Callable[[Path], bool], load: Callable[[Path], U8],
+              ahead: int) -> Iterator[tuple[Path, U8 | None]]:
+    """(item, load(item)) in order, loading up to ``ahead`` wanted items in a background thread while the
+    caller runs the model (decoding releases the GIL); items not wanted come with None."""
+    with ThreadPoolExecutor(1) as pool:
+        queue: list[tuple[Path, Future[U8] | None]] = []
+        it = iter(items)
+        for item in it:
+            queue.append((item, pool.submit(load, item) if wanted(item) else None))
+            if len(queue) >= ahead:
+                break
+        while queue:
+            item, fut = queue.pop(0)
+            nxt = next(it, None)
+            if nxt is not None:
+                queue.append((nxt, pool.submit(load, nxt) if wanted(nxt) else None))
+            yield item, None if fut is None else fut.result()
 
 
 def _predict(model: SwapModel, crops: list[U8], direction: str) -> list[Prediction]:
@@ -436,12 +453,13 @@ def run_merge(
             batch.clear()
             n_faces = 0
 
-        for _, path in todo:
+        for path, frame in _prefetch([p for _, p in todo], lambda q: by_frame.get(q.stem) is not None,
+                                     read_image_rgb, ahead=2 * BATCH_FACES):
             recs = by_frame.get(path.stem, [])
-            if not recs:
+            if frame is None:
                 record(runner.submit(_Job(path.stem, path, None, [], session.options_for(path.stem))))
                 continue
-            batch.append((path.stem, path, read_image_rgb(path), recs))
+            batch.append((path.stem, path, frame, recs))
             n_faces += len(recs)
             if n_faces >= BATCH_FACES:
                 flush()
@@ -450,10 +468,12 @@ def run_merge(
         runner.close()
     except BaseException:
         runner.close(cancel=True)
+        sync_all()
         journal.close()
         raise
     finally:
         torch.set_num_threads(torch_threads)
+    sync_all()  # the frames and masks, written without one fsync each
     journal.close()
 
     seconds = time.perf_counter() - t0

@@ -215,19 +215,25 @@ def _check_frame(rgb: RGBImage) -> None:
         raise ValueError(f"frame {w}x{h} is too small to carry a watermark (minimum {MIN_SIDE}x{MIN_SIDE})")
 
 
+def _blocks_of(area_rgb: RGBImage) -> FloatArray:
+    """The luma of a block-aligned RGB area (a multiple of 8 on each side) as (nby, nbx, 8, 8) float blocks."""
+    h, w = area_rgb.shape[:2]
+    nby, nbx = h // BLOCK, w // BLOCK
+    y = area_rgb.astype(np.float64) @ _LUMA
+    out: FloatArray = np.ascontiguousarray(y.reshape(nby, BLOCK, nbx, BLOCK).transpose(0, 2, 1, 3))
+    return out
+
+
 def _luma_blocks(rgb: RGBImage) -> tuple[FloatArray, int, int]:
     """The luma of the block-covered area as (nby, nbx, 8, 8) float blocks."""
     h, w = rgb.shape[:2]
     nby, nbx = h // BLOCK, w // BLOCK
-    area = rgb[: nby * BLOCK, : nbx * BLOCK].astype(np.float64)
-    y = area @ _LUMA
-    out: FloatArray = np.ascontiguousarray(y.reshape(nby, BLOCK, nbx, BLOCK).transpose(0, 2, 1, 3))
-    return out, nby, nbx
+    return _blocks_of(rgb[: nby * BLOCK, : nbx * BLOCK]), nby, nbx
 
 
 def _coefficients(blocks: FloatArray) -> FloatArray:
     """The used DCT coefficients of every block: (nby, nbx, K)."""
-    out: FloatArray = np.einsum("yxij,kij->yxk", blocks, _BASIS)
+    out: FloatArray = np.einsum("yxij,kij->yxk", blocks, _BASIS)  # einsum: no BLAS threads for small products
     return out
 
 
@@ -251,27 +257,40 @@ def embed(rgb: RGBImage, payload_bits: Sequence[bool] | BoolArray, strength: flo
         raise ValueError(f"expected {PAYLOAD_BITS} payload bits, got {bits.size}")
     if not 0.0 < strength <= 1.0:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
-    blocks, nby, nbx = _luma_blocks(rgb)
+    h, w = rgb.shape[:2]
+    nby, nbx = h // BLOCK, w // BLOCK
     bit_index, dither = _layout(nby, nbx)
+    # Only the blocks of the region's bounding box are transformed: merge marks a face, not the frame.
+    by0, by1, bx0, bx1 = 0, nby, 0, nbx
+    inside: npt.NDArray[np.bool_] | None = None
+    if region is not None:
+        inside = _block_region(region, nby, nbx)
+        rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+        if rows.size == 0:
+            return rgb.copy()
+        by0, by1, bx0, bx1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        inside = inside[by0:by1, bx0:bx1]
+    y0, y1, x0, x1 = by0 * BLOCK, by1 * BLOCK, bx0 * BLOCK, bx1 * BLOCK
+    blocks = _blocks_of(rgb[y0:y1, x0:x1])
     coeffs = _coefficients(blocks)
-    offset = dither + np.where(bits[bit_index], STEP / 2.0, 0.0)
+    offset = dither[by0:by1, bx0:bx1] + np.where(bits[bit_index[by0:by1, bx0:bx1]], STEP / 2.0, 0.0)
     target = np.round((coeffs - offset) / STEP) * STEP + offset
     # Texture adaptation: flat blocks move less of the way.
     ac_std = np.sqrt(np.maximum(blocks.var(axis=(2, 3)), 0.0))
     ramp = np.clip((ac_std - FLAT_STD) / (TEXTURED_STD - FLAT_STD), 0.0, 1.0)
     alpha = strength * (FLAT_FACTOR + (1.0 - FLAT_FACTOR) * ramp)
-    if region is not None:
-        alpha = np.where(_block_region(region, nby, nbx), alpha, 0.0)
+    if inside is not None:
+        alpha = np.where(inside, alpha, 0.0)
     delta = (target - coeffs) * alpha[:, :, None]
+    nyb, nxb = by1 - by0, bx1 - bx0
     dy_blocks = np.einsum("yxk,kij->yxij", delta, _BASIS)
-    dy = dy_blocks.transpose(0, 2, 1, 3).reshape(nby * BLOCK, nbx * BLOCK).astype(np.float32)
+    dy = dy_blocks.transpose(0, 2, 1, 3).reshape(nyb * BLOCK, nxb * BLOCK).astype(np.float32)
     marked: RGBImage = rgb.copy()
-    h, w = nby * BLOCK, nbx * BLOCK
-    area = rgb[:h, :w].astype(np.float32)
+    area = rgb[y0:y1, x0:x1].astype(np.float32)
     area += dy[:, :, None]
     np.rint(area, out=area)
     np.clip(area, 0, 255, out=area)
-    marked[:h, :w] = area.astype(np.uint8)
+    marked[y0:y1, x0:x1] = area.astype(np.uint8)
     return marked
 
 

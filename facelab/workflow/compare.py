@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from facelab.media.encode import build_video
-from facelab.media.frames import list_frames, read_image_rgb
+from facelab.media.frames import encode_image, list_frames, read_image_rgb
 from facelab.provenance.marker import ProvenanceMarker
 
 
@@ -31,8 +31,7 @@ def side_by_side(left_dir: Path, right_dir: Path, out: Path, fps: str | float | 
                 m = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE)
                 if m is not None and m.any():
                     frame = marker.mark(frame, region=np.hstack([np.zeros_like(m), m]) > 0)
-            cv2.imwrite(str(folder / f"{p.stem}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            (folder / f"{p.stem}.png").write_bytes(encode_image(frame))
         build_video(folder, out, fps=fps, audio_from=audio_from)
     marker.finish_video(out)
     return out
