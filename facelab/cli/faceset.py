@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from facelab.cli import faceset_sort
+from facelab.cli import faceset_enhance, faceset_sort
 
 app = typer.Typer(
     help="Sort, clean, pack and inspect facesets (folders of aligned faces).",
@@ -16,3 +16,4 @@ app = typer.Typer(
 app.command("sort")(faceset_sort.sort)
 app.command("dedupe")(faceset_sort.dedupe)
 app.command("filter")(faceset_sort.filter_faces)
+app.command("enhance")(faceset_enhance.enhance)

@@ -27,6 +27,7 @@ from facelab.core.color import fit_color
 from facelab.core.errors import InputError
 from facelab.face.align import convert_transform
 from facelab.face.masks import face_hull_mask
+from facelab.face.superres import shared_resolver
 from facelab.faceset.record import FaceRecord
 from facelab.merge.options import MergeOptions, check_supported
 
@@ -183,6 +184,15 @@ def _color_degrade(face: F32, percent: float) -> F32:
     levels = 2.0 ** bits - 1.0
     out: F32 = (np.round(face * levels) / levels).astype(np.float32)
     return out
+
+
+def _super_resolve(face: F32, face_px: float) -> F32:
+    """The predicted face x4 by Real-ESRGAN, area-resized to about its size in the frame (between R and 4R)."""
+    r = face.shape[0]
+    side = int(min(4 * r, max(r, round(face_px))))
+    bgr = np.clip(face[..., ::-1] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    up = cv2.resize(shared_resolver().upscale(bgr), (side, side), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(up[..., ::-1], dtype=np.float32) / 255.0
 
 
 def _motion_blur(face: F32, motion: tuple[float, float] | None, strength: float, mat: F64) -> F32:
@@ -352,22 +362,29 @@ def compose_face(frame: U8, record: FaceRecord, prediction: Prediction, face_typ
         hull = face_hull_mask(lm_crop, (r, r), face_type)
 
     face = np.clip(np.asarray(prediction.face, dtype=np.float32), 0.0, 1.0)
-    dst_crop = crop_face(frame, mat, r).astype(np.float32) / 255.0
+    rs = r  # the side the face is processed and warped back at: larger with super-resolution
+    if opts.super_resolution:
+        face = _super_resolve(face, face_px)
+        rs = face.shape[0]
+    mat_s, m_face = (mat, m_prd) if rs == r else (mat * (rs / r), m_prd * (rs / r))
+    dst_crop = crop_face(frame, mat_s, rs).astype(np.float32) / 255.0
     if not raw:
         cmask = _crop_mask(mask_mode, prediction, hull)
+        if rs != r:
+            cmask = np.asarray(cv2.resize(cmask, (rs, rs), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
         if opts.mode != "raw-predict":
             face = recolor(opts.color_transfer, face, dst_crop, cmask, cmask, rng)
             if opts.mode in ("hist-match", "seamless-hist-match"):
                 face = _hist_match(face, dst_crop, cmask, cmask, opts.hist_match_threshold)
-        face = _motion_blur(face, motion, opts.motion_blur, mat)
-        face = _sharpen(face, opts.sharpen_mode, opts.sharpen_amount, r)
+        face = _motion_blur(face, motion, opts.motion_blur, mat_s)
+        face = _sharpen(face, opts.sharpen_mode, opts.sharpen_amount, rs)
         face = _denoise(face, opts.denoise)
         face = _bicubic_degrade(face, opts.bicubic_degrade)
         face = _color_degrade(face, opts.color_degrade)
 
     mask = _frame_mask(mask_mode, prediction, hull, m_prd, m_dst, size)
     mask = _erode_blur(mask, erode_px, blur_px) if not raw else (mask > 0.5).astype(np.float32)
-    warped = _warp(face, m_prd, size, cv2.BORDER_REPLICATE)
+    warped = _warp(face, m_face, size, cv2.BORDER_REPLICATE)
     region = frame[y0:y1, x0:x1]
     if opts.mode in ("seamless", "seamless-hist-match"):
         warped = _seamless(warped, region, mask)

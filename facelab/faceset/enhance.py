@@ -1,0 +1,151 @@
+"""Enhance every face of a faceset with Real-ESRGAN (x4, then back to the face's size).
+
+Each face file is rewritten with ``write_face``: new pixels, the same size, the same FaceRecord. Either into
+another folder (same file names; a file there is done) or in place. Resuming:
+
+- into a folder: a face whose output file exists is skipped (files are written atomically, so one that
+  exists is whole);
+- in place: ``DIR/_enhance/journal.jsonl`` holds, per file, the SHA-256 of its bytes before and after
+  enhancement. A file is done when its bytes are the "after" of its last entry, or when it has a "before"
+  entry and its bytes differ from it (written, killed before the "after" line).
+
+``_enhance/settings.json`` records the model and strength; a later run with other settings refuses, so a
+folder is never half one strength and half another, and an in-place folder is never enhanced twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facelab.core.atomic import write_json_atomic
+from facelab.core.errors import InputError
+from facelab.face.superres import MODEL_NAME, SuperResolver, SuperResOptions
+from facelab.faceset.folder import scan_faces
+from facelab.faceset.record import read_face, write_face
+
+WORK_DIR = "_enhance"
+SCHEMA = "facelab.enhance"
+VERSION = 1
+
+
+@dataclass(slots=True)
+class EnhanceSummary:
+    faces: int = 0  # face files found in the input folder
+    enhanced: int = 0  # enhanced by this run
+    resumed: int = 0  # already done by an earlier run
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason): not faces, or invalid
+    seconds_per_face: float = 0.0
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _Journal:
+    """In-place progress: JSON lines {"file", "before"} then {"file", "after"} per face."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.before: dict[str, set[str]] = {}
+        self.after: dict[str, str] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill
+                if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+                    continue
+                if isinstance(entry.get("before"), str):
+                    self.before.setdefault(entry["file"], set()).add(entry["before"])
+                if isinstance(entry.get("after"), str):
+                    self.after[entry["file"]] = entry["after"]
+
+    def done(self, path: Path) -> bool:
+        name = path.name
+        if name not in self.after and name not in self.before:
+            return False
+        digest = _sha256(path)
+        return digest == self.after.get(name) or (name in self.before and digest not in self.before[name])
+
+    def append(self, entry: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+
+
+def _check_settings(work: Path, settings: dict[str, Any]) -> None:
+    path = work / "settings.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"unreadable enhance settings ({exc}); delete the file to start over", path) from None
+        if not isinstance(old, dict) or old.get("schema") != SCHEMA:
+            raise InputError("not a facelab enhance settings file; delete it to start over", path)
+        if {k: old.get(k) for k in settings} != settings:
+            raise InputError(f"this folder was enhanced with {old.get('model')} at strength {old.get('strength')}; "
+                             "enhancing again with other settings would mix them: use another output folder", path)
+    work.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"schema": SCHEMA, "version": VERSION, **settings})
+
+
+def enhance_faceset(
+    source: Path,
+    output: Path | None,
+    opts: SuperResOptions | None = None,
+    *,
+    in_place: bool = False,
+    jpeg_quality: int = 95,
+    resolver: SuperResolver | None = None,
+    progress: Callable[[int], None] | None = None,
+    total: Callable[[int], None] | None = None,
+) -> EnhanceSummary:
+    """Enhance the faces of ``source`` into ``output`` (same names), or in place when ``in_place``."""
+    opts = opts or SuperResOptions()
+    source = Path(source)
+    if in_place == (output is not None):
+        raise InputError("give an output folder (-o OUT) or enhance in place (--in-place), not both" if in_place
+                         else "give an output folder (-o OUT), or --in-place to overwrite the faces")
+    dest = source if output is None else Path(output)
+    if not in_place and dest.resolve() == source.resolve():
+        raise InputError("the output folder is the input folder: enhance in place explicitly instead", dest)
+    scan = scan_faces(source)
+    summary = EnhanceSummary(faces=len(scan.faces))
+    summary.skipped = [(p, "not a facelab face") for p in scan.foreign] + list(scan.invalid)
+    if total is not None:
+        total(len(scan.faces))
+    if not scan.faces:
+        return summary
+    dest.mkdir(parents=True, exist_ok=True)
+    work = dest / WORK_DIR
+    _check_settings(work, {"model": MODEL_NAME, "strength": opts.strength, "in_place": in_place})
+    journal = _Journal(work / "journal.jsonl") if in_place else None
+    resolver = resolver or SuperResolver(threads=opts.threads, tile=opts.tile, overlap=opts.overlap)
+    spent = 0.0
+    for path, _ in scan.faces:
+        target = dest / path.name
+        done = journal.done(path) if journal is not None else target.is_file()
+        if done:
+            summary.resumed += 1
+        else:
+            t0 = time.perf_counter()
+            image, record = read_face(path)
+            enhanced = resolver.enhance(image, opts.strength)
+            if journal is not None:
+                journal.append({"file": path.name, "before": _sha256(path)})
+            write_face(target, enhanced, record, jpeg_quality=jpeg_quality)
+            if journal is not None:
+                journal.append({"file": path.name, "after": _sha256(target)})
+            spent += time.perf_counter() - t0
+            summary.enhanced += 1
+        if progress is not None:
+            progress(1)
+    summary.seconds_per_face = round(spent / summary.enhanced, 3) if summary.enhanced else 0.0
+    return summary
