@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from facelab import __version__
-from facelab.cli import demo, extract, faceset, merge, swap, train, verify, video
+from facelab.cli import demo, evaluate, extract, faceset, merge, swap, train, verify, video
 from facelab.cli.progress import console
 from facelab.core.errors import FacelabError
 
@@ -27,6 +27,7 @@ app.command("merge")(merge.merge)
 app.command("verify")(verify.verify)
 app.command("swap")(swap.swap)
 app.command("demo")(demo.demo)
+app.command("evaluate")(evaluate.evaluate)
 
 
 @app.command("version")
