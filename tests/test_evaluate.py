@@ -18,7 +18,7 @@ from facelab.evaluate import metrics
 from facelab.evaluate.frames import sample_indices
 from facelab.evaluate.identity import clip_embeddings, faceset_embedding
 from facelab.evaluate.perceptual import classify, load_mobilenet_v2, perceptual_distance
-from facelab.evaluate.report import markdown_table, read_summary, write_reports
+from facelab.evaluate.report import markdown_table, read_summary, summary_lines, write_reports
 from facelab.evaluate.runner import EvaluateOptions, evaluate_swap
 from facelab.extract.options import ExtractOptions
 from facelab.extract.pipeline import run_extract
@@ -176,6 +176,7 @@ def test_another_persons_clip_has_a_large_identity_distance() -> None:
     m = ev.summary["metrics"]
     assert m["id_dst"]["n"] >= 2
     assert m["id_dst"]["mean"] > SAME_PERSON_THRESHOLD
+    assert any("only the first 216 were compared" in line for line in summary_lines(ev.summary))
 
 
 def test_identity_metric_separates_the_shared_pairs() -> None:

@@ -98,6 +98,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     m = summary["metrics"]
     width = max(len(title) for _, title, *_ in METRICS)
     lines = [f"frames: {summary['frames_sampled']} sampled; {_frames_text(summary)}"]
+    if summary["result_frames"] != summary["dst_frames"]:
+        lines.append(f"note: the result has {summary['result_frames']} frames and dst {summary['dst_frames']}; "
+                     f"only the first {min(summary['result_frames'], summary['dst_frames'])} were compared")
     for key, title, better, unit in METRICS:
         note = f"{better} is better" + (f"; {unit}" if unit else "")
         lines.append(f"{title:<{width}}  {cell(m[key]):>17}  n={m[key]['n']:<4} ({note})")
