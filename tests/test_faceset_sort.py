@@ -52,6 +52,10 @@ def _write_variant(src: Path, dst: Path, change: str) -> Path:
         out = cv2.filter2D(bgr, -1, kernel)
     elif change == "dark":
         out = (bgr.astype(np.float32) * 0.6).astype(np.uint8)
+    elif change == "blue":
+        hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+        hsv[..., 0] = (hsv[..., 0].astype(np.int32) + 90) % 180  # skin (about 15 degrees) to blue (195)
+        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
     elif change == "black":
         out = bgr.copy()
         out[:, : bgr.shape[1] // 3] = 0  # a third of the crop black, as where a face leaves the frame
@@ -109,14 +113,17 @@ def test_blur_and_motion_blur_rank_degraded_copies_below_their_originals(woman: 
     assert motion[1] < motion[0] and sharp[1] < sharp[0]  # type: ignore[operator]
 
 
-def test_brightness_black_and_hist_dissim(woman: list[Path], man: list[Path], tmp_path: Path) -> None:
+def test_brightness_hue_black_and_hist_dissim(woman: list[Path], man: list[Path], tmp_path: Path) -> None:
     folder = tmp_path / "faces"
     originals = _copy(woman[::20][:4], folder)
     dark = _write_variant(originals[0], folder / "dark.jpg", "dark")
     patched = _write_variant(originals[1], folder / "patched.jpg", "black")
+    blue = _write_variant(originals[2], folder / "blue.jpg", "blue")
     sort_faceset(folder, "brightness")
     names = [strip_prefix(n) for n in _names(folder)]
     assert names.index(dark.name) > names.index(originals[0].name)
+    sort_faceset(folder, "hue")  # hue descending: the blue copy before every skin-coloured face
+    assert strip_prefix(_names(folder)[0]) == blue.name
     sort_faceset(folder, "black")
     assert strip_prefix(_names(folder)[-1]) == patched.name  # black: fewest black pixels first
     others = tmp_path / "others"
