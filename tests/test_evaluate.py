@@ -17,9 +17,10 @@ from facelab.core.errors import InputError
 from facelab.evaluate import metrics
 from facelab.evaluate.frames import sample_indices
 from facelab.evaluate.identity import clip_embeddings, faceset_embedding
+from facelab.evaluate.options import EvaluateOptions
 from facelab.evaluate.perceptual import classify, load_mobilenet_v2, perceptual_distance
 from facelab.evaluate.report import markdown_table, read_summary, summary_lines, write_reports
-from facelab.evaluate.runner import EvaluateOptions, evaluate_swap
+from facelab.evaluate.runner import evaluate_swap
 from facelab.extract.options import ExtractOptions
 from facelab.extract.pipeline import run_extract
 from facelab.face.identity import SAME_PERSON_THRESHOLD, create_embedder

@@ -10,8 +10,9 @@ import typer
 from facelab.cli.options import model_parameters, with_parameters
 from facelab.cli.progress import progress_bar
 from facelab.core.config import build_options
+from facelab.evaluate.options import EvaluateOptions
 from facelab.evaluate.report import summary_lines, write_reports
-from facelab.evaluate.runner import EvaluateOptions, evaluate_swap
+from facelab.evaluate.runner import evaluate_swap
 
 
 def evaluate(

@@ -10,18 +10,11 @@ import numpy as np
 from numpy.typing import NDArray
 from skimage.metrics import structural_similarity
 
-from facelab.face.align import face_transform, warp_face
 from facelab.face.pose import HeadPose
 from facelab.face.types import Image, Points, eye_centers
 
 CROP_FACE_TYPE = "whole_face"
 CROP_SIZE = 224
-
-
-def face_crops(result: Image, dst: Image, dst_landmarks: Points, size: int = CROP_SIZE) -> tuple[Image, Image]:
-    """The face region of both frames, cut with the same transform (dst's aligned whole_face crop)."""
-    mat = face_transform(dst_landmarks, CROP_FACE_TYPE, size)
-    return warp_face(result, mat, size), warp_face(dst, mat, size)
 
 
 def ssim(a: Image, b: Image) -> float:

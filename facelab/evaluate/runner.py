@@ -14,17 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
 
-from facelab.core.choices import DetectorName, LandmarkName
 from facelab.core.errors import InputError
 from facelab.evaluate import metrics
 from facelab.evaluate.frames import frame_count, frame_size, iter_selected, sample_indices
 from facelab.evaluate.identity import faceset_embedding
+from facelab.evaluate.options import EvaluateOptions
 from facelab.evaluate.perceptual import perceptual_distance
 from facelab.evaluate.report import summarise
 from facelab.evaluate.results import Evaluation, FrameMetrics
@@ -37,17 +35,6 @@ from facelab.face.types import Image, iou
 
 Progress = Callable[[int, int], None]
 MIN_IOU = 0.3
-
-
-class EvaluateOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    config_section: ClassVar[str] = "evaluate"
-
-    frames: int = Field(100, ge=1, description="frames to evaluate, spread evenly over the video")
-    detector: DetectorName = Field("dlib", description="face detector")
-    landmarks: LandmarkName = Field("auto", description="68-point landmark model")
-    temporal: bool = Field(True, description="also measure frame-to-frame jitter and flicker (reads frame i + 1)")
-    src_limit: int = Field(200, ge=1, description="src faces averaged into the src identity")
 
 
 @dataclass
