@@ -28,7 +28,7 @@ Feature = Literal["sharpness", "motion", "hist", "brightness", "hue", "black", "
 FEATURES: tuple[str, ...] = get_args(Feature)
 
 HIST_BINS = 32  # per BGR channel
-THUMB_SIZE = 32  # thumbnails are THUMB_SIZE x THUMB_SIZE BGR, values 0..255
+THUMB_SIZE = 32  # thumbnails are THUMB_SIZE x THUMB_SIZE BGR
 BLACK_LEVEL = 8  # a pixel is black when all its channels are at most this
 # Below this many faces a worker pool costs more to start (spawn, imports, dlib models) than it saves.
 POOL_MIN_FACES = 48
@@ -46,7 +46,7 @@ class FaceFeatures:
     brightness: float | None = None  # mean HSV value in the hull, 0..1
     hue: float | None = None  # saturation-weighted circular mean hue in the hull, degrees 0..360
     black: float | None = None  # share of black pixels in the whole image, 0..1
-    thumb: FloatArray | None = None  # THUMB_SIZE^2 * 3 BGR values 0..255
+    thumb: NDArray[np.uint8] | None = None  # THUMB_SIZE x THUMB_SIZE x 3 BGR, flattened
     identity: FloatArray | None = None  # 128-d identity embedding (from the record when it has one)
 
 
@@ -105,7 +105,7 @@ def image_features(bgr: NDArray[np.uint8], record: FaceRecord, wanted: frozenset
         values["black"] = float(np.mean(np.all(bgr <= BLACK_LEVEL, axis=2)))
     if "thumb" in wanted:
         small = cv2.resize(bgr, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
-        values["thumb"] = small.astype(np.float64).ravel()
+        values["thumb"] = np.ascontiguousarray(small, dtype=np.uint8).ravel()
     if "identity" in wanted:
         if record.identity is not None:
             values["identity"] = np.asarray(record.identity, dtype=np.float64)

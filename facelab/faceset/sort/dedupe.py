@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from facelab.faceset.features import THUMB_SIZE
 
 FloatArray = NDArray[np.float64]
 
@@ -15,6 +18,7 @@ FloatArray = NDArray[np.float64]
 # talking head at 6 fps). Raise it to also drop frames where nothing moved.
 DEFAULT_DEDUPE_THRESHOLD = 1.5
 _BLOCK = 512
+_COARSE = 4  # coarse thumbnails: means of 4x4 pixel blocks
 
 
 def _find(parent: list[int], i: int) -> int:
@@ -24,22 +28,46 @@ def _find(parent: list[int], i: int) -> int:
     return i
 
 
-def duplicate_groups(thumbs: FloatArray, threshold: float) -> list[list[int]]:
-    """Groups (of 2 or more, each sorted) of faces linked by RMS thumbnail differences <= threshold."""
-    data = np.asarray(thumbs, dtype=np.float64)
+def _coarse(thumbs: NDArray[Any]) -> FloatArray:
+    """Means of 4x4 pixel blocks (8x8x3 values). The RMS difference of two coarse thumbnails is never more
+    than that of the full ones (the mean of squares is at least the square of the mean), so pairs farther
+    apart than the threshold here can be skipped without checking them in full."""
+    n = len(thumbs)
+    side = THUMB_SIZE // _COARSE
+    blocks = thumbs.reshape(n, side, _COARSE, side, _COARSE, 3).mean(axis=(2, 4), dtype=np.float64)
+    out: FloatArray = blocks.reshape(n, -1)
+    return out
+
+
+def _rms(a: NDArray[Any], b: NDArray[Any]) -> FloatArray:
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    out: FloatArray = np.sqrt(np.mean(diff * diff, axis=1))
+    return out
+
+
+def duplicate_groups(thumbs: NDArray[Any], threshold: float) -> list[list[int]]:
+    """Groups (of 2 or more, each sorted) of faces linked by RMS differences <= threshold of their thumbnails
+    (rows of THUMB_SIZE x THUMB_SIZE x 3 values, any numeric type; kept as given, so uint8 stays small)."""
+    data = np.asarray(thumbs)
     n = len(data)
     if n < 2:
         return []
-    dims = data.shape[1]
-    norms = np.sum(data * data, axis=1)
-    limit = threshold * threshold * dims  # squared Euclidean distance for the RMS threshold
+    coarse = _coarse(data)
+    norms = np.sum(coarse * coarse, axis=1)
+    # squared-distance bound for the coarse values, with room for the rounding of the expansion below
+    limit = threshold * threshold * coarse.shape[1] * (1 + 1e-6) + 1e-6 * float(norms.max(initial=0.0))
     parent = list(range(n))
     for start in range(0, n, _BLOCK):
-        rows = data[start:start + _BLOCK]
-        sq = norms[start:start + _BLOCK, None] + norms[None, :] - 2.0 * rows @ data.T
-        for a, b in zip(*np.nonzero(sq <= limit), strict=True):
-            i, j = start + int(a), int(b)
-            if i < j:
+        rows = coarse[start:start + _BLOCK]
+        sq = norms[start:start + _BLOCK, None] + norms[None, :] - 2.0 * rows @ coarse.T
+        a, b = np.nonzero(sq <= limit)
+        a = a + start
+        keep = a < b
+        a, b = a[keep], b[keep]
+        for lo in range(0, len(a), 4096):  # check the candidate pairs in full, in chunks
+            ia, ib = a[lo:lo + 4096], b[lo:lo + 4096]
+            close = _rms(data[ia], data[ib]) <= threshold
+            for i, j in zip(ia[close].tolist(), ib[close].tolist(), strict=True):
                 ri, rj = _find(parent, i), _find(parent, j)
                 if ri != rj:
                     parent[max(ri, rj)] = min(ri, rj)

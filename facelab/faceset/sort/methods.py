@@ -25,8 +25,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -94,13 +95,15 @@ def _feature(data: SortInput, name: str) -> list[float]:
     return [float(v) for v in values]
 
 
-def _vectors(data: SortInput, name: str) -> FloatArray:
+def _stacked(data: SortInput, name: str) -> NDArray[Any]:
     values = [getattr(f, name) for f in data.features]
     if len(values) != len(data.faces) or any(v is None for v in values):
         raise ValueError(f"feature {name!r} was not computed for every face")
-    if not values:
-        return np.zeros((0, 1))
-    return np.stack(values).astype(np.float64)
+    return np.stack(values) if values else np.zeros((0, 1))
+
+
+def _vectors(data: SortInput, name: str) -> FloatArray:
+    return _stacked(data, name).astype(np.float64)
 
 
 def _pose(record: FaceRecord) -> tuple[float, float]:
@@ -116,18 +119,26 @@ def _frame_key(item: tuple[Path, FaceRecord]) -> tuple[int, tuple[tuple[str | in
     return record.source.index, natural_key(record.source.frame), record.face_index
 
 
-def greedy_chain(distances_from: Callable[[int, IntArray], FloatArray], n: int) -> list[int]:
-    """Start at face 0 and go each time to the nearest face not yet visited.
-    ``distances_from(i, candidates)`` gives the distances from face i to the candidate indices."""
+def greedy_chain(vectors: FloatArray, norm: Literal["l1", "l2"]) -> list[int]:
+    """Start at face 0 and go each time to the nearest face not yet visited (L1 or L2 distance).
+
+    The unvisited rows are kept packed (the visited one is overwritten by the last), so each step is one
+    nearest-neighbour search over a shrinking block (OpenCV's batchDistance, about 4x numpy's speed).
+    """
+    n = len(vectors)
     if n == 0:
         return []
-    remaining: IntArray = np.arange(1, n, dtype=np.int64)
-    order = [0]
-    while remaining.size:
-        d = distances_from(order[-1], remaining)
-        pick = int(np.argmin(d))
-        order.append(int(remaining[pick]))
-        remaining = np.delete(remaining, pick)
+    rest = np.array(vectors, dtype=np.float32, copy=True)
+    ids = np.arange(n)
+    current, order = rest[0].copy(), [0]
+    rest[0], ids[0] = rest[n - 1], ids[n - 1]
+    norm_type = cv2.NORM_L1 if norm == "l1" else cv2.NORM_L2
+    for m in range(n - 1, 0, -1):
+        _, nearest = cv2.batchDistance(current[None, :], rest[:m], cv2.CV_32F, normType=norm_type, K=1)
+        k = int(nearest[0, 0])
+        order.append(int(ids[k]))
+        current = rest[k].copy()
+        rest[k], ids[k] = rest[m - 1], ids[m - 1]
     return order
 
 
@@ -168,9 +179,7 @@ def by_rect_size(data: SortInput) -> SortResult:
 
 
 def by_hist(data: SortInput) -> SortResult:
-    hists = _vectors(data, "hist")
-    return SortResult(order=greedy_chain(lambda i, cand: hellinger_matrix(hists[cand], hists[i][None, :])[0],
-                                         len(hists)))
+    return SortResult(order=greedy_chain(_vectors(data, "hist"), "l2"))  # L2 of sqrt histograms: Hellinger
 
 
 def by_hist_dissim(data: SortInput) -> SortResult:
@@ -215,18 +224,17 @@ def by_oneface(data: SortInput) -> SortResult:
 
 
 def _absdiff_thumbs(data: SortInput) -> FloatArray:
-    thumbs = _vectors(data, "thumb")
+    thumbs = _stacked(data, "thumb")
     if not len(thumbs):
-        return thumbs
+        return thumbs.astype(np.float64)
     side = THUMB_SIZE // 2  # 2x2 block means: 16 x 16 x 3 values keep the chain fast on large sets
-    blocks = thumbs.reshape(len(thumbs), side, 2, side, 2, 3).mean(axis=(2, 4))
+    blocks = thumbs.reshape(len(thumbs), side, 2, side, 2, 3).mean(axis=(2, 4), dtype=np.float64)
     out: FloatArray = blocks.reshape(len(thumbs), -1)
     return out
 
 
 def by_absdiff(data: SortInput) -> SortResult:
-    thumbs = _absdiff_thumbs(data)
-    return SortResult(order=greedy_chain(lambda i, cand: np.abs(thumbs[cand] - thumbs[i]).mean(axis=1), len(thumbs)))
+    return SortResult(order=greedy_chain(_absdiff_thumbs(data), "l1"))
 
 
 def by_identity(data: SortInput) -> SortResult:
