@@ -14,9 +14,9 @@ from facelab.faceset.sort.jobs import JobReport, dedupe_faceset, filter_faceset,
 from facelab.faceset.sort.methods import DEFAULT_BEST_TARGET, SortMethod
 from facelab.faceset.sort.rename import trash_dir
 
-Folder = Annotated[Path, typer.Argument(help="Folder of aligned faces.", show_default=False)]
+Folder = Annotated[Path, typer.Argument(metavar="DIR", help="Folder of aligned faces.", show_default=False)]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="List what would happen; change nothing.")]
-Workers = Annotated[int, typer.Option(min=1, max=64, help="Worker processes for the pixel features.")]
+Workers = Annotated[int, typer.Option(min=1, max=64, help="Worker processes for reading faces and computing features.")]
 _SHOWN = 10
 
 
@@ -25,15 +25,21 @@ def _names(paths: list[Path]) -> str:
     return names + (f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else "")
 
 
+def _score(report: JobReport, path: Path) -> str:
+    value = report.scores.get(path, report.distances.get(path))
+    return "" if value is None else f"  ({value:.4g})"
+
+
 def _report(report: JobReport, what: str) -> None:
     plan, verb = report.plan, "would move" if report.dry_run else "moved"
     if report.recovered:
         console.print(f"finished an interrupted sort first ({report.recovered} files renamed)")
     if report.dry_run:
         for move in plan.renames:
-            typer.echo(f"{move.source.name} -> {move.target.name}")
+            typer.echo(f"{move.source.name} -> {move.target.name}{_score(report, move.source)}")
         for move in plan.trash:
-            typer.echo(f"{move.source.name} -> {move.target.parent.name}/{move.target.name}")
+            where = f"{move.target.parent.name}/{move.target.name}"
+            typer.echo(f"{move.source.name} -> {where}{_score(report, move.source)}")
     kept = report.faces - len(plan.trash)
     line = f"{what}: {report.faces} faces, {kept} kept"
     if plan.renames or plan.unchanged:

@@ -39,6 +39,7 @@ class JobReport:
     recovered: int = 0  # files put right from an interrupted earlier sort
     groups: list[list[Path]] = field(default_factory=list)  # dedupe: the groups of near-identical faces
     distances: dict[Path, float] = field(default_factory=dict)  # filter: identity distance of each face
+    scores: dict[Path, float] = field(default_factory=dict)  # sort: the value each face was ranked by, if any
 
 
 def _prepare(directory: Path, dry_run: bool) -> tuple[FaceScan, int]:
@@ -85,7 +86,9 @@ def sort_faceset(directory: Path, method: SortMethod, *, target: int = DEFAULT_B
     result = spec.run(SortInput(faces=scan.faces, features=features, target=target))
     paths = [path for path, _ in scan.faces]
     plan = plan_moves(directory, [paths[i] for i in result.order], [paths[i] for i in result.trash])
-    return _finish(directory, scan, plan, dry_run, recovered)
+    report = _finish(directory, scan, plan, dry_run, recovered)
+    report.scores = dict(zip(paths, result.scores, strict=True)) if result.scores else {}
+    return report
 
 
 def dedupe_faceset(directory: Path, *, threshold: float = DEFAULT_DEDUPE_THRESHOLD, dry_run: bool = False,

@@ -38,8 +38,6 @@ from facelab.faceset.folder import natural_key
 from facelab.faceset.record import FaceRecord
 from facelab.faceset.sort.identity import main_identity
 
-IntArray = NDArray[np.int64]
-
 SortMethod = Literal["blur", "motion-blur", "face-yaw", "face-pitch", "source-rect-size", "hist", "hist-dissim",
                      "brightness", "hue", "black", "origname", "oneface", "absdiff", "identity", "best", "best-fast"]
 SORT_METHODS: tuple[str, ...] = get_args(SortMethod)
