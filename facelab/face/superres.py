@@ -7,9 +7,9 @@ imported) and the network is run with the ``ncnn`` Python binding directly.
 - ``SuperResolver.upscale(bgr)``: x4, BGR uint8 in and out. An image larger than ``tile`` pixels is cut
   into nearly equal blocks; each block is run with ``overlap`` extra pixels of context on its inner sides
   (block plus context at most ``tile`` on a side) and only its own part of the result is kept. Memory is
-  bounded by the tile (peak about 0.3 GB for the model plus 52 KB per tile pixel: 1.1 GB at 128, 1.6 GB
-  at 160, measured); the seams differ from a one-pass result by about 1 grey level on average (24 px of
-  context). An image no larger than a tile runs in one pass.
+  bounded by the tile: measured peaks (model included) 0.6 GB for 64 px, 1.15 GB for 128 px in one pass,
+  1.5 GB for 256 px in 2 x 2 blocks of 152 px; the seams differ from a one-pass result by about 1 grey
+  level on average. An image no larger than a tile runs in one pass.
 - ``SuperResolver.enhance(bgr, strength)``: the same size back (x4, then area downscale), blended with
   the original by ``strength`` (0: unchanged, 1: fully enhanced).
 - ``shared_resolver(threads)``: one loaded model per thread count for the whole process. An ncnn ``Net``
@@ -53,7 +53,7 @@ class SuperResOptions(BaseModel):
     threads: int = Field(1, ge=1, le=64, description="CPU threads of the network per face (more help only on "
                          "idle cores)")
     tile: int = Field(160, ge=32, le=1024, description="largest block (context included) the network sees, in "
-                      "input pixels: larger images are upscaled block by block (peak memory about 1.6 GB at 160)")
+                      "input pixels: larger images are upscaled block by block (peak memory about 1.5 GB at 160)")
     overlap: int = Field(24, ge=0, le=64, description="context pixels around each block's inner sides")
 
     @model_validator(mode="after")
