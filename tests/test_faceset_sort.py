@@ -399,3 +399,31 @@ def test_cli_sort_dry_run_and_errors(woman: list[Path], tmp_path: Path) -> None:
     assert res.returncode == 2 and "folder not found" in res.stderr and "Traceback" not in res.stderr
     res = subprocess.run([*run, "sort", str(folder), "--by", "sideways"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "sideways" in res.stderr
+
+
+def test_metadata_methods_never_decode_pixels(woman: list[Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "faces"
+    _copy(woman[:8], folder)
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pixels decoded")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decoding)
+    for method in ("face-yaw", "face-pitch", "source-rect-size", "origname", "oneface"):
+        assert sort_faceset(folder, method).faces == 8
+    with pytest.raises(AssertionError, match="pixels decoded"):
+        sort_faceset(folder, "blur")
+
+
+def test_features_in_worker_processes_equal_the_serial_ones(woman: list[Path]) -> None:
+    faces = scan_faces(woman[0].parent).faces[:50]
+    wanted = {"sharpness", "motion", "hist", "black", "thumb"}
+    serial = compute_features(faces, wanted, workers=1)
+    done: list[int] = []
+    pooled = compute_features(faces, wanted, workers=2, progress=done.append)
+    assert len(pooled) == len(serial) == 50 and sum(done) == 50
+    for a, b in zip(serial, pooled, strict=True):
+        assert a.sharpness == b.sharpness and a.motion == b.motion and a.black == b.black
+        assert a.hist is not None and b.hist is not None and np.array_equal(a.hist, b.hist)
+        assert a.thumb is not None and b.thumb is not None and np.array_equal(a.thumb, b.thumb)
