@@ -175,8 +175,10 @@ def test_yaw_orders_a_head_turn_monotonically(head_turn: Path, tmp_path: Path) -
         lm = r.landmarks_array()
         offsets.append((lm[30, 0] - lm[0, 0]) / (lm[16, 0] - lm[0, 0]))
     ranks = np.argsort(np.argsort(offsets))
-    rho = np.corrcoef(ranks, np.arange(len(ranks)))[0, 1]
-    assert len(records) > 40 and rho > 0.9, rho  # yaw ascending: the nose moves towards the image's right
+    rho = np.corrcoef(ranks, np.arange(len(ranks)))[0, 1]  # 0.92 measured (near frontal, expressions add noise)
+    assert len(records) > 40 and rho > 0.85, rho  # yaw ascending: the nose moves towards the image's right
+    thirds = [float(np.mean(part)) for part in np.array_split(np.array(offsets), 3)]
+    assert thirds[0] < thirds[1] < thirds[2] and max(offsets[:8]) < min(offsets[-8:]), thirds
     yaws = [r.pose.yaw for r in records if r.pose is not None]
     assert yaws == sorted(yaws) and yaws[-1] - yaws[0] > 30
     sort_faceset(folder, "face-pitch")
