@@ -167,6 +167,21 @@ def test_enhance_keeps_size_and_blends(obama_256: Path, resolver: SuperResolver)
         resolver.upscale(img.astype(np.float32))  # type: ignore[arg-type]
 
 
+def test_shared_model_is_thread_safe(obama_256: Path, resolver: SuperResolver) -> None:
+    """Merge workers call one loaded model from several threads: concurrent results equal sequential ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    high, _ = read_face(obama_256)
+    images = [cv2.resize(high[y:y + 128, x:x + 128], (40, 40), interpolation=cv2.INTER_AREA)
+              for y, x in ((0, 0), (128, 128), (64, 96))]
+    alone = [resolver.upscale(img) for img in images]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(resolver.upscale, images))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+    assert not np.array_equal(alone[0], alone[1])
+    assert superres.shared_resolver() is superres.shared_resolver()
+
+
 # ---- faceset enhance ---------------------------------------------------------------------------
 
 def _payload_text(path: Path) -> str:
