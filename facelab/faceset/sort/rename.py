@@ -127,10 +127,14 @@ def apply_plan(directory: Path, plan: Plan) -> None:
     directory = Path(directory)
     recover(directory)
     if plan.trash:
-        plan.trash[0].target.parent.mkdir(parents=True, exist_ok=True)
+        bin_dir = plan.trash[0].target.parent
+        try:
+            bin_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot make the trash folder: {exc.strerror or exc}", bin_dir) from None
         for move in plan.trash:
             _rename(move.source, move.target)
-        fsync_dir(plan.trash[0].target.parent)
+        fsync_dir(bin_dir)
         fsync_dir(directory)
     if not plan.renames:
         return
