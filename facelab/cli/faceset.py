@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import typer
 
-from facelab.cli import faceset_enhance, faceset_sort
+from facelab.cli import faceset_enhance, faceset_sort, faceset_tools
 
 app = typer.Typer(
     help="Sort, clean, pack and inspect facesets (folders of aligned faces).",
     no_args_is_help=True,
 )
+app.command("pack")(faceset_tools.pack)
+app.command("unpack")(faceset_tools.unpack)
+app.command("info")(faceset_tools.info)
+app.command("resize")(faceset_tools.resize)
+app.add_typer(faceset_tools.metadata_app, name="metadata")
 app.command("sort")(faceset_sort.sort)
 app.command("dedupe")(faceset_sort.dedupe)
 app.command("filter")(faceset_sort.filter_faces)

@@ -29,7 +29,7 @@ import base64
 import binascii
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -47,8 +47,8 @@ from facelab.core.errors import InputError, MetadataError
 from facelab.core.geometry import FloatArray, affine_scale, invert_affine, transform_points
 from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE, canonical_to_crop, compose
 from facelab.face.masks import eyes_mouth_mask, face_hull_mask
-from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import FaceRecord
+from facelab.faceset.store import FaceStore, open_store
 
 Image8 = NDArray[np.uint8]
 FloatImage = NDArray[np.float32]
@@ -135,47 +135,47 @@ def _mixed(folder: Path, what: str, values: list[tuple[object, Path]]) -> InputE
 
 
 class FaceSet:
-    """The aligned faces of one folder: metadata read once, pixels read per sample (never all in memory)."""
+    """The aligned faces of a folder or a ``.fpack`` pack: metadata read once, pixels read per sample.
+
+    Reads through a store (``facelab.faceset.store``): a folder's records are all parsed at open; a pack
+    gives landmarks and yaws from its index and parses a record when ``records[i]`` is asked for, so
+    large packed sets open fast and no image is held in memory.
+    """
 
     def __init__(self, folder: Path | str) -> None:
-        self.folder = Path(folder)
-        scan = scan_faces(self.folder)
-        if not scan.faces:
+        self.folder = Path(folder)  # the folder or the pack file
+        self.store: FaceStore = open_store(self.folder)
+        store = self.store
+        if len(store) == 0:
             extra = []
-            if scan.foreign:
-                extra.append(f"{_plural(len(scan.foreign), 'image')} without facelab metadata")
-            if scan.invalid:
-                extra.append(f"{_plural(len(scan.invalid), 'invalid face file')}")
+            if store.foreign:
+                extra.append(f"{_plural(len(store.foreign), 'image')} without facelab metadata")
+            if store.invalid:
+                extra.append(f"{_plural(len(store.invalid), 'invalid face file')}")
             note = f" ({', '.join(extra)})" if extra else ""
             raise InputError(f"no aligned faces in {self.folder}{note}")
-        self.foreign: list[Path] = scan.foreign  # skipped: images without facelab metadata
-        self.invalid: list[tuple[Path, str]] = scan.invalid  # skipped: malformed face files, with reasons
-        self.paths: list[Path] = [p for p, _ in scan.faces]
-        self.records: list[FaceRecord] = [r for _, r in scan.faces]
-        types = {r.face_type for r in self.records}
-        if len(types) > 1:
-            raise _mixed(self.folder, "type", [(r.face_type, p) for p, r in scan.faces])
-        sizes = {r.size for r in self.records}
-        if len(sizes) > 1:
-            raise _mixed(self.folder, "size", [(r.size, p) for p, r in scan.faces])
-        self.face_type: FaceType = self.records[0].face_type
-        self.size: int = self.records[0].size
-        self.landmarks: NDArray[np.float64] = np.stack([r.landmarks_array() for r in self.records])
-        self.yaws: NDArray[np.float64] = np.array(
-            [r.pose.yaw if r.pose is not None else np.nan for r in self.records], dtype=np.float64
-        )
+        self.foreign: list[Path] = store.foreign  # skipped: images without facelab metadata
+        self.invalid: list[tuple[Path, str]] = store.invalid  # skipped: malformed face files, with reasons
+        self.paths: Sequence[Path] = store.paths
+        self.records: Sequence[FaceRecord] = store.records
+        codes, sizes = store.type_codes, store.sizes
+        if (codes != codes[0]).any():
+            raise _mixed(self.folder, "type", [(store.face_type(i), store.paths[i]) for i in range(len(store))])
+        if (sizes != sizes[0]).any():
+            raise _mixed(self.folder, "size", [(int(s), store.paths[i]) for i, s in enumerate(sizes)])
+        self.face_type: FaceType = store.face_type(0)
+        self.size: int = int(sizes[0])
+        self.landmarks: NDArray[np.float64] = store.landmarks
+        self.yaws: NDArray[np.float64] = store.yaws
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.store)
 
     def read_bgr(self, i: int) -> Image8:
         """Face i's pixels as stored: BGR uint8, size x size x 3."""
-        path = self.paths[i]
-        try:
-            data = np.fromfile(path, dtype=np.uint8)
-        except OSError as exc:
-            raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+        data = np.frombuffer(self.store.read_bytes(i), dtype=np.uint8)
         decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        path = self.paths[i]
         if decoded is None:
             raise MetadataError("cannot decode the image pixels", path)
         image: Image8 = np.asarray(decoded, dtype=np.uint8)
