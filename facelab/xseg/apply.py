@@ -1,0 +1,115 @@
+"""Folder operations on XSeg labels and masks. Each rewrites only the metadata of the face files it
+changes (``update_record``: the encoded pixels are kept byte for byte) and reports progress through an
+optional ``progress(done, total)`` callback."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facelab.core.errors import InputError
+from facelab.faceset.folder import list_face_files, scan_faces
+from facelab.faceset.record import FaceRecord, read_face, update_record
+from facelab.xseg.infer import XSegModel
+from facelab.xseg.labels import check_fits, encode_mask, read_label_file
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class FolderResult:
+    changed: int = 0  # face files rewritten (or copied, for fetch)
+    faces: int = 0  # face files in the folder
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # invalid files, with reasons
+
+
+def _faces(folder: Path) -> tuple[list[tuple[Path, FaceRecord]], FolderResult]:
+    scan = scan_faces(folder)
+    return scan.faces, FolderResult(faces=len(scan.faces), skipped=list(scan.invalid))
+
+
+def _tick(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, total)
+
+
+def remove_masks(folder: Path, progress: Progress | None = None) -> FolderResult:
+    """Drop ``xseg_mask`` from every face of the folder that has one."""
+    faces, result = _faces(folder)
+    for i, (path, rec) in enumerate(faces):
+        if rec.xseg_mask is not None:
+            update_record(path, rec.model_copy(update={"xseg_mask": None}))
+            result.changed += 1
+        _tick(progress, i + 1, len(faces))
+    return result
+
+
+def remove_labels(folder: Path, progress: Progress | None = None) -> FolderResult:
+    """Drop the hand-drawn ``xseg_polygons`` from every face of the folder that has them."""
+    faces, result = _faces(folder)
+    for i, (path, rec) in enumerate(faces):
+        if rec.xseg_polygons:
+            update_record(path, rec.model_copy(update={"xseg_polygons": []}))
+            result.changed += 1
+        _tick(progress, i + 1, len(faces))
+    return result
+
+
+def fetch_labelled(folder: Path, out: Path, progress: Progress | None = None) -> FolderResult:
+    """Copy the faces that have XSeg polygons into ``out`` (created), files unchanged."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("output exists and is not a folder", out)
+    if out.exists() and out.resolve() == Path(folder).resolve():
+        raise InputError("output folder is the input folder", out)
+    faces, result = _faces(folder)
+    labelled = [p for p, rec in faces if rec.xseg_polygons]
+    out.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(labelled):
+        shutil.copy2(path, out / path.name)
+        result.changed += 1
+        _tick(progress, i + 1, len(labelled))
+    return result
+
+
+def import_labels(folder: Path, labels_file: Path, progress: Progress | None = None) -> FolderResult:
+    """Set the polygons of the faces named in a label file (see ``facelab.xseg.labels``).
+
+    Everything is checked before any face is written: a name without a face file in the folder, a file
+    that is not an aligned face or polygons far outside the face are errors, and nothing changes.
+    """
+    labels = read_label_file(labels_file)
+    files = {p.name: p for p in list_face_files(folder)}
+    scan = {p.name: rec for p, rec in scan_faces(folder).faces}
+    plan: list[tuple[Path, FaceRecord]] = []
+    for name, polys in labels.faces.items():
+        if name not in files:
+            raise InputError(f"faces[{name!r}]: no face file of that name in {folder}", labels.path)
+        if name not in scan:
+            raise InputError(f"faces[{name!r}]: {files[name]} is not a valid aligned face", labels.path)
+        rec = scan[name]
+        check_fits(polys, rec.size, labels.path, name)
+        plan.append((files[name], rec.model_copy(update={"xseg_polygons": polys})))
+    result = FolderResult(faces=len(scan))
+    for i, (path, rec) in enumerate(plan):
+        update_record(path, rec)
+        result.changed += 1
+        _tick(progress, i + 1, len(plan))
+    return result
+
+
+def apply_model(model: XSegModel, folder: Path, batch_size: int = 16,
+                progress: Progress | None = None) -> FolderResult:
+    """Predict every face's mask and store it as its ``xseg_mask`` (at the face's size); pixels untouched."""
+    faces, result = _faces(folder)
+    for start in range(0, len(faces), batch_size):
+        chunk = faces[start:start + batch_size]
+        images = [read_face(path)[0] for path, _ in chunk]
+        masks = model.predict(images, batch_size=batch_size)
+        for (path, rec), mask in zip(chunk, masks, strict=True):
+            update_record(path, rec.model_copy(update={"xseg_mask": encode_mask(mask)}))
+            result.changed += 1
+        _tick(progress, start + len(chunk), len(faces))
+    return result

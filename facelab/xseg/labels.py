@@ -1,0 +1,162 @@
+"""XSeg labels and masks in FaceRecords, and the label file that ``xseg import-labels`` reads.
+
+Label file (JSON, UTF-8), keyed by face file name (the file's name in the folder, not a path)::
+
+    {
+      "schema": "facelab.xseg_labels",
+      "version": 1,
+      "faces": {
+        "000012_0.jpg": [
+          {"kind": "include", "points": [[10, 20], [118, 20], [118, 120], [10, 120]]},
+          {"kind": "exclude", "points": [40, 60, 80, 60, 80, 90]}
+        ]
+      }
+    }
+
+Points are aligned-face pixels (x right, y down), as ``[[x, y], ...]`` or COCO-style flat
+``[x1, y1, x2, y2, ...]``; each polygon needs at least 3 points. Polygons are drawn in order, an
+``include`` filling with 1 and an ``exclude`` with 0, so an exclude drawn after an include cuts a hole.
+Importing replaces the face's polygons (an empty list removes them).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from facelab.core.errors import InputError, MetadataError
+from facelab.faceset.record import FaceRecord, XSegPolygon
+from facelab.train.samples import face_mask
+
+LABELS_SCHEMA = "facelab.xseg_labels"
+LABELS_VERSION = 1
+Mask = NDArray[np.float32]
+
+
+# ---- masks in records -----------------------------------------------------------------------------
+
+def encode_mask(mask: Mask) -> str:
+    """A float mask in [0, 1] (H x W) as the record's ``xseg_mask``: base64 of an 8-bit grayscale PNG."""
+    m8 = np.clip(np.asarray(mask, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", m8, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise ValueError("cannot encode the mask as PNG")
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def decode_mask(record: FaceRecord, path: Path | str) -> Mask | None:
+    """The record's ``xseg_mask`` as float32 in [0, 1] at its stored size, or None when it has none."""
+    if record.xseg_mask is None:
+        return None
+    try:
+        data = base64.b64decode(record.xseg_mask, validate=True)
+    except (binascii.Error, ValueError):
+        raise MetadataError("xseg_mask is not valid base64", path) from None
+    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    if decoded is None or decoded.ndim != 2:
+        raise MetadataError("xseg_mask is not a decodable grayscale image", path)
+    out: Mask = np.asarray(decoded, dtype=np.float32) * np.float32(1 / 255)
+    return out
+
+
+def label_mask(record: FaceRecord, path: Path | str) -> Mask:
+    """The polygons of a labelled face rasterised at the stored size (the ground truth for training)."""
+    if not record.xseg_polygons:
+        raise ValueError(f"{path}: face has no XSeg polygons")
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    return face_mask(record, record.landmarks_array(), identity, record.size, record.face_type, True, Path(path))
+
+
+# ---- label files ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LabelFile:
+    """A parsed label file: face file name -> polygons (validated, not yet matched to faces)."""
+
+    path: Path
+    faces: dict[str, list[XSegPolygon]]
+
+
+def _fail(path: Path, where: str, message: str) -> InputError:
+    return InputError(f"{where}: {message}", path)
+
+
+def _points(raw: Any, path: Path, where: str) -> list[tuple[float, float]]:
+    if not isinstance(raw, list):
+        raise _fail(path, where, "points must be a list of [x, y] pairs or a flat [x1, y1, x2, y2, ...] list")
+    if raw and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
+        if len(raw) % 2:
+            raise _fail(path, where, f"a flat point list needs an even number of values, got {len(raw)}")
+        pairs: list[Any] = [raw[i:i + 2] for i in range(0, len(raw), 2)]
+    else:
+        pairs = raw
+    out: list[tuple[float, float]] = []
+    for k, pair in enumerate(pairs):
+        ok = (isinstance(pair, list) and len(pair) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair))
+        if not ok:
+            raise _fail(path, f"{where}[{k}]", f"not an [x, y] pair of numbers: {json.dumps(pair)[:60]}")
+        x, y = float(pair[0]), float(pair[1])
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise _fail(path, f"{where}[{k}]", "coordinates must be finite numbers")
+        out.append((x, y))
+    if len(out) < 3:
+        raise _fail(path, where, f"a polygon needs at least 3 points, got {len(out)}")
+    return out
+
+
+def _polygon(raw: Any, path: Path, where: str) -> XSegPolygon:
+    if not isinstance(raw, dict):
+        raise _fail(path, where, 'each polygon must be an object {"kind": ..., "points": [...]}')
+    unknown = set(raw) - {"kind", "points"}
+    if unknown:
+        raise _fail(path, where, f"unknown key {sorted(unknown)[0]!r} (a polygon has kind and points)")
+    kind = raw.get("kind")
+    if kind not in ("include", "exclude"):
+        raise _fail(path, f"{where}.kind", f'must be "include" or "exclude", got {json.dumps(kind)[:40]}')
+    return XSegPolygon(kind=kind, points=_points(raw.get("points"), path, f"{where}.points"))
+
+
+def read_label_file(path: Path) -> LabelFile:
+    """Parse and validate a label file. Raises InputError naming the file and the bad entry."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("label file not found", path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a valid JSON label file ({exc})", path) from None
+    if not isinstance(data, dict) or data.get("schema") != LABELS_SCHEMA:
+        raise InputError(f'not a facelab label file (expected "schema": "{LABELS_SCHEMA}")', path)
+    if data.get("version") != LABELS_VERSION:
+        raise InputError(f"label file version {json.dumps(data.get('version'))[:20]} is not supported "
+                         f"(this facelab reads version {LABELS_VERSION})", path)
+    faces = data.get("faces")
+    if not isinstance(faces, dict):
+        raise InputError('"faces" must be an object mapping face file names to polygon lists', path)
+    out: dict[str, list[XSegPolygon]] = {}
+    for name, polys in faces.items():
+        if "/" in name or "\\" in name or not name:
+            raise _fail(path, f"faces[{name!r}]", "keys are face file names, not paths")
+        if not isinstance(polys, list):
+            raise _fail(path, f"faces[{name!r}]", "must be a list of polygons")
+        out[name] = [_polygon(p, path, f"faces[{name!r}][{i}]") for i, p in enumerate(polys)]
+    return LabelFile(path, out)
+
+
+def check_fits(labels: list[XSegPolygon], size: int, path: Path, face: str) -> None:
+    """Polygons must lie near the face image (within one image size around it): catches wrong units."""
+    for i, poly in enumerate(labels):
+        pts = np.asarray(poly.points)
+        if pts.min() < -size or pts.max() > 2 * size:
+            raise _fail(path, f"faces[{face!r}][{i}]", f"points lie far outside the {size}x{size} face "
+                        "(points are aligned-face pixels)")

@@ -1,0 +1,26 @@
+"""XSeg training options: one pydantic model feeding the CLI flags and the model folder's config.json."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+XSegPrecision = Literal["fp32", "bf16"]
+
+# options that shape the network: fixed when a model folder is created
+IMMUTABLE: tuple[str, ...] = ("resolution", "base_channels")
+
+
+class XSegOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: int = Field(256, ge=64, le=1024, multiple_of=32,
+                            description="network input size in pixels; faces are resized to it")
+    base_channels: int = Field(16, ge=4, le=64, description="width of the U-Net's first level")
+    batch_size: int = Field(8, ge=1, le=256, description="faces per iteration")
+    lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate")
+    precision: XSegPrecision = Field("fp32", description="fp32, or bf16 autocast")
+    save_every: int = Field(500, ge=1, description="save (and preview) every N iterations")
+    preview: bool = Field(True, description="write previews/latest.png at each save")
+    seed: int = Field(0, ge=0, description="random seed of the augmentation stream")
