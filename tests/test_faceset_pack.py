@@ -233,3 +233,19 @@ def test_training_from_packs_with_workers(sample_faces: tuple[Path, Path], tmp_p
     assert len(trainer.src_set) == len(list_face_files(src))
     assert trainer.train(iterations=3).iteration == 3
     assert json.loads((tmp_path / "model" / "state.json").read_text())["iteration"] == 3
+
+
+def test_mixed_face_types_in_a_pack_are_refused_by_training(packed: tuple[Path, Path], tmp_path: Path) -> None:
+    from facelab.faceset.record import read_record, update_record
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for p in list_face_files(packed[0])[:3]:  # digit names sort before holiday.jpg and cut.jpg
+        shutil.copy(p, folder / p.name)
+    odd = list_face_files(folder)[1]
+    update_record(odd, read_record(odd).model_copy(update={"face_type": "full"}))
+    pack_faceset(folder, tmp_path / "mixed.fpack")
+    store = open_store(tmp_path / "mixed.fpack")
+    assert [store.face_type(i) for i in range(len(store))] == ["whole_face", "full", "whole_face"]
+    with pytest.raises(InputError, match=rf"mixed face types in .*mixed\.fpack.*full \(e\.g\. {odd.name}\)"):
+        FaceSet(tmp_path / "mixed.fpack")
