@@ -3,6 +3,7 @@ and the batch runner (pass-through frames, resume, shards, input checks), on the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +18,7 @@ from facelab.core.errors import InputError
 from facelab.face.align import convert_transform
 from facelab.face.masks import face_hull_mask
 from facelab.faceset.folder import scan_faces
-from facelab.faceset.record import FaceRecord, read_face, update_record
+from facelab.faceset.record import FaceRecord, XSegPolygon, read_face, update_record
 from facelab.media.frames import extract_frames, read_image_rgb
 from facelab.merge.compose import Prediction, compose_face, face_size_px, model_transform
 from facelab.merge.options import XSEG_MASK_MODES, MergeOptions
@@ -142,7 +143,7 @@ def test_every_mode_and_mask_runs(dst_face: tuple[np.ndarray, FaceRecord], src_p
         assert (mode == "original") == (not (out != frame).any())
     for mask_mode in MASK_MODES:
         if mask_mode in XSEG_MASK_MODES:
-            with pytest.raises(InputError, match="XSeg"):
+            with pytest.raises(InputError, match="XSeg"):  # the prediction carries no XSeg masks
                 _compose(frame, rec, src_prediction, mask_mode=mask_mode)
             continue
         out, mask = _compose(frame, rec, src_prediction, mask_mode=mask_mode, sharpen_mode="unsharp",
@@ -152,6 +153,22 @@ def test_every_mode_and_mask_runs(dst_face: tuple[np.ndarray, FaceRecord], src_p
     assert (out != frame).any()
     out, mask = _compose(frame, rec, src_prediction, super_resolution=True)  # more in tests/test_superres.py
     assert np.array_equal(out[mask == 0], frame[mask == 0]) and (out != frame).any()
+
+
+def test_xseg_masks_shape_the_blend(dst_face: tuple[np.ndarray, FaceRecord], src_prediction: Prediction) -> None:
+    """xseg-prd follows the predicted face's XSeg mask, xseg-dst the dst face's, the product both."""
+    frame, rec = dst_face
+    hull = src_prediction.mask
+    left = hull.copy()
+    left[:, R // 2:] = 0.0  # an XSeg mask that keeps only the left half of the face
+    pred = dataclasses.replace(src_prediction, xseg_prd=hull, xseg_dst=left)
+    _, m_hull = _compose(frame, rec, pred, mask_mode="xseg-prd", blur=0.0)
+    _, m_left = _compose(frame, rec, pred, mask_mode="xseg-dst", blur=0.0)
+    _, m_both = _compose(frame, rec, pred, mask_mode="xseg-prd*xseg-dst", blur=0.0)
+    _, m_ref = _compose(frame, rec, src_prediction, mask_mode="dst", blur=0.0)
+    assert np.abs(m_hull - m_ref).mean() < 0.01  # the same hull, through the prediction side
+    assert 0.4 < m_left.sum() / m_hull.sum() < 0.6
+    assert np.allclose(m_both, m_hull * m_left, atol=2e-4)  # up to the compositor's 1e-4 floor
 
 
 def test_erode_shrinks_and_negative_grows(dst_face: tuple[np.ndarray, FaceRecord],
@@ -294,4 +311,51 @@ def test_bad_inputs_fail_before_work(tiny_model: Path, dst_frames: Path, sample_
         run_merge(tiny_model, dst_frames, full_type, out)
     with pytest.raises(InputError, match="XSeg"):
         run_merge(tiny_model, dst_frames, sample_faces[1], out, MergeOptions(mask_mode="xseg-dst"))
+    with pytest.raises(InputError, match="XSeg model"):
+        run_merge(tiny_model, dst_frames, sample_faces[1], out, MergeOptions(mask_mode="xseg-prd"))
+    with pytest.raises(InputError, match="XSeg model folder not found"):
+        run_merge(tiny_model, dst_frames, sample_faces[1], out,
+                  MergeOptions(mask_mode="xseg-prd", xseg_model=tmp_path / "nowhere"))
     assert not out.exists()
+
+
+def test_run_merge_xseg_modes(tiny_model: Path, dst_frames: Path, sample_faces: tuple[Path, Path],
+                              tmp_path: Path) -> None:
+    """xseg-dst with the masks stored in the dst faces (no model): the blend stays inside them; xseg-prd*xseg-dst
+    with an XSeg model folder runs XSeg on both sides and the frames still carry the watermark."""
+    from facelab.provenance.verify import verify
+    from facelab.xseg.labels import encode_mask
+    from facelab.xseg.options import XSegOptions
+    from facelab.xseg.train import XSegTrainer
+
+    faces = tmp_path / "faces"
+    shutil.copytree(sample_faces[1], faces, ignore=shutil.ignore_patterns("_extract"))
+    for path, rec in scan_faces(faces).faces:
+        top = np.zeros((rec.size, rec.size), np.float32)
+        top[: rec.size // 2] = 1.0  # keep only the upper half of the aligned face
+        update_record(path, rec.model_copy(update={"xseg_mask": encode_mask(top)}))
+    out = tmp_path / "stored"
+    s = run_merge(tiny_model, dst_frames, faces, out, MergeOptions(mask_mode="xseg-dst", blur=0.0), workers=1)
+    assert s.merged > 0
+    for _, rec in scan_faces(faces).faces[:3]:
+        mask = cv2.imread(str(out / "masks" / f"{rec.source.frame}.png"), cv2.IMREAD_GRAYSCALE)
+        ys, xs = np.nonzero(mask)
+        aligned = cv2.transform(np.stack([xs, ys], axis=1).reshape(-1, 1, 2).astype(np.float64), rec.affine())
+        assert aligned.reshape(-1, 2)[:, 1].max() < rec.size / 2 + 2  # nothing below the stored mask's edge
+
+    labelled = tmp_path / "labelled"
+    shutil.copytree(sample_faces[1], labelled, ignore=shutil.ignore_patterns("_extract"))
+    for path, rec in scan_faces(labelled).faces[:4]:
+        hull = face_hull_mask(rec.landmarks_array(), (rec.size, rec.size), rec.face_type)
+        contours, _ = cv2.findContours((hull > 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        pts = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(float).tolist()
+        update_record(path, rec.model_copy(update={"xseg_polygons": [XSegPolygon(kind="include", points=pts)]}))
+    xseg_dir = tmp_path / "xseg"
+    XSegTrainer(xseg_dir, XSegOptions(resolution=64, base_channels=4, batch_size=2), [labelled], new=True).train(
+        iterations=1)
+    out2 = tmp_path / "model_masks"
+    s2 = run_merge(tiny_model, dst_frames, sample_faces[1], out2,
+                   MergeOptions(mask_mode="xseg-prd*xseg-dst", xseg_model=xseg_dir), workers=1)
+    assert s2.merged > 0
+    merged = sorted(p for p in out2.glob("*.png"))
+    assert merged and verify(merged[len(merged) // 2]).watermark_found

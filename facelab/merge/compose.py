@@ -52,6 +52,8 @@ class Prediction:
     face: F32
     mask: F32  # the predicted (swapped) face's mask
     dst_mask: F32  # the dst face's own mask, as the model predicts it
+    xseg_prd: F32 | None = None  # XSeg's mask of the predicted face (xseg-prd modes)
+    xseg_dst: F32 | None = None  # XSeg's mask of the dst face (xseg-dst modes)
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,35 @@ def recolor(name: str, face: F32, dst_face: F32, face_mask: F32, dst_mask: F32,
 # masks
 
 
+def _side_masks(mode: str, pred: Prediction) -> tuple[F32 | None, F32 | None]:
+    """The prediction-side and dst-side crop masks a learned-* or xseg-* mode combines."""
+    prd = dst = None
+    if mode in ("learned-prd", "learned-prd*learned-dst", "learned-prd+learned-dst"):
+        prd = pred.mask
+    if mode in ("learned-dst", "learned-prd*learned-dst", "learned-prd+learned-dst"):
+        dst = pred.dst_mask
+    if mode in ("xseg-prd", "xseg-prd*xseg-dst"):
+        if pred.xseg_prd is None:
+            raise InputError(f"mask mode {mode} needs the XSeg mask of the predicted face (--xseg-model)")
+        prd = pred.xseg_prd
+    if mode in ("xseg-dst", "xseg-prd*xseg-dst"):
+        if pred.xseg_dst is None:
+            raise InputError(f"mask mode {mode} needs the XSeg mask of the dst face (--xseg-model or xseg apply)")
+        dst = pred.xseg_dst
+    return prd, dst
+
+
+def _combine(mode: str, prd: F32 | None, dst: F32 | None) -> F32:
+    if prd is not None and dst is not None:
+        if mode.endswith("+learned-dst"):
+            return np.clip(prd + dst, 0.0, 1.0)
+        out: F32 = prd * dst
+        return out
+    mask = prd if prd is not None else dst
+    assert mask is not None
+    return mask
+
+
 def _crop_mask(mode: str, pred: Prediction, hull: F32 | None) -> F32:
     """The chosen mask in crop space (used for the colour statistics)."""
     r = pred.face.shape[0]
@@ -237,17 +268,7 @@ def _crop_mask(mode: str, pred: Prediction, hull: F32 | None) -> F32:
     if mode == "dst":
         assert hull is not None
         return hull
-    prd, dst = pred.mask, pred.dst_mask
-    if mode == "learned-prd":
-        return prd
-    if mode == "learned-dst":
-        return dst
-    if mode == "learned-prd*learned-dst":
-        out: F32 = prd * dst
-        return out
-    if mode == "learned-prd+learned-dst":
-        return np.clip(prd + dst, 0.0, 1.0)
-    raise InputError(f"mask mode {mode} needs XSeg (not available yet)")
+    return _combine(mode, *_side_masks(mode, pred))
 
 
 def _frame_mask(mode: str, pred: Prediction, hull: F32 | None, m_prd: F64, m_dst: F64,
@@ -261,19 +282,9 @@ def _frame_mask(mode: str, pred: Prediction, hull: F32 | None, m_prd: F64, m_dst
     if mode == "dst":
         assert hull is not None
         return _warp(hull, m_dst, size, c)
-    prd = _warp(pred.mask, m_prd, size, c) if "prd" in mode else None
-    dst = _warp(pred.dst_mask, m_dst, size, c) if "learned-dst" in mode else None
-    if mode == "learned-prd":
-        assert prd is not None
-        return prd
-    if mode == "learned-dst":
-        assert dst is not None
-        return dst
-    assert prd is not None and dst is not None
-    if mode == "learned-prd*learned-dst":
-        out: F32 = prd * dst
-        return out
-    return np.clip(prd + dst, 0.0, 1.0)
+    prd, dst = _side_masks(mode, pred)
+    return _combine(mode, None if prd is None else _warp(prd, m_prd, size, c),
+                    None if dst is None else _warp(dst, m_dst, size, c))
 
 
 def _erode_blur(mask: F32, erode_px: float, blur_px: float) -> F32:
@@ -327,7 +338,7 @@ def compose_face(frame: U8, record: FaceRecord, prediction: Prediction, face_typ
 
     Returns the merged frame and the mask used (float32 H x W in [0, 1]; 0 where the frame is unchanged).
     """
-    check_supported(opts)
+    check_supported(opts, xseg=False)
     h, w = frame.shape[:2]
     full_mask = np.zeros((h, w), dtype=np.float32)
     if opts.mode == "original":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,12 +52,26 @@ class MergeOptions(BaseModel):
     workers: int = Field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)), ge=1, le=64,
                          description="compositing worker processes (default: CPU count, up to 8)")
     image_format: ImageFormat = Field("png", description="image format of the merged frames")
+    xseg_model: Path | None = Field(None, description="XSeg model folder (facelab xseg train) for the xseg-* mask "
+                                    "modes; without it xseg-dst uses the masks `facelab xseg apply` stored in the "
+                                    "dst faces")
 
 
-def check_supported(opts: MergeOptions, has_xseg: bool = False) -> None:
-    """Refuse options whose machinery is not available here, with a clear message."""
-    if opts.mask_mode in XSEG_MASK_MODES and not has_xseg:
-        raise InputError(f"mask mode {opts.mask_mode} needs XSeg (not available yet): the faces carry no XSeg "
-                         "masks; use learned-prd*learned-dst, dst or full")
+XSEG_PRD_MODES: frozenset[str] = frozenset({"xseg-prd", "xseg-prd*xseg-dst"})
+XSEG_DST_MODES: frozenset[str] = frozenset({"xseg-dst", "xseg-prd*xseg-dst"})
+
+
+def check_supported(opts: MergeOptions, dst_masks: bool = False, xseg: bool = True) -> None:
+    """Refuse options whose machinery is not available here, with a clear message.
+
+    ``dst_masks``: every dst face carries a stored XSeg mask (so xseg-dst works without a model).
+    ``xseg=False`` skips the XSeg checks (the compositor, whose predictions carry the masks or not).
+    """
+    if xseg and opts.mask_mode in XSEG_PRD_MODES and opts.xseg_model is None:
+        raise InputError(f"mask mode {opts.mask_mode} needs an XSeg model for the predicted face: pass --xseg-model "
+                         "DIR (train one with `facelab xseg train`)")
+    if xseg and opts.mask_mode in XSEG_DST_MODES and opts.xseg_model is None and not dst_masks:
+        raise InputError(f"mask mode {opts.mask_mode} needs XSeg masks: pass --xseg-model DIR, or store masks in the "
+                         "dst faces first with `facelab xseg apply`")
     if opts.super_resolution:
         check_available()  # InputError when the Real-ESRGAN model files or ncnn are missing

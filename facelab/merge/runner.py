@@ -45,8 +45,10 @@ from facelab.media.frames import encode_image, list_frames, read_image_rgb
 from facelab.merge.compose import FaceInput, Prediction, crop_face, merge_frame, model_transform
 from facelab.merge.options import MergeOptions, check_supported
 from facelab.merge.session import MergeSession
+from facelab.merge.xseg_masks import has_stored_mask, with_xseg
 from facelab.provenance.marker import ProvenanceMarker, marker_for
 from facelab.train.inference import SwapModel, load_swap_model
+from facelab.xseg.infer import load_xseg
 
 STATE_DIR = "_merge"
 MASKS_DIR = "masks"
@@ -105,10 +107,10 @@ def _check_face_types(faces: Sequence[tuple[Path, FaceRecord]], model_type: str)
                              f"crop): extract the dst faces again with --face-type {model_type}", path)
 
 
-def _check_options(session: MergeSession, model: SwapModel) -> None:
-    check_supported(session.options)
+def _check_options(session: MergeSession, model: SwapModel, dst_masks: bool) -> None:
+    check_supported(session.options, dst_masks)
     for stem in session.frames:
-        check_supported(session.options_for(stem))
+        check_supported(session.options_for(stem), dst_masks)
     if session.options.direction == "dst2src":
         r = model.resolution
         model.swap_reverse(torch.zeros(1, 3, r, r))  # raises InputError for models without a reverse path
@@ -382,7 +384,8 @@ def run_merge(
         raise InputError("no aligned faces in this folder: extract the dst faces first (facelab extract)",
                          aligned_dir)
     _check_face_types(scan.faces, face_type)
-    _check_options(session, model)
+    _check_options(session, model, all(has_stored_mask(r) for _, r in scan.faces))
+    xseg = load_xseg(base.xseg_model) if base.xseg_model is not None else None
     by_frame: dict[str, list[FaceRecord]] = {}
     for _, rec in scan.faces:
         by_frame.setdefault(rec.source.frame, []).append(rec)
@@ -444,6 +447,9 @@ def run_merge(
             for _stem, _, frame, recs in batch:
                 crops.extend(crop_face(frame, model_transform(r, face_type, res), res) for r in recs)
             preds = _predict(model, crops, base.direction)
+            modes = [session.options_for(stem).mask_mode for stem, _, _, recs in batch for _ in recs]
+            recs_flat = [r for _, _, _, recs in batch for r in recs]
+            preds = with_xseg(preds, crops, recs_flat, modes, xseg, face_type, res)
             k = 0
             for stem, path, frame, recs in batch:
                 inputs = [FaceInput(r, preds[k + j], motions.get((stem, r.face_index))) for j, r in enumerate(recs)]

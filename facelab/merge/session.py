@@ -26,7 +26,7 @@ SCHEMA = "facelab.merge_session"
 VERSION = 1
 _TOP_KEYS = frozenset({"schema", "version", "options", "frames"})
 # per-run settings: meaningless per frame
-_RUN_ONLY = frozenset({"workers", "image_format", "direction", "super_resolution"})
+_RUN_ONLY = frozenset({"workers", "image_format", "direction", "super_resolution", "xseg_model"})
 
 
 def _validate(values: dict[str, Any], where: str, path: Path | None) -> MergeOptions:
