@@ -3,7 +3,9 @@
 Few-shot segmentation generalises only as far as its augmentation reaches, so every sample gets:
 a random affine (mirror, scale, rotation, shift), with probability ``p_background`` the background
 (outside the label's convex outline, so holes cut by exclude polygons keep their pixels) replaced by
-another labelled face's picture under its own random affine, random
+another labelled face's picture under its own random affine, with probability ``p_occluder`` an
+occluder cut from a labelled face's exclude polygons pasted at a random place (and cut out of the
+label: copy-paste augmentation), random
 lighting (brightness, contrast, a linear light gradient), colour (per-channel gains, HSV jitter),
 blur (Gaussian or motion) and JPEG re-compression. Geometry applies to image and mask alike; the
 photometric changes to the image only.
@@ -31,6 +33,7 @@ class AugmentOptions:
     p_gradient: float = 0.3
     p_blur: float = 0.25
     p_jpeg: float = 0.25
+    p_occluder: float = 0.5  # paste another face's excluded occluder (when any face has one)
 
 
 def random_affine(rng: np.random.Generator, size: int, res: int, o: AugmentOptions) -> NDArray[np.float64]:
@@ -103,18 +106,50 @@ def _outline(mask: Mask) -> Mask:
     return out
 
 
+@dataclass(frozen=True)
+class LabelledFace:
+    """A labelled face at its stored size: BGR image, label mask (1 = face) and the union of its exclude
+    polygons (the occluders the user marked; None when it has none)."""
+
+    image: Image8
+    mask: Mask
+    occluder: Mask | None = None
+
+
+def _paste_occluder(img: Image8, m: Mask, donor: LabelledFace, rng: np.random.Generator,
+                    o: AugmentOptions) -> tuple[Image8, Mask]:
+    """Copy-paste augmentation: another face's occluder (its exclude-polygon pixels), recoloured and moved to
+    a random place, painted over the sample and cut out of its label. A few labelled occluders then
+    teach that such things are not face wherever they appear, not only where they were drawn."""
+    assert donor.occluder is not None
+    res = img.shape[0]
+    spread = AugmentOptions(scale=0.3, rotation_deg=45.0, shift=0.3, p_flip=0.5)
+    mat = random_affine(rng, donor.image.shape[0], res, spread)
+    occ_img, occ = warp(donor.image, donor.occluder, mat, res)
+    assert occ is not None
+    a = cv2.GaussianBlur(occ, (0, 0), max(0.5, res / 256))[..., None]
+    gains = rng.uniform(0.6, 1.4, 3).astype(np.float32)
+    painted = np.clip(occ_img.astype(np.float32) * gains, 0, 255)
+    out = np.clip(img * (1.0 - a) + painted * a + 0.5, 0, 255).astype(np.uint8)
+    label: Mask = (m * (1.0 - a[..., 0])).astype(np.float32)
+    return out, label
+
+
 def make_sample(
-    faces: list[tuple[Image8, Mask]], i: int, res: int, rng: np.random.Generator, o: AugmentOptions,
+    faces: list[LabelledFace], i: int, res: int, rng: np.random.Generator, o: AugmentOptions,
 ) -> tuple[Image8, Mask]:
     """An augmented (BGR uint8 res x res image, float32 mask) of labelled face i."""
-    image, mask = faces[i]
-    img, m = warp(image, mask, random_affine(rng, image.shape[0], res, o), res)
+    face = faces[i]
+    img, m = warp(face.image, face.mask, random_affine(rng, face.image.shape[0], res, o), res)
     assert m is not None
     if len(faces) > 1 and rng.random() < o.p_background:
         j = int(rng.integers(len(faces) - 1))
         j += j >= i
-        other = faces[j][0]
+        other = faces[j].image
         bg, _ = warp(other, None, random_affine(rng, other.shape[0], res, o), res)
         soft = cv2.GaussianBlur(_outline(m), (0, 0), max(0.5, res / 256))[..., None]
         img = np.clip(img * soft + bg * (1.0 - soft) + 0.5, 0, 255).astype(np.uint8)
+    donors = [f for f in faces if f.occluder is not None]
+    if donors and rng.random() < o.p_occluder:
+        img, m = _paste_occluder(img, m, donors[int(rng.integers(len(donors)))], rng, o)
     return _photometric(img, rng, o), m

@@ -76,6 +76,18 @@ def label_mask(record: FaceRecord, path: Path | str) -> Mask:
     return face_mask(record, record.landmarks_array(), identity, record.size, record.face_type, True, Path(path))
 
 
+def exclude_mask(record: FaceRecord) -> Mask | None:
+    """The union of a face's exclude polygons at the stored size (1 inside), or None when it has none."""
+    excludes = [p for p in record.xseg_polygons if p.kind == "exclude"]
+    if not excludes:
+        return None
+    mask = np.zeros((record.size, record.size), dtype=np.float32)
+    for poly in excludes:
+        pts = np.round(np.asarray(poly.points, dtype=np.float64) * 16).astype(np.int32).reshape(-1, 1, 2)
+        cv2.fillPoly(mask, [pts], 1.0, lineType=cv2.LINE_AA, shift=4)
+    return mask
+
+
 # ---- label files ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

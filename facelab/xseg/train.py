@@ -31,9 +31,9 @@ from facelab.train.checkpoint import (
     load_optimizers,
     save_checkpoint,
 )
-from facelab.xseg.augment import AugmentOptions, Image8, Mask, make_sample
+from facelab.xseg.augment import AugmentOptions, LabelledFace, make_sample
 from facelab.xseg.infer import to_input
-from facelab.xseg.labels import label_mask
+from facelab.xseg.labels import exclude_mask, label_mask
 from facelab.xseg.model import MODULE, write_config
 from facelab.xseg.net import XSegNet
 from facelab.xseg.options import XSegOptions
@@ -50,14 +50,14 @@ class Status:
     remaining: int | None  # iterations left in this run, when bounded by iterations
 
 
-def load_labelled(folders: Sequence[Path]) -> list[tuple[Image8, Mask]]:
-    """Every face with XSeg polygons in the folders: (stored BGR image, label mask at the stored size)."""
-    out: list[tuple[Image8, Mask]] = []
+def load_labelled(folders: Sequence[Path]) -> list[LabelledFace]:
+    """Every face with XSeg polygons in the folders, decoded once (few-shot sets are small)."""
+    out: list[LabelledFace] = []
     for folder in folders:
         for path, rec in scan_faces(Path(folder)).faces:
             if rec.xseg_polygons:
                 image, _ = read_face(path)
-                out.append((image, label_mask(rec, path)))
+                out.append(LabelledFace(image, label_mask(rec, path), exclude_mask(rec)))
     if not out:
         names = ", ".join(str(f) for f in folders)
         raise InputError(f"no labelled faces (faces with XSeg polygons) in {names}: label some first "
