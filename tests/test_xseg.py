@@ -26,7 +26,7 @@ from facelab.xseg.apply import import_labels
 from facelab.xseg.infer import load_xseg
 from facelab.xseg.labels import decode_mask, label_mask
 from facelab.xseg.options import XSegOptions
-from facelab.xseg.train import XSegTrainer
+from facelab.xseg.train import Status, XSegTrainer
 
 runner = CliRunner()
 app = typer.Typer()
@@ -152,6 +152,8 @@ def test_train_resume_apply_remove_fetch(sample_faces: tuple[Path, Path], tmp_pa
     # resume: 3 + 2 more; the network-shaping options are fixed
     _invoke("train", "--faces", str(folder), "--model-dir", str(model), "--iterations", "2")
     assert json.loads((model / "state.json").read_text())["iteration"] == 5
+    metrics = [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [2, 3, 4, 5] and all(m["loss"] > 0 for m in metrics)
     result = runner.invoke(app, ["xseg", "train", "--faces", str(folder), "--model-dir", str(model),
                                  "--iterations", "1", "--resolution", "128"])
     assert isinstance(result.exception, InputError) and "resolution is fixed" in str(result.exception)
@@ -201,6 +203,14 @@ def test_resume_equals_uninterrupted_training(sample_faces: tuple[Path, Path], t
     XSegTrainer(tmp_path / "b", opts, [tmp_path / "faces"], new=True).train(iterations=2)
     XSegTrainer(tmp_path / "b", opts, [tmp_path / "faces"], new=False).train(iterations=2)
     a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+
+    def interrupt(status: Status) -> None:  # Ctrl+C after 5 of 10 iterations: saved at 5
+        if status.iteration == 5:
+            raise KeyboardInterrupt
+
+    state = XSegTrainer(tmp_path / "c", opts, [tmp_path / "faces"], new=True).train(10, on_status=interrupt)
+    saved = load_checkpoint(tmp_path / "c")
+    assert state.iteration == 5 and saved is not None and saved.state.iteration == 5
     assert a is not None and b is not None and a.state.iteration == b.state.iteration == 4
     assert a.weights.keys() == b.weights.keys()
     for key, value in a.weights.items():

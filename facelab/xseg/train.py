@@ -88,11 +88,13 @@ class XSegTrainer:
         self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opts.lr)
         self.state = TrainState()
+        self._saved_iteration: int | None = None  # None: a new model is saved even after zero iterations
         ckpt = None if new else load_checkpoint(self.model_dir)
         if ckpt is not None:
             load_modules({MODULE: self.net}, ckpt.weights, self.model_dir)
             load_optimizers({"adam": self.optimizer}, ckpt.opt_tensors, ckpt.opt_meta)
             self.state = ckpt.state
+            self._saved_iteration = ckpt.state.iteration
         else:
             self.model_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.model_dir, opts)
@@ -120,6 +122,7 @@ class XSegTrainer:
 
     def save(self, preview: tuple[Tensor, Tensor] | None = None) -> None:
         save_checkpoint(self.model_dir, self.state, {MODULE: self.net}, {"adam": self.optimizer})
+        self._saved_iteration = self.state.iteration
         if preview is not None and self.opts.preview:
             write_preview(self.model_dir / "previews" / "latest.png", self.net, *preview, self.state.iteration)
         with (self.model_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
@@ -162,7 +165,7 @@ class XSegTrainer:
                                      None if iterations is None else iterations - done - 1))
         except KeyboardInterrupt:
             pass
-        if self.state.iteration != start_it or not (self.model_dir / "state.json").exists():
+        if self.state.iteration != self._saved_iteration:
             self._record(losses)
             self.save(None if x is None or y is None else (x, y))
         return self.state
