@@ -107,6 +107,7 @@ def import_labels(
     labels: Annotated[Path, typer.Option(help="JSON label file (see README, 'facelab xseg').")],
 ) -> None:
     """Set the XSeg polygons of faces from a JSON label file keyed by face file name."""
+    plan = ops.plan_import(folder, labels)  # a bad file fails here, before the progress bar
     with progress_bar("xseg import-labels") as bar:
-        result = ops.import_labels(folder, labels, progress=bar.update)
+        result = ops.import_labels(folder, labels, progress=bar.update, plan=plan)
     _report("labelled", result)

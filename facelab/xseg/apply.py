@@ -74,12 +74,17 @@ def fetch_labelled(folder: Path, out: Path, progress: Progress | None = None) ->
     return result
 
 
-def import_labels(folder: Path, labels_file: Path, progress: Progress | None = None) -> FolderResult:
-    """Set the polygons of the faces named in a label file (see ``facelab.xseg.labels``).
+@dataclass
+class LabelImport:
+    """The checked plan of an import: each face file with its record carrying the new polygons."""
 
-    Everything is checked before any face is written: a name without a face file in the folder, a file
-    that is not an aligned face or polygons far outside the face are errors, and nothing changes.
-    """
+    faces: int
+    updates: list[tuple[Path, FaceRecord]]
+
+
+def plan_import(folder: Path, labels_file: Path) -> LabelImport:
+    """Read and check a label file against the folder; writes nothing. A name without a face file in the
+    folder, a file that is not an aligned face or polygons far outside the face raise InputError."""
     labels = read_label_file(labels_file)
     files = {p.name: p for p in list_face_files(folder)}
     scan = {p.name: rec for p, rec in scan_faces(folder).faces}
@@ -92,11 +97,19 @@ def import_labels(folder: Path, labels_file: Path, progress: Progress | None = N
         rec = scan[name]
         check_fits(polys, rec.size, labels.path, name)
         plan.append((files[name], rec.model_copy(update={"xseg_polygons": polys})))
-    result = FolderResult(faces=len(scan))
-    for i, (path, rec) in enumerate(plan):
+    return LabelImport(len(scan), plan)
+
+
+def import_labels(folder: Path, labels_file: Path, progress: Progress | None = None,
+                  plan: LabelImport | None = None) -> FolderResult:
+    """Set the polygons of the faces named in a label file (see ``facelab.xseg.labels``). Everything is
+    checked (``plan_import``) before any face is written, so a bad file changes nothing."""
+    plan = plan or plan_import(folder, labels_file)
+    result = FolderResult(faces=plan.faces)
+    for i, (path, rec) in enumerate(plan.updates):
         update_record(path, rec)
         result.changed += 1
-        _tick(progress, i + 1, len(plan))
+        _tick(progress, i + 1, len(plan.updates))
     return result
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -50,14 +51,29 @@ class Status:
     remaining: int | None  # iterations left in this run, when bounded by iterations
 
 
-def load_labelled(folders: Sequence[Path]) -> list[LabelledFace]:
-    """Every face with XSeg polygons in the folders, decoded once (few-shot sets are small)."""
+def _shrink(face: LabelledFace, res: int) -> LabelledFace:
+    """A face larger than the training resolution resized to it (area filter, as ``to_input`` at inference),
+    so the random warps neither alias nor work on more pixels than the network sees."""
+    if face.image.shape[0] <= res:
+        return face
+
+    def area(a: NDArray[Any]) -> NDArray[Any]:
+        return np.asarray(cv2.resize(a, (res, res), interpolation=cv2.INTER_AREA))
+
+    return LabelledFace(area(face.image).astype(np.uint8), area(face.mask).astype(np.float32),
+                        None if face.occluder is None else area(face.occluder).astype(np.float32))
+
+
+def load_labelled(folders: Sequence[Path], resolution: int | None = None) -> list[LabelledFace]:
+    """Every face with XSeg polygons in the folders, decoded once (few-shot sets are small), shrunk to
+    ``resolution`` when larger."""
     out: list[LabelledFace] = []
     for folder in folders:
         for path, rec in scan_faces(Path(folder)).faces:
             if rec.xseg_polygons:
                 image, _ = read_face(path)
-                out.append(LabelledFace(image, label_mask(rec, path), exclude_mask(rec)))
+                face = LabelledFace(image, label_mask(rec, path), exclude_mask(rec))
+                out.append(face if resolution is None else _shrink(face, resolution))
     if not out:
         names = ", ".join(str(f) for f in folders)
         raise InputError(f"no labelled faces (faces with XSeg polygons) in {names}: label some first "
@@ -81,7 +97,7 @@ class XSegTrainer:
         self.model_dir = Path(model_dir)
         self.opts = opts
         self.augment = augment or AugmentOptions()
-        self.faces = load_labelled(folders)
+        self.faces = load_labelled(folders, opts.resolution)
         with torch.random.fork_rng():  # a new model's initial weights depend on the seed only
             torch.manual_seed(opts.seed)
             self.net = XSegNet(opts.base_channels)
