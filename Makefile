@@ -37,6 +37,10 @@ bench: install
 	$(PY) benchmarks/samples.py
 	$(PY) benchmarks/train.py
 	$(PY) benchmarks/merge.py
+	$(PY) benchmarks/faceset.py
+	$(PY) benchmarks/faceset_sort.py
+	$(PY) benchmarks/xseg.py
+	$(PY) benchmarks/superres.py
 
 clean:
 	rm -rf $(VENV) demo_workspace .pytest_cache .mypy_cache .ruff_cache

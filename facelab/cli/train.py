@@ -50,8 +50,8 @@ def resolve_options(model_dir: Path, preset: str | None, config: Path | None, fl
 
 
 def train(
-    src: Annotated[Path, typer.Option(help="Folder of aligned src faces (the identity).")],
-    dst: Annotated[Path, typer.Option(help="Folder of aligned dst faces (the performance).")],
+    src: Annotated[Path, typer.Option(help="Aligned src faces (the identity): a folder or a .fpack pack.")],
+    dst: Annotated[Path, typer.Option(help="Aligned dst faces (the performance): a folder or a .fpack pack.")],
     model_dir: Annotated[Path, typer.Option(help="Model folder: created, or resumed if it exists.")],
     preset: Annotated[PresetName | None, typer.Option(help="Start from a preset (demo, quick96, saehd).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of training options (section train).")] = None,
