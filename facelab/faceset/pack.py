@@ -27,7 +27,6 @@ import json
 import mmap
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -38,7 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
-from facelab.core.atomic import fsync_dir, write_bytes_atomic
+from facelab.core.atomic import atomic_file, sync_all, write_bytes_atomic
 from facelab.core.choices import IMAGE_EXTENSIONS
 from facelab.core.errors import InputError
 from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE
@@ -57,9 +56,6 @@ _JSON_LEN = struct.Struct("<Q")
 _ALIGN = 8
 _CRC_CHUNK = 1 << 20
 _MAX_JSON = 1 << 30
-_UMASK = os.umask(0o22)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK  # a pack gets the mode of a plainly created file (mkstemp gives 0600)
 
 # name -> (dtype, trailing shape); every array has the face count as its first dimension
 ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
@@ -173,31 +169,13 @@ class PackWriter:
 
 
 @contextmanager
-def _atomic_stream(path: Path) -> Iterator[BinaryIO]:
-    """A file to stream into that replaces ``path`` (fsynced, renamed) only when the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-@contextmanager
 def write_pack(path: Path) -> Iterator[PackWriter]:
     """A PackWriter whose file replaces ``path`` atomically when the block ends without error."""
     path = Path(path)
     if not is_pack_path(path):
         raise InputError(f"a packed faceset must end in {PACK_SUFFIX}", path)
     try:
-        with _atomic_stream(path) as fh:
+        with atomic_file(path) as fh:
             writer = PackWriter(fh)
             yield writer
             writer.finish()
@@ -475,9 +453,10 @@ def unpack_faceset(pack: Path, out: Path, progress: Progress | None = None) -> i
         for i, name in enumerate(pf.index.names):
             data = pf.read_bytes(i)
             try:
-                write_bytes_atomic(out / name, data)
+                write_bytes_atomic(out / name, data, durable=False)  # one sync at the end, not one per face
             except OSError as exc:
                 raise InputError(f"cannot write: {exc.strerror or exc}", out / name) from None
             if progress is not None:
                 progress(i + 1, total)
+    sync_all()
     return total
