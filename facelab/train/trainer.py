@@ -152,7 +152,7 @@ class Trainer:
                 self.gan_d = nn.parallel.DistributedDataParallel(self.gan_d)
         if opts.compile:
             self.model = torch.compile(self.model)  # type: ignore[assignment]
-        self.preview_batch = self._preview_batch() if self.is_main else None
+        self.preview_batch: tuple[Tensor, Tensor] | None = None  # built on the first preview
         self._stop = False
 
     # -- setup helpers ----------------------------------------------------------------------------
@@ -327,7 +327,7 @@ class Trainer:
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
         self.save()
-        if self.is_main:
+        if self.is_main and o.preview_every:
             self.write_preview()
         return self.state
 
@@ -361,8 +361,10 @@ class Trainer:
 
     @torch.no_grad()
     def write_preview(self) -> Path | None:
-        if self.preview_batch is None:
+        if not self.is_main:
             return None
+        if self.preview_batch is None:
+            self.preview_batch = self._preview_batch()
         src, dst = (t.to(self.device) for t in self.preview_batch)
         with autocast(self.device, self.opts.precision):
             s_rec, s_m = self.ae.reconstruct(src, "src")
