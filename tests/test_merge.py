@@ -323,8 +323,8 @@ def test_run_merge_xseg_modes(tiny_model: Path, dst_frames: Path, sample_faces: 
                               tmp_path: Path) -> None:
     """xseg-dst with the masks stored in the dst faces (no model): the blend stays inside them; xseg-prd*xseg-dst
     with an XSeg model folder runs XSeg on both sides and the frames still carry the watermark."""
+    from facelab.faceset.xseg_mask import encode_mask
     from facelab.provenance.verify import verify
-    from facelab.xseg.labels import encode_mask
     from facelab.xseg.options import XSegOptions
     from facelab.xseg.train import XSegTrainer
 

@@ -20,11 +20,12 @@ from facelab.core.errors import InputError
 from facelab.face.masks import face_hull_mask, hull_points
 from facelab.faceset.folder import list_face_files
 from facelab.faceset.record import XSegPolygon, read_face, read_record, update_record, write_face
+from facelab.faceset.xseg_mask import decode_mask
 from facelab.train.checkpoint import load_checkpoint
 from facelab.train.samples import FaceSampleDataset, FaceSet, SampleOptions
 from facelab.xseg.apply import import_labels
 from facelab.xseg.infer import load_xseg
-from facelab.xseg.labels import decode_mask, label_mask
+from facelab.xseg.labels import label_mask
 from facelab.xseg.options import XSegOptions
 from facelab.xseg.train import Status, XSegTrainer
 

@@ -15,10 +15,11 @@ from numpy.typing import NDArray
 
 from facelab.face.align import compose
 from facelab.faceset.record import FaceRecord
+from facelab.faceset.xseg_mask import decode_mask
 from facelab.merge.compose import Prediction, model_transform
 from facelab.merge.options import XSEG_DST_MODES, XSEG_PRD_MODES
 from facelab.xseg.infer import XSegModel
-from facelab.xseg.labels import decode_mask, label_mask
+from facelab.xseg.labels import label_mask
 
 F32 = NDArray[np.float32]
 U8 = NDArray[np.uint8]

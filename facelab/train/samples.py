@@ -25,8 +25,6 @@ the same targets.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence, Sized
@@ -49,6 +47,7 @@ from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE, canonical_to
 from facelab.face.masks import eyes_mouth_mask, face_hull_mask
 from facelab.faceset.record import FaceRecord
 from facelab.faceset.store import FaceStore, open_store
+from facelab.faceset.xseg_mask import decode_mask
 
 Image8 = NDArray[np.uint8]
 FloatImage = NDArray[np.float32]
@@ -193,19 +192,6 @@ class FaceSet:
 # masks
 
 
-def _decode_xseg(record: FaceRecord, path: Path) -> Mask:
-    assert record.xseg_mask is not None
-    try:
-        data = base64.b64decode(record.xseg_mask, validate=True)
-    except (binascii.Error, ValueError):
-        raise MetadataError("xseg_mask is not valid base64", path) from None
-    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-    if decoded is None or decoded.ndim != 2 or min(decoded.shape) < 1:
-        raise MetadataError("xseg_mask is not a decodable grayscale image", path)
-    out: Mask = np.asarray(decoded, dtype=np.float32) * np.float32(1 / 255)
-    return out
-
-
 def _rescale_matrix(from_w: int, from_h: int, to_w: int, to_h: int) -> FloatArray:
     """Pixel-centre aligned resize (cv2.resize's mapping) as a 2x3 affine."""
     kx, ky = to_w / from_w, to_h / from_h
@@ -235,7 +221,8 @@ def face_mask(
     if xseg and record.xseg_polygons:
         return _polygon_mask(record, mat, size)
     if xseg and record.xseg_mask is not None:
-        raw = _decode_xseg(record, path)
+        raw = decode_mask(record, path)
+        assert raw is not None
         h, w = raw.shape
         to_out = compose(mat, _rescale_matrix(w, h, record.size, record.size))
         warped = cv2.warpAffine(raw, to_out, (size, size), flags=cv2.INTER_LINEAR,

@@ -12,8 +12,9 @@ from pathlib import Path
 from facelab.core.errors import InputError
 from facelab.faceset.folder import list_face_files, scan_faces
 from facelab.faceset.record import FaceRecord, read_face, update_record
+from facelab.faceset.xseg_mask import encode_mask
 from facelab.xseg.infer import XSegModel
-from facelab.xseg.labels import check_fits, encode_mask, read_label_file
+from facelab.xseg.labels import check_fits, read_label_file
 
 Progress = Callable[[int, int], None]
 

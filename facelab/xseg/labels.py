@@ -21,8 +21,6 @@ Importing replaces the face's polygons (an empty list removes them).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from facelab.core.errors import InputError, MetadataError
+from facelab.core.errors import InputError
 from facelab.faceset.record import FaceRecord, XSegPolygon
 from facelab.train.samples import face_mask
 
@@ -43,30 +41,6 @@ Mask = NDArray[np.float32]
 
 
 # ---- masks in records -----------------------------------------------------------------------------
-
-def encode_mask(mask: Mask) -> str:
-    """A float mask in [0, 1] (H x W) as the record's ``xseg_mask``: base64 of an 8-bit grayscale PNG."""
-    m8 = np.clip(np.asarray(mask, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".png", m8, [cv2.IMWRITE_PNG_COMPRESSION, 6])
-    if not ok:
-        raise ValueError("cannot encode the mask as PNG")
-    return base64.b64encode(buf.tobytes()).decode("ascii")
-
-
-def decode_mask(record: FaceRecord, path: Path | str) -> Mask | None:
-    """The record's ``xseg_mask`` as float32 in [0, 1] at its stored size, or None when it has none."""
-    if record.xseg_mask is None:
-        return None
-    try:
-        data = base64.b64decode(record.xseg_mask, validate=True)
-    except (binascii.Error, ValueError):
-        raise MetadataError("xseg_mask is not valid base64", path) from None
-    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-    if decoded is None or decoded.ndim != 2:
-        raise MetadataError("xseg_mask is not a decodable grayscale image", path)
-    out: Mask = np.asarray(decoded, dtype=np.float32) * np.float32(1 / 255)
-    return out
-
 
 def label_mask(record: FaceRecord, path: Path | str) -> Mask:
     """The polygons of a labelled face rasterised at the stored size (the ground truth for training)."""
