@@ -1,11 +1,14 @@
 """Merge throughput against the model's bare inference rate. Prints JSON.
 
-    python benchmarks/merge.py [--model-dir DIR] [--clip samples/dst.mp4] [--pool thread|process]
+    python benchmarks/merge.py [--model-dir DIR | --preset demo|quick96|saehd] [--clip samples/dst.mp4]
+                               [--pool thread|process]
 
 Frames and aligned faces (whole_face, 128 px) of the clip are extracted to a temporary folder first.
-Without --model-dir a tiny DF model (64 px) is trained for 2 iterations on the dst faces (said so in
-the JSON). The inference rate is batched predictions only, on faces cropped beforehand: the bound a
-merge cannot beat. Merging is the whole run_merge: decode, crop, predict, composite, encode, write.
+Without --model-dir a model is made for the run and trained for 2 iterations on the dst faces (said so
+in the JSON): with --preset, of that preset's architecture and size (speed does not depend on the
+weights), else a tiny DF model (64 px). The inference rate is batched predictions only, on faces
+cropped beforehand: the bound a merge cannot beat. Merging is the whole run_merge: decode, crop,
+predict, composite, encode, write.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def main() -> None:
     ap.add_argument("--model-dir", type=Path)
     ap.add_argument("--clip", type=Path, default=ROOT / "samples" / "dst.mp4")
     ap.add_argument("--pool", choices=("thread", "process"), default="thread")
+    ap.add_argument("--preset", choices=("demo", "quick96", "saehd"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_str:
         tmp = Path(tmp_str)
@@ -62,12 +66,15 @@ def main() -> None:
         model_dir = args.model_dir
         trained = model_dir is None
         if model_dir is None:
-            from facelab.train.options import TrainOptions
+            from facelab.train.options import PRESETS, TrainOptions
             from facelab.train.trainer import Trainer
 
             model_dir = tmp / "model"
-            opts = TrainOptions(arch="df-ud", resolution=64, ae_dims=64, e_dims=16, d_dims=16, d_mask_dims=8,
-                                batch_size=4, workers=0, preview_every=0, backup_hours=0)
+            shape: dict[str, object] = ({"arch": "df-ud", "resolution": 64, "ae_dims": 64, "e_dims": 16,
+                                         "d_dims": 16, "d_mask_dims": 8} if args.preset is None
+                                        else dict(PRESETS[args.preset]))
+            opts = TrainOptions.model_validate(shape | {"batch_size": 4, "workers": 0, "preview_every": 0,
+                                                        "backup_hours": 0})
             Trainer(model_dir, opts, aligned, aligned).train(iterations=2)
         infer, faces = inference_rate(model_dir, frames, aligned)
         n_frames = len(list(frames.glob("*.png")))
@@ -84,7 +91,8 @@ def main() -> None:
                              "share_of_inference_bound": round(s.frames_per_second / bound, 3)})
         print(json.dumps({
             "clip": str(args.clip), "frames": n_frames, "faces": faces, "pool": args.pool,
-            "model": "tiny df-ud 64 px trained 2 iterations for this run" if trained else str(model_dir),
+            "model": (f"{args.preset or 'tiny df-ud 64 px'} model trained 2 iterations for this run" if trained
+                      else str(model_dir)),
             "inference_faces_per_second": round(infer, 2), "inference_bound_frames_per_second": round(bound, 2),
             "torch_threads": torch.get_num_threads(), "merge": runs,
         }, indent=2))
