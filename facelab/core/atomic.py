@@ -31,20 +31,8 @@ def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     process, but survives a power cut only after the caller syncs (bulk writers such as merge call
     ``sync_all`` once at the end instead of paying one disk flush per file).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, _MODE)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, durable=durable, sync_folder=False) as fh:
+        fh.write(data)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -70,10 +58,11 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """A binary file to stream into; it replaces ``path`` (fsynced, renamed) only when the block succeeds.
+def atomic_file(path: Path, durable: bool = True, sync_folder: bool = True) -> Iterator[BinaryIO]:
+    """A binary file to stream into; it replaces ``path`` (renamed over it) only when the block succeeds.
 
-    For outputs too large to build in memory (``write_bytes_atomic`` takes the whole content).
+    ``durable``: fsync the file before the rename; ``sync_folder``: fsync the folder after it (the rename
+    itself survives a power cut). For outputs too large to build in memory.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,13 +71,15 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         os.fchmod(fd, _MODE)
         with os.fdopen(fd, "wb") as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if sync_folder:
+        fsync_dir(path.parent)
 
 
 def sync_all() -> None:
