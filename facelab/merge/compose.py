@@ -400,10 +400,16 @@ def compose_face(frame: U8, record: FaceRecord, prediction: Prediction, face_typ
     if opts.mode in ("seamless", "seamless-hist-match"):
         warped = _seamless(warped, region, mask)
     a = mask[..., None]
-    blended = region.astype(np.float32) / 255.0 * (1.0 - a) + warped * a
-    blended_u8 = np.clip(blended * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    # region + (face - region) * a, in place on one float buffer, rounded half up
+    base = region.astype(np.float32)
+    blended = np.multiply(warped, np.float32(255.0))
+    blended -= base
+    blended *= a
+    blended += base
+    blended += np.float32(0.5)
+    np.clip(blended, 0, 255, out=blended)
     out = frame.copy()
-    out[y0:y1, x0:x1] = np.where(a > 0, blended_u8, region)
+    np.copyto(out[y0:y1, x0:x1], blended.astype(np.uint8), where=a > 0)  # pixels with mask 0 stay as they were
     full_mask[y0:y1, x0:x1] = mask
     return out, full_mask
 
