@@ -168,7 +168,12 @@ def test_xseg_masks_shape_the_blend(dst_face: tuple[np.ndarray, FaceRecord], src
     _, m_ref = _compose(frame, rec, src_prediction, mask_mode="dst", blur=0.0)
     assert np.abs(m_hull - m_ref).mean() < 0.01  # the same hull, through the prediction side
     assert 0.4 < m_left.sum() / m_hull.sum() < 0.6
-    assert np.allclose(m_both, m_hull * m_left, atol=2e-4)  # up to the compositor's 1e-4 floor
+    # the product is taken in crop space and warped once: the same as an XSeg mask that is the product ...
+    _, m_product = _compose(frame, rec, dataclasses.replace(src_prediction, xseg_prd=hull * left),
+                            mask_mode="xseg-prd", blur=0.0)
+    assert np.array_equal(m_both, m_product)
+    # ... and, up to the bilinear warp's rounding along the edges, the product of the warped masks
+    assert np.abs(m_both - m_hull * m_left).sum() < 0.05 * m_both.sum()
 
 
 def test_erode_shrinks_and_negative_grows(dst_face: tuple[np.ndarray, FaceRecord],

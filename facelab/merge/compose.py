@@ -36,6 +36,7 @@ F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 
 _MASK_FLOOR = 1e-4  # mask values below this are 0 (float box-filter residue)
+_CROP_FLOOR = 1e-3  # crop-space mask values below this are 0 before warping (they move no pixel by 0.5 levels)
 _PAD = 3  # pixels of slack around the face's box
 
 # colour transfer name -> (core.color method, statistics inside the mask only)
@@ -260,31 +261,40 @@ def _combine(mode: str, prd: F32 | None, dst: F32 | None) -> F32:
     return mask
 
 
+def _crop_sides(mode: str, pred: Prediction, hull: F32 | None) -> tuple[F32 | None, F32 | None]:
+    """A mask mode's prediction-side and dst-side masks in crop space ("full" is the whole crop on the
+    prediction side, "dst" the landmark hull on the dst side)."""
+    if mode == "full":
+        r = pred.face.shape[0]
+        return np.ones((r, r), dtype=np.float32), None
+    if mode == "dst":
+        assert hull is not None
+        return None, hull
+    return _side_masks(mode, pred)
+
+
 def _crop_mask(mode: str, pred: Prediction, hull: F32 | None) -> F32:
-    """The chosen mask in crop space (used for the colour statistics)."""
-    r = pred.face.shape[0]
-    if mode == "full":
-        return np.ones((r, r), dtype=np.float32)
-    if mode == "dst":
-        assert hull is not None
-        return hull
-    return _combine(mode, *_side_masks(mode, pred))
+    """The chosen mask in crop space (the colour statistics' mask)."""
+    return _combine(mode, *_crop_sides(mode, pred, hull))
 
 
-def _frame_mask(mode: str, pred: Prediction, hull: F32 | None, m_prd: F64, m_dst: F64,
-                size: tuple[int, int]) -> F32:
-    """The chosen mask warped into the frame region: prediction-side masks follow the scaled transform
-    (face_scale), dst-side masks stay on the dst face."""
-    r = pred.face.shape[0]
-    c = cv2.BORDER_CONSTANT
-    if mode == "full":
-        return _warp(np.ones((r, r), dtype=np.float32), m_prd, size, c)
-    if mode == "dst":
-        assert hull is not None
-        return _warp(hull, m_dst, size, c)
-    prd, dst = _side_masks(mode, pred)
-    return _combine(mode, None if prd is None else _warp(prd, m_prd, size, c),
-                    None if dst is None else _warp(dst, m_dst, size, c))
+def _floored(mask: F32) -> F32:
+    """Crop-space mask values too small to change a pixel set to 0, so the mask's support is tight."""
+    out = mask.copy()
+    out[out < _CROP_FLOOR] = 0.0
+    return out
+
+
+def _support(mask: F32, mat: F64) -> F64 | None:
+    """Frame coordinates (4, 2) of a box around the crop pixels where the mask is nonzero (None: nowhere),
+    one pixel wider on each side for the bilinear warp."""
+    x, y, w, h = cv2.boundingRect((mask > 0).astype(np.uint8))
+    if w == 0 or h == 0:
+        return None
+    inv = np.asarray(cv2.invertAffineTransform(mat), dtype=np.float64)
+    box = np.array([[x - 1, y - 1, 1], [x + w, y - 1, 1], [x + w, y + h, 1], [x - 1, y + h, 1]], dtype=np.float64)
+    out: F64 = box @ inv.T
+    return out
 
 
 def _erode_blur(mask: F32, erode_px: float, blur_px: float) -> F32:
@@ -331,18 +341,31 @@ def face_size_px(mat: F64, resolution: int) -> float:
     return resolution / math.sqrt(max(det, 1e-12))
 
 
-def compose_face(frame: U8, record: FaceRecord, prediction: Prediction, face_type: str, resolution: int,
-                 opts: MergeOptions, *, motion: tuple[float, float] | None = None,
-                 rng: np.random.Generator | None = None) -> tuple[U8, F32]:
-    """Merge one predicted face into ``frame`` (RGB uint8 H x W x 3, not modified).
+@dataclass(frozen=True)
+class Patch:
+    """One merged face as a change to a box of the frame: rows y0:y1, columns x0:x1."""
 
-    Returns the merged frame and the mask used (float32 H x W in [0, 1]; 0 where the frame is unchanged).
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    pixels: U8  # the box's merged pixels; equal to the frame's wherever mask is 0
+    mask: F32  # the mask used, in [0, 1]
+
+
+def compose_patch(frame: U8, record: FaceRecord, prediction: Prediction, face_type: str, resolution: int,
+                  opts: MergeOptions, *, motion: tuple[float, float] | None = None,
+                  rng: np.random.Generator | None = None) -> Patch | None:
+    """Merge one predicted face into ``frame`` (RGB uint8 H x W x 3, not modified); None when the face
+    changes no pixel (mode "original", or its mask lies outside the frame).
+
+    The box is the mask's support (crop-space values below 1e-3 count as 0), widened by the blur and a
+    dilating erode: warps, blur and blend touch that box only.
     """
     check_supported(opts, xseg=False)
-    h, w = frame.shape[:2]
-    full_mask = np.zeros((h, w), dtype=np.float32)
     if opts.mode == "original":
-        return frame.copy(), full_mask
+        return None
+    h, w = frame.shape[:2]
     r = resolution
     if prediction.face.shape != (r, r, 3):
         raise ValueError(f"prediction is {prediction.face.shape}, expected {(r, r, 3)}")
@@ -354,23 +377,31 @@ def compose_face(frame: U8, record: FaceRecord, prediction: Prediction, face_typ
     blur_px = 0.0 if raw else face_px * opts.blur / 100.0
     mask_mode = "full" if opts.mode in ("raw-rgb", "raw-predict") else opts.mask_mode
 
+    hull = None
+    if mask_mode == "dst":
+        lm_crop = np.asarray(cv2.transform(record.source_landmarks_array().reshape(-1, 1, 2), mat),
+                             dtype=np.float64).reshape(-1, 2)
+        hull = face_hull_mask(lm_crop, (r, r), face_type)
+    prd, dst = _crop_sides(mask_mode, prediction, hull)
+    one_transform = opts.face_scale == 0  # both sides share the crop: combine once, warp once
+    if one_transform:
+        parts = [(_floored(_combine(mask_mode, prd, dst)), mat)]
+    else:
+        parts = [(_floored(m), t) for m, t in ((prd, mat_p), (dst, mat)) if m is not None]
+    boxes = [b for b in (_support(m, t) for m, t in parts) if b is not None]
+    if not boxes:
+        return None
     # the region of the frame the face can touch
-    pts = np.vstack([_footprint(mat, r), _footprint(mat_p, r)])
+    pts = np.vstack(boxes)
     margin = max(0.0, -erode_px) + blur_px + _PAD
     x0 = max(0, math.floor(pts[:, 0].min() - margin))
     y0 = max(0, math.floor(pts[:, 1].min() - margin))
     x1 = min(w, math.ceil(pts[:, 0].max() + margin) + 1)
     y1 = min(h, math.ceil(pts[:, 1].max() + margin) + 1)
     if x1 <= x0 or y1 <= y0:
-        return frame.copy(), full_mask
+        return None
     size = (x1 - x0, y1 - y0)
     m_dst, m_prd = _shifted(mat, x0, y0), _shifted(mat_p, x0, y0)
-
-    hull = None
-    if mask_mode == "dst":
-        lm_crop = np.asarray(cv2.transform(record.source_landmarks_array().reshape(-1, 1, 2), mat),
-                             dtype=np.float64).reshape(-1, 2)
-        hull = face_hull_mask(lm_crop, (r, r), face_type)
 
     face = np.clip(np.asarray(prediction.face, dtype=np.float32), 0.0, 1.0)
     rs = r  # the side the face is processed and warped back at: larger with super-resolution
@@ -378,9 +409,9 @@ def compose_face(frame: U8, record: FaceRecord, prediction: Prediction, face_typ
         face = _super_resolve(face, face_px)
         rs = face.shape[0]
     mat_s, m_face = (mat, m_prd) if rs == r else (mat * (rs / r), m_prd * (rs / r))
-    dst_crop = crop_face(frame, mat_s, rs).astype(np.float32) / 255.0
     if not raw:
-        cmask = _crop_mask(mask_mode, prediction, hull)
+        dst_crop = crop_face(frame, mat_s, rs).astype(np.float32) / 255.0
+        cmask = _combine(mask_mode, prd, dst)
         if rs != r:
             cmask = np.asarray(cv2.resize(cmask, (rs, rs), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
         if opts.mode != "raw-predict":
@@ -393,35 +424,54 @@ def compose_face(frame: U8, record: FaceRecord, prediction: Prediction, face_typ
         face = _bicubic_degrade(face, opts.bicubic_degrade)
         face = _color_degrade(face, opts.color_degrade)
 
-    mask = _frame_mask(mask_mode, prediction, hull, m_prd, m_dst, size)
+    c = cv2.BORDER_CONSTANT
+    if one_transform:
+        mask = _warp(parts[0][0], m_dst, size, c)
+    else:
+        mask = _combine(mask_mode, None if prd is None else _warp(_floored(prd), m_prd, size, c),
+                        None if dst is None else _warp(_floored(dst), m_dst, size, c))
     mask = _erode_blur(mask, erode_px, blur_px) if not raw else (mask > 0.5).astype(np.float32)
-    warped = _warp(face, m_face, size, cv2.BORDER_REPLICATE)
+    # the face is warped as 8-bit (the fixed-point warp is the fastest) and blended with OpenCV: one pass,
+    # rounded; where the mask is 0 the result is the frame's pixel exactly (test_merge checks it)
+    face_u8 = np.clip(face * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    warped = np.asarray(cv2.warpAffine(face_u8, m_face, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                       borderMode=cv2.BORDER_REPLICATE), dtype=np.uint8)
     region = frame[y0:y1, x0:x1]
     if opts.mode in ("seamless", "seamless-hist-match"):
-        warped = _seamless(warped, region, mask)
-    a = mask[..., None]
-    # region + (face - region) * a, in place on one float buffer, rounded half up
-    base = region.astype(np.float32)
-    blended = np.multiply(warped, np.float32(255.0))
-    blended -= base
-    blended *= a
-    blended += base
-    blended += np.float32(0.5)
-    np.clip(blended, 0, 255, out=blended)
+        cloned = _seamless(warped.astype(np.float32) / 255.0, region, mask)
+        warped = np.clip(cloned * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    blended = np.asarray(cv2.blendLinear(warped, region, mask, 1.0 - mask), dtype=np.uint8)
+    return Patch(x0, y0, x1, y1, blended, mask)
+
+
+def compose_face(frame: U8, record: FaceRecord, prediction: Prediction, face_type: str, resolution: int,
+                 opts: MergeOptions, *, motion: tuple[float, float] | None = None,
+                 rng: np.random.Generator | None = None) -> tuple[U8, F32]:
+    """Merge one predicted face into ``frame`` (RGB uint8 H x W x 3, not modified).
+
+    Returns the merged frame and the mask used (float32 H x W in [0, 1]; 0 where the frame is unchanged).
+    """
     out = frame.copy()
-    np.copyto(out[y0:y1, x0:x1], blended.astype(np.uint8), where=a > 0)  # pixels with mask 0 stay as they were
-    full_mask[y0:y1, x0:x1] = mask
+    full_mask = np.zeros(frame.shape[:2], dtype=np.float32)
+    patch = compose_patch(frame, record, prediction, face_type, resolution, opts, motion=motion, rng=rng)
+    if patch is not None:
+        out[patch.y0:patch.y1, patch.x0:patch.x1] = patch.pixels
+        full_mask[patch.y0:patch.y1, patch.x0:patch.x1] = patch.mask
     return out, full_mask
 
 
 def merge_frame(frame: U8, faces: Sequence[FaceInput], face_type: str, resolution: int, opts: MergeOptions,
-                rng: np.random.Generator | None = None) -> tuple[U8, F32]:
-    """Merge every face of a frame in turn; the mask is the union (maximum) of the faces' masks."""
-    out = frame
-    mask = np.zeros(frame.shape[:2], dtype=np.float32)
+                rng: np.random.Generator | None = None) -> tuple[U8, U8]:
+    """Merge every face of a frame in turn. Returns the merged frame and its 8-bit mask: the union
+    (maximum) of the faces' masks rounded to 0..255, which is 0 exactly where no pixel changed."""
+    out = frame.copy()
+    mask8 = np.zeros(frame.shape[:2], dtype=np.uint8)
     for f in faces:
-        out, m = compose_face(out, f.record, f.prediction, face_type, resolution, opts, motion=f.motion, rng=rng)
-        np.maximum(mask, m, out=mask)
-    if out is frame:
-        out = frame.copy()
-    return out, mask
+        patch = compose_patch(out, f.record, f.prediction, face_type, resolution, opts, motion=f.motion, rng=rng)
+        if patch is None:
+            continue
+        box = (slice(patch.y0, patch.y1), slice(patch.x0, patch.x1))
+        out[box] = patch.pixels
+        m8 = np.asarray(cv2.convertScaleAbs(patch.mask, alpha=255.0), dtype=np.uint8)  # rounded, saturated
+        np.maximum(mask8[box], m8, out=mask8[box])
+    return out, mask8

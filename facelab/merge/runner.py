@@ -72,8 +72,10 @@ class MergeSummary:
     session_frames: int = 0  # frames with per-frame overrides
     shard: list[int] | None = None
     unmatched_faces: int = 0  # faces whose source frame is not in the frame folder
-    seconds: float = 0.0
-    frames_per_second: float = 0.0
+    seconds: float = 0.0  # the whole run: checks, model load, merging, final sync
+    frames_per_second: float = 0.0  # frames merged now / seconds
+    setup_seconds: float = 0.0  # checks and model load, before the first frame is read
+    loop_frames_per_second: float = 0.0  # frames merged now / time from the first frame read to the last written
     output: str = ""
     frame_names: list[str] = field(default_factory=list)
 
@@ -202,8 +204,8 @@ def _encode(rgb: U8, fmt: str) -> bytes:
     return encode_image(rgb, "jpg" if fmt == "jpg" else "png")
 
 
-def _encode_mask(mask: NDArray[np.float32]) -> bytes:
-    return encode_image(np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8), "png")
+def _encode_mask(mask8: U8) -> bytes:
+    return encode_image(mask8, "png")
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -229,17 +231,17 @@ def _work(job: _Job, ctx: _Context | None = None) -> dict[str, Any]:
             frame = read_image_rgb(job.source)
             _write(img_path, _encode(frame, ctx.image_format))
             h, w = frame.shape[:2]
-        _write(mask_path, _encode_mask(np.zeros((h, w), dtype=np.float32)))
+        _write(mask_path, _encode_mask(np.zeros((h, w), dtype=np.uint8)))
         return {"frame": job.stem, "faces": 0}
-    merged, mask = merge_frame(job.frame, job.faces, ctx.face_type, ctx.resolution, job.options,
+    merged, mask8 = merge_frame(job.frame, job.faces, ctx.face_type, ctx.resolution, job.options,
                                rng=np.random.default_rng(int(hashlib.sha1(job.stem.encode()).hexdigest()[:8], 16)))
     if ctx.marker is not None:
         # the mark stays where the saved 8-bit mask is nonzero, so "outside the mask" means untouched
-        merged = ctx.marker.mark(merged, region=mask >= 0.5 / 255)
+        merged = ctx.marker.mark(merged, region=mask8, inplace=True)  # merged is this job's own array
         _write(img_path, ctx.marker.tag(_encode(merged, ctx.image_format)))
     else:
         _write(img_path, _encode(merged, ctx.image_format))
-    _write(mask_path, _encode_mask(mask))
+    _write(mask_path, _encode_mask(mask8))
     return {"frame": job.stem, "faces": len(job.faces)}
 
 
@@ -429,6 +431,7 @@ def run_merge(
     ctx = _Context(out_dir, face_type, res, fmt, marker)
     runner = _Pool(ctx, n_workers, pool)
     faces_now = 0
+    t_loop = time.perf_counter()
     try:
         def record(entries: Iterator[dict[str, Any]]) -> None:
             for entry in entries:
@@ -472,6 +475,7 @@ def run_merge(
         flush()
         record(runner.drain())
         runner.close()
+        loop_seconds = time.perf_counter() - t_loop
     except BaseException:
         runner.close(cancel=True)
         sync_all()
@@ -489,7 +493,9 @@ def run_merge(
         faces=sum(len(by_frame.get(p.stem, [])) for _, p in mine), resumed=resumed, model_id=model.model_id,
         options=base.model_dump(mode="json"), session_frames=len(session.frames),
         shard=None if shard is None else list(shard), unmatched_faces=unmatched, seconds=round(seconds, 3),
-        frames_per_second=round(len(todo) / seconds, 2) if seconds > 0 else 0.0, output=str(out_dir),
+        frames_per_second=round(len(todo) / seconds, 2) if seconds > 0 else 0.0,
+        setup_seconds=round(t_loop - t0, 3),
+        loop_frames_per_second=round(len(todo) / loop_seconds, 2) if loop_seconds > 0 else 0.0, output=str(out_dir),
         frame_names=[p.stem for _, p in mine],
     )
     write_json_atomic(out_dir / f"merge{suffix}.json",

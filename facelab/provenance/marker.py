@@ -27,10 +27,12 @@ class ProvenanceMarker:
     record: ProvenanceRecord
     payload: NDArray[np.bool_] = field(repr=False)
 
-    def mark(self, rgb: NDArray[np.uint8], region: NDArray[np.generic] | None = None) -> NDArray[np.uint8]:
+    def mark(self, rgb: NDArray[np.uint8], region: NDArray[np.generic] | None = None,
+             inplace: bool = False) -> NDArray[np.uint8]:
         """The frame with the invisible watermark (payload: facelab + the model id), inside `region`
-        (the swapped faces) when given, so the rest of the frame stays exactly as it was."""
-        return embed(rgb, self.payload, region=region)
+        (the swapped faces) when given, so the rest of the frame stays exactly as it was; ``inplace``
+        marks the given array itself (no copy)."""
+        return embed(rgb, self.payload, region=region, inplace=inplace)
 
     def tag(self, encoded: bytes) -> bytes:
         """Encoded PNG/JPEG bytes with the provenance record in their metadata."""
