@@ -7,6 +7,10 @@ For each preset and precision: ms per iteration, samples/s, the FLOPs of one tra
 backward + discriminators, counted by torch.utils.flop_counter) and the GFLOP/s the step achieves, next
 to the peak GFLOP/s of large convolutions (forward + backward) measured in the same run, and the share
 of wall time spent waiting for samples (DataLoader workers as configured by the preset).
+
+``achieved_gflops`` times the steps of a training loop, with the loader workers making samples on the
+same cores meanwhile; ``achieved_gflops_step_alone`` times the same step with the workers idle, as the
+peak is measured. On a 2-core CPU the two differ by the cores the sample workers take.
 """
 
 from __future__ import annotations
@@ -101,11 +105,21 @@ def bench(preset: str, precision: str, src: Path, dst: Path, iterations: int, de
         wait += t1 - t0
         step += t2 - t1
     wall = wait + step
+    # the step alone: the same batch again while the loader workers sit idle (their prefetch queues are
+    # full), so no sample making competes for the cores
+    time.sleep(1.0)
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        t.step(s, d)
+    _sync(t.device)
+    alone = time.perf_counter() - t0
     return {"preset": preset, "arch": opts.arch, "resolution": opts.resolution, "batch_size": opts.batch_size,
             "precision": precision, "ms_per_iteration": round(1000 * wall / iterations, 1),
             "samples_per_s": round(opts.batch_size * iterations / wall, 2),
             "gflop_per_iteration": round(flops / 1e9, 2),
             "achieved_gflops": round(flops * iterations / step / 1e9, 1),
+            "step_alone_ms": round(1000 * alone / iterations, 1),
+            "achieved_gflops_step_alone": round(flops * iterations / alone / 1e9, 1),
             "sample_wait_share": round(wait / wall, 4), "loader_workers": opts.workers}
 
 
@@ -133,6 +147,7 @@ def main() -> None:
             for p in precisions:
                 r = bench(preset, p, src, dst, args.iterations, args.device, tmp, args.batch or None)
                 r["share_of_conv_peak"] = round(r["achieved_gflops"] / peaks[p], 3)
+                r["share_of_conv_peak_step_alone"] = round(r["achieved_gflops_step_alone"] / peaks[p], 3)
                 out["runs"].append(r)
                 print(json.dumps(r), file=sys.stderr)
     print(json.dumps(out, indent=2))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -56,6 +56,10 @@ Mask = NDArray[np.float32]
 WARP_GRID = 5  # random warp: control points per side
 PRESHRINK_BELOW = 0.5  # stored faces shrunk by more than this are first resized with INTER_AREA...
 PRESHRINK_TO = 0.75  # ...to a size that leaves this much scaling for the warp
+# Decoded (and pre-shrunk) faces kept in memory, per dataset and process: decoding is the largest part
+# of a sample's cost, and training reads every face many times. Measured with the demo preset (64 px
+# from 256 px faces), see docs/training.md.
+PIXEL_CACHE_BYTES = 192 << 20
 _INTERP = cv2.INTER_CUBIC
 _SUBPIXEL_BITS = 4  # polygon rasterisation precision (cv2 `shift`)
 
@@ -188,6 +192,27 @@ class FaceSet:
         return np.asarray(rgb, dtype=np.float32) * np.float32(1 / 255), self.records[i]
 
 
+class _PixelCache:
+    """Images made once and kept, up to a byte budget (first come, first kept: samples are drawn at
+    random, so an eviction policy would buy nothing). Cached arrays are read-only."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.items: dict[tuple[int, int], Image8] = {}
+
+    def get(self, key: tuple[int, int], make: Callable[[], Image8]) -> Image8:
+        hit = self.items.get(key)
+        if hit is not None:
+            return hit
+        image = make()
+        if self.used + image.nbytes <= self.budget:
+            image.setflags(write=False)
+            self.items[key] = image
+            self.used += image.nbytes
+        return image
+
+
 # ----------------------------------------------------------------------------------------------------
 # masks
 
@@ -305,6 +330,40 @@ class FaceSampleDataset(Dataset[dict[str, torch.Tensor]]):
             self._shrink = max(8, round(faces.size * s0 / PRESHRINK_TO))
         grid = np.mgrid[0:r, 0:r].astype(np.float32)
         self._gy, self._gx = grid[0], grid[1]
+        self._cache = _PixelCache(PIXEL_CACHE_BYTES)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = _PixelCache(PIXEL_CACHE_BYTES)  # each worker process fills its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def _face_pixels(self, i: int) -> Image8:
+        """Face i as the warps read it: stored BGR pixels, pre-shrunk when the sample is much smaller."""
+        faces, small = self.faces, self._shrink
+
+        def make() -> Image8:
+            stored = faces.read_bgr(i)
+            if small is None:
+                return stored
+            return np.asarray(cv2.resize(stored, (small, small), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+        return self._cache.get((0, i), make)
+
+    def _reference_pixels(self, j: int, limit: int) -> Image8:
+        """Colour-transfer reference face j, resized to at most ``limit`` px."""
+        ref_set = self.ct_reference
+        assert ref_set is not None
+
+        def make() -> Image8:
+            ref = ref_set.read_bgr(j)
+            if ref_set.size <= limit:
+                return ref
+            return np.asarray(cv2.resize(ref, (limit, limit), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+        return self._cache.get((1, j), make)
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -360,11 +419,10 @@ class FaceSampleDataset(Dataset[dict[str, torch.Tensor]]):
         o = self.opts
         r = o.resolution
         faces = self.faces
-        stored = faces.read_bgr(i)
+        image = self._face_pixels(i)
         mat = self.target_matrix(aug)
-        image, mat_img = stored, mat
+        mat_img = mat
         if self._shrink is not None:
-            image = np.asarray(cv2.resize(stored, (self._shrink, self._shrink), interpolation=cv2.INTER_AREA))
             to_small = _rescale_matrix(faces.size, faces.size, self._shrink, self._shrink)
             mat_img = compose(mat, invert_affine(to_small))
         target8 = cv2.warpAffine(image, mat_img, (r, r), flags=_INTERP, borderMode=cv2.BORDER_REPLICATE)
@@ -408,12 +466,11 @@ class FaceSampleDataset(Dataset[dict[str, torch.Tensor]]):
         ref_set = self.ct_reference
         assert ref_set is not None and aug.ct_index is not None
         j = aug.ct_index
-        ref_bgr = ref_set.read_bgr(j)
         size = ref_set.size
         mat = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
         limit = self.opts.resolution
-        if size > limit:  # statistics need no more pixels than the sample has
-            ref_bgr = np.asarray(cv2.resize(ref_bgr, (limit, limit), interpolation=cv2.INTER_AREA))
+        ref_bgr = self._reference_pixels(j, limit)  # statistics need no more pixels than the sample has
+        if size > limit:
             mat = _rescale_matrix(size, size, limit, limit)
             size = limit
         ref_mask = face_mask(ref_set.records[j], ref_set.landmarks[j], mat, size, self.opts.face_type,
