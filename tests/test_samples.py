@@ -359,3 +359,32 @@ def test_determinism(sets: tuple[FaceSet, FaceSet]) -> None:
     assert [next(batches) for _ in range(5)] == [1, 2, 1, 2, 1]
     with pytest.raises(RuntimeError):
         next(infinite([]))
+
+
+def test_pixel_cache_changes_nothing_but_the_cost(sets: tuple[FaceSet, FaceSet],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoded faces are kept per dataset (and worker): a sample made from the cache equals one made from
+    the file, the cache respects its byte budget, and it is not pickled into loader workers."""
+    import pickle
+
+    from facelab.train import samples as samples_mod
+
+    src, dst = sets
+    opts = SampleOptions(resolution=64, face_type="whole_face", ct_mode="rct", seed=3)
+    cached = FaceSampleDataset(src, opts, dst)
+    monkeypatch.setattr(samples_mod, "PIXEL_CACHE_BYTES", 0)
+    uncached = FaceSampleDataset(src, opts, dst)
+    for i in (0, 5, 0, 5):  # the second visit reads the cache
+        aug = cached.draw(np.random.default_rng(i + 11))
+        a, b = cached.render(i, aug), uncached.render(i, aug)
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+    assert len(cached._cache.items) >= 2 and not uncached._cache.items
+    assert all(not img.flags.writeable for img in cached._cache.items.values())
+    assert len(pickle.loads(pickle.dumps(cached))._cache.items) == 0
+    one_face = 64 * 64 * 3
+    small = samples_mod._PixelCache(budget=one_face)
+    for k in range(3):
+        img = small.get((0, k), lambda: np.zeros((64, 64, 3), np.uint8))
+        assert img.shape == (64, 64, 3)  # always served, kept only within the budget
+    assert len(small.items) == 1 and small.used == one_face

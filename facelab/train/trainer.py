@@ -30,7 +30,7 @@ from facelab.train.checkpoint import (
     save_checkpoint,
     write_config,
 )
-from facelab.train.device import autocast, grad_scaler, keep_freed_memory, resolve_device
+from facelab.train.device import autocast, grad_scaler, resolve_device
 from facelab.train.nets import AutoEncoder, create_autoencoder
 from facelab.train.nets.discriminators import CodeDiscriminator, PatchDiscriminator
 from facelab.train.nets.init import init_weights
@@ -80,8 +80,6 @@ class Trainer:
         else:
             self.rank, self.world, local_rank = 0, 1, 0
         self.device = resolve_device(opts.device, local_rank)
-        if self.device.type == "cpu":
-            keep_freed_memory()
         if ddp and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.is_main = self.rank == 0
