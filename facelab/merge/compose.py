@@ -3,10 +3,11 @@
 Coordinates: ``mat`` is the 2x3 affine from frame pixels to the model's crop (the face record's
 transform converted to the model's face type and resolution). Everything that depends on the crop
 (colour transfer, sharpening, degradation, motion blur) happens on the R x R crop; the face and its
-mask are then warped back into the frame on a bounding box around the face only.
+mask are then warped back into the frame on the box where the mask is nonzero (plus blur) only. Mask
+modes combine in crop space, so the face and its mask are each warped once.
 
-Guarantee: a pixel whose final mask value is 0 is never written: the merged frame equals the dst frame
-there bit for bit (the blend is computed in float and rounded to uint8 only where the mask is > 0).
+Guarantee: where the final mask value is 0 the merged frame equals the dst frame bit for bit
+(``cv2.blendLinear`` returns the dst pixel exactly at weight 0; test_merge checks whole frames).
 
 Mask sizes are relative to the face: ``face_px`` is the crop's side in frame pixels; ``erode`` and
 ``blur`` are percentages of it. The blur is two box filters of half the radius each, so the blurred
@@ -98,15 +99,6 @@ def _shifted(mat: F64, x0: int, y0: int) -> F64:
     """mat for a region whose origin is frame pixel (x0, y0)."""
     out = mat.copy()
     out[:, 2] += mat[:, :2] @ np.array([x0, y0], dtype=np.float64)
-    return out
-
-
-def _footprint(mat: F64, resolution: int) -> F64:
-    """Frame coordinates of the crop's corners (4, 2)."""
-    inv = cv2.invertAffineTransform(mat)
-    r = float(resolution)
-    corners = np.array([[0, 0, 1], [r, 0, 1], [r, r, 1], [0, r, 1]], dtype=np.float64)
-    out: F64 = corners @ np.asarray(inv, dtype=np.float64).T
     return out
 
 
