@@ -315,3 +315,18 @@ def test_cli_frames_and_build(tmp_path: Path) -> None:
     assert isinstance(result.exception, InputError)
     result = runner.invoke(app, ["video", "frames", str(DST), "-o", str(frames), "--format", "gif"])
     assert result.exit_code == 2
+    # every option also comes from a config file; flags given on the command line win
+    cfg = tmp_path / "video.toml"
+    cfg.write_text('[video_frames]\nfps = "4"\nformat = "jpg"\njpeg_quality = 80\n\n'
+                   '[video_build]\nfps = "8"\ncrf = 30\n', encoding="utf-8")
+    frames4, out8 = tmp_path / "frames4", tmp_path / "out8.mp4"
+    result = runner.invoke(app, ["video", "frames", str(DST), "-o", str(frames4), "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "Wrote 29 of 29 frames" in result.output and len(list(frames4.glob("*.jpg"))) == 29
+    result = runner.invoke(app, ["video", "build", str(frames4), "-o", str(out8), "--config", str(cfg),
+                                 "--fps", "10"])
+    assert result.exit_code == 0, result.output
+    assert "10/1 fps, h264 crf 30" in result.output
+    cfg.write_text("[video_build]\ncrf = 99\n", encoding="utf-8")
+    result = runner.invoke(app, ["video", "build", str(frames4), "-o", str(out8), "--config", str(cfg)])
+    assert isinstance(result.exception, InputError) and "crf" in str(result.exception)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from facelab.cli.options import model_parameters, with_parameters
 from facelab.cli.progress import progress_bar
-from facelab.core.choices import ImageFormat, VideoCodec
+from facelab.core.config import build_options
 from facelab.core.errors import InputError
 from facelab.media.encode import build_video
 from facelab.media.frames import extract_frames
+from facelab.media.options import BuildOptions, FramesOptions
 from facelab.media.video import probe_video
 
 app = typer.Typer(
@@ -19,7 +21,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-@app.command("frames")
 def frames_command(
     video: Annotated[Path, typer.Argument(metavar="VIDEO", help="The video to split into frames.", show_default=False)],
     out: Annotated[
@@ -28,19 +29,17 @@ def frames_command(
             "--out", "-o", metavar="DIR", help="Folder for the frames (created if missing).", show_default=False
         ),
     ],
-    fps: Annotated[
-        str | None,
-        typer.Option(help="Resample to this frame rate (e.g. 10, 29.97 or 30000/1001). Default: the video's."),
-    ] = None,
-    fmt: Annotated[ImageFormat, typer.Option("--format", help="Image format of the frames.")] = "png",
-    jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality for --format jpg.")] = 95,
+    config: Annotated[Path | None, typer.Option(help="TOML/JSON file of these options (section video_frames).")] = None,
+    **flags: Any,
 ) -> None:
     """Write every frame of VIDEO as DIR/000000.png, 000001.png, ... plus DIR/video.json.
 
     An interrupted run can be resumed by running the same command again.
     """
+    opts = build_options(FramesOptions, config, flags)
     with progress_bar("extracting frames", transient=True) as bar:
-        info = extract_frames(video, out, fps=fps, fmt=fmt, jpeg_quality=jpeg_quality, progress=bar.update)
+        info = extract_frames(video, out, fps=opts.fps, fmt=opts.format, jpeg_quality=opts.jpeg_quality,
+                              progress=bar.update)
     details = f"{info.width}x{info.height} {info.format}, {info.fps_fraction} fps, " + (
         f"audio: {info.audio_codec}" if info.has_audio else "no audio"
     )
@@ -51,7 +50,6 @@ def frames_command(
         typer.echo(f"Wrote {info.written} of {info.frame_count} frames to {info.folder}{reused} ({details})")
 
 
-@app.command("build")
 def build_command(
     frames_dir: Annotated[
         Path, typer.Argument(metavar="DIR", help="Folder of frame images (000000.png, ...).", show_default=False)
@@ -60,46 +58,38 @@ def build_command(
         Path,
         typer.Option("--out", "-o", metavar="OUT", help="The video file to write, e.g. out.mp4.", show_default=False),
     ],
-    audio_from: Annotated[
-        Path | None,
-        typer.Option(help="Copy the audio track of this video (or audio file) into the output."),
-    ] = None,
-    fps: Annotated[
-        str | None,
-        typer.Option(help="Frame rate (e.g. 30 or 30000/1001). Default: from DIR/video.json, else 30."),
-    ] = None,
-    codec: Annotated[VideoCodec, typer.Option(help="Video codec.")] = "h264",
-    crf: Annotated[
-        int | None,
-        typer.Option(min=0, max=51, help="Quality, 0-51: lower is better and larger. Default: 18."),
-    ] = None,
-    lossless: Annotated[
-        bool, typer.Option("--lossless", help="Lossless: decodes back to the exact frame pixels.")
-    ] = False,
+    config: Annotated[Path | None, typer.Option(help="TOML/JSON file of these options (section video_build).")] = None,
+    **flags: Any,
 ) -> None:
     """Encode the frames in DIR, in order, into a video."""
-    if lossless and crf is not None:
+    opts = build_options(BuildOptions, config, flags)
+    if opts.lossless and opts.crf is not None:
         raise InputError("--crf and --lossless cannot be used together")
+    crf = 18 if opts.crf is None else opts.crf
     with progress_bar("encoding video", transient=True) as bar:
         build_video(
             frames_dir,
             out,
-            fps=fps,
-            audio_from=audio_from,
-            codec=codec,
-            crf=18 if crf is None else crf,
-            lossless=lossless,
+            fps=opts.fps,
+            audio_from=opts.audio_from,
+            codec=opts.codec,
+            crf=crf,
+            lossless=opts.lossless,
             progress=bar.update,
         )
     info = probe_video(out)
     if info.has_audio:
-        audio = f"audio: {info.audio_codec} from {audio_from}"
-    elif audio_from is not None:
-        audio = f"no audio ({audio_from} has none)"
+        audio = f"audio: {info.audio_codec} from {opts.audio_from}"
+    elif opts.audio_from is not None:
+        audio = f"no audio ({opts.audio_from} has none)"
     else:
         audio = "no audio"
-    quality = "lossless" if lossless else f"crf {18 if crf is None else crf}"
+    quality = "lossless" if opts.lossless else f"crf {crf}"
     typer.echo(
         f"Wrote {out} ({info.frame_count} frames, {info.width}x{info.height}, {info.fps_fraction} fps, "
-        f"{codec} {quality}, {audio})"
+        f"{opts.codec} {quality}, {audio})"
     )
+
+
+app.command("frames")(with_parameters(frames_command, model_parameters(FramesOptions)))
+app.command("build")(with_parameters(build_command, model_parameters(BuildOptions)))
