@@ -24,7 +24,7 @@ from facelab.faceset.xseg_mask import decode_mask
 from facelab.train.checkpoint import load_checkpoint
 from facelab.train.samples import FaceSampleDataset, FaceSet, SampleOptions
 from facelab.xseg.apply import import_labels
-from facelab.xseg.infer import load_xseg
+from facelab.xseg.infer import XSegModel, load_xseg
 from facelab.xseg.labels import label_mask
 from facelab.xseg.options import XSegOptions
 from facelab.xseg.train import Status, XSegTrainer
@@ -233,6 +233,52 @@ def test_predict_any_size_batched(sample_faces: tuple[Path, Path], tmp_path: Pat
     np.testing.assert_allclose(one, masks[0], atol=1e-5)
     with pytest.raises(ValueError, match="uint8 BGR"):
         model.predict([img.astype(np.float32)])
+
+
+def test_face_type_is_recorded_and_other_types_are_converted(sample_faces: tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    """The model records the face type it learned; a face of another type is cut to that framing before
+    prediction and its mask warped back, so the mask lands on the same pixels of the face."""
+    from facelab.face.align import convert_transform
+
+    faces = _copy_faces(sample_faces[0], tmp_path / "faces", 3)
+    _label_hulls(faces)
+    opts = XSegOptions(resolution=64, base_channels=4, batch_size=2, preview=False)
+    XSegTrainer(tmp_path / "m", opts, [tmp_path / "faces"], new=True).train(iterations=2)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["face_type"] == "whole_face"
+    model = load_xseg(tmp_path / "m")
+    assert model.face_type == "whole_face"
+
+    # the geometry, with a stand-in network that always segments the same disk of its input frame: a face
+    # framed as "full" (tighter) must get that disk where it lies on this face, i.e. warped into "full"
+    class Disk(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            r = x.shape[-1]
+            yy, xx = torch.meshgrid(torch.arange(r), torch.arange(r), indexing="ij")
+            inside = ((yy - r / 2 + 0.5) ** 2 + (xx - r / 2 + 0.5) ** 2) < (0.3 * r) ** 2
+            return (inside.float() * 20 - 10).expand(x.shape[0], 1, r, r)
+
+    disk = XSegModel(Disk(), opts, face_type="whole_face")  # type: ignore[arg-type]
+    img = read_face(faces[0])[0]  # whole_face, 128 px
+    to_full = convert_transform(np.eye(3)[:2], "whole_face", 128, "full", 128)
+    full_img = cv2.warpAffine(img, to_full, (128, 128), flags=cv2.INTER_LINEAR)  # the same face framed as "full"
+    expected = cv2.warpAffine(disk.predict([img])[0], to_full, (128, 128), flags=cv2.INTER_LINEAR) > 0.5
+    converted = disk.predict([full_img], face_types=["full"])[0] > 0.5
+    unconverted = disk.predict([full_img])[0] > 0.5
+    assert (converted & expected).sum() / (converted | expected).sum() > 0.97
+    assert (unconverted & expected).sum() / (unconverted | expected).sum() < 0.8  # the bug this prevents
+    assert np.array_equal(disk.predict([img], face_types=["whole_face"])[0], disk.predict([img])[0])
+
+    # labelled faces of two types: refused (an XSeg model learns one framing) ...
+    rec = read_record(faces[1])
+    update_record(faces[1], rec.model_copy(update={"face_type": "full"}))
+    with pytest.raises(InputError, match="mix face types"):
+        XSegTrainer(tmp_path / "m2", opts, [tmp_path / "faces"], new=True)
+    # ... and a model is continued only on its own type
+    for p in faces:
+        update_record(p, read_record(p).model_copy(update={"face_type": "full"}))
+    with pytest.raises(InputError, match="trained on whole_face faces"):
+        XSegTrainer(tmp_path / "m", opts, [tmp_path / "faces"], new=False)
 
 
 # ---- the few-shot test: landmark hulls with a synthetic occluder ------------------------------------

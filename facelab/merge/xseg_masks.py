@@ -71,10 +71,11 @@ def with_xseg(preds: Sequence[Prediction], crops: Sequence[U8], records: Sequenc
             run_dst.append(i)
     if model is not None and run_dst:
         bgr = [np.ascontiguousarray(crops[i][..., ::-1]) for i in run_dst]
-        dst_masks.update(zip(run_dst, model.predict(bgr), strict=True))
+        dst_masks.update(zip(run_dst, model.predict(bgr, face_types=[face_type] * len(bgr)), strict=True))
     prd_masks: dict[int, F32] = {}
     if model is not None and need_prd:
-        prd_masks.update(zip(need_prd, model.predict([_bgr(out[i].face) for i in need_prd]), strict=True))
+        faces = [_bgr(out[i].face) for i in need_prd]
+        prd_masks.update(zip(need_prd, model.predict(faces, face_types=[face_type] * len(faces)), strict=True))
     for i in set(need_prd) | set(need_dst):
         out[i] = dataclasses.replace(out[i], xseg_prd=prd_masks.get(i), xseg_dst=dst_masks.get(i))
     return out

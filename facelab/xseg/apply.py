@@ -121,7 +121,7 @@ def apply_model(model: XSegModel, folder: Path, batch_size: int = 16,
     for start in range(0, len(faces), batch_size):
         chunk = faces[start:start + batch_size]
         images = [read_face(path)[0] for path, _ in chunk]
-        masks = model.predict(images, batch_size=batch_size)
+        masks = model.predict(images, batch_size=batch_size, face_types=[rec.face_type for _, rec in chunk])
         for (path, rec), mask in zip(chunk, masks, strict=True):
             update_record(path, rec.model_copy(update={"xseg_mask": encode_mask(mask)}))
             result.changed += 1

@@ -13,6 +13,7 @@ from facelab import __version__
 from facelab.core.atomic import write_json_atomic
 from facelab.core.config import option_error
 from facelab.core.errors import InputError
+from facelab.face.align import FACE_TYPE_ORDER
 from facelab.train.checkpoint import _read_versioned
 from facelab.xseg.options import IMMUTABLE, XSegOptions
 
@@ -21,11 +22,22 @@ VERSION = 1
 MODULE = "xseg"  # the prefix of the network's tensors in the weights file
 
 
-def write_config(model_dir: Path, opts: XSegOptions) -> None:
+def write_config(model_dir: Path, opts: XSegOptions, face_type: str | None) -> None:
+    """``face_type``: the face type of the labelled faces it is trained on (None: unknown)."""
     write_json_atomic(model_dir / "config.json", {
         "schema": CONFIG_SCHEMA, "version": VERSION, "tool_version": __version__,
-        "immutable": list(IMMUTABLE), "options": opts.model_dump(mode="json"),
+        "immutable": list(IMMUTABLE), "options": opts.model_dump(mode="json"), "face_type": face_type,
     })
+
+
+def read_face_type(model_dir: Path) -> str | None:
+    """The face type the model was trained on; None for models made before facelab recorded it."""
+    path = Path(model_dir) / "config.json"
+    data = _read_versioned(path, CONFIG_SCHEMA, "XSeg model config")
+    value = None if data is None else data.get("face_type")
+    if value is not None and value not in FACE_TYPE_ORDER:
+        raise InputError(f"invalid XSeg model config: unknown face_type {value!r}", path)
+    return None if value is None else str(value)
 
 
 def read_config(model_dir: Path) -> XSegOptions | None:

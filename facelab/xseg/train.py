@@ -35,7 +35,7 @@ from facelab.train.checkpoint import (
 from facelab.xseg.augment import AugmentOptions, LabelledFace, make_sample
 from facelab.xseg.infer import to_input
 from facelab.xseg.labels import exclude_mask, label_mask
-from facelab.xseg.model import MODULE, write_config
+from facelab.xseg.model import MODULE, read_face_type, write_config
 from facelab.xseg.net import XSegNet
 from facelab.xseg.options import XSegOptions
 
@@ -67,18 +67,30 @@ def _shrink(face: LabelledFace, res: int) -> LabelledFace:
 def load_labelled(folders: Sequence[Path], resolution: int | None = None) -> list[LabelledFace]:
     """Every face with XSeg polygons in the folders, decoded once (few-shot sets are small), shrunk to
     ``resolution`` when larger."""
+    return load_labelled_typed(folders, resolution)[0]
+
+
+def load_labelled_typed(folders: Sequence[Path], resolution: int | None = None) -> tuple[list[LabelledFace], str]:
+    """The labelled faces and their face type. A model learns one framing of the face, so the labelled
+    faces must share one face type (other types are converted when the model is applied)."""
     out: list[LabelledFace] = []
+    types: dict[str, Path] = {}
     for folder in folders:
         for path, rec in scan_faces(Path(folder)).faces:
             if rec.xseg_polygons:
                 image, _ = read_face(path)
                 face = LabelledFace(image, label_mask(rec, path), exclude_mask(rec))
                 out.append(face if resolution is None else _shrink(face, resolution))
+                types.setdefault(rec.face_type, path)
     if not out:
         names = ", ".join(str(f) for f in folders)
         raise InputError(f"no labelled faces (faces with XSeg polygons) in {names}: label some first "
                          "(e.g. `facelab xseg import-labels`)")
-    return out
+    if len(types) > 1:
+        found = ", ".join(f"{t} (e.g. {p.name})" for t, p in sorted(types.items()))
+        raise InputError(f"the labelled faces mix face types: {found}. An XSeg model learns one framing: "
+                         "train on faces of one type (the model converts other types when it is applied)")
+    return out, next(iter(types))
 
 
 def segmentation_loss(logits: Tensor, target: Tensor) -> Tensor:
@@ -97,7 +109,7 @@ class XSegTrainer:
         self.model_dir = Path(model_dir)
         self.opts = opts
         self.augment = augment or AugmentOptions()
-        self.faces = load_labelled(folders, opts.resolution)
+        self.faces, self.face_type = load_labelled_typed(folders, opts.resolution)
         with torch.random.fork_rng():  # a new model's initial weights depend on the seed only
             torch.manual_seed(opts.seed)
             self.net = XSegNet(opts.base_channels)
@@ -107,13 +119,18 @@ class XSegTrainer:
         self._saved_iteration: int | None = None  # None: a new model is saved even after zero iterations
         ckpt = None if new else load_checkpoint(self.model_dir)
         if ckpt is not None:
+            trained_on = read_face_type(self.model_dir)
+            if trained_on is not None and trained_on != self.face_type:
+                raise InputError(f"this XSeg model was trained on {trained_on} faces; the labelled faces are "
+                                 f"{self.face_type}: continue it on {trained_on} faces or start a new model",
+                                 self.model_dir)
             load_modules({MODULE: self.net}, ckpt.weights, self.model_dir)
             load_optimizers({"adam": self.optimizer}, ckpt.opt_tensors, ckpt.opt_meta)
             self.state = ckpt.state
             self._saved_iteration = ckpt.state.iteration
         else:
             self.model_dir.mkdir(parents=True, exist_ok=True)
-            write_config(self.model_dir, opts)
+            write_config(self.model_dir, opts, self.face_type)
 
     def batch(self) -> tuple[Tensor, Tensor]:
         """The samples of the current iteration, drawn from a stream seeded by (seed, iteration): a resumed
