@@ -44,4 +44,3 @@ def grad_scaler(device: torch.device, precision: Precision | str) -> torch.amp.G
     if precision != "fp16":
         return None
     return torch.amp.GradScaler(device.type)
-
