@@ -376,10 +376,12 @@ def compose_patch(frame: U8, record: FaceRecord, prediction: Prediction, face_ty
         hull = face_hull_mask(lm_crop, (r, r), face_type)
     prd, dst = _crop_sides(mask_mode, prediction, hull)
     one_transform = opts.face_scale == 0  # both sides share the crop: combine once, warp once
+    floor_prd = None if prd is None or one_transform else _floored(prd)
+    floor_dst = None if dst is None or one_transform else _floored(dst)
     if one_transform:
         parts = [(_floored(_combine(mask_mode, prd, dst)), mat)]
     else:
-        parts = [(_floored(m), t) for m, t in ((prd, mat_p), (dst, mat)) if m is not None]
+        parts = [(m, t) for m, t in ((floor_prd, mat_p), (floor_dst, mat)) if m is not None]
     boxes = [b for b in (_support(m, t) for m, t in parts) if b is not None]
     if not boxes:
         return None
@@ -420,8 +422,8 @@ def compose_patch(frame: U8, record: FaceRecord, prediction: Prediction, face_ty
     if one_transform:
         mask = _warp(parts[0][0], m_dst, size, c)
     else:
-        mask = _combine(mask_mode, None if prd is None else _warp(_floored(prd), m_prd, size, c),
-                        None if dst is None else _warp(_floored(dst), m_dst, size, c))
+        mask = _combine(mask_mode, None if floor_prd is None else _warp(floor_prd, m_prd, size, c),
+                        None if floor_dst is None else _warp(floor_dst, m_dst, size, c))
     mask = _erode_blur(mask, erode_px, blur_px) if not raw else (mask > 0.5).astype(np.float32)
     # the face is warped as 8-bit (the fixed-point warp is the fastest) and blended with OpenCV: one pass,
     # rounded; where the mask is 0 the result is the frame's pixel exactly (test_merge checks it)
