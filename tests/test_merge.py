@@ -283,6 +283,12 @@ def test_run_merge_passthrough_resume_shards_session(tiny_model: Path, dst_frame
         a = read_image_rgb(full / name).astype(int)
         b = read_image_rgb(tmp_path / f"shard{frames.index(name) % 2}" / name).astype(int)
         assert np.abs(a - b).max() <= 2
+    # worker processes (for many-core machines) write the same frames and masks as threads
+    procs = tmp_path / "procs"
+    run_merge(tiny_model, dst_frames, aligned, procs, opts, workers=2, pool="process")
+    for name in frames[:8]:
+        assert np.array_equal(read_image_rgb(procs / name), read_image_rgb(full / name)), name
+        assert (procs / "masks" / name).read_bytes() == (full / "masks" / name).read_bytes(), name
 
     # session overrides per frame (without the watermark, to compare pixels exactly)
     merged_stems = [f[:-4] for f in frames if f[:-4] not in dropped]
