@@ -11,8 +11,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import os
 import sys
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,11 +23,34 @@ from typing import Any
 import numpy as np
 
 
+@contextmanager
+def quiet_runtime() -> Iterator[None]:
+    """Hide what native code writes to the process's stderr meanwhile: LiteRT prints "INFO: Created
+    TensorFlow Lite XNNPACK delegate for CPU." for every interpreter it makes, through its own logger,
+    which no environment variable turns off. Python exceptions still propagate; use only around
+    interpreter creation."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (embedded interpreters)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def interpreter(model_path: Path, threads: int = 1) -> Any:
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=str(model_path), num_threads=threads)
-    it.allocate_tensors()
+    with quiet_runtime():
+        it = Interpreter(model_path=str(model_path), num_threads=threads)
+        it.allocate_tensors()
     return it
 
 

