@@ -171,6 +171,18 @@ def test_iter_frames_resamples_by_timestamp() -> None:
     assert digests("60") == [d for d in source for _ in range(2)]  # every frame twice
 
 
+@pytest.mark.parametrize("fps", ["2", "5", "7", "12.5", "29.97", "30000/1001"])
+def test_resampled_count_is_what_iter_frames_yields(fps: str) -> None:
+    """Progress totals and extraction's frame names use this count: it must be exact, not an estimate."""
+    from facelab.extract.source import FrameSource
+    from facelab.media.video import resampled_count
+
+    info = probe_video(DST)
+    yielded = sum(1 for _ in iter_frames(DST, fps=fps))
+    assert resampled_count(info.frame_count, parse_fps(info.fps_fraction), parse_fps(fps)) == yielded
+    assert FrameSource(DST, float(parse_fps(fps))).count == yielded
+
+
 def test_lossless_rebuild_is_pixel_identical(lossless_mp4: Path) -> None:
     count = 0
     for count, (original, rebuilt) in enumerate(zip(_frames(DST), _frames(lossless_mp4), strict=True), 1):

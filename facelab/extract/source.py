@@ -9,7 +9,7 @@ from pathlib import Path
 from facelab.core.errors import InputError
 from facelab.face.types import Image
 from facelab.media.frames import frame_name, list_frames
-from facelab.media.video import iter_frames, probe_video
+from facelab.media.video import iter_frames, parse_fps, probe_video, resampled_count
 
 
 @dataclass
@@ -29,7 +29,8 @@ class FrameSource:
         self.is_video = self.path.is_file()
         if self.is_video:
             info = probe_video(self.path)
-            self.count = info.frame_count if fps is None else max(1, round(info.duration_s * fps))
+            self.count = (info.frame_count if fps is None
+                          else resampled_count(info.frame_count, parse_fps(info.fps_fraction), parse_fps(fps)))
             self._files: list[Path] = []
         else:
             self._files = list_frames(self.path)

@@ -6,7 +6,6 @@ extract_frames fills a folder from a video, resumably; the other helpers read a 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,7 +19,7 @@ from facelab.core.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
 from facelab.core.choices import IMAGE_EXTENSIONS, IMAGE_FORMATS, ImageFormat
 from facelab.core.errors import InputError
 from facelab.media.png import decode_png, encode_png
-from facelab.media.video import RGBImage, fps_to_str, iter_frames, parse_fps, probe_video
+from facelab.media.video import RGBImage, fps_to_str, iter_frames, parse_fps, probe_video, resampled_count
 
 FRAME_INFO_NAME = "video.json"
 FRAME_INFO_SCHEMA = "facelab.video"
@@ -247,7 +246,7 @@ def extract_frames(
         )
     write_json_atomic(partial_path, identity)
 
-    total = info.frame_count if fps is None else math.ceil(info.frame_count * out_fps / source_fps)
+    total = info.frame_count if fps is None else resampled_count(info.frame_count, source_fps, out_fps)
     written = skipped = count = 0
     for index, rgb in iter_frames(video, None if fps is None else out_fps):
         target = out_dir / frame_name(index, fmt)

@@ -241,6 +241,17 @@ def _decode_rgb(
         reached += 1
 
 
+_RESAMPLE_SLACK = Fraction(1, 10)  # of a source frame: absorbs timestamps the container rounded
+
+
+def resampled_count(frame_count: int, source: Fraction, target: Fraction) -> int:
+    """How many frames iter_frames yields when it resamples ``frame_count`` frames at ``source`` fps to
+    ``target`` fps (evenly timed frames): the k with k / target + slack < frame_count / source."""
+    if frame_count <= 0:
+        return 0
+    return max(1, math.ceil((frame_count - _RESAMPLE_SLACK) * target / source))
+
+
 def _resample(
     decoded: Iterator[tuple[Fraction | None, RGBImage]], source: Fraction | None, target: Fraction
 ) -> Iterator[tuple[int, RGBImage]]:
@@ -250,7 +261,7 @@ def _resample(
     last one that starts at or before it. A tenth of a source frame of slack absorbs timestamps that
     the container rounded. Output stops where the last source frame ends.
     """
-    slack = Fraction(1, 10) / source if source else Fraction(0)
+    slack = _RESAMPLE_SLACK / source if source else Fraction(0)
     interval = 1 / source if source else 1 / target
     out_index = 0
     origin: Fraction | None = None
