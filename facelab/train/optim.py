@@ -11,6 +11,14 @@ from torch.optim import Optimizer
 from facelab.core.choices import OptimizerName
 
 
+def _evaluate(closure: Callable[[], float] | None) -> float | None:
+    """The loss of an optimizer step's closure (re-evaluated with gradients on), if one is given."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class AdaBelief(Optimizer):
     """AdaBelief (Zhuang et al., NeurIPS 2020): Adam whose second moment tracks the variance of the
     gradient around its running mean, the "belief" in the gradient, rather than its raw square."""
@@ -21,10 +29,7 @@ class AdaBelief(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
             for p in group["params"]:
@@ -84,10 +89,7 @@ class ChannelsLastAdam(torch.optim.Adam):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             params, grads, avgs, sqs, steps = [], [], [], [], []
             for p in group["params"]:
