@@ -27,6 +27,7 @@ from torch.optim import Optimizer
 from facelab import __version__
 from facelab.core.atomic import write_bytes_atomic, write_json_atomic
 from facelab.core.errors import InputError
+from facelab.core.versioned import read_versioned_json
 from facelab.train.options import IMMUTABLE, TrainOptions
 
 MODEL_SCHEMA = "facelab.model"
@@ -53,26 +54,10 @@ def write_config(model_dir: Path, opts: TrainOptions) -> None:
     })
 
 
-def _read_versioned(path: Path, schema: str, what: str) -> dict[str, Any] | None:
-    """A JSON file of the model folder, checked for its schema and version; None when it does not exist."""
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"corrupt {what} ({exc})", path) from None
-    if not isinstance(data, dict) or data.get("schema") != schema:
-        raise InputError(f"not a facelab {what} (no {schema} schema)", path)
-    if data.get("version") != VERSION:
-        raise InputError(f"{what} version {data.get('version')} is not supported by facelab {__version__} "
-                         f"(it reads version {VERSION})", path)
-    return data
-
-
 def read_config(model_dir: Path) -> TrainOptions | None:
     """The stored options, or None for a new model folder."""
     path = model_dir / "config.json"
-    data = _read_versioned(path, MODEL_SCHEMA, "model config")
+    data = read_versioned_json(path, MODEL_SCHEMA, VERSION, "model config")
     if data is None:
         return None
     try:
@@ -187,7 +172,7 @@ class Checkpoint:
 
 
 def read_state(model_dir: Path) -> dict[str, Any] | None:
-    return _read_versioned(model_dir / "state.json", STATE_SCHEMA, "training state")
+    return read_versioned_json(model_dir / "state.json", STATE_SCHEMA, VERSION, "training state")
 
 
 def _read_tensors(path: Path, expected_hash: str | None) -> tuple[dict[str, Tensor], dict[str, str]]:

@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facelab.core.errors import InputError
+from facelab.core.versioned import read_versioned_json
 from facelab.faceset.record import FaceRecord, XSegPolygon
 from facelab.train.samples import face_mask
 
@@ -115,17 +116,9 @@ def _polygon(raw: Any, path: Path, where: str) -> XSegPolygon:
 def read_label_file(path: Path) -> LabelFile:
     """Parse and validate a label file. Raises InputError naming the file and the bad entry."""
     path = Path(path)
-    if not path.is_file():
+    data = read_versioned_json(path, LABELS_SCHEMA, LABELS_VERSION, "label file") if path.is_file() else None
+    if data is None:
         raise InputError("label file not found", path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a valid JSON label file ({exc})", path) from None
-    if not isinstance(data, dict) or data.get("schema") != LABELS_SCHEMA:
-        raise InputError(f'not a facelab label file (expected "schema": "{LABELS_SCHEMA}")', path)
-    if data.get("version") != LABELS_VERSION:
-        raise InputError(f"label file version {json.dumps(data.get('version'))[:20]} is not supported "
-                         f"(this facelab reads version {LABELS_VERSION})", path)
     faces = data.get("faces")
     if not isinstance(faces, dict):
         raise InputError('"faces" must be an object mapping face file names to polygon lists', path)

@@ -13,8 +13,8 @@ from facelab import __version__
 from facelab.core.atomic import write_json_atomic
 from facelab.core.config import option_error
 from facelab.core.errors import InputError
+from facelab.core.versioned import read_versioned_json
 from facelab.face.align import FACE_TYPE_ORDER
-from facelab.train.checkpoint import _read_versioned
 from facelab.xseg.options import IMMUTABLE, XSegOptions
 
 CONFIG_SCHEMA = "facelab.xseg"
@@ -33,7 +33,7 @@ def write_config(model_dir: Path, opts: XSegOptions, face_type: str | None) -> N
 def read_face_type(model_dir: Path) -> str | None:
     """The face type the model was trained on; None for models made before facelab recorded it."""
     path = Path(model_dir) / "config.json"
-    data = _read_versioned(path, CONFIG_SCHEMA, "XSeg model config")
+    data = read_versioned_json(path, CONFIG_SCHEMA, VERSION, "XSeg model config")
     value = None if data is None else data.get("face_type")
     if value is not None and value not in FACE_TYPE_ORDER:
         raise InputError(f"invalid XSeg model config: unknown face_type {value!r}", path)
@@ -43,7 +43,7 @@ def read_face_type(model_dir: Path) -> str | None:
 def read_config(model_dir: Path) -> XSegOptions | None:
     """The stored options, or None when the folder holds no XSeg model yet."""
     path = Path(model_dir) / "config.json"
-    data = _read_versioned(path, CONFIG_SCHEMA, "XSeg model config")
+    data = read_versioned_json(path, CONFIG_SCHEMA, VERSION, "XSeg model config")
     if data is None:
         return None
     try:
