@@ -34,11 +34,12 @@ from facelab.faceset.folder import scan_faces  # noqa: E402
 from facelab.media.frames import extract_frames, read_image_rgb  # noqa: E402
 from facelab.merge.compose import crop_face, model_transform  # noqa: E402
 from facelab.merge.options import MergeOptions  # noqa: E402
-from facelab.merge.runner import BATCH_FACES, run_merge  # noqa: E402
+from facelab.merge.runner import BATCH_FACES, needs_dst_mask, run_merge  # noqa: E402
+from facelab.merge.session import MergeSession  # noqa: E402
 from facelab.train.inference import load_swap_model  # noqa: E402
 
 
-def inference_rate(model_dir: Path, frames: Path, aligned: Path) -> tuple[float, int]:
+def inference_rate(model_dir: Path, frames: Path, aligned: Path, dst_mask: bool) -> tuple[float, int]:
     model = load_swap_model(model_dir)
     ft, r = model.options.face_type, model.resolution
     crops = []
@@ -46,10 +47,10 @@ def inference_rate(model_dir: Path, frames: Path, aligned: Path) -> tuple[float,
         frame = read_image_rgb(frames / f"{rec.source.frame}.png")
         crops.append(crop_face(frame, model_transform(rec, ft, r), r))
     x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-    model.swap(x[:BATCH_FACES])  # warm up
+    model.swap(x[:BATCH_FACES], dst_mask)  # warm up
     t0 = time.perf_counter()
     for i in range(0, len(x), BATCH_FACES):
-        model.swap(x[i:i + BATCH_FACES])
+        model.swap(x[i:i + BATCH_FACES], dst_mask)
     return len(x) / (time.perf_counter() - t0), len(x)
 
 
@@ -78,20 +79,24 @@ def main() -> None:
             opts = TrainOptions.model_validate(shape | {"batch_size": 4, "workers": 0, "preview_every": 0,
                                                         "backup_hours": 0})
             Trainer(model_dir, opts, aligned, aligned).train(iterations=2)
-        infer, faces = inference_rate(model_dir, frames, aligned)
+        runs_opts = (("overlay+rct", MergeOptions(mode="overlay", color_transfer="rct")),
+                     ("seamless", MergeOptions(mode="seamless", color_transfer="rct")))
+        # both use the default mask mode, which needs dst's own mask: the bound predicts it too
+        dst_mask = any(needs_dst_mask(MergeSession(o)) for _, o in runs_opts)
+        infer, faces = inference_rate(model_dir, frames, aligned, dst_mask)
         n_frames = len(list(frames.glob("*.png")))
         frames_with_faces = len({rec.source.frame for _, rec in scan_faces(aligned).faces})
         bound = infer * frames_with_faces / faces  # frames/s if only the model ran
         runs = []
-        for name, opts_m in (("overlay+rct", MergeOptions(mode="overlay", color_transfer="rct")),
-                             ("seamless", MergeOptions(mode="seamless", color_transfer="rct"))):
+        for name, opts_m in runs_opts:
             for workers in (1, 2):
                 out = tmp / f"out_{name}_{workers}"
                 s = run_merge(model_dir, frames, aligned, out, opts_m, workers=workers, pool=args.pool)
                 runs.append({"options": name, "workers": workers, "frames": s.frames,
                              "frames_per_second": s.frames_per_second,
                              "share_of_inference_bound": round(s.frames_per_second / bound, 3),
-                             "setup_seconds": s.setup_seconds,
+                             "setup_seconds": s.setup_seconds, "schedule": s.schedule,
+                             "model_threads": s.model_threads,
                              "loop_frames_per_second": s.loop_frames_per_second,
                              "loop_share_of_inference_bound": round(s.loop_frames_per_second / bound, 3)})
         print(json.dumps({

@@ -20,9 +20,9 @@ from facelab.face.masks import face_hull_mask
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import FaceRecord, XSegPolygon, read_face, update_record
 from facelab.media.frames import extract_frames, read_image_rgb
-from facelab.merge.compose import Prediction, compose_face, face_size_px, model_transform
+from facelab.merge.compose import Prediction, _side_masks, compose_face, face_size_px, model_transform
 from facelab.merge.options import XSEG_MASK_MODES, MergeOptions
-from facelab.merge.runner import parse_shard, run_merge
+from facelab.merge.runner import _ThreadPlan, needs_dst_mask, parse_shard, run_merge
 from facelab.merge.session import MergeSession, load_session, parse_session, save_session
 
 from .conftest import SAMPLES
@@ -370,3 +370,51 @@ def test_run_merge_xseg_modes(tiny_model: Path, dst_frames: Path, sample_faces: 
     assert s2.merged > 0
     merged = sorted(p for p in out2.glob("*.png"))
     assert merged and verify(merged[len(merged) // 2]).watermark_found
+
+
+def test_dst_mask_predicted_only_when_a_mode_uses_it() -> None:
+    assert needs_dst_mask(MergeSession(MergeOptions()))  # default learned-prd*learned-dst
+    plain = MergeSession(MergeOptions(mask_mode="learned-prd"))
+    assert not needs_dst_mask(plain)
+    assert needs_dst_mask(plain.with_frame("000003", mask_mode="learned-dst"))
+    pred = Prediction(np.zeros((8, 8, 3), np.float32), np.ones((8, 8), np.float32), None)
+    with pytest.raises(ValueError, match="dst mask"):
+        _side_masks("learned-prd+learned-dst", pred)
+
+
+def test_thread_plan_schedules() -> None:
+    """Two batches in lockstep on every thread, then overlap (one torch thread) only where it pays."""
+    import time
+
+    import torch
+
+    threads = torch.get_num_threads()
+    drained: list[int] = []
+
+    def run(model_s: float, work_s: float, phase_s: float) -> _ThreadPlan:
+        plan = _ThreadPlan(2, active=True)
+        for b in range(3):
+            plan.before_predict(lambda b=b: drained.append(b))
+            if b < 2:
+                assert plan.threads == 2 and plan.schedule == "probe"
+                plan.after_predict(model_s * 16, 16)
+                for _ in range(16):
+                    plan.work(work_s)
+                time.sleep(phase_s)
+        return plan
+
+    try:
+        # a model that dominates: lockstep, and the workers are drained before every batch
+        drained.clear()
+        plan = run(0.020, 0.007, 0.0)
+        assert plan.schedule == "lockstep" and plan.threads == 2 and drained == [0, 1, 2]
+        # a cheap model next to a long workers' phase: overlap on one thread, no more draining
+        drained.clear()
+        plan = run(0.002, 0.007, 0.1)
+        assert plan.schedule == "overlap" and plan.threads == 1 and drained == [0, 1, 2]
+        plan.before_predict(lambda: drained.append(3))
+        assert drained == [0, 1, 2] and plan.threads == 1
+        # one worker: no plan, all threads
+        assert _ThreadPlan(2, active=False).schedule == "lockstep"
+    finally:
+        torch.set_num_threads(threads)

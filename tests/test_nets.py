@@ -361,3 +361,30 @@ def test_conv_aware_weight() -> None:
     w1 = conv_aware_weight((8, 8, 1, 1), g).reshape(8, 8)
     gram1 = w1 @ w1.T
     assert torch.allclose(gram1, torch.eye(8) * gram1[0, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["df-ud", "liae-ud", "df-t"])
+def test_predict_encodes_once_and_matches_swap(arch: str) -> None:
+    """predict() (what a merge runs) equals swap() plus the own side's mask from reconstruct(), and skips
+    that mask when not asked for."""
+    torch.manual_seed(0)
+    model = create_autoencoder(arch, 64, **SMALL).eval()
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        face, mask, own = model.predict(x)
+        ref_face, ref_mask = model.swap(x)
+        _, ref_own = model.reconstruct(x, "dst")
+        assert own is not None
+        for a, b in ((face, ref_face), (mask, ref_mask), (own, ref_own)):
+            assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
+        assert model.predict(x, own_mask=False)[2] is None
+        if arch.startswith("df"):
+            face, mask, own = model.predict(x, reverse=True)
+            ref_face, ref_mask = model.reconstruct(x, "dst")
+            _, ref_own = model.reconstruct(x, "src")
+            assert own is not None
+            for a, b in ((face, ref_face), (mask, ref_mask), (own, ref_own)):
+                assert torch.allclose(a, b, atol=1e-6)
+        else:
+            with pytest.raises(InputError, match="reverse"):
+                model.predict(x, reverse=True)

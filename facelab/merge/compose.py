@@ -30,7 +30,7 @@ from facelab.face.align import convert_transform
 from facelab.face.masks import face_hull_mask
 from facelab.face.superres import shared_resolver
 from facelab.faceset.record import FaceRecord
-from facelab.merge.options import MergeOptions, check_supported
+from facelab.merge.options import LEARNED_DST_MODES, MergeOptions, check_supported
 
 U8 = NDArray[np.uint8]
 F32 = NDArray[np.float32]
@@ -53,7 +53,7 @@ class Prediction:
 
     face: F32
     mask: F32  # the predicted (swapped) face's mask
-    dst_mask: F32  # the dst face's own mask, as the model predicts it
+    dst_mask: F32 | None  # the dst face's own mask as the model predicts it (None: no mode asked for it)
     xseg_prd: F32 | None = None  # XSeg's mask of the predicted face (xseg-prd modes)
     xseg_dst: F32 | None = None  # XSeg's mask of the dst face (xseg-dst modes)
 
@@ -229,7 +229,9 @@ def _side_masks(mode: str, pred: Prediction) -> tuple[F32 | None, F32 | None]:
     prd = dst = None
     if mode in ("learned-prd", "learned-prd*learned-dst", "learned-prd+learned-dst"):
         prd = pred.mask
-    if mode in ("learned-dst", "learned-prd*learned-dst", "learned-prd+learned-dst"):
+    if mode in LEARNED_DST_MODES:
+        if pred.dst_mask is None:
+            raise ValueError(f"mask mode {mode} needs the dst mask, which was not predicted")
         dst = pred.dst_mask
     if mode in ("xseg-prd", "xseg-prd*xseg-dst"):
         if pred.xseg_prd is None:

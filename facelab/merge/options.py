@@ -59,6 +59,8 @@ class MergeOptions(BaseModel):
 
 XSEG_PRD_MODES: frozenset[str] = frozenset({"xseg-prd", "xseg-prd*xseg-dst"})
 XSEG_DST_MODES: frozenset[str] = frozenset({"xseg-dst", "xseg-prd*xseg-dst"})
+# modes that use the mask the model predicts for the dst face itself (the model computes it only for these)
+LEARNED_DST_MODES: frozenset[str] = frozenset({"learned-dst", "learned-prd*learned-dst", "learned-prd+learned-dst"})
 
 
 def check_supported(opts: MergeOptions, dst_masks: bool = False, xseg: bool = True) -> None:

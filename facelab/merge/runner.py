@@ -2,14 +2,15 @@
 
 Flow: the main process reads the frames, crops every face from the frame itself (the record's transform
 converted to the model's face type and resolution; the stored aligned image is not used), runs the model
-on batches of faces, and hands each frame with its predictions to a pool of workers (threads or processes) that
-composite, watermark (provenance), encode with the provenance record and write ``OUT/<frame>.<fmt>`` and
-``OUT/masks/<frame>.png``
-atomically. Threads are the default pool: on 2 CPU cores they measured faster than processes (8.9 vs
-6.3 frames/s, overlay+rct, 480x480 frames), since OpenCV and numpy release the GIL and nothing is pickled;
-``pool="process"`` remains for many-core machines. Frames without faces are copied through unchanged
-(the file bytes, when the formats match). A journal
-(``OUT/_merge/journal.jsonl``) makes the run resumable: a frame is skipped when the journal lists it as
+on batches of faces (only the outputs the mask modes use: dst's own mask is predicted only for the
+learned-dst modes), and hands each frame with its predictions to a pool of workers (threads or processes)
+that composite, watermark (provenance), encode with the provenance record and write ``OUT/<frame>.<fmt>``
+and ``OUT/masks/<frame>.png`` atomically. ``_ThreadPlan`` decides whether the model runs alone on every
+torch thread between the workers' phases, or on one thread beside them. Threads are the default pool:
+on 2 CPU cores they measured faster than processes (8.9 vs 6.3 frames/s, overlay+rct, 480x480 frames),
+since OpenCV and numpy release the GIL and nothing is pickled; ``pool="process"`` remains for many-core
+machines. Frames without faces are copied through unchanged (the file bytes, when the formats match). A
+journal (``OUT/_merge/journal.jsonl``) makes the run resumable: a frame is skipped when the journal lists it as
 done with the same model and options and both outputs exist.
 
 Sharding: ``shard=(I, N)`` processes only the frames whose position in the frame folder (0-based, frame
@@ -43,7 +44,7 @@ from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import FaceRecord
 from facelab.media.frames import encode_image, list_frames, read_image_rgb
 from facelab.merge.compose import FaceInput, Prediction, crop_face, merge_frame, model_transform
-from facelab.merge.options import MergeOptions, check_supported
+from facelab.merge.options import LEARNED_DST_MODES, MergeOptions, check_supported
 from facelab.merge.session import MergeSession
 from facelab.merge.xseg_masks import has_stored_mask, with_xseg
 from facelab.provenance.marker import ProvenanceMarker, marker_for
@@ -76,6 +77,8 @@ class MergeSummary:
     frames_per_second: float = 0.0  # frames merged now / seconds
     setup_seconds: float = 0.0  # checks and model load, before the first frame is read
     loop_frames_per_second: float = 0.0  # frames merged now / time from the first frame read to the last written
+    model_threads: int = 0  # torch threads the model ran on at the end (_ThreadPlan)
+    schedule: str = ""  # "overlap" or "lockstep" (_ThreadPlan), "probe" when the run ended before choosing
     output: str = ""
     frame_names: list[str] = field(default_factory=list)
 
@@ -219,7 +222,14 @@ def output_paths(out_dir: Path, stem: str, fmt: str) -> tuple[Path, Path]:
 
 
 def _work(job: _Job, ctx: _Context | None = None) -> dict[str, Any]:
-    ctx = ctx or _CTX
+    """Composite, mark, encode and write one frame; the entry carries the CPU seconds it took ("cpu")."""
+    cpu0 = time.thread_time()
+    entry = _work_frame(job, ctx or _CTX)
+    entry["cpu"] = time.thread_time() - cpu0
+    return entry
+
+
+def _work_frame(job: _Job, ctx: _Context | None) -> dict[str, Any]:
     assert ctx is not None
     img_path, mask_path = output_paths(ctx.out_dir, job.stem, ctx.image_format)
     if job.frame is None:
@@ -258,6 +268,10 @@ class _Pool:
     def __init__(self, ctx: _Context, workers: int, kind: PoolKind) -> None:
         self.ctx = ctx
         self.workers = workers
+        # room for a whole batch of the model's faces besides the jobs running: the model goes on with the
+        # next batch while the workers composite this one (with room for 2 per worker only, it waited for
+        # the workers after every few frames, and they sat idle while it predicted: 98 vs 123 frames/s)
+        self.backlog = 2 * workers + BATCH_FACES
         self.pool: Executor | None = None
         if workers > 1 and kind == "process":
             mp = multiprocessing.get_context("spawn")
@@ -273,7 +287,7 @@ class _Pool:
             return
         self.pending.add(self.pool.submit(_work, job, None if isinstance(self.pool, ProcessPoolExecutor)
                                           else self.ctx))
-        while len(self.pending) >= self.workers * 2:
+        while len(self.pending) >= self.backlog:
             done, self.pending = wait(self.pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 yield fut.result()
@@ -339,12 +353,77 @@ def _prefetch(items: Sequence[Path], wanted: Callable[[Path], bool], load: Calla
             yield item, None if fut is None else fut.result()
 
 
-def _predict(model: SwapModel, crops: list[U8], direction: str) -> list[Prediction]:
+def _predict(model: SwapModel, crops: list[U8], direction: str, dst_mask: bool) -> list[Prediction]:
     x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-    face, mask, dst_mask = model.swap(x) if direction == "src2dst" else model.swap_reverse(x)
+    face, mask, own = model.swap(x, dst_mask) if direction == "src2dst" else model.swap_reverse(x, dst_mask)
     f = face.clamp_(0, 1).permute(0, 2, 3, 1).contiguous().numpy()
-    m, d = mask[:, 0].contiguous().numpy(), dst_mask[:, 0].contiguous().numpy()
-    return [Prediction(f[i], m[i], d[i]) for i in range(len(crops))]
+    m = mask[:, 0].contiguous().numpy()
+    d = None if own is None else own[:, 0].contiguous().numpy()
+    return [Prediction(f[i], m[i], None if d is None else d[i]) for i in range(len(crops))]
+
+
+def needs_dst_mask(session: MergeSession) -> bool:
+    """Whether any frame's mask mode uses the model's own mask of the dst face."""
+    modes = [session.options.mask_mode, *(session.options_for(stem).mask_mode for stem in session.frames)]
+    return any(m in LEARNED_DST_MODES for m in modes)
+
+
+class _ThreadPlan:
+    """How the model shares the CPU with the compositing workers: one of two schedules, chosen by measuring.
+
+    - "lockstep": before each batch the workers finish their frames, then the model runs alone on every
+      torch thread. A multi-threaded model sharing the cores with busy workers loses more than overlapping
+      gains, since its threads wait for each other whenever one is preempted (2 cores: quick96 42 frames/s
+      in lockstep against 38 overlapped on two threads and 30 on one; saehd 19.7 against 17.4).
+    - "overlap": the model runs on one torch thread while the workers composite earlier frames on the
+      other cores; it can win when the model is cheap next to the per-frame work (the demo model on 2
+      cores: 173-188 frames/s against 163-173 in lockstep).
+
+    The first two batches run in lockstep: batch 0 warms up, batch 1 measures the model on all ``cores``
+    threads (mc, seconds per frame) and the workers' phase after it (d); the workers report their CPU
+    seconds per frame (w, decoding included). One thread would take m1 = 0.87 cores mc (torch's parallel
+    efficiency on this model size, measured here: 2 x 1.8 ms vs 2.8-3.2 ms for the demo model, 2 x 18.6 vs
+    35-39 ms for quick96). Overlap is taken when 1.1 max(m1, (m1 + w) / cores) < mc + d; 1.1 is what
+    running side by side cost the demo model here.
+    """
+
+    PARALLEL_EFFICIENCY = 0.87
+    OVERLAP_PENALTY = 1.1
+
+    def __init__(self, cores: int, active: bool) -> None:
+        self.cores = cores
+        self.schedule = "probe" if active and cores > 1 else "lockstep"
+        self.threads = cores
+        self.batches = 0
+        self.mc = 0.0
+        self._frames = 0
+        self._phase_start = 0.0
+        self.work_s = 0.0
+        self.work_frames = 0
+
+    def work(self, cpu_seconds: float) -> None:
+        self.work_s += cpu_seconds
+        self.work_frames += 1
+
+    def before_predict(self, drain: Callable[[], None]) -> None:
+        """Set the threads for the next batch; in lockstep, let the workers finish first."""
+        if self.schedule != "overlap":
+            drain()
+        if self.schedule == "probe" and self.batches == 2:
+            d = (time.perf_counter() - self._phase_start) / self._frames
+            w = self.work_s / max(self.work_frames, 1)
+            m1 = self.PARALLEL_EFFICIENCY * self.cores * self.mc
+            overlap = self.OVERLAP_PENALTY * max(m1, (m1 + w) / self.cores)
+            self.schedule = "overlap" if overlap < self.mc + d else "lockstep"
+        self.threads = 1 if self.schedule == "overlap" else self.cores
+        torch.set_num_threads(self.threads)
+
+    def after_predict(self, seconds: float, frames: int) -> None:
+        if self.schedule == "probe" and self.batches == 1:
+            self.mc = seconds / frames
+        self.batches += 1
+        self._frames = frames
+        self._phase_start = time.perf_counter()
 
 
 def run_merge(
@@ -424,17 +503,21 @@ def run_merge(
         progress(resumed)
     need_motion = base.motion_blur > 0 or any("motion_blur" in o for o in session.frames.values())
     motions = _motions(by_frame, order) if need_motion else {}
+    dst_mask = needs_dst_mask(session)
 
     (out_dir / MASKS_DIR).mkdir(parents=True, exist_ok=True)
     torch_threads = torch.get_num_threads()
     marker = marker_for(model.model_id, {"frames": frames_dir.name}) if provenance else None
     ctx = _Context(out_dir, face_type, res, fmt, marker)
     runner = _Pool(ctx, n_workers, pool)
+    plan = _ThreadPlan(torch_threads, active=n_workers > 1)
+    decode_cpu: dict[str, float] = {}
     faces_now = 0
     t_loop = time.perf_counter()
     try:
         def record(entries: Iterator[dict[str, Any]]) -> None:
             for entry in entries:
+                plan.work(entry.pop("cpu") + decode_cpu.pop(str(entry["frame"]), 0.0))
                 journal.append(entry)
                 if progress is not None:
                     progress(1)
@@ -449,7 +532,10 @@ def run_merge(
             crops: list[U8] = []
             for _stem, _, frame, recs in batch:
                 crops.extend(crop_face(frame, model_transform(r, face_type, res), res) for r in recs)
-            preds = _predict(model, crops, base.direction)
+            plan.before_predict(lambda: record(runner.drain()))
+            t_model = time.perf_counter()
+            preds = _predict(model, crops, base.direction, dst_mask)
+            plan.after_predict(time.perf_counter() - t_model, len(batch))
             modes = [session.options_for(stem).mask_mode for stem, _, _, recs in batch for _ in recs]
             recs_flat = [r for _, _, _, recs in batch for r in recs]
             preds = with_xseg(preds, crops, recs_flat, modes, xseg, face_type, res)
@@ -462,8 +548,14 @@ def run_merge(
             batch.clear()
             n_faces = 0
 
+        def load(path: Path) -> U8:
+            cpu0 = time.thread_time()
+            frame = read_image_rgb(path)
+            decode_cpu[path.stem] = time.thread_time() - cpu0
+            return frame
+
         for path, frame in _prefetch([p for _, p in todo], lambda q: by_frame.get(q.stem) is not None,
-                                     read_image_rgb, ahead=2 * BATCH_FACES):
+                                     load, ahead=2 * BATCH_FACES):
             recs = by_frame.get(path.stem, [])
             if frame is None:
                 record(runner.submit(_Job(path.stem, path, None, [], session.options_for(path.stem))))
@@ -495,7 +587,8 @@ def run_merge(
         shard=None if shard is None else list(shard), unmatched_faces=unmatched, seconds=round(seconds, 3),
         frames_per_second=round(len(todo) / seconds, 2) if seconds > 0 else 0.0,
         setup_seconds=round(t_loop - t0, 3),
-        loop_frames_per_second=round(len(todo) / loop_seconds, 2) if loop_seconds > 0 else 0.0, output=str(out_dir),
+        loop_frames_per_second=round(len(todo) / loop_seconds, 2) if loop_seconds > 0 else 0.0,
+        model_threads=plan.threads, schedule=plan.schedule, output=str(out_dir),
         frame_names=[p.stem for _, p in mine],
     )
     write_json_atomic(out_dir / f"merge{suffix}.json",

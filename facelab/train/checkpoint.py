@@ -192,13 +192,18 @@ def _read_tensors(path: Path, expected_hash: str | None) -> tuple[dict[str, Tens
     return tensors, dict(meta)
 
 
-def load_checkpoint(model_dir: Path) -> Checkpoint | None:
+def load_checkpoint(model_dir: Path, optimizer: bool = True) -> Checkpoint | None:
+    """The saved checkpoint (None before the first save); ``optimizer=False`` (inference) leaves the optimizer
+    state unread (twice the size of the weights with Adam)."""
     data = read_state(model_dir)
     if data is None:
         return None
     files, sums = data.get("files", {}), data.get("sha256", {})
     weights, _ = _read_tensors(model_dir / files["weights"], sums.get(files["weights"]))
-    opt_tensors, opt_meta = _read_tensors(model_dir / files["optimizer"], sums.get(files["optimizer"]))
+    opt_tensors: dict[str, Tensor] = {}
+    opt_meta: dict[str, str] = {}
+    if optimizer:
+        opt_tensors, opt_meta = _read_tensors(model_dir / files["optimizer"], sums.get(files["optimizer"]))
     state = TrainState(iteration=int(data["iteration"]), elapsed_s=float(data.get("elapsed_s", 0.0)),
                        pretrained=bool(data.get("pretrained", False)),
                        last_losses=dict(data.get("last_losses", {})), saved_at=float(data.get("saved_at", 0.0)),

@@ -31,26 +31,25 @@ class SwapModel:
         return self.options.resolution
 
     @torch.no_grad()
-    def swap(self, dst_faces: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """For a batch of dst faces (B,3,R,R) in [0,1]: (swapped face, its predicted mask, dst's own
-        predicted mask), all float32 on the CPU."""
-        x = dst_faces.to(self.device, torch.float32)
-        with autocast(self.device, self.options.precision):
-            face, mask = self.ae.swap(x)
-            _, dst_mask = self.ae.reconstruct(x, "dst")
-        return face.float().cpu(), mask.float().cpu(), dst_mask.float().cpu()
+    def swap(self, dst_faces: Tensor, dst_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+        """For a batch of dst faces (B,3,R,R) in [0,1]: (swapped face, its predicted mask, and with
+        ``dst_mask`` dst's own predicted mask), float32 on the CPU. The faces are encoded once, and dst's
+        mask comes from the mask branch alone."""
+        return self._predict(dst_faces, False, dst_mask)
 
     @torch.no_grad()
-    def swap_reverse(self, src_faces: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """dst2src: src faces rendered with dst's identity (DF: the dst decoder on src's code). LIAE renders
-        identity from the shared AB code, so it has no reverse path and is refused."""
+    def swap_reverse(self, src_faces: Tensor, src_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+        """dst2src: src faces rendered with dst's identity (DF: the dst decoder on src's code), with src's
+        own mask. LIAE renders identity from the shared AB code, so it has no reverse path and is refused."""
         if not isinstance(self.ae, DFAutoEncoder):
             raise InputError("--direction dst2src needs a DF model: LIAE's swap path only renders the src identity")
-        x = src_faces.to(self.device, torch.float32)
+        return self._predict(src_faces, True, src_mask)
+
+    def _predict(self, faces: Tensor, reverse: bool, own_mask: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+        x = faces.to(self.device, torch.float32)
         with autocast(self.device, self.options.precision):
-            face, mask = self.ae.reconstruct(x, "dst")
-            _, src_mask = self.ae.reconstruct(x, "src")
-        return face.float().cpu(), mask.float().cpu(), src_mask.float().cpu()
+            face, mask, own = self.ae.predict(x, reverse, own_mask)
+        return face.float().cpu(), mask.float().cpu(), None if own is None else own.float().cpu()
 
 
 def load_swap_model(model_dir: Path, device: str = "auto") -> SwapModel:
@@ -60,13 +59,15 @@ def load_swap_model(model_dir: Path, device: str = "auto") -> SwapModel:
     opts = read_config(model_dir)
     if opts is None:
         raise InputError("not a model folder (no config.json): train one with `facelab train`", model_dir)
-    ckpt = load_checkpoint(model_dir)
+    ckpt = load_checkpoint(model_dir, optimizer=False)
     if ckpt is None:
         raise InputError("model folder has no weights yet (no state.json): train it first", model_dir)
     state = read_state(model_dir)
     assert state is not None
     dev = resolve_device(device)
-    ae = create_autoencoder(opts.arch, opts.resolution, opts.ae_dims, opts.e_dims, opts.d_dims, opts.d_mask_dims)
+    with torch.device("meta"):  # no random init: every parameter comes from the weights file (strict load)
+        ae = create_autoencoder(opts.arch, opts.resolution, opts.ae_dims, opts.e_dims, opts.d_dims, opts.d_mask_dims)
+    ae = ae.to_empty(device="cpu")
     load_modules({"ae": ae}, ckpt.weights, model_dir / state["files"]["weights"])
     ae.to(dev).eval()
     model_id = str(state["sha256"][state["files"]["weights"]])

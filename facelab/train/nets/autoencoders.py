@@ -187,10 +187,16 @@ class Decoder(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         face: Tensor = self.face_out(self.face_body(z))
+        if self.d:
+            face = F.pixel_shuffle(face, 2)
+        return torch.sigmoid(face), self.predict_mask(z)
+
+    def predict_mask(self, z: Tensor) -> Tensor:
+        """The mask branch alone (the face branch holds most of the decoder's work)."""
         mask: Tensor = self.mask_out(self.mask_body(z))
         if self.d:
-            face, mask = F.pixel_shuffle(face, 2), F.pixel_shuffle(mask, 2)
-        return torch.sigmoid(face), torch.sigmoid(mask)
+            mask = F.pixel_shuffle(mask, 2)
+        return torch.sigmoid(mask)
 
 
 class AutoEncoder(nn.Module):
@@ -219,6 +225,11 @@ class AutoEncoder(nn.Module):
 
     def reconstruct(self, x: Tensor, side: Side) -> tuple[Tensor, Tensor]:
         """(face, mask) of x reconstructed through the given side's path."""
+        raise NotImplementedError
+
+    def predict(self, x: Tensor, reverse: bool = False, own_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+        """What a merge needs, with x encoded once: (face, mask) of the swap (reverse: of dst's path on src
+        faces), and with ``own_mask`` the mask x's own side predicts (its mask branch only)."""
         raise NotImplementedError
 
 
@@ -264,6 +275,12 @@ class DFAutoEncoder(AutoEncoder):
         out: tuple[Tensor, Tensor] = decoder(self._code(x))
         return out
 
+    def predict(self, x: Tensor, reverse: bool = False, own_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+        code = self._code(x)
+        render, own = (self.decoder_dst, self.decoder_src) if reverse else (self.decoder_src, self.decoder_dst)
+        face, mask = render(code)
+        return face, mask, own.predict_mask(code) if own_mask else None
+
 
 class LIAEAutoEncoder(AutoEncoder):
     """LIAE: shared encoder, InterAB, InterB, one decoder; codes AB||AB (src), AB||B (dst), AB(dst)||AB(dst) (swap)."""
@@ -308,6 +325,15 @@ class LIAEAutoEncoder(AutoEncoder):
         other: Tensor = ab if side == "src" else self.inter_b(feats)
         out: tuple[Tensor, Tensor] = self.decoder(torch.cat([ab, other], dim=1))
         return out
+
+    def predict(self, x: Tensor, reverse: bool = False, own_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+        if reverse:
+            raise InputError("LIAE has no reverse path: its swap renders identity from the shared AB code")
+        feats: Tensor = self.encoder(x)
+        ab: Tensor = self.inter_ab(feats)
+        face, mask = self.decoder(torch.cat([ab, ab], dim=1))
+        own = self.decoder.predict_mask(torch.cat([ab, self.inter_b(feats)], dim=1)) if own_mask else None
+        return face, mask, own
 
 
 def create_autoencoder(arch: str | ArchSpec, resolution: int, ae_dims: int, e_dims: int, d_dims: int,
