@@ -1,13 +1,15 @@
 """Merge throughput against the model's bare inference rate. Prints JSON.
 
-    python benchmarks/merge.py [--model-dir DIR | --preset demo|quick96|saehd] [--clip samples/dst.mp4]
+    python benchmarks/merge.py [--model-dir DIR | --preset quick96|saehd|demo|tiny] [--clip samples/dst.mp4]
                                [--pool thread|process]
 
 Frames and aligned faces (whole_face, 128 px) of the clip are extracted to a temporary folder first.
 Without --model-dir a model is made for the run and trained for 2 iterations on the dst faces (said so
-in the JSON): with --preset, of that preset's architecture and size (speed does not depend on the
-weights), else a tiny DF model (64 px). The inference rate is batched predictions only, on faces
-cropped beforehand: the bound a merge cannot beat. Merging is the whole run_merge: decode, crop,
+in the JSON), of the preset's architecture and size (speed does not depend on the weights): quick96 by
+default, DeepFaceLab's smallest model; ``tiny`` is a 64 px DF with 16-channel layers. The inference rate
+is batched predictions only (the same outputs the merge asks for), on faces cropped beforehand: the
+bound a merge cannot beat. With very small models (demo, tiny) the bound is out of reach: decoding,
+compositing, watermarking and encoding a 480x480 frame cost more CPU than the model itself. Merging is the whole run_merge: decode, crop,
 predict, composite, watermark, encode, write. ``frames_per_second`` counts the whole call (checks and
 model load included); ``loop_frames_per_second`` the frames from the first read to the last write, which
 is what a long video sees (the bound excludes model load too).
@@ -59,7 +61,7 @@ def main() -> None:
     ap.add_argument("--model-dir", type=Path)
     ap.add_argument("--clip", type=Path, default=ROOT / "samples" / "dst.mp4")
     ap.add_argument("--pool", choices=("thread", "process"), default="thread")
-    ap.add_argument("--preset", choices=("demo", "quick96", "saehd"))
+    ap.add_argument("--preset", choices=("quick96", "saehd", "demo", "tiny"), default="quick96")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_str:
         tmp = Path(tmp_str)
@@ -74,7 +76,7 @@ def main() -> None:
 
             model_dir = tmp / "model"
             shape: dict[str, object] = ({"arch": "df-ud", "resolution": 64, "ae_dims": 64, "e_dims": 16,
-                                         "d_dims": 16, "d_mask_dims": 8} if args.preset is None
+                                         "d_dims": 16, "d_mask_dims": 8} if args.preset == "tiny"
                                         else dict(PRESETS[args.preset]))
             opts = TrainOptions.model_validate(shape | {"batch_size": 4, "workers": 0, "preview_every": 0,
                                                         "backup_hours": 0})
@@ -101,7 +103,7 @@ def main() -> None:
                              "loop_share_of_inference_bound": round(s.loop_frames_per_second / bound, 3)})
         print(json.dumps({
             "clip": str(args.clip), "frames": n_frames, "faces": faces, "pool": args.pool,
-            "model": (f"{args.preset or 'tiny df-ud 64 px'} model trained 2 iterations for this run" if trained
+            "model": (f"{args.preset} model trained 2 iterations for this run" if trained
                       else str(model_dir)),
             "inference_faces_per_second": round(infer, 2), "inference_bound_frames_per_second": round(bound, 2),
             "torch_threads": torch.get_num_threads(), "merge": runs,

@@ -388,3 +388,16 @@ def test_predict_encodes_once_and_matches_swap(arch: str) -> None:
         else:
             with pytest.raises(InputError, match="reverse"):
                 model.predict(x, reverse=True)
+
+
+@pytest.mark.parametrize("arch", ["df-ud", "liae-ud"])
+def test_forward_without_swap(arch: str) -> None:
+    """Training without style losses skips decoding the swap; every other output is unchanged."""
+    torch.manual_seed(1)
+    model = create_autoencoder(arch, 64, **SMALL)
+    src, dst = torch.rand(2, 3, 64, 64), torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        full, lean = model(src, dst), model(src, dst, swap=False)
+    assert lean.swap is None and lean.swap_mask is None and full.swap is not None
+    for name in ("src_rec", "src_mask", "dst_rec", "dst_mask", "src_code", "dst_code"):
+        assert torch.allclose(getattr(full, name), getattr(lean, name), atol=1e-6), name

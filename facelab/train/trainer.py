@@ -194,13 +194,15 @@ class Trainer:
 
     def step(self, s: SideBatch, d: SideBatch) -> dict[str, float]:
         o = self.opts
+        styled = o.face_style_power > 0 or o.bg_style_power > 0
         with autocast(self.device, o.precision):
-            out = self.model(s.warped, d.warped)
+            out = self.model(s.warped, d.warped, swap=styled)
         src_rec, src_mask = side_loss(out.src_rec.float(), out.src_mask.float(), s, o)
         dst_rec, dst_mask = side_loss(out.dst_rec.float(), out.dst_mask.float(), d, o)
         total = src_rec + dst_rec + src_mask + dst_mask
         logs = {"src_loss": _f(src_rec), "dst_loss": _f(dst_rec), "mask_loss": _f(src_mask + dst_mask)}
-        if o.face_style_power > 0 or o.bg_style_power > 0:
+        if styled:
+            assert out.swap is not None
             style = style_terms(out.swap.float(), d, o)
             total = total + style
             logs["style_loss"] = _f(style)
@@ -367,10 +369,10 @@ class Trainer:
             self.preview_batch = self._preview_batch()
         src, dst = (t.to(self.device) for t in self.preview_batch)
         with autocast(self.device, self.opts.precision):
-            s_rec, s_m = self.ae.reconstruct(src, "src")
-            d_rec, d_m = self.ae.reconstruct(dst, "dst")
-            sw, sw_m = self.ae.swap(dst)
-        grid = preview_grid([src, s_rec, s_m, dst, d_rec, d_m, sw, sw_m], self.state.iteration)
+            out = self.ae(src, dst)
+        assert out.swap is not None and out.swap_mask is not None
+        grid = preview_grid([src, out.src_rec, out.src_mask, dst, out.dst_rec, out.dst_mask, out.swap, out.swap_mask],
+                            self.state.iteration)
         folder = self.model_dir / "previews"
         path = folder / f"preview_{self.state.iteration:08d}.png"
         write_png(path, grid)

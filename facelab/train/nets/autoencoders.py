@@ -113,8 +113,8 @@ class AEOutput(NamedTuple):
     src_mask: Tensor
     dst_rec: Tensor
     dst_mask: Tensor
-    swap: Tensor
-    swap_mask: Tensor
+    swap: Tensor | None  # None when forward(..., swap=False)
+    swap_mask: Tensor | None
     src_code: Tensor
     dst_code: Tensor
 
@@ -215,8 +215,10 @@ class AutoEncoder(nn.Module):
         """(C, h, w) of the codes in ``AEOutput.src_code``/``dst_code`` (the TrueFace discriminator's input)."""
         raise NotImplementedError
 
-    def forward(self, src: Tensor, dst: Tensor) -> AEOutput:
-        """Reconstruct both sides and swap dst (dst's expression and pose with src's identity)."""
+    def forward(self, src: Tensor, dst: Tensor, swap: bool = True) -> AEOutput:
+        """Reconstruct both sides and (``swap``) swap dst: dst's expression and pose with src's identity.
+        Training asks for the swap only when a loss uses it (the style powers): its decoding is a third
+        (LIAE) or a quarter (DF) of the decoder work, forward and backward."""
         raise NotImplementedError
 
     def swap(self, dst: Tensor) -> tuple[Tensor, Tensor]:
@@ -256,15 +258,18 @@ class DFAutoEncoder(AutoEncoder):
         code: Tensor = self.inter(self.encoder(x))
         return code
 
-    def forward(self, src: Tensor, dst: Tensor) -> AEOutput:
+    def forward(self, src: Tensor, dst: Tensor, swap: bool = True) -> AEOutput:
         n = src.shape[0]
         codes = self._code(torch.cat([src, dst]))  # one pass for both sides
         src_code, dst_code = _split(codes, n)
-        faces, masks = self.decoder_src(codes)  # src reconstruction and the swap in one pass
         dst_rec, dst_mask = self.decoder_dst(dst_code)
-        src_rec, swap = _split(faces, n)
+        if not swap:
+            src_rec, src_mask = self.decoder_src(src_code)
+            return AEOutput(src_rec, src_mask, dst_rec, dst_mask, None, None, src_code, dst_code)
+        faces, masks = self.decoder_src(codes)  # src reconstruction and the swap in one pass
+        src_rec, swapped = _split(faces, n)
         src_mask, swap_mask = _split(masks, n)
-        return AEOutput(src_rec, src_mask, dst_rec, dst_mask, swap, swap_mask, src_code, dst_code)
+        return AEOutput(src_rec, src_mask, dst_rec, dst_mask, swapped, swap_mask, src_code, dst_code)
 
     def swap(self, dst: Tensor) -> tuple[Tensor, Tensor]:
         out: tuple[Tensor, Tensor] = self.decoder_src(self._code(dst))
@@ -298,21 +303,23 @@ class LIAEAutoEncoder(AutoEncoder):
     def code_shape(self) -> tuple[int, int, int]:
         return (self.inter_ab.out_ch, self.inter_ab.out_res, self.inter_ab.out_res)
 
-    def forward(self, src: Tensor, dst: Tensor) -> AEOutput:
+    def forward(self, src: Tensor, dst: Tensor, swap: bool = True) -> AEOutput:
         n, m = src.shape[0], dst.shape[0]
         feats: Tensor = self.encoder(torch.cat([src, dst]))
         ab: Tensor = self.inter_ab(feats)
         ab_src, ab_dst = _split(ab, n)
         b_dst: Tensor = self.inter_b(feats[n:])
-        codes = torch.cat([
+        codes = [
             torch.cat([ab_src, ab_src], dim=1),  # src
             torch.cat([ab_dst, b_dst], dim=1),  # dst
-            torch.cat([ab_dst, ab_dst], dim=1),  # swap
-        ])
-        faces, masks = self.decoder(codes)
-        src_rec, dst_rec, swap = faces.split([n, m, m])
-        src_mask, dst_mask, swap_mask = masks.split([n, m, m])
-        return AEOutput(src_rec, src_mask, dst_rec, dst_mask, swap, swap_mask, ab_src, ab_dst)
+        ]
+        if swap:
+            codes.append(torch.cat([ab_dst, ab_dst], dim=1))
+        faces, masks = self.decoder(torch.cat(codes))
+        src_rec, dst_rec, *swapped = faces.split([n, m, m][:len(codes)])
+        src_mask, dst_mask, *swap_mask = masks.split([n, m, m][:len(codes)])
+        return AEOutput(src_rec, src_mask, dst_rec, dst_mask, swapped[0] if swap else None,
+                        swap_mask[0] if swap else None, ab_src, ab_dst)
 
     def swap(self, dst: Tensor) -> tuple[Tensor, Tensor]:
         ab: Tensor = self.inter_ab(self.encoder(dst))
