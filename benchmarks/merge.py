@@ -9,10 +9,10 @@ in the JSON), of the preset's architecture and size (speed does not depend on th
 default, DeepFaceLab's smallest model; ``tiny`` is a 64 px DF with 16-channel layers. The inference rate
 is batched predictions only (the same outputs the merge asks for), on faces cropped beforehand: the
 bound a merge cannot beat. With very small models (demo, tiny) the bound is out of reach: decoding,
-compositing, watermarking and encoding a 480x480 frame cost more CPU than the model itself. Merging is the whole run_merge: decode, crop,
-predict, composite, watermark, encode, write. ``frames_per_second`` counts the whole call (checks and
-model load included); ``loop_frames_per_second`` the frames from the first read to the last write, which
-is what a long video sees (the bound excludes model load too).
+compositing, watermarking and encoding a 480x480 frame cost more CPU than the model itself. Merging is
+the whole run_merge: decode, crop, predict, composite, watermark, encode, write. ``frames_per_second``
+counts the whole call (checks and model load included); ``loop_frames_per_second`` the frames from the
+first read to the last write, which is what a long video sees (the bound excludes model load too).
 """
 
 from __future__ import annotations
