@@ -374,7 +374,8 @@ class _ThreadPlan:
     - "lockstep": before each batch the workers finish their frames, then the model runs alone on every
       torch thread. A multi-threaded model sharing the cores with busy workers loses more than overlapping
       gains, since its threads wait for each other whenever one is preempted (2 cores: quick96 42 frames/s
-      in lockstep against 38 overlapped on two threads and 30 on one; saehd 19.7 against 17.4).
+      in lockstep against 38 overlapped on two threads, and at most 27 on one, where the model alone takes
+      37 ms a frame; saehd 19.7 against 17.4).
     - "overlap": the model runs on one torch thread while the workers composite earlier frames on the
       other cores; it can win when the model is cheap next to the per-frame work (the demo model on 2
       cores: 173-188 frames/s against 163-173 in lockstep).
