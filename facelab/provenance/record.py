@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from facelab import TOOL_NAME, __version__
 from facelab.core.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
 from facelab.core.errors import InputError, MetadataError
+from facelab.core.versioned import read_json_file
 from facelab.faceset.embed import detect_format, embed_json, extract_json
 from facelab.media.video import AV_ERRORS, one_line, open_media
 from facelab.provenance import watermark as wm
@@ -252,11 +253,7 @@ def read_sidecar(path: Path | str) -> ProvenanceRecord | None:
     side = sidecar_path(path)
     if not side.is_file():
         return None
-    try:
-        obj = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"unreadable provenance sidecar: {exc}", side) from exc
-    record = parse_record(obj)
+    record = parse_record(read_json_file(side, "provenance sidecar"))
     if record is None:
         raise InputError(f"not a provenance record (schema is not {SCHEMA!r})", side)
     return record
