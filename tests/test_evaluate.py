@@ -15,11 +15,12 @@ import pytest
 
 from facelab.core.errors import InputError
 from facelab.evaluate import metrics
-from facelab.evaluate.frames import sample_indices
+from facelab.evaluate.frames import frame_count, sample_indices
 from facelab.evaluate.identity import clip_embeddings, faceset_embedding
 from facelab.evaluate.options import EvaluateOptions
 from facelab.evaluate.perceptual import classify, load_mobilenet_v2, perceptual_distance
-from facelab.evaluate.report import markdown_table, read_summary, summary_lines, write_reports
+from facelab.evaluate.report import VERSION, markdown_table, read_summary, summarise, summary_lines, write_reports
+from facelab.evaluate.results import Evaluation, FrameMetrics
 from facelab.evaluate.runner import evaluate_swap
 from facelab.extract.options import ExtractOptions
 from facelab.extract.pipeline import run_extract
@@ -28,6 +29,8 @@ from facelab.media.video import iter_frames
 from tests.conftest import SAMPLES, read_rgb, shared_file
 
 FRAMES = 40  # dst frames written to folders for the synthetic results
+SPREAD = 16  # frames spread over the whole dst clip, whose mouth opens twice (about frames 64-96 and 116-152)
+NEW_COLUMNS = ("detail", "mouth_open_result", "mouth_open_dst", "eye_open_result", "eye_open_dst")
 
 
 def _rgb(path: Path, size: int = 224) -> np.ndarray:
@@ -49,6 +52,22 @@ def dst_frames() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def dst_dir(dst_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _write_frames(tmp_path_factory.mktemp("dst") / "frames", dst_frames, lambda x: x)
+
+
+@pytest.fixture(scope="module")
+def spread_frames() -> list[np.ndarray]:
+    picks = set(sample_indices(frame_count(SAMPLES / "dst.mp4"), SPREAD))
+    return [img for i, img in iter_frames(SAMPLES / "dst.mp4") if i in picks]
+
+
+@pytest.fixture(scope="module")
+def spread_dir(spread_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_frames(tmp_path_factory.mktemp("spread") / "frames", spread_frames, lambda x: x)
+
+
+def _evaluate_spread(result: Path, dst: Path, src: Path | None = None) -> Evaluation:
+    """Every frame of a spread folder evaluated (no temporal measures)."""
+    return evaluate_swap(result, dst, src, EvaluateOptions(frames=SPREAD, temporal=False, src_limit=8))
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +125,83 @@ def test_landmark_and_temporal_metrics_on_synthetic_points() -> None:
     assert metrics.landmark_jitter(pts, pts + np.array([iod / 20, 0]), pts, pts) == pytest.approx(0.05)
 
 
+def _synthetic_face() -> np.ndarray:
+    """68 points: eye centres at (100, 100) and (200, 100) (inter-ocular distance 100), each eye's lids
+    10 px apart, the inner lips closed on y = 200; the other points random."""
+    pts = np.random.default_rng(1).uniform(80, 220, (68, 2))
+    for eye, cx in ((slice(36, 42), 100.0), (slice(42, 48), 200.0)):
+        pts[eye] = [[cx - 15, 100], [cx - 5, 95], [cx + 5, 95], [cx + 15, 100], [cx + 5, 105], [cx - 5, 105]]
+    pts[60:68] = [[130, 200], [140, 200], [150, 200], [160, 200], [170, 200], [160, 200], [150, 200], [140, 200]]
+    return pts
+
+
+def test_mouth_and_eye_opening_on_synthetic_points() -> None:
+    face = _synthetic_face()
+    assert metrics.mouth_opening(face) == pytest.approx(0.0)
+    assert metrics.eye_opening(face) == pytest.approx(0.1)
+    opened, pressed = face.copy(), face.copy()
+    opened[65:68, 1] += 20  # the lower inner lip moves down 20 px: a fifth of the inter-ocular distance
+    pressed[65:68, 1] -= 3
+    assert metrics.mouth_opening(opened) == pytest.approx(0.2)
+    assert metrics.mouth_opening(pressed) == pytest.approx(-0.03)
+    assert metrics.eye_opening(opened) == pytest.approx(0.1)  # the eyes did not move
+    blink = face.copy()
+    blink[[40, 41, 46, 47], 1] -= 8  # lower lids up 8 of the 10 px
+    assert metrics.eye_opening(blink) == pytest.approx(0.02)
+    # head roll and face size change nothing: the gaps are along the face's own vertical, in its own units
+    a = np.radians(30)
+    turn = 2.0 * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    assert metrics.mouth_opening(opened @ turn.T + 40) == pytest.approx(0.2)
+    assert metrics.eye_opening(blink @ turn.T + 40) == pytest.approx(0.02)
+
+
+def test_correlation_share_and_detail_ratio_on_synthetic_values() -> None:
+    assert metrics.correlation([0, 1, 2, 3], [1, 3, 5, 7]) == pytest.approx(1.0)
+    assert metrics.correlation([0, 1, 2, 3], [7, 5, 3, 1]) == pytest.approx(-1.0)
+    assert metrics.correlation([0.1] * 5, [1, 2, 3, 4, 5]) is None  # a constant series has no variance
+    assert metrics.correlation([0, 0, 0], [1, 2, 3]) is None
+    assert metrics.correlation([1, 2], [1, 2]) is None  # fewer than 3 frames
+    assert metrics.closer_share([0.4, 0.9, 0.5, 0.7], [0.8, 0.6, 0.9, 0.7]) == 0.5  # a tie is not closer
+    assert metrics.closer_share([], []) is None
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    hull = np.array([[8.0, 8.0], [56.0, 8.0], [56.0, 56.0], [8.0, 56.0]])
+    assert metrics.detail_ratio(noise, noise, hull) == pytest.approx(1.0)
+    assert 0.0 < metrics.detail_ratio(cv2.GaussianBlur(noise, (0, 0), 1.0), noise, hull) < 0.2
+    assert np.isnan(metrics.detail_ratio(noise, np.full_like(noise, 90), hull))  # flat dst: no ratio
+
+
+def test_per_video_values_in_the_summary_and_version_1_summaries_still_read(tmp_path: Path) -> None:
+    def row(i: int, mouth: float, id_src: float, status: str = "ok") -> FrameMetrics:
+        r = FrameMetrics(i, "ok", mouth_open_dst=0.1 * i, eye_open_dst=0.1, detail=0.5, id_dst=0.8)
+        if status == "ok":
+            r.mouth_open_result, r.eye_open_result, r.id_src = mouth, 0.1, id_src
+        else:
+            r.status, r.id_dst = "no_face_result", float("nan")
+        return r
+
+    rows = [row(0, 0.0, 0.4), row(1, 0.1, 0.9), row(2, 0.0, 0.5, "no_face_result"), row(3, 0.3, 0.3)]
+    summary = summarise(rows, {"frames_sampled": 4, "result_frames": 4, "dst_frames": 4})
+    assert summary["version"] == VERSION == 2
+    video = summary["video"]
+    assert video["mouth_corr"]["n"] == 3 and video["mouth_corr"]["value"] > 0.9  # frames 0, 1, 3
+    assert video["eye_corr"] == {"value": None, "n": 3}  # constant eye openings
+    assert video["id_share"] == {"value": pytest.approx(2 / 3), "n": 3}
+    assert summary["metrics"]["detail"] == {"mean": 0.5, "std": 0.0, "n": 4}
+    # a version 1 summary (before these columns) is still read, the new columns without a value
+    old = {k: v for k, v in summary.items() if k != "video"}
+    old["version"], old["metrics"] = 1, {k: v for k, v in summary["metrics"].items() if k != "detail"}
+    (tmp_path / "v1.json").write_text(json.dumps(old))
+    read = read_summary(tmp_path / "v1.json")
+    assert read["video"]["id_share"] == {"value": None, "n": 0} and read["metrics"]["detail"]["mean"] is None
+    table = markdown_table({"new": summary, "old": read})
+    assert "| mouth corr ↑ | eye corr ↑ | detail ↑ | id share ↑ |" in table
+    assert "| n/a | n/a | n/a | n/a | 3 / 1 |" in table.splitlines()[-1]
+    assert any(line.startswith("id share") and "0.667" in line for line in summary_lines(summary))
+    (tmp_path / "v9.json").write_text(json.dumps({**summary, "version": 9}))
+    with pytest.raises(InputError, match="unsupported evaluation summary version 9"):
+        read_summary(tmp_path / "v9.json")
+
+
 def test_sample_indices_are_spread_and_include_the_ends() -> None:
     assert sample_indices(216, 4) == [0, 72, 143, 215]
     assert sample_indices(5, 100) == [0, 1, 2, 3, 4]
@@ -147,6 +243,45 @@ def test_blurred_copy_raises_the_perceptual_distance(dst_frames: list[np.ndarray
     m = ev.summary["metrics"]
     assert m["perceptual"]["mean"] > 0.1
     assert m["ssim"]["mean"] < 0.95
+
+
+def test_dst_against_itself_follows_expression_keeps_detail_and_is_not_src(spread_dir: Path, src_faces: Path,
+                                                                           tmp_path: Path) -> None:
+    ev = _evaluate_spread(spread_dir, spread_dir, src_faces)
+    video, m = ev.summary["video"], ev.summary["metrics"]
+    mouth = [r.mouth_open_dst for r in ev.rows]
+    assert max(mouth) - min(mouth) > 0.3  # the sampled frames do open and close the mouth
+    assert video["mouth_corr"]["n"] == video["eye_corr"]["n"] == SPREAD
+    assert video["mouth_corr"]["value"] > 0.99 and video["eye_corr"]["value"] > 0.99
+    assert m["detail"]["mean"] == pytest.approx(1.0) and m["detail"]["n"] == SPREAD
+    assert video["id_share"] == {"value": 0.0, "n": SPREAD}  # dst's own face is never closer to src (woman D)
+    write_reports(ev, tmp_path / "frames.csv", tmp_path / "summary.json")
+    rows = list(csv.DictReader((tmp_path / "frames.csv").open()))
+    assert all(rows[0][c] != "" for c in NEW_COLUMNS)
+    assert read_summary(tmp_path / "summary.json")["video"]["mouth_corr"]["n"] == SPREAD
+
+
+def test_shuffled_frames_do_not_follow_dst_s_mouth(spread_frames: list[np.ndarray], spread_dir: Path,
+                                                  tmp_path: Path) -> None:
+    # a fixed shuffle, not the time-reversed clip: the clip's two mouth openings are nearly symmetric in time,
+    # so its reversal still correlates (about 0.88 on these frames)
+    order = np.random.default_rng(0).permutation(SPREAD)
+    shuffled = _write_frames(tmp_path / "shuffled", [spread_frames[k] for k in order], lambda x: x)
+    ev = _evaluate_spread(shuffled, spread_dir)
+    video = ev.summary["video"]
+    assert video["mouth_corr"]["n"] >= SPREAD - 2
+    assert video["mouth_corr"]["value"] < 0.5
+    assert video["eye_corr"]["value"] < 0.5
+    assert video["id_share"] == {"value": None, "n": 0}  # no src faces given
+
+
+def test_blurred_result_loses_detail_but_follows_the_mouth(spread_frames: list[np.ndarray], spread_dir: Path,
+                                                           tmp_path: Path) -> None:
+    blurred = _write_frames(tmp_path / "blurred", spread_frames, lambda x: cv2.GaussianBlur(x, (0, 0), 3.0))
+    ev = _evaluate_spread(blurred, spread_dir)
+    video, m = ev.summary["video"], ev.summary["metrics"]
+    assert m["detail"]["n"] == SPREAD and m["detail"]["mean"] < 0.2
+    assert video["mouth_corr"]["n"] >= SPREAD - 2 and video["mouth_corr"]["value"] > 0.9
 
 
 def test_frames_without_a_face_in_the_result_are_counted_not_dropped(dst_frames: list[np.ndarray], dst_dir: Path,

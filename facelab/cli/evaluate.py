@@ -28,7 +28,8 @@ def evaluate(
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of these options (section evaluate).")] = None,
     **flags: Any,
 ) -> None:
-    """Score a swap as the DeepFaceLab paper does: SSIM, perceptual, identity, landmarks, pose, jitter (mean +- std)."""
+    """Score a swap as the DeepFaceLab paper does: SSIM, perceptual, identity, landmarks, pose, jitter (mean +- std);
+    and how the result follows dst's mouth and eyes, keeps its detail and takes src's identity."""
     opts = build_options(EvaluateOptions, config, flags)
     with progress_bar("evaluating frames") as bar:
         ev = evaluate_swap(result, dst, src_faces, opts, progress=bar.update)

@@ -2,19 +2,29 @@
 
 All take plain arrays: RGB uint8 frames, 68-point landmarks in frame pixels. Landmark distances are in
 units of dst's inter-ocular distance (between the eye centres), so they compare across resolutions.
+The last two functions summarise a whole video's per-frame values.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 from skimage.metrics import structural_similarity
 
+from facelab.face.masks import fill_hull
 from facelab.face.pose import HeadPose
+from facelab.face.quality import sharpness
 from facelab.face.types import Image, Points, eye_centers
 
 CROP_FACE_TYPE = "whole_face"
 CROP_SIZE = 224
+MIN_CORRELATION_FRAMES = 3
+
+# Paired (upper, lower) points of the 68-point layout whose gaps measure how open the mouth and eyes are.
+INNER_LIPS = ((61, 67), (62, 66), (63, 65))
+EYE_LIDS = ((37, 41), (38, 40), (43, 47), (44, 46))  # the subject's right eye, then the left
 
 
 def ssim(a: Image, b: Image) -> float:
@@ -58,3 +68,62 @@ def flicker(result: Image, result_next: Image, dst: Image, dst_next: Image) -> f
     dd = dst_next.astype(np.int16) - dst.astype(np.int16)
     diff: NDArray[np.int16] = np.abs(dr - dd)
     return float(diff.mean())
+
+
+def _opening(landmarks: Points, pairs: tuple[tuple[int, int], ...]) -> float:
+    """Mean gap (lower point - upper point) of the pairs along the face's vertical axis (perpendicular to
+    the line between the eye centres, pointing to the chin), over the face's own inter-ocular distance."""
+    lm = np.asarray(landmarks, np.float64)
+    right, left = eye_centers(lm)
+    across = left - right
+    iod = max(float(np.linalg.norm(across)), 1e-6)
+    down = np.array([-across[1], across[0]]) / iod
+    upper, lower = (lm[[p[k] for p in pairs]] for k in (0, 1))
+    return float(((lower - upper) @ down).mean() / iod)
+
+
+def mouth_opening(landmarks: Points) -> float:
+    """How open the mouth is: the mean gap between the upper inner lip (points 61, 62, 63) and the lower
+    (67, 66, 65), over the inter-ocular distance. About 0 for a closed mouth (slightly negative when the
+    lips are pressed), about 0.5 for a wide-open one; unchanged by head roll and face size."""
+    return _opening(landmarks, INNER_LIPS)
+
+
+def eye_opening(landmarks: Points) -> float:
+    """How open the eyes are: the mean lid gap of both eyes (points 37/41, 38/40 and 43/47, 44/46) over
+    the inter-ocular distance; falls towards 0 in a blink."""
+    return _opening(landmarks, EYE_LIDS)
+
+
+def detail_ratio(result: Image, dst: Image, hull: Points) -> float:
+    """The result's sharpness over dst's inside the convex hull of `hull` (points in the images' pixels;
+    the same region in both): 1 when the result is as detailed as dst, towards 0 when it is blurrier.
+    Sharpness is the variance of the grey image's Laplacian (facelab.face.quality.sharpness). NaN when
+    dst has no detail there (a flat region)."""
+    mask = fill_hull(np.asarray(hull, np.float64), (dst.shape[0], dst.shape[1]))
+    reference = sharpness(dst, mask)
+    return sharpness(result, mask) / reference if reference > 0 else float("nan")
+
+
+def correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Pearson correlation of two paired series (-1..1); None with fewer than MIN_CORRELATION_FRAMES
+    pairs or when either series is constant (no variance to correlate)."""
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(x) != len(y):
+        raise ValueError(f"series of different lengths ({len(x)} and {len(y)})")
+    if len(x) < MIN_CORRELATION_FRAMES:
+        return None
+    dx, dy = x - x.mean(), y - y.mean()
+    sx, sy = float(np.sqrt((dx * dx).sum())), float(np.sqrt((dy * dy).sum()))
+    # a constant series leaves only rounding noise after subtracting its mean
+    if sx <= 1e-9 * float(np.abs(x).max()) or sy <= 1e-9 * float(np.abs(y).max()):
+        return None
+    return float(np.clip((dx * dy).sum() / (sx * sy), -1.0, 1.0))
+
+
+def closer_share(id_src: Sequence[float], id_dst: Sequence[float]) -> float | None:
+    """The share of frames (0..1) whose result face is closer to src than to dst (id_src < id_dst, both
+    identity distances of the same frame); None for no frames."""
+    if not id_src and not id_dst:
+        return None
+    return sum(1 for s, d in zip(id_src, id_dst, strict=True) if s < d) / len(id_src)

@@ -12,7 +12,9 @@ NAN = float("nan")
 @dataclass
 class FrameMetrics:
     """One sampled frame. Distances: identity in dlib embedding units (same person below 0.6), landmarks
-    and jitter in inter-ocular distances, pose in degrees, flicker in 8-bit levels."""
+    and jitter in inter-ocular distances, pose in degrees, flicker in 8-bit levels. `detail` is the
+    result's sharpness over dst's; the mouth and eye openings (each face's own landmarks) are in that
+    face's inter-ocular distances."""
 
     frame: int
     status: FrameStatus
@@ -27,6 +29,11 @@ class FrameMetrics:
     roll: float = NAN
     jitter: float = NAN
     flicker: float = NAN
+    detail: float = NAN
+    mouth_open_result: float = NAN
+    mouth_open_dst: float = NAN
+    eye_open_result: float = NAN
+    eye_open_dst: float = NAN
 
     @staticmethod
     def columns() -> list[str]:

@@ -6,7 +6,9 @@ face region of both frames (dst's aligned whole_face crop, 224 px, the same tran
 they exist even when no face is found in the result. Identity, landmark and pose distances need the
 result's face: frames without one are counted (`no_face_result`) and their values left empty, never
 dropped silently. Frames without a face in dst are counted too (`no_face_dst`) and carry no values.
-The temporal measures compare frame i with frame i + 1.
+The detail ratio compares both crops inside the hull of dst's landmarks, so it exists with SSIM; the
+mouth and eye openings are measured on each face's own landmarks. The temporal measures compare frame i
+with frame i + 1.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facelab.core.errors import InputError
+from facelab.core.geometry import transform_points
 from facelab.evaluate import metrics
 from facelab.evaluate.frames import frame_count, frame_size, iter_selected, sample_indices
 from facelab.evaluate.identity import faceset_embedding
@@ -75,12 +78,23 @@ class SwapEvaluator:
     def compare(self, index: int, result: Image, dst: Image, a: _Analysed | None) -> FrameMetrics:
         if a is None:
             return FrameMetrics(index, "no_face_dst")
+        row = self._region(index, a)
+        if a.result_face is not None:
+            self._faces(row, result, dst, a.result_face, a.dst_face)
+        return row
+
+    @staticmethod
+    def _region(index: int, a: _Analysed) -> FrameMetrics:
+        """What needs only dst's face: the face-region measures (both crops, dst's transform) and dst's openings."""
         rc, dc = a.crops
-        row = FrameMetrics(index, "ok" if a.result_face is not None else "no_face_result",
-                           ssim=metrics.ssim(rc, dc), perceptual=float(perceptual_distance(rc, dc)[0]))
-        r, d = a.result_face, a.dst_face
-        if r is None:
-            return row
+        d = a.dst_face.landmarks
+        return FrameMetrics(index, "ok" if a.result_face is not None else "no_face_result",
+                            ssim=metrics.ssim(rc, dc), perceptual=float(perceptual_distance(rc, dc)[0]),
+                            detail=metrics.detail_ratio(rc, dc, transform_points(d, a.crop_mat)),
+                            mouth_open_dst=metrics.mouth_opening(d), eye_open_dst=metrics.eye_opening(d))
+
+    def _faces(self, row: FrameMetrics, result: Image, dst: Image, r: DetectedFace, d: DetectedFace) -> None:
+        """What needs the result's face too: identity, landmark and pose distances, the result's openings."""
         emb = self.embedder.embed(result, r.landmarks)
         row.id_dst = distance(emb, self.embedder.embed(dst, d.landmarks))
         if self.src_identity is not None:
@@ -89,7 +103,8 @@ class SwapEvaluator:
         size = (dst.shape[1], dst.shape[0])
         row.yaw, row.pitch, row.roll, row.pose = metrics.pose_difference(estimate_pose(r.landmarks, size),
                                                                          estimate_pose(d.landmarks, size))
-        return row
+        row.mouth_open_result = metrics.mouth_opening(r.landmarks)
+        row.eye_open_result = metrics.eye_opening(r.landmarks)
 
     def temporal(self, row: FrameMetrics, a: _Analysed, result_next: Image, dst_next: Image,
                  b: _Analysed | None) -> None:
