@@ -1,4 +1,5 @@
-"""Colour transfer (facelab.core.color) on real faces: src (woman) recoloured towards dst (man)."""
+"""Colour transfer (facelab.core.color) on real faces: src (woman) recoloured towards dst (man); the lips
+under the merge compositor's default transfer; undoing a colour cast."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import numpy as np
 import pytest
 
 from facelab.core.choices import COLOR_TRANSFERS_NAMES
-from facelab.core.color import COLOR_TRANSFERS, idt, mkl, rct, sot, transfer_color
-from facelab.face.masks import face_hull_mask
+from facelab.core.color import COLOR_TRANSFERS, GAIN_BOUNDS, AffineMap, fit_color, idt, mkl, rct, sot, transfer_color
+from facelab.face.masks import face_hull_mask, fill_hull
+from facelab.face.types import OUTER_MOUTH
 from facelab.faceset.record import read_face
+from facelab.merge.compose import recolor
+from facelab.merge.options import MergeOptions
 
 MODES = [m for m in COLOR_TRANSFERS_NAMES if m != "none"]
 # minimum share of the src -> ref distance (Lab mean, Lab std) that each mode must remove
@@ -126,3 +130,122 @@ def test_identity_when_reference_is_source(pairs: list) -> None:
     for mode in ("rct", "lct", "mkl", "mix"):
         out = transfer_color(mode, s, s, sm, sm)
         assert np.abs(out - s)[sm > 0.5].mean() < 2e-3, mode
+
+
+# ---- lips under the merge default, and a colour cast --------------------------------------------------
+# The compositor recolours the predicted face (a well-trained model's looks like src in dst's pose: an
+# aligned src face stands in for it) towards the dst face crop, with one blend mask on both sides.
+
+
+def _lips(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The face (RGB float), its hull mask, and its lips (outer mouth minus inner mouth, landmarks 48-67)."""
+    bgr, rec = read_face(path)
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    lm = rec.landmarks_array()
+    lips = (fill_hull(lm[OUTER_MOUTH], rgb.shape[:2]) > 0.5) & ~(fill_hull(lm[60:68], rgb.shape[:2]) > 0.5)
+    return rgb, face_hull_mask(lm, rgb.shape[:2], rec.face_type), lips
+
+
+def _face_pairs(src_dir: Path, dst_dir: Path) -> list[tuple[np.ndarray, ...]]:
+    """(src, src lips, dst, dst lips, blend mask) for five src/dst pairs spread over two face folders."""
+    src = sorted(src_dir.glob("*.jpg"))
+    dst = sorted(dst_dir.glob("*.jpg"))
+    out = []
+    for k in (0.1, 0.3, 0.5, 0.7, 0.9):
+        s, sm, s_lips = _lips(src[int(k * (len(src) - 1))])
+        r, rm, r_lips = _lips(dst[int(k * (len(dst) - 1))])
+        out.append((s, s_lips, r, r_lips, sm * rm))
+    return out
+
+
+@pytest.fixture(scope="module")
+def lip_pairs(sample_faces: tuple[Path, Path]) -> list[tuple[np.ndarray, ...]]:
+    return _face_pairs(*sample_faces)
+
+
+def _saturation(img: np.ndarray, sel: np.ndarray) -> float:
+    return float(cv2.cvtColor(img, cv2.COLOR_RGB2HSV)[..., 1][sel].mean())
+
+
+def _lip_contrast(img: np.ndarray, lips: np.ndarray, skin: np.ndarray) -> float:
+    """How far the lips' mean colour stands from the skin's in the chroma plane (a*, b*)."""
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2Lab).astype(np.float64)
+    return float(np.linalg.norm(lab[lips].mean(axis=0)[1:] - lab[skin].mean(axis=0)[1:]))
+
+
+def _clipped(img: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """Per pixel of sel: some channel at 0 or 1."""
+    x = img[sel]
+    out: np.ndarray = ((x <= 0.0) | (x >= 1.0)).any(axis=1)
+    return out
+
+
+def _check_lips_after_default_transfer(pairs: list) -> None:
+    """The default merge transfer, as the compositor applies it (one blend mask on both sides): averaged
+    over the pairs, the lips are no more saturated (HSV S) than the more saturated of src's and dst's
+    lips, and stand out from the skin (a*b* distance) no more than in the face where they stand out
+    more; per pair, at most 1% of the face is newly clipped and the face's mean colour becomes dst's."""
+    name = MergeOptions.model_fields["color_transfer"].default
+    sat, sat_ref, con, con_ref = [], [], [], []
+    for s, s_lips, r, r_lips, cmask in pairs:
+        out = recolor(name, s, r, cmask, cmask)
+        face = cmask > 0.5
+        sat.append(_saturation(out, s_lips))
+        sat_ref.append(max(_saturation(s, s_lips), _saturation(r, r_lips)))
+        con.append(_lip_contrast(out, s_lips, face & ~s_lips))
+        con_ref.append(max(_lip_contrast(s, s_lips, face & ~s_lips), _lip_contrast(r, r_lips, face & ~r_lips)))
+        new_clip = float((_clipped(out, face) & ~_clipped(s, face)).mean())
+        assert new_clip <= 0.01, new_clip
+        lab = [cv2.cvtColor(x, cv2.COLOR_RGB2Lab)[face].astype(np.float64).mean(axis=0) for x in (s, r, out)]
+        before, after = np.linalg.norm(lab[0] - lab[1]), np.linalg.norm(lab[2] - lab[1])
+        assert before > 3.0 and after < 0.1 * before, (before, after)
+    assert np.mean(sat) <= np.mean(sat_ref) + 0.05, (sat, sat_ref)
+    assert np.mean(con) <= np.mean(con_ref) + 1.0, (con, con_ref)
+
+
+def test_default_merge_transfer_keeps_lips_natural(lip_pairs: list) -> None:
+    """Woman D (red lipstick, make-up) onto man H, on the bundled clips. Before the fix (rct fitted on the
+    whole crop, unbounded) the face stayed 7.8-12.3 Lab units from dst's mean colour and the lips stood
+    20-22 a*b* units from the bleached skin (src 16-18, dst 7-11): pink lips on a pale face."""
+    _check_lips_after_default_transfer(lip_pairs)
+
+
+def test_default_merge_transfer_keeps_lips_natural_shared(shared_faces: tuple[Path, Path]) -> None:
+    """Woman B (lp_d6) onto man C (lp_d9, glasses, a peach wall), shared data. Before the fix the lips' HSV
+    saturation rose to 0.62-0.74 (src 0.42-0.52, dst 0.51-0.52), 5-10% of the face clipped, and the face
+    ended 6.6-8.1 Lab units from dst's mean colour, further than the 4.3-5.6 it started from."""
+    _check_lips_after_default_transfer(_face_pairs(*shared_faces))
+
+
+def test_rct_gain_is_bounded(lip_pairs: list) -> None:
+    """Each Lab channel's std ratio stays within GAIN_BOUNDS (chroma is never amplified); on these faces b*'s
+    own ratio is below the bound (the man's b* spread is about a fifth of the made-up woman's), and the
+    mean colour is still matched exactly."""
+    bounds = np.asarray(GAIN_BOUNDS)
+    assert (bounds[1:, 1] <= 1.0).all()
+    for s, _, r, _, cmask in lip_pairs:
+        cmap = fit_color("rct", s, r, cmask, cmask)
+        assert isinstance(cmap, AffineMap) and cmap.space == "lab"
+        gain = np.diag(cmap.matrix)
+        assert (gain >= bounds[:, 0]).all() and (gain <= bounds[:, 1]).all(), gain
+        w = cmask.reshape(-1).astype(np.float64)
+        lab_s, lab_r = (cv2.cvtColor(x, cv2.COLOR_RGB2Lab).reshape(-1, 3).astype(np.float64) for x in (s, r))
+        mu_s, mu_r = w @ lab_s / w.sum(), w @ lab_r / w.sum()
+        sd_s, sd_r = np.sqrt(w @ (lab_s - mu_s) ** 2 / w.sum()), np.sqrt(w @ (lab_r - mu_r) ** 2 / w.sum())
+        assert sd_r[2] / sd_s[2] < bounds[2, 0] and gain[2] == bounds[2, 0]
+        np.testing.assert_allclose(cmap.matrix @ mu_s + cmap.offset, mu_r, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["rct", "lct", "mkl-m", "idt-m", "sot-m", "mix-m"])
+def test_merge_transfer_undoes_a_colour_cast(lip_pairs: list, name: str) -> None:
+    """The man's own face under a cast (blue-green light: RGB gains 0.8, 1.0, 1.15) recoloured towards the
+    face without it: the mean colour returns to within 1 Lab unit and most of the per-pixel error goes."""
+    for _, _, r, _, cmask in lip_pairs[::2]:
+        cast = np.clip(r * np.array([0.8, 1.0, 1.15], np.float32), 0.0, 1.0)
+        out = recolor(name, cast, r, cmask, cmask, np.random.default_rng(0))
+        face = cmask > 0.5
+        lab = [cv2.cvtColor(x, cv2.COLOR_RGB2Lab)[face].astype(np.float64) for x in (r, cast, out)]
+        assert np.linalg.norm(lab[1].mean(axis=0) - lab[0].mean(axis=0)) > 8.0  # a real cast
+        assert np.linalg.norm(lab[2].mean(axis=0) - lab[0].mean(axis=0)) < 1.0, name
+        err = [float(np.linalg.norm(x - lab[0], axis=1).mean()) for x in lab[1:]]
+        assert err[1] < 0.25 * err[0], (name, err)

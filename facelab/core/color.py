@@ -12,7 +12,8 @@ mask (total weight under one pixel) falls back to the whole image. The result is
 
 | name | method                                                                                      |
 |------|---------------------------------------------------------------------------------------------|
-| rct  | Reinhard et al. 2001: per-channel mean and standard deviation in CIE L*a*b*                 |
+| rct  | Reinhard et al. 2001: per-channel mean and standard deviation in CIE L*a*b*, each           |
+|      | channel's std ratio bounded by ``GAIN_BOUNDS`` (see below)                                  |
 | lct  | linear: match the mean and covariance in RGB, x' = Cr^1/2 Cs^-1/2 (x - ms) + mr             |
 | mkl  | Pitie & Kokaram 2007: the Monge-Kantorovich linear map (the optimal-transport map between   |
 |      | two Gaussians), T = Cs^-1/2 (Cs^1/2 Cr Cs^1/2)^1/2 Cs^-1/2, in RGB                          |
@@ -20,12 +21,25 @@ mask (total weight under one pixel) falls back to the whole image. The result is
 |      | random rotations; matches the whole distribution, not only two moments                      |
 | sot  | sliced optimal transport: per step, quantile matching along a batch of random directions;   |
 |      | the mean displacement, scaled by 3 / batch, is the step (a relaxed sliced-OT gradient step) |
-| mix  | in L*a*b*: Reinhard on the lightness L (mean/std), Monge-Kantorovich on the chroma plane     |
-|      | (a, b); keeps the src shape of the L histogram while taking the reference's colour cast    |
+| mix  | in L*a*b*: Reinhard on the lightness L (mean/std, bounded ratio), Monge-Kantorovich on the  |
+|      | chroma plane (a, b); keeps the src shape of the L histogram while taking the reference's    |
+|      | colour cast                                                                                 |
 
 Every method is a pointwise colour map fitted on (src, ref): ``fit_color`` returns it as a
 ``ColorMap`` whose ``apply`` recolours any image the same way (training recolours the network input
 and the target with one map). ``transfer_color`` = fit on src, apply to src.
+
+Reinhard's gain (rct's three channels, mix's lightness) is the ratio of the reference's standard
+deviation to src's, bounded per channel by ``GAIN_BOUNDS``: [1/2, 2] for L*, [1/2, 1] for a* and b*.
+Inside a face mask the chroma spread is made mostly by a few features (lips, make-up, brows, beard,
+glasses, hair at the mask's edge) rather than by the lighting, which moves the chroma means (matched
+exactly whatever the gain). An unbounded ratio rescales those features with another face's: a made-up
+woman onto a man with a nearly uniform b* (the bundled clips) got a b* gain of 0.2 next to an a* gain
+of 0.8, which pulled the lips' b* to the skin's and turned them pink; a woman onto a man whose mask
+holds dark hair and glasses (lp_d6 -> lp_d9) got a* and b* gains of 1.1-1.3 and 1.8-2.3, which made
+her lips stand out from her skin more than in either face. So chroma is never amplified (a duller
+result is a smaller error than a neon one) and shrinks at most by half; the lightness, whose spread is
+the shading, may scale both ways.
 
 idt and sot are random: they take ``rng`` (a numpy Generator) and are deterministic given its state.
 They fit on at most ``MAX_STAT_PIXELS`` pixels per image (drawn with ``rng``) and each 1-D match is
@@ -55,6 +69,8 @@ LUT_SIZE = 4096  # idt/sot: table entries when applying a 1-D map to many pixels
 _MIN_WEIGHT = 1.0  # a mask with less total weight than one full pixel counts as empty
 _COV_EPS = 1e-5  # covariance ridge (RGB in [0, 1]): keeps flat or tiny regions invertible
 _STD_FLOOR = 0.5  # Lab units: lower bound on a src channel's std before dividing by it
+# rct, mix's lightness: bounds (low, high) on each channel's std ratio, reference / src; rows L*, a*, b*
+GAIN_BOUNDS: tuple[tuple[float, float], ...] = ((0.5, 2.0), (0.5, 1.0), (0.5, 1.0))
 _SOT_RELAX = 1.0  # sot: step relative to the unbiased full-displacement estimate
 _LEVELS = np.concatenate([[0.0], (np.arange(QUANTILE_KNOTS - 2) + 0.5) / (QUANTILE_KNOTS - 2), [1.0]])
 
@@ -236,11 +252,19 @@ class SlicedMap:
 # fitting: moment matching
 
 
+def _reinhard_gain(var_s: F64, var_r: F64) -> F64:
+    """Gains sd_r / sd_s (src std floored at _STD_FLOOR) of the first len(var_s) L*a*b* channels, each
+    bounded by GAIN_BOUNDS."""
+    sd_s = np.maximum(np.sqrt(np.maximum(var_s, 0.0)), _STD_FLOOR)
+    bounds = np.asarray(GAIN_BOUNDS[: len(var_s)], dtype=np.float64)
+    gain: F64 = np.clip(np.sqrt(np.maximum(var_r, 0.0)) / sd_s, bounds[:, 0], bounds[:, 1])
+    return gain
+
+
 def _fit_rct(s: FloatImage, r: FloatImage, ws: F32 | None, wr: F32 | None) -> AffineMap:
     mu_s, cov_s = _moments(_lab(s).reshape(-1, 3), ws)
     mu_r, cov_r = _moments(_lab(r).reshape(-1, 3), wr)
-    sd_s = np.maximum(np.sqrt(np.maximum(np.diag(cov_s), 0.0)), _STD_FLOOR)
-    gain = np.sqrt(np.maximum(np.diag(cov_r), 0.0)) / sd_s
+    gain = _reinhard_gain(np.diag(cov_s), np.diag(cov_r))
     return AffineMap("lab", np.diag(gain), mu_r - gain * mu_s)
 
 
@@ -272,7 +296,7 @@ def _fit_mix(s: FloatImage, r: FloatImage, ws: F32 | None, wr: F32 | None) -> Af
     mu_s, cov_s = _moments(_lab(s).reshape(-1, 3), ws)
     mu_r, cov_r = _moments(_lab(r).reshape(-1, 3), wr)
     mat = np.zeros((3, 3))
-    mat[0, 0] = np.sqrt(max(cov_r[0, 0], 0.0)) / max(float(np.sqrt(max(cov_s[0, 0], 0.0))), _STD_FLOOR)
+    mat[0, 0] = _reinhard_gain(cov_s[:1, 0], cov_r[:1, 0])[0]
     # chroma in Lab units (std ~ 5..20): the RGB-scale ridge inside _mkl_matrix is negligible here
     mat[1:, 1:] = _mkl_matrix(cov_s[1:, 1:], cov_r[1:, 1:])
     return AffineMap("lab", mat, mu_r - mat @ mu_s)
@@ -393,7 +417,8 @@ def fit_color(
 def rct(
     src: ArrayLike, ref: ArrayLike, src_mask: MaskLike | None = None, ref_mask: MaskLike | None = None
 ) -> FloatImage:
-    """Reinhard colour transfer: each L*a*b* channel gets the reference's mean and standard deviation."""
+    """Reinhard colour transfer: each L*a*b* channel gets the reference's mean and standard deviation
+    (the std ratio of each channel bounded by GAIN_BOUNDS)."""
     return fit_color("rct", src, ref, src_mask, ref_mask).apply(src)
 
 

@@ -40,9 +40,14 @@ _MASK_FLOOR = 1e-4  # mask values below this are 0 (float box-filter residue)
 _CROP_FLOOR = 1e-3  # crop-space mask values below this are 0 before warping (they move no pixel by 0.5 levels)
 _PAD = 3  # pixels of slack around the face's box
 
-# colour transfer name -> (core.color method, statistics inside the mask only)
+# colour transfer name -> (core.color method, statistics inside the mask only). rct and lct have no -m
+# twin and fit inside the mask: fitted on the whole crop, the dst side's statistics are those of its
+# background, hair and clothes, so the face's mean colour is not matched (it ended 7-17 Lab units from
+# dst's on four pairs of the bundled and shared clips) and the spread ratios blow the lips up to neon (HSV S
+# 0.47 -> 0.68-0.85) or bleach the skin around pink lips. mkl and idt keep DFL's whole-crop fit; mkl-m and
+# idt-m are their masked variants.
 COLOR_METHODS: dict[str, tuple[str, bool]] = {
-    "rct": ("rct", False), "lct": ("lct", False), "mkl": ("mkl", False), "mkl-m": ("mkl", True),
+    "rct": ("rct", True), "lct": ("lct", True), "mkl": ("mkl", False), "mkl-m": ("mkl", True),
     "idt": ("idt", False), "idt-m": ("idt", True), "sot-m": ("sot", True), "mix-m": ("mix", True),
 }
 
@@ -181,6 +186,24 @@ def _color_degrade(face: F32, percent: float) -> F32:
     return out
 
 
+def _detail_transfer(warped: U8, region: U8, percent: float, face_px: float, resolution: int) -> U8:
+    """The warped face plus ``percent`` of dst's detail that the model's output cannot hold.
+
+    A face predicted at R pixels and enlarged to ``face_px`` frame pixels has no content above R/2
+    cycles per face, and an autoencoder's output is softer than its grid, so the band above about half
+    that is taken from dst: the frame region minus its Gaussian blur with sigma = 0.5 * face_px / R frame
+    pixels (a model pixel's half-width). What moves is texture at the scale of one model pixel and finer:
+    pores, stubble, the thin edges of glasses; the face's shapes and colours stay the model's.
+    """
+    if percent <= 0:
+        return warped
+    sigma = max(0.5, 0.5 * face_px / resolution)
+    reg = region.astype(np.float32)
+    high = reg - np.asarray(cv2.GaussianBlur(reg, (0, 0), sigma), dtype=np.float32)
+    out = warped.astype(np.float32) + np.float32(percent / 100.0) * high
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def _super_resolve(face: F32, face_px: float) -> F32:
     """The predicted face x4 by Real-ESRGAN, area-resized to about its size in the frame (between R and 4R)."""
     r = face.shape[0]
@@ -211,7 +234,8 @@ def _motion_blur(face: F32, motion: tuple[float, float] | None, strength: float,
 
 def recolor(name: str, face: F32, dst_face: F32, face_mask: F32, dst_mask: F32,
             rng: np.random.Generator | None = None) -> F32:
-    """The predicted face recoloured towards the dst face with a merge colour-transfer name."""
+    """The predicted face recoloured towards the dst face with a merge colour-transfer name (masked methods
+    fit on the pixels the masks weight, as COLOR_METHODS says)."""
     if name == "none":
         return face
     method, masked = COLOR_METHODS[name]
@@ -433,6 +457,8 @@ def compose_patch(frame: U8, record: FaceRecord, prediction: Prediction, face_ty
     warped = np.asarray(cv2.warpAffine(face_u8, m_face, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                        borderMode=cv2.BORDER_REPLICATE), dtype=np.uint8)
     region = frame[y0:y1, x0:x1]
+    if not raw and opts.mode != "raw-predict":
+        warped = _detail_transfer(warped, region, opts.detail_transfer, face_px, rs)
     if opts.mode in ("seamless", "seamless-hist-match"):
         cloned = _seamless(warped.astype(np.float32) / 255.0, region, mask)
         warped = np.clip(cloned * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -34,12 +34,15 @@ class MergeOptions(BaseModel):
     motion_blur: float = Field(0.0, ge=0, le=100, description="blur the swapped face along the face's motion "
                                "between neighbouring frames, strength in percent (0: off)")
     color_transfer: MergeColorTransfer = Field("rct", description="recolour the swapped face towards the frame's "
-                                               "face; -m variants use statistics inside the mask only")
+                                               "face; rct, lct and the -m variants fit the statistics inside the "
+                                               "mask, mkl and idt on the whole crop (background too)")
     sharpen_mode: SharpenMode = Field("none", description="sharpen the swapped face: box, gaussian or unsharp")
     sharpen_amount: float = Field(0.0, ge=0, le=100, description="sharpening strength in percent")
     super_resolution: bool = Field(False, description="upscale the swapped face with Real-ESRGAN x4 before it is "
                                    "warped back (to its size in the frame, at most 4x the model's resolution; about "
                                    "1-2 s per face on a CPU core)")
+    detail_transfer: float = Field(0.0, ge=0, le=100, description="add this percent of dst's own detail finer "
+                                   "than the model's pixels (skin texture, stubble, glasses' edges) to the face")
     denoise: float = Field(0.0, ge=0, le=10, description="denoise the swapped face, strength 0..10 (0: off)")
     bicubic_degrade: float = Field(0.0, ge=0, le=100, description="downscale and upscale the swapped face by up "
                                    "to this percent, to match a soft frame")
