@@ -21,10 +21,13 @@ def demo(
     workspace: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("demo_workspace"),
     minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 15.0,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: CPU count).")] = None,
+    from_scratch: Annotated[bool, typer.Option("--from-scratch", help="Train from random weights, not from the "
+                                               "shipped face prior.")] = False,
 ) -> None:
     """Swap the bundled src face into the bundled dst clip (about 16 minutes on a 2-core CPU)."""
     with Live(Text(""), console=console, refresh_per_second=2, transient=True) as live:
         result = run_swap(SAMPLES / "src.mp4", SAMPLES / "dst.mp4", workspace / "result.mp4", workspace,
-                          preset="demo", minutes=minutes, workers=workers, say=lambda m: console.print(m),
+                          preset="demo", minutes=minutes, workers=workers, from_scratch=from_scratch,
+                          say=lambda m: console.print(m),
                           on_status=lambda s: live.update(status_text(s)))
     print_result(result)

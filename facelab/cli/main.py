@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from facelab import __version__
-from facelab.cli import demo, evaluate, extract, faceset, merge, swap, train, verify, video, xseg
+from facelab.cli import demo, evaluate, extract, faceset, merge, pretrain, swap, train, verify, video, xseg
 from facelab.cli.progress import console
 from facelab.core.errors import FacelabError
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(video.app, name="video")
 app.add_typer(faceset.app, name="faceset")
 app.add_typer(xseg.app, name="xseg")
+app.add_typer(pretrain.app, name="pretrain")
 app.command("extract")(extract.extract)
 app.command("train")(train.train)
 app.command("merge")(merge.merge)

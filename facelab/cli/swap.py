@@ -36,6 +36,8 @@ def swap(
     minutes: Annotated[float | None, typer.Option(help="Training time budget in minutes.")] = 15.0,
     iterations: Annotated[int | None, typer.Option(help="Training budget in iterations instead.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes for extraction and merging.")] = None,
+    from_scratch: Annotated[bool, typer.Option("--from-scratch", help="Train from random weights, not from the "
+                                               "shipped face prior of the preset's shape.")] = False,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of merge options (section merge).")] = None,
     **flags: Any,
 ) -> None:
@@ -45,7 +47,8 @@ def swap(
     budget_minutes = None if iterations is not None else minutes
     with Live(Text(""), console=console, refresh_per_second=2, transient=True) as live:
         result = run_swap(src, dst, output, ws, preset=preset, minutes=budget_minutes, iterations=iterations,
-                          merge=merge, workers=workers, say=lambda m: console.print(m),
+                          merge=merge, workers=workers, from_scratch=from_scratch,
+                          say=lambda m: console.print(m),
                           on_status=lambda s: live.update(status_text(s)))
     print_result(result)
 

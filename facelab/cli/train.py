@@ -67,12 +67,19 @@ def train(
     opts, stored = resolve_options(model_dir, preset, config, flags)
     if stored is None and not (src.exists() and dst.exists()):
         raise InputError(f"faceset folder not found: {src if not src.exists() else dst}")
+    run_training(model_dir, opts, stored, src, dst, iterations, minutes, ddp)
+
+
+def run_training(model_dir: Path, opts: TrainOptions, stored: TrainOptions | None, src: Path, dst: Path,
+                 iterations: int | None, minutes: float | None, ddp: bool = False) -> None:
+    """Train with a live status line; shared by `facelab train` and `facelab pretrain train`."""
     trainer = Trainer(model_dir, opts, src, dst, previous=stored, ddp=ddp)
     try:
         if trainer.is_main:
             start = trainer.state.iteration
+            origin = f", from prior {trainer.state.prior.split()[0]}" if stored is None and trainer.state.prior else ""
             console.print(f"{'resuming' if stored else 'new'} model {model_dir}: {opts.arch} {opts.resolution}px "
-                          f"{opts.face_type}, iteration {start}, device {trainer.device}, {opts.precision}, "
+                          f"{opts.face_type}, iteration {start}{origin}, device {trainer.device}, {opts.precision}, "
                           f"{len(trainer.src_set)} src / {len(trainer.dst_set)} dst faces")
             with Live(Text("starting..."), console=console, refresh_per_second=2, transient=False) as live:
                 state = trainer.train(iterations, minutes, on_status=lambda s: live.update(status_text(s)))

@@ -40,6 +40,7 @@ class TrainState:
     iteration: int = 0
     elapsed_s: float = 0.0
     pretrained: bool = False  # the weights went through a pretrain phase
+    prior: str = ""  # the face prior a new model started from: "name sha256", empty for random weights
     last_losses: dict[str, float] = field(default_factory=dict)
     saved_at: float = 0.0
     last_backup_at: float = 0.0
@@ -154,6 +155,7 @@ def save_checkpoint(model_dir: Path, state: TrainState, modules: dict[str, nn.Mo
     write_json_atomic(model_dir / "state.json", {
         "schema": STATE_SCHEMA, "version": VERSION, "tool_version": __version__,
         "iteration": it, "elapsed_s": round(state.elapsed_s, 3), "pretrained": state.pretrained,
+        "prior": state.prior,
         "last_losses": state.last_losses, "saved_at": state.saved_at, "last_backup_at": state.last_backup_at,
         "files": {"weights": weights_name, "optimizer": optim_name},
         "sha256": {weights_name: _hash(weights), optim_name: _hash(optim)},
@@ -205,7 +207,7 @@ def load_checkpoint(model_dir: Path, optimizer: bool = True) -> Checkpoint | Non
     if optimizer:
         opt_tensors, opt_meta = _read_tensors(model_dir / files["optimizer"], sums.get(files["optimizer"]))
     state = TrainState(iteration=int(data["iteration"]), elapsed_s=float(data.get("elapsed_s", 0.0)),
-                       pretrained=bool(data.get("pretrained", False)),
+                       pretrained=bool(data.get("pretrained", False)), prior=str(data.get("prior", "")),
                        last_losses=dict(data.get("last_losses", {})), saved_at=float(data.get("saved_at", 0.0)),
                        last_backup_at=float(data.get("last_backup_at", 0.0)))
     return Checkpoint(state, weights, opt_tensors, opt_meta)

@@ -46,12 +46,16 @@ class TrainOptions(BaseModel):
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam/AdaBelief beta2 (RMSprop alpha)")
     lr_dropout: float = Field(0.0, ge=0, lt=1, description="probability of dropping each weight update")
     clipgrad: bool = Field(False, description="clip the gradient norm to 1")
+    lr_warmup: int = Field(0, ge=0, le=1_000_000, description="raise the learning rate linearly over the first N "
+                           "iterations of the model (0: off)")
     precision: Precision = Field("fp32", description="fp32, bf16 (autocast) or fp16 (autocast + loss scaling)")
     compile: bool = Field(False, description="torch.compile the model")
 
     # -- losses --
     masked_training: bool = Field(True, description="reconstruction loss inside the face mask only")
     eyes_mouth_prio: bool = Field(False, description="extra loss weight on eyes and mouth")
+    perceptual_power: float = Field(0.0, ge=0, le=100, description="weight of a perceptual loss (ImageNet "
+                                    "MobileNetV2 feature distance) beside DSSIM + MSE (0: off)")
     blur_out_mask: bool = Field(False, description="smooth the background around the face mask in targets")
     true_face_power: float = Field(0.0, ge=0, le=1, description="TrueFace: latent-code discriminator power")
     gan_power: float = Field(0.0, ge=0, le=10, description="patch GAN power on the src reconstruction")
@@ -68,6 +72,8 @@ class TrainOptions(BaseModel):
     ct_mode: ColorTransferName = Field("none", description="colour transfer of src samples towards dst")
     uniform_yaw: bool = Field(False, description="sample faces evenly across yaw")
     pretrain: bool = Field(False, description="pretrain on the src set alone; turning it off restarts at 0")
+    from_scratch: bool = Field(False, description="start a new model from random weights, not from the shipped "
+                               "face prior of its shape (see facelab pretrain list)")
     workers: int = Field(2, ge=0, le=64, description="sample loader processes per side")
     seed: int = Field(0, description="random seed")
 
@@ -106,7 +112,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # sized for a visible result on a 2-core CPU within the demo's budget (see docs/training.md)
     # batch 16: at equal wall time as good as 8 (6 min each: src 0.884 vs 0.890, dst 0.503 vs 0.510) with 97
     # samples/s instead of 80; bf16 convolutions are too small at batch 8 to reach the CPU's peak
-    "demo": {"arch": "df-ud", "resolution": 64, "face_type": "whole_face", "ae_dims": 128, "e_dims": 32,
+    "demo": {"arch": "df-ud", "resolution": 64, "face_type": "full", "ae_dims": 128, "e_dims": 32,
              "d_dims": 32, "d_mask_dims": 12, "batch_size": 16, "lr": 2e-4, "precision": "bf16",
-             "preview_every": 100, "autosave_minutes": 2.0},
+             "preview_every": 100, "autosave_minutes": 2.0, "lr_warmup": 100},
 }

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from facelab.train import losses as L
 from facelab.train.options import TrainOptions
+from facelab.train.perceptual import FeatureLoss
 
 
 @dataclass
@@ -19,17 +20,21 @@ class SideBatch:
     em_mask: Tensor
 
 
-def side_loss(pred: Tensor, pred_mask: Tensor, b: SideBatch, opts: TrainOptions) -> tuple[Tensor, Tensor]:
-    """(reconstruction loss, mask loss) for one side."""
+def side_loss(pred: Tensor, pred_mask: Tensor, b: SideBatch, opts: TrainOptions,
+              features: FeatureLoss | None = None) -> tuple[Tensor, Tensor]:
+    """(reconstruction loss, mask loss) for one side; `features` adds the perceptual term."""
     r = opts.resolution
     target = b.target
     if opts.blur_out_mask:
         target = L.blur_out(target, b.mask, r)
     if opts.masked_training:
         m = L.blur_mask(b.mask, r)
-        rec = L.reconstruction_loss(pred * m, target * m, r)
+        pred_in, target_in = pred * m, target * m
     else:
-        rec = L.reconstruction_loss(pred, target, r)
+        pred_in, target_in = pred, target
+    rec = L.reconstruction_loss(pred_in, target_in, r)
+    if features is not None and opts.perceptual_power > 0:
+        rec = rec + opts.perceptual_power * features(pred_in, target_in)
     if opts.eyes_mouth_prio:
         rec = rec + L.eyes_mouth_loss(pred, target, b.em_mask)
     return rec, L.mask_loss(pred_mask, b.mask)

@@ -36,7 +36,9 @@ from facelab.train.nets.discriminators import CodeDiscriminator, PatchDiscrimina
 from facelab.train.nets.init import init_weights
 from facelab.train.optim import LRDropout, create_optimizer
 from facelab.train.options import TrainOptions
+from facelab.train.perceptual import FeatureLoss
 from facelab.train.preview import loss_plot, preview_grid, read_metrics, write_png
+from facelab.train.prior import apply_prior, find_prior
 from facelab.train.samples import FaceSampleDataset, FaceSet, SampleOptions, make_loader
 from facelab.train.step import SideBatch, side_loss, style_terms
 
@@ -107,6 +109,10 @@ class Trainer:
                                                   opts.d_dims, opts.d_mask_dims)
         self.ae.to(self.device)
         self.ae.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.features: FeatureLoss | None = None
+        if opts.perceptual_power > 0:
+            self.features = FeatureLoss().to(self.device)
+            self.features.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.code_d: nn.Module | None = None
         self.gan_d: nn.Module | None = None
         if opts.true_face_power > 0:
@@ -130,6 +136,10 @@ class Trainer:
         ckpt = load_checkpoint(self.model_dir)
         if ckpt is None:
             init_weights(self.ae, opts.init)
+            prior = None if opts.from_scratch else find_prior(opts)
+            if prior is not None:
+                apply_prior(self.ae, prior)
+                self.state.prior, self.state.pretrained = f"{prior.name} {prior.sha256}", True
             self.state.last_backup_at = time.time()  # first backup after backup_hours of training
         else:
             where = self.model_dir / "state.json"
@@ -195,10 +205,14 @@ class Trainer:
     def step(self, s: SideBatch, d: SideBatch) -> dict[str, float]:
         o = self.opts
         styled = o.face_style_power > 0 or o.bg_style_power > 0
+        if o.lr_warmup:
+            scale = min(1.0, (self.state.iteration + 1) / o.lr_warmup)
+            for group in self.opt.param_groups:
+                group["lr"] = o.lr * scale
         with autocast(self.device, o.precision):
             out = self.model(s.warped, d.warped, swap=styled)
-        src_rec, src_mask = side_loss(out.src_rec.float(), out.src_mask.float(), s, o)
-        dst_rec, dst_mask = side_loss(out.dst_rec.float(), out.dst_mask.float(), d, o)
+        src_rec, src_mask = side_loss(out.src_rec.float(), out.src_mask.float(), s, o, self.features)
+        dst_rec, dst_mask = side_loss(out.dst_rec.float(), out.dst_mask.float(), d, o, self.features)
         total = src_rec + dst_rec + src_mask + dst_mask
         logs = {"src_loss": _f(src_rec), "dst_loss": _f(dst_rec), "mask_loss": _f(src_mask + dst_mask)}
         if styled:

@@ -72,7 +72,8 @@ class _Steps:
 
 def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "demo", minutes: float | None = 15.0,
              iterations: int | None = None, merge: MergeOptions | None = None, workers: int | None = None,
-             say: Say = lambda _: None, on_status: Callable[[Status], None] | None = None) -> SwapResult:
+             from_scratch: bool = False, say: Say = lambda _: None,
+             on_status: Callable[[Status], None] | None = None) -> SwapResult:
     src, dst, out, ws = Path(src), Path(dst), Path(out), Path(workspace)
     for clip in (src, dst):
         probe_video(clip)  # clear errors for missing or unreadable inputs, before any work
@@ -102,7 +103,7 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
 
     def train() -> dict[str, Any]:
         stored = read_config(model_dir)
-        requested = dict(PRESETS[preset])
+        requested = {**PRESETS[preset], "from_scratch": from_scratch}
         opts = merge_options(stored, requested, set(requested) if stored is None else set())
         trainer = Trainer(model_dir, opts, src_aligned, dst_aligned, previous=stored)
         try:
