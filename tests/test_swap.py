@@ -34,6 +34,9 @@ def test_swap_end_to_end(tmp_path: Path) -> None:
         assert report.watermark_found and report.record is not None and report.record.synthetic
         assert Path(str(video) + ".provenance.json").exists()
     assert r.preview.exists() and r.iterations == 4
+    # the demo preset starts from the shipped face prior (docs/prior.md)
+    state = json.loads((ws / "model" / "state.json").read_text())
+    assert state["prior"].startswith("demo-full64 ") and state["pretrained"]
     done = json.loads((ws / "swap.json").read_text())["done"]
     assert set(done) == {"frames", "extract_src", "extract_dst", "train", "merge", "video"}
     # a re-run finds every step done and redoes none
