@@ -209,9 +209,10 @@ def test_erode_shrinks_and_negative_grows(dst_face: tuple[np.ndarray, FaceRecord
 def test_detail_transfer_adds_dst_texture_and_keeps_the_face(dst_face: tuple[np.ndarray, FaceRecord],
                                                               src_prediction: Prediction) -> None:
     frame, rec = dst_face
-    plain, mask = _compose(frame, rec, src_prediction, mask_mode="dst")
-    same, _ = _compose(frame, rec, src_prediction, mask_mode="dst", detail_transfer=0.0)
-    assert np.array_equal(plain, same)
+    plain, mask = _compose(frame, rec, src_prediction, mask_mode="dst", detail_transfer=0.0)
+    default, _ = _compose(frame, rec, src_prediction, mask_mode="dst")
+    same, _ = _compose(frame, rec, src_prediction, mask_mode="dst", detail_transfer=50.0)
+    assert np.array_equal(default, same) and not np.array_equal(default, plain)  # the default is 50
     detailed, mask2 = _compose(frame, rec, src_prediction, mask_mode="dst", detail_transfer=60.0)
     assert np.array_equal(mask, mask2) and np.array_equal(detailed[mask == 0], frame[mask == 0])
     inner = mask >= 0.999

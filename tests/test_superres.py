@@ -270,7 +270,7 @@ def test_merge_super_resolution_restores_detail(obama_256: Path) -> None:
     face = cv2.resize(big, (r, r), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     ones = np.ones((r, r), dtype=np.float32)
     pred = Prediction(face, ones, ones)
-    base = {"mask_mode": "full", "color_transfer": "none", "blur": 0.0}
+    base = {"mask_mode": "full", "color_transfer": "none", "blur": 0.0, "detail_transfer": 0.0}  # SR alone
     plain, mask = compose_face(frame, rec, pred, ft, r, MergeOptions(**base))
     sharp, mask_sr = compose_face(frame, rec, pred, ft, r, MergeOptions(**base, super_resolution=True))
     assert np.array_equal(mask, mask_sr)  # the mask does not depend on super-resolution

@@ -41,7 +41,7 @@ class MergeOptions(BaseModel):
     super_resolution: bool = Field(False, description="upscale the swapped face with Real-ESRGAN x4 before it is "
                                    "warped back (to its size in the frame, at most 4x the model's resolution; about "
                                    "1-2 s per face on a CPU core)")
-    detail_transfer: float = Field(0.0, ge=0, le=100, description="add this percent of dst's own detail finer "
+    detail_transfer: float = Field(50.0, ge=0, le=100, description="add this percent of dst's own detail finer "
                                    "than the model's pixels (skin texture, stubble, glasses' edges) to the face")
     denoise: float = Field(0.0, ge=0, le=10, description="denoise the swapped face, strength 0..10 (0: off)")
     bicubic_degrade: float = Field(0.0, ge=0, le=100, description="downscale and upscale the swapped face by up "
