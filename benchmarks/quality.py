@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -74,8 +75,6 @@ def resolve_clip(spec: str) -> Path:
     kind, _, rel = spec.partition(":")
     if kind == "samples":
         return ROOT / "samples" / rel
-    import os
-
     env = os.environ.get("FACELAB_TEST_DATA")
     base = Path(env) if env else ROOT.parent / "shared" / "data"
     path = base / rel

@@ -181,7 +181,8 @@ def test_source_licences_come_from_the_shared_manifests() -> None:
 def test_pretrain_cli(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "facelab.cli.main", "pretrain"]
     listed = subprocess.run([*run, "list"], capture_output=True, text=True, check=True)
-    assert "prior" in listed.stdout + listed.stderr or "iterations" in listed.stdout + listed.stderr
+    text = listed.stdout + listed.stderr
+    assert "demo-full64:" in text and "face_type=full" in text, text
     bad = subprocess.run([*run, "export", "--model-dir", str(tmp_path), "--sources", str(tmp_path / "s.json"),
                           "-o", str(tmp_path / "out")], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from facelab.train.options import PRESETS, TrainOptions  # noqa: E402
-from facelab.train.prior import SourceNote, export_prior, shipped_priors  # noqa: E402
+from facelab.train.prior import SourceNote, export_prior, origin_prior  # noqa: E402
 from facelab.train.trainer import Trainer  # noqa: E402
 
 
@@ -49,8 +49,7 @@ def main() -> None:
         state = trainer.train(minutes=args.minutes)
         trainer.close()
         seconds = time.perf_counter() - t0
-        started = next((p for p in shipped_priors() if origin and p.sha256 == origin.split()[1]), None)
-        prior = export_prior(model_dir, args.out / "priors" / preset, notes, started_from=started,
+        prior = export_prior(model_dir, args.out / "priors" / preset, notes, started_from=origin_prior(origin),
                              notes=f"pretrained on {args.device} by tools/gpu_pretrain.py")
         report[preset] = {"iterations": state.iteration - start, "seconds": round(seconds, 1),
                           "samples_per_s": round((state.iteration - start) * opts.batch_size / seconds, 1),

@@ -15,7 +15,7 @@ from facelab.core.errors import InputError
 from facelab.extract.options import ExtractOptions
 from facelab.train.checkpoint import read_state
 from facelab.train.options import TrainOptions
-from facelab.train.prior import PRIORS_DIR, Prior, export_prior, shipped_priors
+from facelab.train.prior import PRIORS_DIR, export_prior, origin_prior, shipped_priors
 from facelab.workflow.pretrain import gather_faces, parse_source, read_sources
 
 app = typer.Typer(no_args_is_help=True, help="Pretrain a face prior on many people's faces (see docs/prior.md).")
@@ -78,14 +78,7 @@ def export(
     notes: Annotated[str, typer.Option(help="Free text for the model card.")] = "",
 ) -> None:
     """Write a prior (float16 safetensors, card.json, MODEL_CARD.md) from a pretraining folder."""
-    state = read_state(model_dir) or {}
-    started = str(state.get("prior", "")).split()
-    origin: Prior | None = None
-    if len(started) == 2:
-        origin = next((p for p in shipped_priors() if p.sha256 == started[1]), None)
-        if origin is None:
-            raise InputError(f"this run started from prior {started[0]} ({started[1][:12]}), which is no longer "
-                             "shipped: its iterations cannot be counted", model_dir)
+    origin = origin_prior(str((read_state(model_dir) or {}).get("prior", "")))
     prior = export_prior(model_dir, output, read_sources(sources), notes, started_from=origin)
     console.print(f"prior {prior.name}: {prior.iterations} iterations, {prior.card['hours']} h, "
                   f"{prior.card['faces']} faces -> {output}")

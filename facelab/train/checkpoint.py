@@ -177,12 +177,14 @@ def read_state(model_dir: Path) -> dict[str, Any] | None:
     return read_versioned_json(model_dir / "state.json", STATE_SCHEMA, VERSION, "training state")
 
 
-def _read_tensors(path: Path, expected_hash: str | None) -> tuple[dict[str, Tensor], dict[str, str]]:
+def read_tensors(path: Path, expected_hash: str | None, named_by: str = "state.json"
+                 ) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file whose SHA-256 the JSON file `named_by` records."""
     if not path.exists():
-        raise InputError("weights file named by state.json is missing", path)
+        raise InputError(f"weights file named by {named_by} is missing", path)
     data = path.read_bytes()
     if expected_hash is not None and _hash(data) != expected_hash:
-        raise InputError("weights file is corrupted (its checksum does not match state.json)", path)
+        raise InputError(f"weights file is corrupted (its checksum does not match {named_by})", path)
     try:
         tensors = st_load(data)
         from safetensors import safe_open  # metadata only
@@ -201,11 +203,11 @@ def load_checkpoint(model_dir: Path, optimizer: bool = True) -> Checkpoint | Non
     if data is None:
         return None
     files, sums = data.get("files", {}), data.get("sha256", {})
-    weights, _ = _read_tensors(model_dir / files["weights"], sums.get(files["weights"]))
+    weights, _ = read_tensors(model_dir / files["weights"], sums.get(files["weights"]))
     opt_tensors: dict[str, Tensor] = {}
     opt_meta: dict[str, str] = {}
     if optimizer:
-        opt_tensors, opt_meta = _read_tensors(model_dir / files["optimizer"], sums.get(files["optimizer"]))
+        opt_tensors, opt_meta = read_tensors(model_dir / files["optimizer"], sums.get(files["optimizer"]))
     state = TrainState(iteration=int(data["iteration"]), elapsed_s=float(data.get("elapsed_s", 0.0)),
                        pretrained=bool(data.get("pretrained", False)), prior=str(data.get("prior", "")),
                        last_losses=dict(data.get("last_losses", {})), saved_at=float(data.get("saved_at", 0.0)),

@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
@@ -39,7 +37,7 @@ from facelab import __version__
 from facelab.core.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from facelab.core.errors import InputError
 from facelab.core.versioned import read_versioned_json
-from facelab.train.checkpoint import load_checkpoint, read_config
+from facelab.train.checkpoint import load_checkpoint, load_modules, read_config, read_tensors
 from facelab.train.options import IMMUTABLE, TrainOptions
 
 PRIOR_SCHEMA = "facelab.prior"
@@ -71,8 +69,7 @@ class Prior:
         return str(self.card.get("sha256", ""))
 
     def fits(self, opts: TrainOptions) -> bool:
-        shape = self.card.get("shape", {})
-        return all(shape.get(k) == getattr(opts, k) for k in SHAPE_KEYS)
+        return bool(self.card.get("shape") == shape_of(opts))
 
 
 def shape_of(opts: TrainOptions) -> dict[str, Any]:
@@ -104,29 +101,29 @@ def find_prior(opts: TrainOptions, root: Path | None = None) -> Prior | None:
     return None
 
 
+def origin_prior(state_prior: str) -> Prior | None:
+    """The shipped prior a model started from, from its state's ``prior`` ("NAME SHA256"); None for a model
+    from random weights. A prior no longer shipped (its weights changed since) is an error: its
+    iterations cannot be counted."""
+    parts = state_prior.split()
+    if len(parts) != 2:
+        return None
+    found = next((p for p in shipped_priors() if p.sha256 == parts[1]), None)
+    if found is None:
+        raise InputError(f"this model started from prior {parts[0]} ({parts[1][:12]}), which is no longer shipped")
+    return found
+
+
 def load_prior_weights(prior: Prior) -> dict[str, Tensor]:
     """The prior's autoencoder state_dict as float32, checked against the card's SHA-256."""
-    path = prior.weights_path
-    if not path.is_file():
-        raise InputError("face prior weights are missing", path)
-    data = path.read_bytes()
-    if prior.sha256 and hashlib.sha256(data).hexdigest() != prior.sha256:
-        raise InputError("face prior weights are corrupted (checksum does not match card.json)", path)
-    try:
-        tensors = st_load(data)
-    except (SafetensorError, ValueError) as exc:
-        raise InputError(f"face prior weights are corrupted ({exc})", path) from None
+    tensors, _ = read_tensors(prior.weights_path, prior.sha256 or None, named_by="card.json")
     return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
 def apply_prior(ae: nn.Module, prior: Prior) -> None:
     """Load the prior into a freshly built autoencoder of the same shape (strict: every tensor matches)."""
-    weights = load_prior_weights(prior)
-    try:
-        ae.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"face prior does not fit this model ({first})", prior.weights_path) from None
+    weights = {f"ae.{k}": v for k, v in load_prior_weights(prior).items()}
+    load_modules({"ae": ae}, weights, prior.weights_path)
 
 
 # ---- export -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from facelab.core.atomic import write_json_atomic
@@ -49,18 +50,22 @@ def parse_source(text: str) -> tuple[str, Path]:
     return (path.stem if path.suffix else path.name), path
 
 
+@cache
+def _manifest(path: Path) -> dict[str, dict[str, str]]:
+    """A manifest.tsv's rows by their `file` column (read once per gather, however many files it names)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return {row.get("file") or "": row for row in csv.DictReader(fh, delimiter="\t")}
+
+
 def _manifest_row(file: Path) -> dict[str, str] | None:
     """The row naming this file in the nearest manifest.tsv (its folder, then up to two parents)."""
     file = file.resolve()
     for folder in (file.parent, file.parent.parent, file.parent.parent.parent):
         manifest = folder / "manifest.tsv"
-        if not manifest.is_file():
-            continue
-        rel = file.relative_to(folder).as_posix()
-        with open(manifest, encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh, delimiter="\t"):
-                if (row.get("file") or "") == rel:
-                    return row
+        if manifest.is_file():
+            row = _manifest(manifest).get(file.relative_to(folder).as_posix())
+            if row is not None:
+                return row
     return None
 
 
