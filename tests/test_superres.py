@@ -18,7 +18,7 @@ from facelab.core.errors import InputError
 from facelab.face import superres
 from facelab.face.superres import SuperResolver, SuperResOptions, _spans, blob_names, model_files
 from facelab.faceset.embed import extract_json
-from facelab.faceset.enhance import WORK_DIR, _Journal, enhance_faceset
+from facelab.faceset.enhance import WORK_DIR, enhance_faceset, face_done, open_journal
 from facelab.faceset.record import read_face, read_record, write_face
 from facelab.media.frames import read_image_rgb
 from facelab.merge.compose import Prediction, compose_face, crop_face, model_transform
@@ -231,13 +231,13 @@ def test_enhance_faceset_in_place_resumes(small_faceset: Path, tmp_path: Path, r
     journal = folder / WORK_DIR / "journal.jsonl"
     lines = journal.read_text().splitlines()
     journal.write_text("\n".join(ln for ln in lines if '"after"' not in ln) + "\n")
-    assert all(_Journal(journal).done(folder / n) for n in records)
+    assert all(face_done(open_journal(journal), folder / n) for n in records)
     s2 = enhance_faceset(folder, None, SuperResOptions(strength=1.0), in_place=True, resolver=resolver)
     assert (s2.enhanced, s2.resumed) == (0, 3)
     # a file whose bytes are still the "before" ones is not done
     name = sorted(records)[0]
     shutil.copy(small_faceset / name, folder / name)
-    assert not _Journal(journal).done(folder / name)
+    assert not face_done(open_journal(journal), folder / name)
 
 
 def test_cli_enhance(small_faceset: Path, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """CLI flags generated from an options model: each pydantic field becomes one `--flag` with the field's
-type (Literal choices included), description and default, so options are declared once, in the model.
+type (Literal and registry choices included), description and default, so options are declared once, in the model.
 
 A flag left out stays None and the model's default (or the config file's value) applies; see
 facelab.core.config.build_options.
@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import typer
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+
+from facelab.core.registry import registry_choice
 
 
 def _flag(name: str) -> str:
@@ -48,9 +50,13 @@ def model_parameters(model: type[BaseModel], renames: dict[str, str] | None = No
         text = (info.description or name.replace("_", " ")).rstrip(".")
         help_text = text[0].upper() + text[1:] + "." + _default_text(info)
         flag = renames.get(name, _flag(name))
-        if base is bool:
+        choice = registry_choice(info)
+        if choice is not None:  # validated by the options model, so a plugin registered later is accepted
+            opt = typer.Option(flag, help=help_text, show_default=False, metavar="<" + "|".join(choice.names()) + ">")
+            annotation: Any = Annotated[str | None, opt]
+        elif base is bool:
             opt = typer.Option(f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False)
-            annotation: Any = Annotated[bool | None, opt]
+            annotation = Annotated[bool | None, opt]
         elif get_origin(base) is Literal or base in (int, float, str, Path):
             opt = typer.Option(flag, help=help_text, show_default=False)
             annotation = Annotated[base | None, opt]

@@ -9,10 +9,8 @@ in the main process, then alignment and writing.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +19,12 @@ import cv2
 import numpy as np
 
 from facelab.core.atomic import write_json_atomic, write_text_atomic
+from facelab.core.journal import Journal
+from facelab.core.pool import WorkerPool
 from facelab.extract.analyze import DetectedFace, FrameAnalyzer
 from facelab.extract.debug import write_debug
 from facelab.extract.faces import landmarks_to_json, write_faces
-from facelab.extract.journal import Journal
+from facelab.extract.journal import frame_done, open_journal
 from facelab.extract.options import ExtractOptions
 from facelab.extract.reference import reference_embedding
 from facelab.extract.smooth import smooth_landmarks
@@ -142,41 +142,24 @@ def runs(tasks: Iterable[FrameTask], length: int) -> Iterator[list[FrameTask]]:
 # ---- main side ---------------------------------------------------------------------------------
 
 class _Runner:
-    """Runs jobs in a pool (or in this process for one worker), yielding results as they finish."""
+    """Runs jobs in worker processes (or in this process for one worker), yielding results as they finish."""
 
     def __init__(self, opts: ExtractOptions, reference: Embedding | None, out_dir: Path) -> None:
         args = (opts.model_dump_json(), None if reference is None else [float(v) for v in reference], str(out_dir))
-        self.workers = opts.workers
-        self.pool: ProcessPoolExecutor | None = None
-        if self.workers > 1:
-            ctx = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init, initargs=args)
-        else:
-            _init(*args)
+        # bounded: frames are decoded only a little ahead of the workers
+        self.pool: WorkerPool[list[dict[str, Any]]] = WorkerPool(opts.workers, "process", initializer=_init,
+                                                                 initargs=args)
 
     def map(self, kind: str, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
         """Journal entries of finished frames, in completion order."""
-        if self.pool is None:
-            for job in jobs:
-                yield from _run(kind, job)
-            return
-        pending: set[Future[list[dict[str, Any]]]] = set()
-        limit = self.workers * 2  # bounded: frames are decoded only a little ahead of the workers
         for job in jobs:
-            pending.add(self.pool.submit(_run, kind, job))
-            if len(pending) >= limit:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield from fut.result()
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield from fut.result()
+            for entries in self.pool.submit(_run, kind, job):
+                yield from entries
+        for entries in self.pool.drain():
+            yield from entries
 
     def close(self, cancel: bool = False) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=cancel)
-            self.pool = None
+        self.pool.close(cancel)
 
 
 def run_extract(input_path: Path, out_dir: Path, opts: ExtractOptions,
@@ -189,8 +172,8 @@ def run_extract(input_path: Path, out_dir: Path, opts: ExtractOptions,
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = opts.model_dump(mode="json", exclude={"workers", "debug"})
     settings["input"] = str(input_path)
-    journal = Journal(out_dir / STATE_DIR / "journal.jsonl", settings)
-    written = {n for n in source.names() if journal.done(n) is not None}
+    journal = open_journal(out_dir / STATE_DIR / "journal.jsonl", settings)
+    written = {n for n in source.names() if frame_done(journal, n) is not None}
     resumed = len(written)
     if total is not None:
         total(source.count * (2 if opts.smooth else 1))
@@ -217,7 +200,7 @@ def run_extract(input_path: Path, out_dir: Path, opts: ExtractOptions,
 
 def _two_pass(source: FrameSource, journal: Journal, runner: _Runner, opts: ExtractOptions,
               written: set[str], progress: Progress | None) -> None:
-    detected = {n for n in source.names() if journal.done(n, "detect") is not None}
+    detected = {n for n in source.names() if frame_done(journal, n, "detect") is not None}
     if progress is not None:
         progress(len(detected - written))
     for entry in runner.map("detect", ((run, None) for run in runs(source.tasks(detected), opts.track))):
@@ -225,11 +208,11 @@ def _two_pass(source: FrameSource, journal: Journal, runner: _Runner, opts: Extr
         if progress is not None:
             progress(1)
     names = _journal_frames(journal)
-    frames = [[np.array(f["landmarks"]) for f in journal.entries[n]["faces"]] for n in names]
+    frames = [[np.array(f["landmarks"]) for f in journal.latest[n]["faces"]] for n in names]
     smoothed = smooth_landmarks(frames, opts.smooth)
     by_name = {}
     for n, lms in zip(names, smoothed, strict=True):
-        faces = [dict(f) for f in journal.entries[n]["faces"]]
+        faces = [dict(f) for f in journal.latest[n]["faces"]]
         for f, lm in zip(faces, lms, strict=True):
             f["landmarks"] = landmarks_to_json(lm)
         by_name[n] = faces
@@ -242,14 +225,14 @@ def _two_pass(source: FrameSource, journal: Journal, runner: _Runner, opts: Extr
 
 def _journal_frames(journal: Journal) -> list[str]:
     """Frame names the journal holds, in frame order (the decoder's count, not the container's claim)."""
-    return sorted(journal.entries, key=lambda n: int(journal.entries[n]["index"]))
+    return sorted(journal.latest, key=lambda n: int(journal.latest[n]["index"]))
 
 
 def _summarize(source: FrameSource, journal: Journal, out_dir: Path, input_path: Path, seconds: float,
                resumed: int) -> ExtractSummary:
     names = _journal_frames(journal)
-    without = [n for n in names if not journal.entries[n]["faces"]]
-    faces = sum(len(journal.entries[n]["faces"]) for n in names)
+    without = [n for n in names if not journal.latest[n]["faces"]]
+    faces = sum(len(journal.latest[n]["faces"]) for n in names)
     done_now = len(names) - resumed
     summary = ExtractSummary(
         input=str(input_path), output=str(out_dir), frames=len(names),

@@ -25,6 +25,7 @@ from typing import Any
 
 from facelab.core.atomic import write_json_atomic
 from facelab.core.errors import InputError
+from facelab.core.journal import Journal
 from facelab.face.superres import MODEL_NAME, SuperResolver, SuperResOptions
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import read_face, write_face
@@ -47,37 +48,24 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class _Journal:
-    """In-place progress: JSON lines {"file", "before"} then {"file", "after"} per face."""
+JOURNAL_NAME = "facelab.enhance"
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.before: dict[str, set[str]] = {}
-        self.after: dict[str, str] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a kill
-                if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-                    continue
-                if isinstance(entry.get("before"), str):
-                    self.before.setdefault(entry["file"], set()).add(entry["before"])
-                if isinstance(entry.get("after"), str):
-                    self.after[entry["file"]] = entry["after"]
 
-    def done(self, path: Path) -> bool:
-        name = path.name
-        if name not in self.after and name not in self.before:
-            return False
-        digest = _sha256(path)
-        return digest == self.after.get(name) or (name in self.before and digest not in self.before[name])
+def open_journal(path: Path) -> Journal:
+    """In-place progress (facelab.core.journal): entries {"file", "before"} then {"file", "after"} per face."""
+    return Journal(path, JOURNAL_NAME, key="file")
 
-    def append(self, entry: dict[str, Any]) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
+
+def face_done(journal: Journal, path: Path) -> bool:
+    """Whether the face file was enhanced in place: its bytes are the "after" of its last entry, or it has a
+    "before" entry and its bytes differ from every "before" (written, killed before the "after" line)."""
+    entries = journal.history.get(path.name)
+    if not entries:
+        return False
+    before = {e["before"] for e in entries if isinstance(e.get("before"), str)}
+    afters = [e["after"] for e in entries if isinstance(e.get("after"), str)]
+    digest = _sha256(path)
+    return (bool(afters) and digest == afters[-1]) or (bool(before) and digest not in before)
 
 
 def _check_settings(work: Path, settings: dict[str, Any]) -> None:
@@ -126,26 +114,30 @@ def enhance_faceset(
     dest.mkdir(parents=True, exist_ok=True)
     work = dest / WORK_DIR
     _check_settings(work, {"model": MODEL_NAME, "strength": opts.strength, "in_place": in_place})
-    journal = _Journal(work / "journal.jsonl") if in_place else None
+    journal = open_journal(work / "journal.jsonl") if in_place else None
     resolver = resolver or SuperResolver(threads=opts.threads, tile=opts.tile, overlap=opts.overlap)
     spent = 0.0
-    for path, _ in scan.faces:
-        target = dest / path.name
-        done = journal.done(path) if journal is not None else target.is_file()
-        if done:
-            summary.resumed += 1
-        else:
-            t0 = time.perf_counter()
-            image, record = read_face(path)
-            enhanced = resolver.enhance(image, opts.strength)
-            if journal is not None:
-                journal.append({"file": path.name, "before": _sha256(path)})
-            write_face(target, enhanced, record, jpeg_quality=jpeg_quality)
-            if journal is not None:
-                journal.append({"file": path.name, "after": _sha256(target)})
-            spent += time.perf_counter() - t0
-            summary.enhanced += 1
-        if progress is not None:
-            progress(1)
+    try:
+        for path, _ in scan.faces:
+            target = dest / path.name
+            done = face_done(journal, path) if journal is not None else target.is_file()
+            if done:
+                summary.resumed += 1
+            else:
+                t0 = time.perf_counter()
+                image, record = read_face(path)
+                enhanced = resolver.enhance(image, opts.strength)
+                if journal is not None:
+                    journal.append({"file": path.name, "before": _sha256(path)})
+                write_face(target, enhanced, record, jpeg_quality=jpeg_quality)
+                if journal is not None:
+                    journal.append({"file": path.name, "after": _sha256(target)})
+                spent += time.perf_counter() - t0
+                summary.enhanced += 1
+            if progress is not None:
+                progress(1)
+    finally:
+        if journal is not None:
+            journal.close()
     summary.seconds_per_face = round(spent / summary.enhanced, 3) if summary.enhanced else 0.0
     return summary

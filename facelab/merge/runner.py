@@ -22,15 +22,12 @@ order) satisfies ``position % N == I``, so N machines can split one video and wr
 from __future__ import annotations
 
 import hashlib
-import json
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,6 +36,8 @@ from numpy.typing import NDArray
 
 from facelab.core.atomic import sync_all, write_bytes_atomic, write_json_atomic
 from facelab.core.errors import InputError
+from facelab.core.journal import Journal
+from facelab.core.pool import PoolKind, WorkerPool
 from facelab.face.align import FACE_TYPE_ORDER
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import FaceRecord
@@ -58,7 +57,6 @@ BATCH_FACES = 16  # faces per model call
 
 U8 = NDArray[np.uint8]
 Progress = Callable[[int], None]
-PoolKind = Literal["process", "thread"]
 
 
 @dataclass
@@ -121,58 +119,6 @@ def _check_options(session: MergeSession, model: SwapModel, dst_masks: bool) -> 
         model.swap_reverse(torch.zeros(1, 3, r, r))  # raises InputError for models without a reverse path
 
 
-# ---- journal -----------------------------------------------------------------------------------
-
-class _Journal:
-    """One JSON line per finished frame; entries count only under the same settings (model, options)."""
-
-    def __init__(self, path: Path, settings: dict[str, Any]) -> None:
-        self.path = path
-        self.settings = settings
-        self.done: set[str] = set()
-        self._fh: IO[str] | None = None
-        self._fresh = True
-        if path.is_file():
-            header: dict[str, Any] | None = None
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # torn by a kill
-                if not isinstance(obj, dict):
-                    continue
-                if obj.get("journal") == JOURNAL_NAME:
-                    header = obj
-                elif header is not None and "frame" in obj:
-                    self.done.add(str(obj["frame"]))
-            if header is not None and header.get("settings") == settings:
-                self._fresh = False
-            else:
-                self.done.clear()  # other model or options: everything is merged again
-
-    def append(self, entry: dict[str, Any]) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self._fresh:
-                self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - open while running
-                self._fh.write(json.dumps({"journal": JOURNAL_NAME, "version": 1, "settings": self.settings}) + "\n")
-            else:
-                torn = self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
-                self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-                if torn:
-                    self._fh.write("\n")
-        self._fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
-        self._fh.flush()
-        self.done.add(str(entry["frame"]))
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
-
-
 # ---- worker side -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -222,7 +168,8 @@ def output_paths(out_dir: Path, stem: str, fmt: str) -> tuple[Path, Path]:
 
 
 def _work(job: _Job, ctx: _Context | None = None) -> dict[str, Any]:
-    """Composite, mark, encode and write one frame; the entry carries the CPU seconds it took ("cpu")."""
+    """Composite, mark, encode and write one frame; the entry carries the CPU seconds it took ("cpu").
+    ``ctx`` None: the worker process's own (set by ``_init``)."""
     cpu0 = time.thread_time()
     entry = _work_frame(job, ctx or _CTX)
     entry["cpu"] = time.thread_time() - cpu0
@@ -262,46 +209,14 @@ def _image_hw(path: Path) -> tuple[int, int]:
     return int(img.shape[0]), int(img.shape[1])
 
 
-class _Pool:
-    """Compositing jobs in worker processes (or threads), or inline for one worker; bounded queue."""
-
-    def __init__(self, ctx: _Context, workers: int, kind: PoolKind) -> None:
-        self.ctx = ctx
-        self.workers = workers
-        # room for a whole batch of the model's faces besides the jobs running: the model goes on with the
-        # next batch while the workers composite this one (with room for 2 per worker only, it waited for
-        # the workers after every few frames, and they sat idle while it predicted: 98 vs 123 frames/s)
-        self.backlog = 2 * workers + BATCH_FACES
-        self.pool: Executor | None = None
-        if workers > 1 and kind == "process":
-            mp = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(workers, mp_context=mp, initializer=_init, initargs=(ctx, True))
-        elif workers > 1:
-            self.pool = ThreadPoolExecutor(workers)
-        self.pending: set[Future[dict[str, Any]]] = set()
-
-    def submit(self, job: _Job) -> Iterator[dict[str, Any]]:
-        """Queue a job; yields the entries of jobs that finished meanwhile (blocks while the queue is full)."""
-        if self.pool is None:
-            yield _work(job, self.ctx)
-            return
-        self.pending.add(self.pool.submit(_work, job, None if isinstance(self.pool, ProcessPoolExecutor)
-                                          else self.ctx))
-        while len(self.pending) >= self.backlog:
-            done, self.pending = wait(self.pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield fut.result()
-
-    def drain(self) -> Iterator[dict[str, Any]]:
-        while self.pending:
-            done, self.pending = wait(self.pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield fut.result()
-
-    def close(self, cancel: bool = False) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=cancel)
-            self.pool = None
+def _pool(ctx: _Context, workers: int, kind: PoolKind) -> WorkerPool[dict[str, Any]]:
+    """Compositing jobs in worker threads (or processes), or inline for one worker; bounded queue with room
+    for a whole batch of the model's faces besides the jobs running: the model goes on with the next batch
+    while the workers composite this one (with room for 2 per worker only, it waited for the workers after
+    every few frames, and they sat idle while it predicted)."""
+    processes = kind == "process" and workers > 1  # threads and inline jobs get the context with each job
+    return WorkerPool(workers, kind, backlog=2 * workers + BATCH_FACES, initializer=_init if processes else None,
+                      initargs=(ctx, True))
 
 
 # ---- main side ---------------------------------------------------------------------------------
@@ -489,12 +404,13 @@ def run_merge(
     settings: dict[str, Any] = {"model_id": model.model_id, "session": session_json,
                                 "frames": str(frames_dir.resolve()), "aligned": str(aligned_dir.resolve()),
                                 "faces": len(scan.faces)}
-    journal = _Journal(out_dir / STATE_DIR / f"journal{suffix}.jsonl", settings)
+    # entries count only under the same settings (model, options): others merge every frame again
+    journal = Journal(out_dir / STATE_DIR / f"journal{suffix}.jsonl", JOURNAL_NAME, settings)
     fmt = base.image_format
 
     def finished(stem: str) -> bool:
         img, msk = output_paths(out_dir, stem, fmt)
-        return stem in journal.done and img.is_file() and msk.is_file()
+        return stem in journal and img.is_file() and msk.is_file()
 
     todo = [(i, p) for i, p in mine if not finished(p.stem)]
     resumed = len(mine) - len(todo)
@@ -510,7 +426,8 @@ def run_merge(
     torch_threads = torch.get_num_threads()
     marker = marker_for(model.model_id, {"frames": frames_dir.name}) if provenance else None
     ctx = _Context(out_dir, face_type, res, fmt, marker)
-    runner = _Pool(ctx, n_workers, pool)
+    runner = _pool(ctx, n_workers, pool)
+    job_ctx = None if runner.separate_processes else ctx
     plan = _ThreadPlan(torch_threads, active=n_workers > 1)
     decode_cpu: dict[str, float] = {}
     faces_now = 0
@@ -545,7 +462,7 @@ def run_merge(
                 inputs = [FaceInput(r, preds[k + j], motions.get((stem, r.face_index))) for j, r in enumerate(recs)]
                 k += len(recs)
                 faces_now += len(recs)
-                record(runner.submit(_Job(stem, path, frame, inputs, session.options_for(stem))))
+                record(runner.submit(_work, _Job(stem, path, frame, inputs, session.options_for(stem)), job_ctx))
             batch.clear()
             n_faces = 0
 
@@ -559,7 +476,7 @@ def run_merge(
                                      load, ahead=2 * BATCH_FACES):
             recs = by_frame.get(path.stem, [])
             if frame is None:
-                record(runner.submit(_Job(path.stem, path, None, [], session.options_for(path.stem))))
+                record(runner.submit(_work, _Job(path.stem, path, None, [], session.options_for(path.stem)), job_ctx))
                 continue
             batch.append((path.stem, path, frame, recs))
             n_faces += len(recs)
