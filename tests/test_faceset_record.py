@@ -19,16 +19,6 @@ from PIL import Image, JpegImagePlugin
 from pydantic import ValidationError
 
 from facelab.core.errors import InputError, MetadataError
-from facelab.faceset.embed import (
-    PNG_SIGNATURE,
-    SIGNATURE,
-    check_complete,
-    detect_format,
-    embed_json,
-    extract_json,
-    image_size,
-    strip_json,
-)
 from facelab.faceset.folder import FaceScan, list_face_files, scan_faces
 from facelab.faceset.record import (
     FaceRecord,
@@ -41,6 +31,16 @@ from facelab.faceset.record import (
     record_from_bytes,
     update_record,
     write_face,
+)
+from facelab.media.metadata import (
+    PNG_SIGNATURE,
+    SIGNATURE,
+    check_complete,
+    detect_format,
+    embed_json,
+    extract_json,
+    image_size,
+    strip_json,
 )
 
 REPO = Path(__file__).parents[1]

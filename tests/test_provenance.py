@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from facelab.cli.verify import verify as verify_command
 from facelab.core.errors import InputError
-from facelab.faceset.embed import embed_json
 from facelab.media.encode import build_video
 from facelab.media.frames import frame_name
+from facelab.media.metadata import embed_json
 from facelab.media.video import iter_frames, probe_video
 from facelab.provenance import watermark as wm
 from facelab.provenance.record import (

@@ -17,10 +17,10 @@ import pytest
 from facelab.core.errors import InputError
 from facelab.face import superres
 from facelab.face.superres import SuperResolver, SuperResOptions, _spans, blob_names, model_files
-from facelab.faceset.embed import extract_json
 from facelab.faceset.enhance import WORK_DIR, enhance_faceset, face_done, open_journal
 from facelab.faceset.record import read_face, read_record, write_face
 from facelab.media.frames import read_image_rgb
+from facelab.media.metadata import extract_json
 from facelab.merge.compose import Prediction, compose_face, crop_face, model_transform
 from facelab.merge.options import MergeOptions, check_supported
 

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from facelab.cli.options import model_parameters, with_parameters
 from facelab.cli.progress import console
-from facelab.cli.train import resolve_options, run_training
-from facelab.core.choices import PresetName
+from facelab.cli.train import PRESET_METAVAR, resolve_options, run_training
+from facelab.core.config import option_error
 from facelab.core.errors import InputError
 from facelab.extract.options import ExtractOptions
 from facelab.train.checkpoint import read_state
@@ -43,8 +44,8 @@ def gather(
         values["workers"] = workers
     try:
         opts = ExtractOptions.model_validate(values)
-    except ValueError as exc:
-        raise InputError(str(exc).splitlines()[-1].strip()) from None
+    except ValidationError as exc:
+        raise option_error(exc) from None
     summary = gather_faces([parse_source(s) for s in sources], output, opts, video_fps,
                            say=lambda m: console.print(m))
     console.print(f"{summary.faces} faces from {len(summary.sources)} sources in {summary.faces_dir}")
@@ -53,7 +54,8 @@ def gather(
 def train(
     faces: Annotated[Path, typer.Option(help="The gathered faces (OUT/faces of `pretrain gather`).")],
     model_dir: Annotated[Path, typer.Option(help="Pretraining model folder: created, or resumed.")],
-    preset: Annotated[PresetName | None, typer.Option(help="Shape and options of the prior.")] = "demo",
+    preset: Annotated[str | None, typer.Option(metavar=PRESET_METAVAR, help="Shape and options of the prior.")
+                      ] = "demo",
     iterations: Annotated[int | None, typer.Option(help="Train this many iterations in this run.")] = None,
     minutes: Annotated[float | None, typer.Option(help="Train for this many minutes in this run.")] = None,
     **flags: Any,

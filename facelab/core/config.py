@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from facelab.core.errors import InputError
+from facelab.core.errors import InputError, validation_message
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -48,6 +48,4 @@ def build_options(model: type[M], config: Path | None, flags: dict[str, Any]) ->
 
 def option_error(exc: ValidationError) -> InputError:
     """The first problem of a validation error as a one-line user error naming the option."""
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "options"
-    return InputError(f"invalid option {where}: {err['msg']}")
+    return InputError(f"invalid option {validation_message(exc)}")

@@ -19,11 +19,11 @@ from typing import Any
 
 from facelab.core.atomic import write_json_atomic
 from facelab.core.errors import InputError, MetadataError
-from facelab.faceset.embed import check_complete, detect_format, image_size
 from facelab.faceset.folder import list_face_files
 from facelab.faceset.pack import check_name
 from facelab.faceset.record import FaceRecord, parse_record, update_record
 from facelab.faceset.store import open_store
+from facelab.media.metadata import check_complete, detect_format, image_size
 
 SCHEMA = "facelab.faceset.metadata"
 VERSION = 1

@@ -1,7 +1,7 @@
 """FaceRecord: the metadata of one aligned face, and the face-file I/O that embeds it in the image.
 
 A face file is an ordinary JPEG or PNG (the aligned face) whose metadata travels inside it as JSON
-(see ``facelab.faceset.embed``), so the file name carries no information and files can be renamed.
+(see ``facelab.media.metadata``), so the file name carries no information and files can be renamed.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pydantic import (
 
 from facelab.core.atomic import write_bytes_atomic
 from facelab.core.choices import FaceType
-from facelab.core.errors import InputError, MetadataError
-from facelab.faceset.embed import (
+from facelab.core.errors import InputError, MetadataError, printable, validation_message
+from facelab.media.metadata import (
     PNG_SIGNATURE,
     check_complete,
     detect_format,
@@ -181,40 +181,23 @@ class FaceRecord(_Model):
 # decoding metadata
 
 
-def _printable(text: str, limit: int = 160) -> str:
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _summarize(exc: ValidationError) -> str:
-    """One line: the first error's location and message, and how many more there are."""
-    errors = exc.errors(include_url=False)
-    if not errors:
-        return "invalid"
-    first = errors[0]
-    loc = ".".join(str(part) for part in first["loc"]) or "record"
-    line = f"{_printable(loc, 80)}: {_printable(first['msg'])}"
-    if len(errors) > 1:
-        line += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
-    return line
-
-
 def parse_record(payload: dict[str, Any], path: Path | str) -> FaceRecord:
     """Validate an extracted metadata object. Raises MetadataError naming ``path``."""
     schema = payload.get("schema")
     if schema != SCHEMA:
-        shown = _printable(repr(schema), 60)
+        shown = printable(repr(schema), 60)
         raise MetadataError(f"unknown metadata schema {shown} (expected {SCHEMA!r})", path)
     version = payload.get("version")
     if type(version) is not int or version != VERSION:
-        shown = _printable(repr(version), 60)
+        shown = printable(repr(version), 60)
         raise MetadataError(
             f"unsupported face metadata version {shown} (this facelab reads version {VERSION})", path
         )
     try:
         return FaceRecord.model_validate(payload, by_alias=True, by_name=False)
     except ValidationError as exc:
-        raise MetadataError(f"invalid face metadata: {_summarize(exc)}", path) from None
+        summary = validation_message(exc, "record", count_more=True, limit=160)
+        raise MetadataError(f"invalid face metadata: {summary}", path) from None
 
 
 def record_from_bytes(data: bytes, path: Path | str) -> FaceRecord:

@@ -28,11 +28,11 @@ from facelab.core.geometry import FloatArray, affine_scale, invert_affine, trans
 from facelab.face.align import FACE_TYPE_ORDER, check_size, compose, convert_transform
 from facelab.face.masks import face_hull_mask
 from facelab.face.quality import sharpness
-from facelab.faceset.embed import embed_json
 from facelab.faceset.folder import list_face_files
 from facelab.faceset.pack import is_pack_path, write_pack
 from facelab.faceset.record import FaceRecord, XSegPolygon, record_from_bytes
 from facelab.faceset.store import open_store
+from facelab.media.metadata import embed_json
 
 Image8 = NDArray[np.uint8]
 _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])

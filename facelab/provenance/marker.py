@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facelab.core.atomic import write_json_atomic
-from facelab.faceset.embed import embed_json
+from facelab.media.metadata import embed_json
 from facelab.provenance.record import ProvenanceRecord, make_record, write_sidecar, write_video_record
 from facelab.provenance.watermark import embed, make_payload
 

@@ -3,7 +3,7 @@
 A ``ProvenanceRecord`` says which tool made the file, with which model, when, and that its faces are
 synthetic. It travels three ways:
 
-* images (PNG/JPEG): embedded with ``facelab.faceset.embed`` (PNG iTXt / JPEG APP11 keyword
+* images (PNG/JPEG): embedded with ``facelab.media.metadata`` (PNG iTXt / JPEG APP11 keyword
   ``facelab``). That slot is the one face files use for their ``facelab.face`` metadata, and
   re-embedding replaces it, so a file holds either a face record or a provenance record, never both;
   merged frames are whole frames, not aligned faces, so they never need both. The ``schema`` field
@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from facelab import TOOL_NAME, __version__
 from facelab.core.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
-from facelab.core.errors import InputError, MetadataError
+from facelab.core.errors import InputError, MetadataError, validation_message
 from facelab.core.versioned import read_json_file
-from facelab.faceset.embed import detect_format, embed_json, extract_json
+from facelab.media.metadata import detect_format, embed_json, extract_json
 from facelab.media.video import AV_ERRORS, one_line, open_media
 from facelab.provenance import watermark as wm
 
@@ -115,9 +115,7 @@ def parse_record(obj: Any) -> ProvenanceRecord | None:
     try:
         return ProvenanceRecord.model_validate(obj)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise MetadataError(f"invalid provenance record: {where}: {first['msg']}") from None
+        raise MetadataError(f"invalid provenance record: {validation_message(exc, 'record')}") from None
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from facelab.core.errors import InputError
-from facelab.faceset.embed import detect_format
+from facelab.media.metadata import detect_format
 from facelab.media.video import iter_frames, probe_video
 from facelab.provenance import watermark as wm
 from facelab.provenance.faces import FaceRegions
