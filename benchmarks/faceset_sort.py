@@ -31,7 +31,7 @@ from facelab.faceset.folder import scan_faces  # noqa: E402
 from facelab.faceset.sort import SORT_METHODS, dedupe_faceset, sort_faceset  # noqa: E402
 from facelab.faceset.sort.dedupe import DEFAULT_DEDUPE_THRESHOLD, duplicate_groups  # noqa: E402
 from facelab.faceset.sort.identity import main_identity  # noqa: E402
-from facelab.faceset.sort.methods import METHODS, SortInput, by_absdiff, by_hist, by_hist_dissim  # noqa: E402
+from facelab.faceset.sort.methods import SortInput, by_absdiff, by_hist, by_hist_dissim  # noqa: E402
 
 
 def extract_bundled(base: Path, size: int) -> Path:
@@ -102,12 +102,12 @@ def main() -> None:
             identity[f"workers_{w}"] = {"faces": len(subset), "seconds": round(s, 2),
                                         "faces_per_s": round(len(subset) / s, 2)}
         methods = {}
-        for method in SORT_METHODS:
+        for method in SORT_METHODS.names():
             if method == "identity":
                 continue  # the embedding dominates: see identity_embedding
             s = timed(sort_faceset, folder, method, dry_run=True, target=max(1, n // 4))
             methods[method] = {"seconds": round(s, 3), "faces_per_s": round(n / s, 1),
-                               "decodes_pixels": bool(METHODS[method].features)}
+                               "decodes_pixels": bool(SORT_METHODS.get(method).features)}
         methods["dedupe"] = {"seconds": round(timed(dedupe_faceset, folder, dry_run=True), 3)}
         feats = compute_features(faces, {"hist", "thumb"})
         ids = compute_features(subset, {"identity"})

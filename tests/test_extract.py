@@ -123,8 +123,8 @@ def test_several_faces_and_only_like(tmp_path: Path) -> None:
     kept = scan_faces(tmp_path / "only").faces
     assert 0 < only.faces < all_faces.faces
     assert all(rec.identity is not None for _, rec in kept)
-    from facelab.extract.reference import reference_embedding
     from facelab.face.identity import distance
+    from facelab.face.reference import reference_embedding
 
     target = reference_embedding(ref)
     assert all(distance(np.array(rec.identity), target) < 0.6 for _, rec in kept)

@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
+from facelab.cli.options import choice_metavar
 from facelab.cli.progress import console, progress_bar
 from facelab.face.identity import SAME_PERSON_THRESHOLD
 from facelab.faceset.sort.dedupe import DEFAULT_DEDUPE_THRESHOLD
 from facelab.faceset.sort.jobs import JobReport, dedupe_faceset, filter_faceset, sort_faceset
-from facelab.faceset.sort.methods import DEFAULT_BEST_TARGET, SortMethod
+from facelab.faceset.sort.methods import DEFAULT_BEST_TARGET, SORT_METHODS
 from facelab.faceset.sort.rename import trash_dir
 
 Folder = Annotated[Path, typer.Argument(metavar="DIR", help="Folder of aligned faces.", show_default=False)]
@@ -58,12 +59,14 @@ def _report(report: JobReport, what: str) -> None:
 
 def sort(
     directory: Folder,
-    by: Annotated[SortMethod, typer.Option("--by", help="Sort method (see README).", show_default=False)],
+    by: Annotated[str, typer.Option("--by", metavar=choice_metavar(SORT_METHODS.names()),
+                                    help="Sort method (see README).", show_default=False)],
     target: Annotated[int, typer.Option(min=1, help="best/best-fast: how many faces to keep.")] = DEFAULT_BEST_TARGET,
     dry_run: DryRun = False,
     workers: Workers = 1,
 ) -> None:
     """Sort faces in place (renamed with an order prefix, NNNNN~name); rejected faces go to DIR_trash."""
+    SORT_METHODS.get(by)  # an unknown method is a one-line error naming the choices, before any work
     with progress_bar(f"sort by {by}: features", transient=True) as bar:
         report = sort_faceset(directory, by, target=target, dry_run=dry_run, workers=workers,
                               progress=bar.advance, total=bar.set_total)

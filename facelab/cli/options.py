@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -18,6 +18,11 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from facelab.core.registry import registry_choice
+
+
+def choice_metavar(names: Iterable[str]) -> str:
+    """The metavar of a flag whose value is one of ``names`` (checked where the value is used)."""
+    return "<" + "|".join(names) + ">"
 
 
 def _flag(name: str) -> str:
@@ -52,7 +57,7 @@ def model_parameters(model: type[BaseModel], renames: dict[str, str] | None = No
         flag = renames.get(name, _flag(name))
         choice = registry_choice(info)
         if choice is not None:  # validated by the options model, so a plugin registered later is accepted
-            opt = typer.Option(flag, help=help_text, show_default=False, metavar="<" + "|".join(choice.names()) + ">")
+            opt = typer.Option(flag, help=help_text, show_default=False, metavar=choice_metavar(choice.names()))
             annotation: Any = Annotated[str | None, opt]
         elif base is bool:
             opt = typer.Option(f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False)

@@ -11,8 +11,7 @@ from rich.text import Text
 
 from facelab.cli.options import model_parameters, with_parameters
 from facelab.cli.progress import console
-from facelab.cli.train import status_text
-from facelab.core.choices import PresetName
+from facelab.cli.train import PRESET_METAVAR, preset_values, status_text
 from facelab.core.config import build_options
 from facelab.merge.options import MergeOptions
 from facelab.workflow.swap import SwapResult, run_swap
@@ -32,7 +31,7 @@ def swap(
     output: Annotated[Path, typer.Option("-o", "--output", help="The result video (.mp4).")],
     workspace: Annotated[Path | None, typer.Option(help="Folder for every step's output (default: OUTPUT "
                                                    "name + _workspace); re-running resumes.")] = None,
-    preset: Annotated[PresetName, typer.Option(help="Training preset.")] = "demo",
+    preset: Annotated[str, typer.Option(metavar=PRESET_METAVAR, help="Training preset.")] = "demo",
     minutes: Annotated[float | None, typer.Option(help="Training time budget in minutes.")] = 15.0,
     iterations: Annotated[int | None, typer.Option(help="Training budget in iterations instead.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes for extraction and merging.")] = None,
@@ -42,6 +41,7 @@ def swap(
     **flags: Any,
 ) -> None:
     """Swap SRC's face into DST: frames, extraction, training, merging and video with DST's audio."""
+    preset_values(preset)  # an unknown preset is a one-line error before any work
     merge = build_options(MergeOptions, config, flags)
     ws = workspace or output.with_name(output.stem + "_workspace")
     budget_minutes = None if iterations is not None else minutes

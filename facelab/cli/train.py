@@ -11,9 +11,8 @@ from pydantic import ValidationError
 from rich.live import Live
 from rich.text import Text
 
-from facelab.cli.options import model_parameters, with_parameters
+from facelab.cli.options import choice_metavar, model_parameters, with_parameters
 from facelab.cli.progress import console
-from facelab.core.choices import PresetName
 from facelab.core.config import option_error, read_config_file
 from facelab.core.errors import InputError
 from facelab.train.checkpoint import merge_options, read_config
@@ -33,12 +32,22 @@ def status_text(s: Status) -> Text:
                 f"data wait {s.data_wait:.0%}  eta {_fmt_eta(s.eta_s)}")
 
 
+PRESET_METAVAR = choice_metavar(sorted(PRESETS))
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The options of a training preset (facelab.train.options.PRESETS); an unknown name is a user error."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
+
+
 def resolve_options(model_dir: Path, preset: str | None, config: Path | None, flags: dict[str, Any]
                     ) -> tuple[TrainOptions, TrainOptions | None]:
     """(options for this run, options stored in the model folder or None for a new model)."""
     requested: dict[str, Any] = {}
     if preset is not None:
-        requested.update(PRESETS[preset])
+        requested.update(preset_values(preset))
     if config is not None:
         requested.update(read_config_file(config, section="train"))
     requested.update({k: v for k, v in flags.items() if v is not None})
@@ -53,7 +62,7 @@ def train(
     src: Annotated[Path, typer.Option(help="Aligned src faces (the identity): a folder or a .fpack pack.")],
     dst: Annotated[Path, typer.Option(help="Aligned dst faces (the performance): a folder or a .fpack pack.")],
     model_dir: Annotated[Path, typer.Option(help="Model folder: created, or resumed if it exists.")],
-    preset: Annotated[PresetName | None, typer.Option(help="Start from a preset (demo, quick96, saehd).")] = None,
+    preset: Annotated[str | None, typer.Option(metavar=PRESET_METAVAR, help="Start from a preset.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of training options (section train).")] = None,
     iterations: Annotated[int | None, typer.Option(help="Train this many iterations in this run.")] = None,
     minutes: Annotated[float | None, typer.Option(help="Train for this many minutes in this run.")] = None,

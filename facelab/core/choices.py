@@ -1,4 +1,6 @@
-"""Every user-facing choice, defined once. CLI options, config files and the UI derive from these."""
+"""The fixed user-facing choices (face types, formats, precisions...), each defined once; CLI options, config
+files and the UI derive from these. Choices that name a plugin (detectors, landmark backends, sort methods,
+colour transfers, mask modes, architectures) are not here: they come from the plugin's registry."""
 
 from __future__ import annotations
 
@@ -6,12 +8,6 @@ from typing import Literal, get_args
 
 FaceType = Literal["half", "mid_full", "full", "whole_face", "head"]
 FACE_TYPES: tuple[str, ...] = get_args(FaceType)
-
-DetectorName = Literal["dlib", "blazeface"]
-DETECTORS: tuple[str, ...] = get_args(DetectorName)
-
-LandmarkName = Literal["auto", "dlib", "facemesh"]
-LANDMARK_BACKENDS: tuple[str, ...] = get_args(LandmarkName)
 
 ImageFormat = Literal["png", "jpg"]
 IMAGE_FORMATS: tuple[str, ...] = get_args(ImageFormat)
@@ -22,19 +18,13 @@ VIDEO_CODECS: tuple[str, ...] = get_args(VideoCodec)
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 
 OptimizerName = Literal["adam", "adabelief", "rmsprop"]
-OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 
 Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
-DEVICES: tuple[str, ...] = get_args(DeviceName)
 
 InitName = Literal["default", "he", "ca"]
 INITS: tuple[str, ...] = get_args(InitName)
-
-PresetName = Literal["demo", "quick96", "saehd"]
-PRESETS: tuple[str, ...] = get_args(PresetName)
 
 ColorTransferName = Literal["none", "rct", "lct", "mkl", "idt", "sot", "mix"]
 COLOR_TRANSFERS_NAMES: tuple[str, ...] = get_args(ColorTransferName)
@@ -50,7 +40,5 @@ MergeColorTransfer = Literal["none", "rct", "lct", "mkl", "mkl-m", "idt", "idt-m
 MERGE_COLOR_TRANSFERS: tuple[str, ...] = get_args(MergeColorTransfer)
 
 SharpenMode = Literal["none", "box", "gaussian", "unsharp"]
-SHARPEN_MODES: tuple[str, ...] = get_args(SharpenMode)
 
 MergeDirection = Literal["src2dst", "dst2src"]
-MERGE_DIRECTIONS: tuple[str, ...] = get_args(MergeDirection)

@@ -13,10 +13,11 @@ import numpy as np
 from numpy.typing import NDArray
 from skimage.metrics import structural_similarity
 
+from facelab.core.types import Image, Points
 from facelab.face.masks import fill_hull
 from facelab.face.pose import HeadPose
 from facelab.face.quality import sharpness
-from facelab.face.types import Image, Points, eye_centers
+from facelab.face.types import eye_centers
 
 CROP_FACE_TYPE = "whole_face"
 CROP_SIZE = 224

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from facelab.core.errors import InputError
 from facelab.core.geometry import transform_points
+from facelab.core.types import Image
 from facelab.evaluate import metrics
 from facelab.evaluate.frames import frame_count, frame_size, iter_selected, sample_indices
 from facelab.evaluate.identity import faceset_embedding
@@ -34,7 +35,7 @@ from facelab.extract.options import ExtractOptions
 from facelab.face.align import face_transform, warp_face
 from facelab.face.identity import Embedder, Embedding, create_embedder, distance
 from facelab.face.pose import estimate_pose
-from facelab.face.types import Image, iou
+from facelab.face.types import iou
 
 Progress = Callable[[int, int], None]
 MIN_IOU = 0.3

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facelab.core.types import Image, Points
 from facelab.extract.options import ExtractOptions
 from facelab.face.detect import create_detector
 from facelab.face.identity import Embedding, create_embedder, distance
 from facelab.face.landmarks import create_landmarker
-from facelab.face.types import FaceBox, Image, Points, iou
+from facelab.face.types import FaceBox, iou
 
 _WINDOW = 2.0  # search window side, in face sizes
 _WINDOW_PX = 240  # the window is scaled to at most this side

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 
 from facelab.core.atomic import write_bytes_atomic
+from facelab.core.types import Image
 from facelab.extract.analyze import DetectedFace
 from facelab.extract.options import ExtractOptions
 from facelab.face.align import face_transform, unwarp_points
-from facelab.face.types import Image
 
 
 def draw_debug(image: Image, faces: list[DetectedFace], opts: ExtractOptions) -> Image:

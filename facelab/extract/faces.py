@@ -8,13 +8,13 @@ import numpy as np
 
 from facelab import __version__
 from facelab.core.geometry import transform_points
+from facelab.core.types import Image, Points
 from facelab.extract.analyze import DetectedFace
 from facelab.extract.options import ExtractOptions
 from facelab.face.align import face_transform, warp_face
 from facelab.face.masks import face_hull_mask
 from facelab.face.pose import estimate_pose
 from facelab.face.quality import sharpness
-from facelab.face.types import Image, Points
 from facelab.faceset.record import FaceRecord, Pose, SourceInfo, write_face
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from facelab.core.choices import DetectorName, FaceType, ImageFormat, LandmarkName
+from facelab.core.choices import FaceType, ImageFormat
+from facelab.face.detect import DETECTORS
+from facelab.face.landmarks import LANDMARK_BACKENDS
 
 
 class ExtractOptions(BaseModel):
@@ -17,8 +19,9 @@ class ExtractOptions(BaseModel):
 
     face_type: FaceType = Field("whole_face", description="face type of the aligned crops")
     size: int = Field(256, ge=64, le=1024, description="aligned face size in pixels, 64..1024")
-    detector: DetectorName = Field("dlib", description="face detector")
-    landmarks: LandmarkName = Field("auto", description="landmark model (auto: face mesh at large yaw, else dlib)")
+    detector: Annotated[str, DETECTORS.choice()] = Field("dlib", description="face detector")
+    landmarks: Annotated[str, LANDMARK_BACKENDS.choice()] = Field(
+        "auto", description="landmark model (auto: face mesh at large yaw, else dlib)")
     max_faces: int = Field(0, ge=0, description="keep the N largest faces per frame; 0 keeps all")
     min_face_size: int = Field(40, ge=0, description="ignore faces whose box is smaller (pixels)")
     debug: bool = Field(False, description="write annotated frames to OUTPUT/_extract/debug")

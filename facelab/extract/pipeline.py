@@ -21,16 +21,17 @@ import numpy as np
 from facelab.core.atomic import write_json_atomic, write_text_atomic
 from facelab.core.journal import Journal
 from facelab.core.pool import WorkerPool
+from facelab.core.types import Image
 from facelab.extract.analyze import DetectedFace, FrameAnalyzer
 from facelab.extract.debug import write_debug
 from facelab.extract.faces import landmarks_to_json, write_faces
 from facelab.extract.journal import frame_done, open_journal
 from facelab.extract.options import ExtractOptions
-from facelab.extract.reference import reference_embedding
 from facelab.extract.smooth import smooth_landmarks
 from facelab.extract.source import FrameSource, FrameTask
 from facelab.face.identity import Embedding
-from facelab.face.types import FaceBox, Image
+from facelab.face.reference import reference_embedding
+from facelab.face.types import FaceBox
 from facelab.media.frames import read_image_rgb
 
 STATE_DIR = "_extract"

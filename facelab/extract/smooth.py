@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facelab.face.types import Points
+from facelab.core.types import Points
 
 _MAX_JUMP = 1 / 3
 _MAX_SCALE_CHANGE = 0.25

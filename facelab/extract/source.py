@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facelab.core.errors import InputError
-from facelab.face.types import Image
+from facelab.core.types import Image
 from facelab.media.frames import frame_name, list_frames
 from facelab.media.video import iter_frames, parse_fps, probe_video, resampled_count
 

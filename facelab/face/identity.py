@@ -8,13 +8,12 @@ from typing import Protocol
 
 import dlib
 import numpy as np
-from numpy.typing import NDArray
 
-from facelab.core.errors import InputError
+from facelab.core.registry import Registry
+from facelab.core.types import F64, Image, Points
 from facelab.face.models import dlib_model
-from facelab.face.types import Image, Points
 
-Embedding = NDArray[np.float64]
+Embedding = F64
 SAME_PERSON_THRESHOLD = 0.6
 
 
@@ -44,14 +43,12 @@ class DlibResNetEmbedder:
         return np.array(desc, dtype=np.float64)
 
 
-REGISTRY: dict[str, Callable[[], Embedder]] = {"dlib": DlibResNetEmbedder}
+EMBEDDERS: Registry[Callable[[], Embedder]] = Registry("identity model")
+EMBEDDERS.register("dlib", DlibResNetEmbedder)
 
 
 def create_embedder(name: str = "dlib") -> Embedder:
-    try:
-        return REGISTRY[name]()
-    except KeyError:
-        raise InputError(f"unknown identity model {name!r}; choose one of {', '.join(REGISTRY)}") from None
+    return EMBEDDERS.get(name)()
 
 
 def distance(a: Embedding, b: Embedding) -> float:

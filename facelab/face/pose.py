@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from facelab.core.templates import MEAN_FACE_3D
-from facelab.face.types import Points
+from facelab.core.types import Points
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from facelab.face.types import Image
+from facelab.core.types import Image
 
 
 def sharpness(face: Image, mask: NDArray[np.float32] | None = None) -> float:

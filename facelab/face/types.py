@@ -1,14 +1,13 @@
-"""Plain data types shared by the face primitives, and the 68-point (iBUG 300-W) index groups."""
+"""Plain data types shared by the face primitives (the array aliases are ``facelab.core.types``), and the
+68-point (iBUG 300-W) index groups."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
-Image = NDArray[np.uint8]
-Points = NDArray[np.float64]
+from facelab.core.types import Points as Points  # re-exported: face.masks imports it from here
 
 # iBUG 300-W 68-point layout (the layout dlib and DeepFaceLab use).
 JAW = slice(0, 17)

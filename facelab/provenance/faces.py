@@ -3,20 +3,18 @@ in a frame (dlib HOG + 68 landmarks) and reads the blocks inside their hulls."""
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import NDArray
-
-from facelab.face.detect.dlib_hog import DlibHogDetector
-from facelab.face.landmarks.dlib68 import DlibLandmarker
+from facelab.core.types import BoolArray, Image
+from facelab.face.detect import create_detector
+from facelab.face.landmarks import create_landmarker
 from facelab.face.masks import face_hull_mask
 
 
 class FaceRegions:
     def __init__(self) -> None:
-        self._det = DlibHogDetector()
-        self._lmk = DlibLandmarker()
+        self._det = create_detector("dlib")
+        self._lmk = create_landmarker("dlib")
 
-    def __call__(self, rgb: NDArray[np.uint8]) -> list[NDArray[np.bool_]]:
+    def __call__(self, rgb: Image) -> list[BoolArray]:
         """One region per face in the frame (its hull, full face type); empty when there is no face."""
         regions = []
         for box in self._det.detect(rgb):

@@ -1,13 +1,17 @@
-"""Face detectors behind one Protocol, created by name from the registry."""
+"""Face detectors behind one Protocol, created by name from the registry.
+
+A detector is one module plus one ``DETECTORS.register`` line; options that name a detector take their
+choices from ``DETECTORS`` (``Annotated[str, DETECTORS.choice()]``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from facelab.core.choices import DETECTORS, DetectorName
-from facelab.core.errors import InputError
-from facelab.face.types import FaceBox, Image
+from facelab.core.registry import Registry
+from facelab.core.types import Image
+from facelab.face.types import FaceBox
 
 
 class Detector(Protocol):
@@ -18,25 +22,23 @@ class Detector(Protocol):
         ...
 
 
-def _dlib() -> Detector:
+def _dlib(**settings: Any) -> Detector:
     from facelab.face.detect.dlib_hog import DlibHogDetector
 
-    return DlibHogDetector()
+    return DlibHogDetector(**settings)
 
 
-def _blazeface() -> Detector:
+def _blazeface(**settings: Any) -> Detector:
     from facelab.face.detect.blazeface import BlazeFaceDetector
 
-    return BlazeFaceDetector()
+    return BlazeFaceDetector(**settings)
 
 
-REGISTRY: dict[str, Callable[[], Detector]] = {"dlib": _dlib, "blazeface": _blazeface}
-assert set(REGISTRY) == set(DETECTORS)
+DETECTORS: Registry[Callable[..., Detector]] = Registry("detector")
+DETECTORS.register("dlib", _dlib)
+DETECTORS.register("blazeface", _blazeface)
 
 
-def create_detector(name: DetectorName | str) -> Detector:
-    try:
-        factory = REGISTRY[name]
-    except KeyError:
-        raise InputError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}") from None
-    return factory()
+def create_detector(name: str, **settings: Any) -> Detector:
+    """The detector registered as ``name``, made with its own ``settings`` (keyword arguments)."""
+    return DETECTORS.get(name)(**settings)

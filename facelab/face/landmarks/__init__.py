@@ -4,9 +4,13 @@
   frontal and three-quarter faces.
 - `facemesh`: MediaPipe's 468-point face mesh (a 3D-prior model) mapped to the 68-point layout; holds up
   at large yaw, where the 2D predictor collapses the jaw line.
-- `auto`: dlib first; when the pose estimated from its points has |yaw| above a threshold, facemesh.
-  This mirrors the DeepFaceLab paper's pairing of a 2D model for standard poses with a 3D-prior model
-  for large angles.
+- `auto`: the mesh first, on the detector's box; when the pose estimated from the mesh's points has
+  |yaw| above a threshold its points are used, otherwise dlib's on a HOG-like box placed from them
+  (see ``auto.py``). This mirrors the DeepFaceLab paper's pairing of a 2D model for standard poses with a
+  3D-prior model for large angles.
+
+A backend is one module plus one ``LANDMARK_BACKENDS.register`` line; options take their choices from
+``LANDMARK_BACKENDS``.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from facelab.core.choices import LANDMARK_BACKENDS, LandmarkName
-from facelab.core.errors import InputError
-from facelab.face.types import FaceBox, Image, Points
+from facelab.core.registry import Registry
+from facelab.core.types import Image, Points
+from facelab.face.types import FaceBox
 
 
 class Landmarker(Protocol):
@@ -46,14 +50,11 @@ def _auto() -> Landmarker:
     return AutoLandmarker(_dlib(), FaceMeshLandmarker())
 
 
-REGISTRY: dict[str, Callable[[], Landmarker]] = {"auto": _auto, "dlib": _dlib, "facemesh": _facemesh}
-assert set(REGISTRY) == set(LANDMARK_BACKENDS)
+LANDMARK_BACKENDS: Registry[Callable[[], Landmarker]] = Registry("landmark backend")
+LANDMARK_BACKENDS.register("auto", _auto)
+LANDMARK_BACKENDS.register("dlib", _dlib)
+LANDMARK_BACKENDS.register("facemesh", _facemesh)
 
 
-def create_landmarker(name: LandmarkName | str) -> Landmarker:
-    try:
-        factory = REGISTRY[name]
-    except KeyError:
-        choices = ", ".join(LANDMARK_BACKENDS)
-        raise InputError(f"unknown landmark backend {name!r}; choose one of {choices}") from None
-    return factory()
+def create_landmarker(name: str) -> Landmarker:
+    return LANDMARK_BACKENDS.get(name)()

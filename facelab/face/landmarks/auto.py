@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facelab.core.types import Image, Points
 from facelab.face.landmarks.facemesh import FaceMeshLandmarker, mesh_to_68
 from facelab.face.pose import estimate_pose
-from facelab.face.types import FaceBox, Image, Points
+from facelab.face.types import FaceBox
 
 if TYPE_CHECKING:
     from facelab.face.landmarks import Landmarker

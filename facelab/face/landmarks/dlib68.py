@@ -5,8 +5,9 @@ from __future__ import annotations
 import dlib
 import numpy as np
 
+from facelab.core.types import Image, Points
 from facelab.face.models import dlib_model
-from facelab.face.types import FaceBox, Image, Points
+from facelab.face.types import FaceBox
 
 
 def to_dlib_rect(box: FaceBox) -> dlib.rectangle:

@@ -14,10 +14,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facelab.core.geometry import invert_affine, transform_points
+from facelab.core.types import Image, Points
 from facelab.face.landmarks.mesh_map import MESH_TO_68
 from facelab.face.models import tflite_model
 from facelab.face.tflite import interpreter
-from facelab.face.types import FaceBox, Image, Points
+from facelab.face.types import FaceBox
 
 _INPUT = 192
 _ROI_SCALE = 1.5  # crop side relative to the detector box, as the model was trained on

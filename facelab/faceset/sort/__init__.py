@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from facelab.faceset.sort.jobs import JobReport, dedupe_faceset, filter_faceset, sort_faceset
-from facelab.faceset.sort.methods import SORT_METHODS, SortMethod
+from facelab.faceset.sort.methods import SORT_METHODS
 
-__all__ = ["SORT_METHODS", "JobReport", "SortMethod", "dedupe_faceset", "filter_faceset", "sort_faceset"]
+__all__ = ["SORT_METHODS", "JobReport", "dedupe_faceset", "filter_faceset", "sort_faceset"]

@@ -59,7 +59,7 @@ def _aligned_embedding(path: Path, embedder: Embedder | None) -> tuple[FloatArra
 def reference_identity(path: Path) -> FloatArray:
     """The mean identity of a reference: an aligned face file, a still image (its largest face), or a
     folder of either. Raises InputError when no face is found."""
-    from facelab.extract.reference import reference_embedding
+    from facelab.face.reference import reference_embedding
 
     path = Path(path)
     if path.is_dir():

@@ -19,7 +19,7 @@ from facelab.faceset.features import FaceFeatures, compute_features
 from facelab.faceset.folder import FaceScan, scan_faces
 from facelab.faceset.sort.dedupe import DEFAULT_DEDUPE_THRESHOLD, duplicate_groups, keep_sharpest
 from facelab.faceset.sort.identity import main_identity, reference_identity
-from facelab.faceset.sort.methods import DEFAULT_BEST_TARGET, METHODS, SortInput, SortMethod
+from facelab.faceset.sort.methods import DEFAULT_BEST_TARGET, SORT_METHODS, SortInput
 from facelab.faceset.sort.rename import Plan, apply_plan, pending, plan_moves, recover
 
 Progress = Callable[[int], None]
@@ -71,14 +71,11 @@ def _finish(directory: Path, scan: FaceScan, plan: Plan, dry_run: bool, recovere
                      foreign=scan.foreign, invalid=scan.invalid, recovered=recovered)
 
 
-def sort_faceset(directory: Path, method: SortMethod, *, target: int = DEFAULT_BEST_TARGET, dry_run: bool = False,
+def sort_faceset(directory: Path, method: str, *, target: int = DEFAULT_BEST_TARGET, dry_run: bool = False,
                  workers: int = 1, progress: Progress | None = None, total: Total | None = None) -> JobReport:
     """Sort the faces of ``directory`` by ``method``: renamed in order (``00000~name``), faces the method
     rejects moved to ``DIR_trash``."""
-    try:
-        spec = METHODS[method]
-    except KeyError:
-        raise InputError(f"unknown sort method {method!r}; choose one of {', '.join(METHODS)}") from None
+    spec = SORT_METHODS.get(method)
     if target < 1:
         raise InputError(f"--target must be at least 1, got {target}")
     scan, recovered = _prepare(directory, dry_run)

@@ -1,5 +1,6 @@
 """The sort methods: each a small function from the faces (records, and features where it needs pixels)
-to an order, plus the faces it sends to the trash. ``SortMethod`` is the one list of method names.
+to an order, plus the faces it sends to the trash. ``SORT_METHODS`` is the registry of methods: a new
+method is one function plus one ``SORT_METHODS.register`` line, and the CLI's choices come from it.
 
 Orders (first to last):
 - blur: sharpest first (variance of the Laplacian in the face hull).
@@ -25,22 +26,19 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from facelab.core.registry import Registry
 from facelab.face.identity import SAME_PERSON_THRESHOLD
 from facelab.face.pose import estimate_pose
 from facelab.faceset.features import THUMB_SIZE, FaceFeatures, FloatArray
 from facelab.faceset.folder import natural_key
 from facelab.faceset.record import FaceRecord
 from facelab.faceset.sort.identity import main_identity
-
-SortMethod = Literal["blur", "motion-blur", "face-yaw", "face-pitch", "source-rect-size", "hist", "hist-dissim",
-                     "brightness", "hue", "black", "origname", "oneface", "absdiff", "identity", "best", "best-fast"]
-SORT_METHODS: tuple[str, ...] = get_args(SortMethod)
 
 DEFAULT_BEST_TARGET = 2000
 YAW_BINS = 9
@@ -330,22 +328,20 @@ def _f(*names: str) -> frozenset[str]:
     return frozenset(names)
 
 
-METHODS: dict[str, MethodSpec] = {
-    "blur": MethodSpec(by_blur, _f("sharpness")),
-    "motion-blur": MethodSpec(by_motion_blur, _f("motion")),
-    "face-yaw": MethodSpec(by_yaw, _f()),
-    "face-pitch": MethodSpec(by_pitch, _f()),
-    "source-rect-size": MethodSpec(by_rect_size, _f()),
-    "hist": MethodSpec(by_hist, _f("hist")),
-    "hist-dissim": MethodSpec(by_hist_dissim, _f("hist")),
-    "brightness": MethodSpec(by_brightness, _f("brightness")),
-    "hue": MethodSpec(by_hue, _f("hue")),
-    "black": MethodSpec(by_black, _f("black")),
-    "origname": MethodSpec(by_origname, _f()),
-    "oneface": MethodSpec(by_oneface, _f()),
-    "absdiff": MethodSpec(by_absdiff, _f("thumb")),
-    "identity": MethodSpec(by_identity, _f("identity")),
-    "best": MethodSpec(by_best, _f("sharpness", "hist")),
-    "best-fast": MethodSpec(by_best_fast, _f("sharpness")),
-}
-assert set(METHODS) == set(SORT_METHODS)
+SORT_METHODS: Registry[MethodSpec] = Registry("sort method")
+SORT_METHODS.register("blur", MethodSpec(by_blur, _f("sharpness")))
+SORT_METHODS.register("motion-blur", MethodSpec(by_motion_blur, _f("motion")))
+SORT_METHODS.register("face-yaw", MethodSpec(by_yaw, _f()))
+SORT_METHODS.register("face-pitch", MethodSpec(by_pitch, _f()))
+SORT_METHODS.register("source-rect-size", MethodSpec(by_rect_size, _f()))
+SORT_METHODS.register("hist", MethodSpec(by_hist, _f("hist")))
+SORT_METHODS.register("hist-dissim", MethodSpec(by_hist_dissim, _f("hist")))
+SORT_METHODS.register("brightness", MethodSpec(by_brightness, _f("brightness")))
+SORT_METHODS.register("hue", MethodSpec(by_hue, _f("hue")))
+SORT_METHODS.register("black", MethodSpec(by_black, _f("black")))
+SORT_METHODS.register("origname", MethodSpec(by_origname, _f()))
+SORT_METHODS.register("oneface", MethodSpec(by_oneface, _f()))
+SORT_METHODS.register("absdiff", MethodSpec(by_absdiff, _f("thumb")))
+SORT_METHODS.register("identity", MethodSpec(by_identity, _f("identity")))
+SORT_METHODS.register("best", MethodSpec(by_best, _f("sharpness", "hist")))
+SORT_METHODS.register("best-fast", MethodSpec(by_best_fast, _f("sharpness")))
