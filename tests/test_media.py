@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from facelab.cli import video as video_cli
 from facelab.core.errors import InputError
+from facelab.core.types import Image
 from facelab.media.encode import build_video
 from facelab.media.frames import (
     FRAME_INFO_NAME,
@@ -26,7 +27,7 @@ from facelab.media.frames import (
     read_frame_info,
     read_image_rgb,
 )
-from facelab.media.video import RGBImage, iter_frames, parse_fps, probe_video
+from facelab.media.video import iter_frames, parse_fps, probe_video
 
 DST = Path(__file__).parents[1] / "samples" / "dst.mp4"
 DST_FRAMES = 216
@@ -39,7 +40,7 @@ def _audio_packets(path: Path) -> list[bytes]:
         return [bytes(pkt) for pkt in container.demux(stream) if pkt.size > 0]
 
 
-def _frames(path: Path) -> Iterator[RGBImage]:
+def _frames(path: Path) -> Iterator[Image]:
     return (rgb for _, rgb in iter_frames(path))
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 
-FloatArray = NDArray[np.float64]
+from facelab.core.types import FloatArray as FloatArray  # re-exported: train.samples imports it from here
 
 
 def umeyama(src: FloatArray, dst: FloatArray, estimate_scale: bool = True) -> FloatArray:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facelab.core.types import Image
 from facelab.media.frames import list_frames, read_image_rgb
-from facelab.media.video import RGBImage, iter_frames, probe_video
+from facelab.media.video import iter_frames, probe_video
 
 
 def frame_count(source: Path) -> int:
@@ -34,7 +35,7 @@ def sample_indices(count: int, n: int) -> list[int]:
     return sorted({round(float(x)) for x in np.linspace(0, count - 1, n)})
 
 
-def iter_selected(source: Path, indices: Iterable[int]) -> Iterator[tuple[int, RGBImage]]:
+def iter_selected(source: Path, indices: Iterable[int]) -> Iterator[tuple[int, Image]]:
     """(index, frame) for the frames at these indices that exist, in order; a video is decoded once."""
     wanted = sorted(set(indices))
     if not wanted:

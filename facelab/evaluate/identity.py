@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 
 from facelab.core.errors import InputError
+from facelab.core.types import F64
 from facelab.evaluate.frames import frame_count, iter_selected, sample_indices
 from facelab.extract.analyze import FrameAnalyzer
 from facelab.extract.options import ExtractOptions
@@ -38,7 +38,7 @@ def faceset_embedding(folder: Path, embedder: Embedder, limit: int = 200) -> tup
 
 
 def clip_embeddings(source: Path, embedder: Embedder, frames: int = 10,
-                    analyzer: FrameAnalyzer | None = None) -> NDArray[np.float64]:
+                    analyzer: FrameAnalyzer | None = None) -> F64:
     """Identity embeddings (one row per frame) of the largest face on `frames` frames spread evenly over
     a video or frame folder; frames without a face are skipped. Their mean is the clip's identity."""
     analyzer = analyzer or FrameAnalyzer(ExtractOptions(workers=1))

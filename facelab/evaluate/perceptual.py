@@ -17,9 +17,9 @@ from functools import cache
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 from torch import Tensor
 
+from facelab.core.types import F64, U8
 from facelab.face.mobilenet import IMAGENET_MEAN, IMAGENET_STD, MobileNetV2, load_mobilenet_v2
 
 
@@ -28,7 +28,7 @@ def _shared_net() -> MobileNetV2:
     return load_mobilenet_v2()
 
 
-def normalise(images: NDArray[np.uint8] | list[NDArray[np.uint8]]) -> Tensor:
+def normalise(images: U8 | list[U8]) -> Tensor:
     """RGB uint8 images (N x H x W x 3, or one H x W x 3) -> the network's input (N x 3 x H x W)."""
     arr = np.asarray(images)
     if arr.ndim == 3:
@@ -45,8 +45,8 @@ def _unit(f: Tensor) -> Tensor:
 
 
 @torch.inference_mode()
-def perceptual_distance(a: NDArray[np.uint8] | list[NDArray[np.uint8]], b: NDArray[np.uint8] | list[NDArray[np.uint8]],
-                        net: MobileNetV2 | None = None) -> NDArray[np.float64]:
+def perceptual_distance(a: U8 | list[U8], b: U8 | list[U8],
+                        net: MobileNetV2 | None = None) -> F64:
     """Distance per image pair between two equally sized batches (or two images) of RGB uint8 images."""
     net = net or _shared_net()
     xa, xb = normalise(a), normalise(b)
@@ -59,7 +59,7 @@ def perceptual_distance(a: NDArray[np.uint8] | list[NDArray[np.uint8]], b: NDArr
 
 
 @torch.inference_mode()
-def classify(images: NDArray[np.uint8] | list[NDArray[np.uint8]], top: int = 5,
+def classify(images: U8 | list[U8], top: int = 5,
              net: MobileNetV2 | None = None) -> list[list[tuple[int, float]]]:
     """ImageNet top classes (index, probability) of 224 x 224 RGB images: the network's sanity check."""
     net = net or _shared_net()

@@ -17,12 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from numpy.typing import NDArray
-
 from facelab.core.errors import InputError
 from facelab.core.geometry import transform_points
-from facelab.core.types import Image
+from facelab.core.types import F64, Image
 from facelab.evaluate import metrics
 from facelab.evaluate.frames import frame_count, frame_size, iter_selected, sample_indices
 from facelab.evaluate.identity import faceset_embedding
@@ -47,7 +44,7 @@ class _Analysed:
 
     dst_face: DetectedFace
     result_face: DetectedFace | None
-    crop_mat: NDArray[np.float64]
+    crop_mat: F64
     crops: tuple[Image, Image]
 
 

@@ -25,9 +25,9 @@ import numpy as np
 
 from facelab.core.choices import FaceType
 from facelab.core.errors import InputError
-from facelab.core.geometry import FloatArray, invert_affine, transform_points, umeyama
+from facelab.core.geometry import invert_affine, transform_points, umeyama
 from facelab.core.templates import MEAN_FACE_2D
-from facelab.core.types import Image, Points
+from facelab.core.types import FloatArray, Image, Points
 from facelab.face.types import INNER_FACE
 
 MIN_SIZE, MAX_SIZE = 64, 1024

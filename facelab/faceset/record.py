@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,6 +24,7 @@ from pydantic import (
 from facelab.core.atomic import write_bytes_atomic
 from facelab.core.choices import FaceType
 from facelab.core.errors import InputError, MetadataError, printable, validation_message
+from facelab.core.types import F64, U8
 from facelab.media.metadata import (
     PNG_SIGNATURE,
     check_complete,
@@ -156,19 +156,19 @@ class FaceRecord(_Model):
             raise ValueError("affine matrix is not invertible")
         return value
 
-    def landmarks_array(self) -> npt.NDArray[np.float64]:
+    def landmarks_array(self) -> F64:
         """Aligned-image landmarks, shape (68, 2)."""
         return np.array(self.landmarks, dtype=np.float64).reshape(LANDMARK_COUNT, 2)
 
-    def source_landmarks_array(self) -> npt.NDArray[np.float64]:
+    def source_landmarks_array(self) -> F64:
         """Source-frame landmarks, shape (68, 2)."""
         return np.array(self.source_landmarks, dtype=np.float64).reshape(LANDMARK_COUNT, 2)
 
-    def affine(self) -> npt.NDArray[np.float64]:
+    def affine(self) -> F64:
         """Source frame -> aligned face, shape (2, 3)."""
         return np.array(self.image_to_face, dtype=np.float64).reshape(2, 3)
 
-    def inverse_affine(self) -> npt.NDArray[np.float64]:
+    def inverse_affine(self) -> F64:
         """Aligned face -> source frame, shape (2, 3)."""
         return np.array(cv2.invertAffineTransform(self.affine()), dtype=np.float64).reshape(2, 3)
 
@@ -269,7 +269,7 @@ def _encoding_for(path: Path, jpeg_quality: int) -> tuple[str, list[int]]:
 
 
 def write_face(
-    path: Path, image_bgr: npt.NDArray[np.uint8], record: FaceRecord, jpeg_quality: int = 95
+    path: Path, image_bgr: U8, record: FaceRecord, jpeg_quality: int = 95
 ) -> None:
     """Encode ``image_bgr`` (size x size x 3 uint8) by the extension, embed ``record``, write atomically.
 
@@ -300,7 +300,7 @@ def read_record(path: Path) -> FaceRecord:
     return record_from_bytes(_read_bytes(path), path)
 
 
-def read_face(path: Path) -> tuple[npt.NDArray[np.uint8], FaceRecord]:
+def read_face(path: Path) -> tuple[U8, FaceRecord]:
     """The aligned image (BGR uint8, size x size x 3) and its record. Errors as ``read_record``."""
     path = Path(path)
     data = _read_bytes(path)
@@ -308,7 +308,7 @@ def read_face(path: Path) -> tuple[npt.NDArray[np.uint8], FaceRecord]:
     decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if decoded is None:
         raise MetadataError("cannot decode the image pixels", path)
-    image: npt.NDArray[np.uint8] = np.asarray(decoded, dtype=np.uint8)
+    image: U8 = np.asarray(decoded, dtype=np.uint8)
     if image.shape[:2] != (record.size, record.size):
         raise MetadataError(
             f"image is {image.shape[1]}x{image.shape[0]} but its metadata says {record.size}x{record.size}",

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
 from facelab.core.atomic import write_bytes_atomic
 from facelab.core.choices import FaceType
 from facelab.core.errors import InputError, MetadataError
-from facelab.core.geometry import FloatArray, affine_scale, invert_affine, transform_points
+from facelab.core.geometry import affine_scale, invert_affine, transform_points
+from facelab.core.types import U8, FloatArray
 from facelab.face.align import FACE_TYPE_ORDER, check_size, compose, convert_transform
 from facelab.face.masks import face_hull_mask
 from facelab.face.quality import sharpness
@@ -34,7 +34,6 @@ from facelab.faceset.record import FaceRecord, XSegPolygon, record_from_bytes
 from facelab.faceset.store import open_store
 from facelab.media.metadata import embed_json
 
-Image8 = NDArray[np.uint8]
 _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
@@ -54,7 +53,7 @@ def _rescale(from_size: int, to_size: int) -> FloatArray:
     return np.array([[k, 0.0, 0.5 * k - 0.5], [0.0, k, 0.5 * k - 0.5]])
 
 
-def warp_resized(image: NDArray[np.uint8], mat: FloatArray, size: int) -> NDArray[np.uint8]:
+def warp_resized(image: U8, mat: FloatArray, size: int) -> U8:
     """``image`` (square) seen through ``mat`` at ``size`` x ``size``: area-shrunk first when ``mat`` shrinks."""
     src = image
     scale = affine_scale(mat)
@@ -84,7 +83,7 @@ def _resize_mask(encoded: str, from_size: int, mat: FloatArray, size: int, path:
 
 
 def resize_record(record: FaceRecord, mat: FloatArray, to_type: FaceType, size: int,
-                  image_rgb: NDArray[np.uint8] | None, path: Path) -> FaceRecord:
+                  image_rgb: U8 | None, path: Path) -> FaceRecord:
     """``record`` for the face warped by ``mat`` (stored px -> new px); ``image_rgb``: the new pixels."""
     landmarks = transform_points(record.landmarks_array(), mat)
     polygons = [XSegPolygon(kind=p.kind, points=transform_points(np.asarray(p.points, dtype=np.float64), mat))

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from facelab.core.choices import FaceType
 from facelab.core.errors import InputError
+from facelab.core.types import F64, U8
 from facelab.face.align import FACE_TYPE_ORDER
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.pack import PackFile, is_pack_path
@@ -62,10 +63,10 @@ class FaceStore:
     names: Sequence[str]
     paths: Sequence[Path]  # location / name: the file, or (for a pack) a name for messages
     records: Sequence[FaceRecord]
-    landmarks: NDArray[np.float64]  # (N, 68, 2), aligned-image pixels
-    yaws: NDArray[np.float64]  # degrees, NaN without a pose
-    pitches: NDArray[np.float64]
-    type_codes: NDArray[np.uint8]  # index into FACE_TYPE_ORDER
+    landmarks: F64  # (N, 68, 2), aligned-image pixels
+    yaws: F64  # degrees, NaN without a pose
+    pitches: F64
+    type_codes: U8  # index into FACE_TYPE_ORDER
     sizes: NDArray[np.int64]
     foreign: list[Path]  # skipped: images without facelab metadata
     invalid: list[tuple[Path, str]]  # skipped: malformed face files, with reasons
@@ -90,7 +91,7 @@ class FaceStore:
         """Release files (a store stays usable: it reopens on the next read)."""
 
 
-def _codes(records: Sequence[FaceRecord]) -> NDArray[np.uint8]:
+def _codes(records: Sequence[FaceRecord]) -> U8:
     return np.array([FACE_TYPE_ORDER.index(r.face_type) for r in records], dtype=np.uint8)
 
 

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
 from facelab.core.errors import MetadataError
+from facelab.core.types import Mask
 from facelab.faceset.record import FaceRecord
-
-Mask = NDArray[np.float32]
 
 
 def encode_mask(mask: Mask) -> str:

@@ -19,8 +19,9 @@ from av.video.stream import VideoStream
 from facelab.core.atomic import fsync_dir
 from facelab.core.choices import VIDEO_CODECS, VideoCodec
 from facelab.core.errors import InputError
+from facelab.core.types import Image
 from facelab.media.frames import ProgressCallback, list_frames, read_frame_info, read_image_rgb
-from facelab.media.video import AV_ERRORS, RGBImage, one_line, open_media, parse_fps
+from facelab.media.video import AV_ERRORS, one_line, open_media, parse_fps
 
 DEFAULT_FPS = Fraction(30)
 
@@ -61,12 +62,12 @@ def _resolve_fps(frames_dir: Path, fps: float | str | Fraction | None) -> Fracti
     return DEFAULT_FPS
 
 
-def _pad_to_even(rgb: RGBImage) -> RGBImage:
+def _pad_to_even(rgb: Image) -> Image:
     """Repeat the last row/column so both sides are even (yuv420p needs even sizes)."""
     h, w = rgb.shape[:2]
     if h % 2 == 0 and w % 2 == 0:
         return rgb
-    padded: RGBImage = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    padded: Image = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     return padded
 
 
@@ -217,7 +218,7 @@ def _encode(
     tmp: Path,
     out_path: Path,
     frames: list[Path],
-    first: RGBImage,
+    first: Image,
     size: tuple[int, int],
     fps: Fraction,
     settings: _EncoderSettings,

@@ -18,8 +18,9 @@ import numpy as np
 from facelab.core.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
 from facelab.core.choices import IMAGE_EXTENSIONS, IMAGE_FORMATS, ImageFormat
 from facelab.core.errors import InputError
+from facelab.core.types import Image
 from facelab.media.png import decode_png, encode_png
-from facelab.media.video import RGBImage, fps_to_str, iter_frames, parse_fps, probe_video, resampled_count
+from facelab.media.video import fps_to_str, iter_frames, parse_fps, probe_video, resampled_count
 
 FRAME_INFO_NAME = "video.json"
 FRAME_INFO_SCHEMA = "facelab.video"
@@ -135,7 +136,7 @@ def read_frame_info(folder: Path | str) -> dict[str, Any] | None:
     return data
 
 
-def read_image_rgb(path: Path | str) -> RGBImage:
+def read_image_rgb(path: Path | str) -> Image:
     """Read an image file as an RGB uint8 H x W x 3 array (PNGs in facelab's own layout by the fast
     reader of facelab.media.png, anything else by OpenCV)."""
     path = Path(path)
@@ -154,7 +155,7 @@ def read_image_rgb(path: Path | str) -> RGBImage:
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
-def encode_image(rgb: RGBImage, fmt: ImageFormat = "png", jpeg_quality: int = 95) -> bytes:
+def encode_image(rgb: Image, fmt: ImageFormat = "png", jpeg_quality: int = 95) -> bytes:
     """An RGB (H x W x 3) or grey (H x W) uint8 image encoded as PNG (facelab.media.png: "up" filter,
     ISA-L deflate; 3x faster than OpenCV's fastest PNG for a smaller file) or JPEG (OpenCV)."""
     if fmt == "png":

@@ -18,7 +18,8 @@ import zlib
 
 import numpy as np
 from isal import isal_zlib
-from numpy.typing import NDArray
+
+from facelab.core.types import U8
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
@@ -30,7 +31,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
-def encode_png(image: NDArray[np.uint8], level: int = 1) -> bytes:
+def encode_png(image: U8, level: int = 1) -> bytes:
     """An 8-bit grey (H x W), RGB or RGBA (H x W x 3|4) image as PNG bytes (channels in RGB order)."""
     img = np.asarray(image)
     if img.dtype != np.uint8 or img.ndim not in (2, 3) or img.size == 0:
@@ -49,7 +50,7 @@ def encode_png(image: NDArray[np.uint8], level: int = 1) -> bytes:
                      _chunk(b"IDAT", isal_zlib.compress(filtered.data, level)), _chunk(b"IEND", b"")))
 
 
-def decode_png(data: bytes) -> NDArray[np.uint8] | None:
+def decode_png(data: bytes) -> U8 | None:
     """The image of PNG bytes facelab's fast path can read (8-bit grey/RGB/RGBA, not interlaced, rows
     filtered "none" or "up"), as H x W or H x W x C in RGB order; None for any other PNG or for damaged data
     (the caller then asks OpenCV, which reports what is wrong)."""

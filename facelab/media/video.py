@@ -15,14 +15,11 @@ from pathlib import Path
 
 import av
 import numpy as np
-import numpy.typing as npt
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
 from facelab.core.errors import InputError
-
-RGBImage = npt.NDArray[np.uint8]
-"""An H x W x 3 uint8 image in RGB order."""
+from facelab.core.types import Image
 
 # What PyAV raises for unreadable input. av.FFmpegError covers FFmpeg's own errors (some of its
 # subclasses also derive from OSError or ValueError); plain OSError/ValueError come from the file layer.
@@ -223,7 +220,7 @@ def probe_video(path: Path | str) -> VideoInfo:
 
 def _decode_rgb(
     container: InputContainer, stream: VideoStream, path: Path
-) -> Iterator[tuple[Fraction | None, RGBImage]]:
+) -> Iterator[tuple[Fraction | None, Image]]:
     """Yield (presentation time in seconds or None, RGB frame) in display order."""
     frames = container.decode(stream)
     reached = 0
@@ -253,8 +250,8 @@ def resampled_count(frame_count: int, source: Fraction, target: Fraction) -> int
 
 
 def _resample(
-    decoded: Iterator[tuple[Fraction | None, RGBImage]], source: Fraction | None, target: Fraction
-) -> Iterator[tuple[int, RGBImage]]:
+    decoded: Iterator[tuple[Fraction | None, Image]], source: Fraction | None, target: Fraction
+) -> Iterator[tuple[int, Image]]:
     """Pick frames at the target rate by timestamp.
 
     Output frame k is the source frame on screen at time k/target (relative to the first frame): the
@@ -265,7 +262,7 @@ def _resample(
     interval = 1 / source if source else 1 / target
     out_index = 0
     origin: Fraction | None = None
-    prev: tuple[Fraction, RGBImage] | None = None
+    prev: tuple[Fraction, Image] | None = None
     for n, (t, rgb) in enumerate(decoded):
         if t is None:
             t = n * interval
@@ -286,7 +283,7 @@ def _resample(
             out_index += 1
 
 
-def iter_frames(path: Path | str, fps: float | str | Fraction | None = None) -> Iterator[tuple[int, RGBImage]]:
+def iter_frames(path: Path | str, fps: float | str | Fraction | None = None) -> Iterator[tuple[int, Image]]:
     """Yield (index, RGB uint8 H x W x 3 frame) for each frame of a video, from index 0.
 
     With fps, the video is resampled to that rate by timestamp (frames are dropped or repeated).

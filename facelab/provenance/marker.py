@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facelab.core.atomic import write_json_atomic
+from facelab.core.types import U8, BoolArray
 from facelab.media.metadata import embed_json
 from facelab.provenance.record import ProvenanceRecord, make_record, write_sidecar, write_video_record
 from facelab.provenance.watermark import embed, make_payload
@@ -25,10 +26,10 @@ SIDECAR_NAME = "provenance.json"
 @dataclass(frozen=True)
 class ProvenanceMarker:
     record: ProvenanceRecord
-    payload: NDArray[np.bool_] = field(repr=False)
+    payload: BoolArray = field(repr=False)
 
-    def mark(self, rgb: NDArray[np.uint8], region: NDArray[np.generic] | None = None,
-             inplace: bool = False) -> NDArray[np.uint8]:
+    def mark(self, rgb: U8, region: NDArray[np.generic] | None = None,
+             inplace: bool = False) -> U8:
         """The frame with the invisible watermark (payload: facelab + the model id), inside `region`
         (the swapped faces) when given, so the rest of the frame stays exactly as it was; ``inplace``
         marks the given array itself (no copy)."""

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from facelab.core.errors import InputError
+from facelab.core.types import FloatArray, Image
 from facelab.media.metadata import detect_format
 from facelab.media.video import iter_frames, probe_video
 from facelab.provenance import watermark as wm
@@ -80,7 +81,7 @@ def _sample_indices(count: int, max_frames: int) -> set[int]:
     return {int(i) for i in np.linspace(0, count - 1, n).round()}
 
 
-def _frame_soft(rgb: wm.RGBImage, regions: FaceRegions) -> wm.FloatArray:
+def _frame_soft(rgb: Image, regions: FaceRegions) -> FloatArray:
     """Soft bits read where merge puts the mark: inside a swapped face. Each face is read on its own (a
     frame may hold swapped and untouched faces, e.g. a side-by-side comparison); the first that decodes
     wins, then the whole frame (e.g. a frame marked all over); failing both, the strongest reading."""
@@ -107,7 +108,7 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
         raise InputError(f"max_frames must be at least 1, got {max_frames}")
     notes: list[str] = []
     regions = FaceRegions()
-    softs: list[wm.FloatArray] = []
+    softs: list[FloatArray] = []
     marked = 0
     if _is_image(path):
         kind: Literal["image", "video"] = "image"
@@ -115,7 +116,7 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
         if bgr is None:
             raise InputError("cannot decode this image (corrupt or unsupported format)", path)
-        rgb: wm.RGBImage = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+        rgb: Image = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
         if min(rgb.shape[:2]) < wm.MIN_SIDE:
             notes.append(f"image smaller than {wm.MIN_SIDE}x{wm.MIN_SIDE}: too small to carry a watermark")
         else:

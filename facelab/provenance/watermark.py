@@ -38,6 +38,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from facelab.core.types import BoolArray, FloatArray, Image
+
 SCHEME = "facelab-dct-qim"
 SCHEME_VERSION = 1
 
@@ -67,9 +69,6 @@ FLAT_FACTOR = 0.6
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 _LUMA32 = _LUMA.astype(np.float32).reshape(1, 3)
 
-BoolArray = npt.NDArray[np.bool_]
-FloatArray = npt.NDArray[np.float64]
-RGBImage = npt.NDArray[np.uint8]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -207,7 +206,7 @@ def _layout(nby: int, nbx: int) -> tuple[npt.NDArray[np.intp], FloatArray]:
     return np.ascontiguousarray(bit_index), dither
 
 
-def _check_frame(rgb: RGBImage) -> None:
+def _check_frame(rgb: Image) -> None:
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 RGB frame, got shape {getattr(rgb, 'shape', None)}")
     if rgb.dtype != np.uint8:
@@ -217,7 +216,7 @@ def _check_frame(rgb: RGBImage) -> None:
         raise ValueError(f"frame {w}x{h} is too small to carry a watermark (minimum {MIN_SIDE}x{MIN_SIDE})")
 
 
-def _blocks_of(area_rgb: RGBImage) -> FloatArray:
+def _blocks_of(area_rgb: Image) -> FloatArray:
     """The luma of a block-aligned RGB area (a multiple of 8 on each side) as (nby, nbx, 8, 8) float blocks.
 
     Luma is computed in float32 by OpenCV (2x faster than float64; within 3e-5 of it, far below the
@@ -230,7 +229,7 @@ def _blocks_of(area_rgb: RGBImage) -> FloatArray:
     return out
 
 
-def _luma_blocks(rgb: RGBImage) -> tuple[FloatArray, int, int]:
+def _luma_blocks(rgb: Image) -> tuple[FloatArray, int, int]:
     """The luma of the block-covered area as (nby, nbx, 8, 8) float blocks."""
     h, w = rgb.shape[:2]
     nby, nbx = h // BLOCK, w // BLOCK
@@ -247,8 +246,8 @@ def _coefficients(blocks: FloatArray) -> FloatArray:
 # embed / extract
 
 
-def embed(rgb: RGBImage, payload_bits: Sequence[bool] | BoolArray, strength: float = DEFAULT_STRENGTH,
-          region: npt.NDArray[np.generic] | None = None, inplace: bool = False) -> RGBImage:
+def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, strength: float = DEFAULT_STRENGTH,
+          region: npt.NDArray[np.generic] | None = None, inplace: bool = False) -> Image:
     """Return a copy of the RGB uint8 frame carrying the 64 payload bits (``inplace``: the frame itself,
     changed).
 
@@ -269,7 +268,7 @@ def embed(rgb: RGBImage, payload_bits: Sequence[bool] | BoolArray, strength: flo
     bit_index, dither = _layout(nby, nbx)
     # Only the blocks of the region's bounding box are transformed: merge marks a face, not the frame.
     by0, by1, bx0, bx1 = 0, nby, 0, nbx
-    inside: npt.NDArray[np.bool_] | None = None
+    inside: BoolArray | None = None
     if region is not None:
         area_box = _blocks_within(region, nby, nbx)
         if area_box is None:
@@ -297,7 +296,7 @@ def embed(rgb: RGBImage, payload_bits: Sequence[bool] | BoolArray, strength: flo
     nyb, nxb = by1 - by0, bx1 - bx0
     dy_blocks = np.einsum("yxk,kij->yxij", delta, _BASIS)
     dy = dy_blocks.transpose(0, 2, 1, 3).reshape(nyb * BLOCK, nxb * BLOCK).astype(np.float32)
-    marked: RGBImage = rgb if inplace else rgb.copy()
+    marked: Image = rgb if inplace else rgb.copy()
     area = rgb[y0:y1, x0:x1].astype(np.float32)
     area += dy[:, :, None]
     np.rint(area, out=area)
@@ -320,14 +319,14 @@ def _blocks_within(region: npt.NDArray[np.generic], nby: int, nbx: int) -> tuple
     return by0, by1, bx0, bx1
 
 
-def _block_region(region: npt.NDArray[np.generic], nby: int, nbx: int) -> npt.NDArray[np.bool_]:
+def _block_region(region: npt.NDArray[np.generic], nby: int, nbx: int) -> BoolArray:
     """Blocks lying wholly inside a pixel region (H x W, nonzero = inside)."""
     inside = np.asarray(region)[: nby * BLOCK, : nbx * BLOCK] != 0
-    out: npt.NDArray[np.bool_] = inside.reshape(nby, BLOCK, nbx, BLOCK).all(axis=(1, 3))
+    out: BoolArray = inside.reshape(nby, BLOCK, nbx, BLOCK).all(axis=(1, 3))
     return out
 
 
-def soft_bits(rgb: RGBImage, region: npt.NDArray[np.generic] | None = None) -> FloatArray:
+def soft_bits(rgb: Image, region: npt.NDArray[np.generic] | None = None) -> FloatArray:
     """The 64 soft values of a frame, each in [-1, 1]: positive means bit 0, negative bit 1.
 
     ``region`` (H x W, nonzero = inside) limits the estimate to the blocks inside it: merge marks only
@@ -365,7 +364,7 @@ def confidence_from_soft(soft: Sequence[float] | FloatArray) -> float:
     return float(np.clip(np.mean(np.abs(arr)), 0.0, 1.0)) if arr.size else 0.0
 
 
-def extract(rgb: RGBImage) -> tuple[BoolArray, float, FloatArray]:
+def extract(rgb: Image) -> tuple[BoolArray, float, FloatArray]:
     """Blindly read (bits, confidence, soft values) from a frame; see ``confidence_from_soft``."""
     soft = soft_bits(rgb)
     return bits_from_soft(soft), confidence_from_soft(soft), soft
@@ -386,7 +385,7 @@ def detection_from_soft(soft: Sequence[float] | FloatArray) -> Detection:
     return Detection(found=info.valid, confidence=confidence_from_soft(soft), bits=bits, payload=info)
 
 
-def detect(rgb: RGBImage) -> Detection:
+def detect(rgb: Image) -> Detection:
     """Extract and check the payload of one frame."""
     return detection_from_soft(soft_bits(rgb))
 
@@ -406,7 +405,7 @@ def mean_soft(softs: Sequence[Sequence[float] | FloatArray]) -> FloatArray:
     return out
 
 
-def psnr(a: RGBImage, b: RGBImage) -> float:
+def psnr(a: Image, b: Image) -> float:
     """Peak signal-to-noise ratio between two uint8 images, in dB (inf when identical)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))

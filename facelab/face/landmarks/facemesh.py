@@ -11,10 +11,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
 from facelab.core.geometry import invert_affine, transform_points
-from facelab.core.types import Image, Points
+from facelab.core.types import F32, Image, Points
 from facelab.face.landmarks.mesh_map import MESH_TO_68
 from facelab.face.models import tflite_model
 from facelab.face.tflite import interpreter
@@ -55,7 +54,7 @@ class FaceMeshLandmarker:
         x = (crop.astype(np.float32) / 255.0)[None]
         self._it.set_tensor(self._in, x)
         self._it.invoke()
-        raw: NDArray[np.float32] = self._it.get_tensor(self._out_mesh).reshape(-1, 3)
+        raw: F32 = self._it.get_tensor(self._out_mesh).reshape(-1, 3)
         score = float(1.0 / (1.0 + np.exp(-float(self._it.get_tensor(self._out_score).ravel()[0]))))
         inv = invert_affine(m)
         xy = transform_points(raw[:, :2].astype(np.float64), inv)

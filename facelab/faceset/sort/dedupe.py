@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from facelab.core.types import FloatArray
 from facelab.faceset.features import THUMB_SIZE
-
-FloatArray = NDArray[np.float64]
 
 # RMS difference of the 32x32 colour thumbnails, in grey levels (0..255). Measured on the bundled and
 # shared clips (128 px faces): a JPEG re-encode of a face is 0.5 from it at quality 95 and 1.6 at 75; the

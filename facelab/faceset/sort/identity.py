@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 
 from facelab.core.choices import IMAGE_EXTENSIONS
 from facelab.core.errors import InputError
+from facelab.core.types import FloatArray
 from facelab.face.identity import Embedder, create_embedder
 from facelab.faceset.record import NotAFaceError, read_face
 
-FloatArray = NDArray[np.float64]
 _BLOCK = 1024
 
 

@@ -33,9 +33,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facelab.core.registry import Registry
+from facelab.core.types import FloatArray
 from facelab.face.identity import SAME_PERSON_THRESHOLD
 from facelab.face.pose import estimate_pose
-from facelab.faceset.features import THUMB_SIZE, FaceFeatures, FloatArray
+from facelab.faceset.features import THUMB_SIZE, FaceFeatures
 from facelab.faceset.folder import natural_key
 from facelab.faceset.record import FaceRecord
 from facelab.faceset.sort.identity import main_identity
