@@ -41,8 +41,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def _stored_rgb(faces: FaceSet, i: int) -> np.ndarray:
-    rgb, _ = faces.load(i)
-    return rgb
+    """Face i as stored, RGB float32 in [0, 1]."""
+    rgb = cv2.cvtColor(faces.read_bgr(i), cv2.COLOR_BGR2RGB)
+    return np.asarray(rgb, dtype=np.float32) * np.float32(1 / 255)
 
 
 def _lab_mean(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -59,7 +60,7 @@ def test_faceset(sets: tuple[FaceSet, FaceSet]) -> None:
     assert len(src) > 50 and len(dst) > 20
     assert src.face_type == "whole_face" and src.size == 128
     assert len(src.records) == len(src.paths) == len(src.yaws) == len(src)
-    rgb, rec = src.load(3)
+    rgb, rec = _stored_rgb(src, 3), src.records[3]
     assert rgb.shape == (128, 128, 3) and rgb.dtype == np.float32 and rgb.min() >= 0.0 and rgb.max() <= 1.0
     bgr, rec2 = read_face(src.paths[3])
     assert rec == rec2

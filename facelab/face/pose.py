@@ -35,8 +35,8 @@ def estimate_pose(landmarks: Points, image_size: tuple[int, int] | None = None) 
         cx, cy = float(lm[:, 0].mean()), float(lm[:, 1].mean())
     cam = np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
     obj = (MEAN_FACE_3D - MEAN_FACE_3D.mean(axis=0)).astype(np.float64)
-    # SQPnP finds the global optimum without an initial guess: 0.17 ms a face against 2.5 ms for the
-    # iterative solver, agreeing with it within a few degrees (measured on the shared Obama clip).
+    # SQPnP finds the global optimum without an initial guess, faster than the iterative solver and
+    # within a few degrees of it (figures: docs/architecture.md, Measurements).
     ok, rvec, _ = cv2.solvePnP(obj, lm, cam, np.zeros(4), flags=cv2.SOLVEPNP_SQPNP)
     if not ok:
         return HeadPose(0.0, 0.0, 0.0)

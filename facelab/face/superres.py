@@ -6,11 +6,9 @@ imported) and the network is run with the ``ncnn`` Python binding directly.
 
 - ``SuperResolver.upscale(bgr)``: x4, BGR uint8 in and out. An image larger than ``tile`` pixels is cut
   into nearly equal blocks; each block is run with ``overlap`` extra pixels of context on its inner sides
-  (block plus context at most ``tile`` on a side) and only its own part of the result is kept. Memory is
-  bounded by the tile: measured peaks (model included) 0.6 GB for 64 px, 1.15 GB for 128 px in one pass,
-  1.5 GB for 256 px in 2 x 2 blocks of 152 px. With 24 px of context a tiled result differs from a
-  one-pass one by 0.4 grey levels on average (99th percentile 3; measured on a 128 px face in 2 x 2
-  blocks). An image no larger than a tile runs in one pass.
+  (block plus context at most ``tile`` on a side) and only its own part of the result is kept, so memory
+  is bounded by the tile, and 24 px of context keep a tiled result within a few grey levels of a one-pass
+  one (figures: docs/architecture.md, Measurements). An image no larger than a tile runs in one pass.
 - ``SuperResolver.enhance(bgr, strength)``: the same size back (x4, then area downscale), blended with
   the original by ``strength`` (0: unchanged, 1: fully enhanced).
 - ``shared_resolver(threads)``: one loaded model per thread count for the whole process. An ncnn ``Net``

@@ -4,7 +4,7 @@ A store lists its faces (``names``, ``paths`` for messages), gives every face's 
 the per-face arrays training needs at open (``landmarks``, ``yaws``, ``pitches``, ``type_codes``,
 ``sizes``) and each face file's bytes (``read_bytes(i)``). A FolderStore reads every record when it opens
 (as ``scan_faces`` does); a PackStore reads only the pack's index and parses a record when it is asked
-for, so a 100,000-face pack opens in well under a second and holds no image in memory.
+for, so opening a pack parses no record and holds no image in memory.
 """
 
 from __future__ import annotations

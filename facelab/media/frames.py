@@ -157,7 +157,7 @@ def read_image_rgb(path: Path | str) -> Image:
 
 def encode_image(rgb: Image, fmt: ImageFormat = "png", jpeg_quality: int = 95) -> bytes:
     """An RGB (H x W x 3) or grey (H x W) uint8 image encoded as PNG (facelab.media.png: "up" filter,
-    ISA-L deflate; 3x faster than OpenCV's fastest PNG for a smaller file) or JPEG (OpenCV)."""
+    ISA-L deflate: faster than OpenCV's fastest PNG, for a smaller file) or JPEG (OpenCV)."""
     if fmt == "png":
         return encode_png(rgb)
     image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb

@@ -2,13 +2,12 @@
 
 Written files are ordinary 8-bit grey or RGB PNGs that every viewer opens. Every row uses the "up"
 filter (the row minus the row above: on video frames as small as the adaptive filters, and vectorised as
-one subtraction), compressed by ISA-L's deflate at level 1, which is several times faster than zlib's
-fastest level for a file no larger. Measured on a 480x480 video frame (2-core CPU): 1.3 ms and 136 KiB
-against OpenCV's 3.9 ms and 142 KiB (zlib level 1, up filter, RLE).
+one subtraction), compressed by ISA-L's deflate at level 1, which is faster than zlib's fastest level for
+a file no larger (figures: docs/architecture.md, Measurements).
 
-`decode_png` reads PNGs whose rows all use the "none" or "up" filter (what facelab writes) about twice as
-fast as OpenCV, and returns None for any other layout so the caller falls back to OpenCV: it never
-guesses. Chunk CRCs and the zlib checksum are verified.
+`decode_png` reads PNGs whose rows all use the "none" or "up" filter (what facelab writes), faster than
+OpenCV, and returns None for any other layout so the caller falls back to OpenCV: it never guesses.
+Chunk CRCs and the zlib checksum are verified.
 """
 
 from __future__ import annotations
@@ -100,7 +99,7 @@ def decode_png(data: bytes) -> U8 | None:
     out = np.empty((h, stride), dtype=np.uint8)
     out[0] = rows[0, 1:]  # "up" on the first row adds the zeros above it
     ups = (kinds == _FILTER_UP).tolist()
-    for y in range(1, h):  # row by row: vectorised along the row, 2x faster than a cumsum down the columns
+    for y in range(1, h):  # row by row, vectorised along the row: faster than a cumsum down the columns
         if ups[y]:
             np.add(out[y - 1], rows[y, 1:], out=out[y])
         else:

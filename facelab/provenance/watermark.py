@@ -219,8 +219,8 @@ def _check_frame(rgb: Image) -> None:
 def _blocks_of(area_rgb: Image) -> FloatArray:
     """The luma of a block-aligned RGB area (a multiple of 8 on each side) as (nby, nbx, 8, 8) float blocks.
 
-    Luma is computed in float32 by OpenCV (2x faster than float64; within 3e-5 of it, far below the
-    lattice step), the DCT in float64."""
+    Luma is computed in float32 by OpenCV (within 3e-5 of float64, far below the lattice step, for about
+    half the time; see docs/architecture.md, Measurements), the DCT in float64."""
     h, w = area_rgb.shape[:2]
     nby, nbx = h // BLOCK, w // BLOCK
     y = cv2.transform(np.ascontiguousarray(area_rgb).astype(np.float32), _LUMA32)

@@ -187,11 +187,6 @@ class FaceSet:
             raise MetadataError(f"image is {image.shape[1]}x{image.shape[0]}, expected {self.size}x{self.size}", path)
         return image
 
-    def load(self, i: int) -> tuple[FloatImage, FaceRecord]:
-        """Face i as RGB float32 in [0, 1] (size x size x 3) and its record."""
-        rgb = cv2.cvtColor(self.read_bgr(i), cv2.COLOR_BGR2RGB)
-        return np.asarray(rgb, dtype=np.float32) * np.float32(1 / 255), self.records[i]
-
 
 class _PixelCache:
     """Images made once and kept, up to a byte budget (first come, first kept: samples are drawn at
