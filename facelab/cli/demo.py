@@ -20,7 +20,8 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 def demo(
     workspace: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("demo_workspace"),
     minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 15.0,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: CPU count).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Workers for extraction (processes) and merging "
+                                                "(threads); default: CPU count.")] = None,
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="Train from random weights, not from the "
                                                "shipped face prior.")] = False,
 ) -> None:
