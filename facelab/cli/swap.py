@@ -35,7 +35,8 @@ def swap(
     preset: Annotated[PresetName, typer.Option(help="Training preset.")] = "demo",
     minutes: Annotated[float | None, typer.Option(help="Training time budget in minutes.")] = 15.0,
     iterations: Annotated[int | None, typer.Option(help="Training budget in iterations instead.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes for extraction and merging.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Workers for extraction (processes) and "
+                                                "merging (threads).")] = None,
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="Train from random weights, not from the "
                                                "shipped face prior of the preset's shape.")] = False,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of merge options (section merge).")] = None,
