@@ -34,9 +34,10 @@ from facelab.extract.options import ExtractOptions  # noqa: E402
 from facelab.extract.pipeline import run_extract  # noqa: E402
 from facelab.faceset.folder import scan_faces  # noqa: E402
 from facelab.media.frames import extract_frames, read_image_rgb  # noqa: E402
+from facelab.merge.batches import BATCH_FACES, needs_dst_mask  # noqa: E402
 from facelab.merge.compose import crop_face, model_transform  # noqa: E402
 from facelab.merge.options import MergeOptions  # noqa: E402
-from facelab.merge.runner import BATCH_FACES, needs_dst_mask, run_merge  # noqa: E402
+from facelab.merge.runner import run_merge  # noqa: E402
 from facelab.merge.session import MergeSession  # noqa: E402
 from facelab.train.inference import load_swap_model  # noqa: E402
 

@@ -20,10 +20,13 @@ from facelab.face.masks import face_hull_mask
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import FaceRecord, XSegPolygon, read_face, update_record
 from facelab.media.frames import extract_frames, read_image_rgb
+from facelab.merge.batches import needs_dst_mask
 from facelab.merge.compose import COLOR_METHODS, Prediction, _side_masks, compose_face, face_size_px, model_transform
 from facelab.merge.options import XSEG_MASK_MODES, MergeOptions
-from facelab.merge.runner import _ThreadPlan, needs_dst_mask, parse_shard, run_merge
+from facelab.merge.runner import run_merge
+from facelab.merge.schedule import ThreadPlan as _ThreadPlan
 from facelab.merge.session import MergeSession, load_session, parse_session, save_session
+from facelab.merge.shard import parse_shard
 
 from .conftest import SAMPLES
 
@@ -252,6 +255,34 @@ def test_session_roundtrip_and_validation(tmp_path: Path) -> None:
         parse_session(base | {"extra": 1})
     with pytest.raises(InputError, match="shard"):
         parse_shard("3/2")
+
+
+
+def test_options_split_into_per_run_and_per_frame() -> None:
+    """MergeOptions is FrameOptions + RunOptions as one flat model (the same keys for users); a session
+    refuses a per-frame override of every per-run field and accepts every per-frame one."""
+    from facelab.merge.options import EXECUTION_KEYS, FRAME_KEYS, RUN_KEYS, FrameOptions, RunOptions
+
+    assert not FRAME_KEYS & RUN_KEYS and set(MergeOptions.model_fields) == FRAME_KEYS | RUN_KEYS
+    assert set(MergeOptions.model_fields) == {
+        "mode", "mask_mode", "erode", "blur", "face_scale", "motion_blur", "color_transfer", "sharpen_mode",
+        "sharpen_amount", "super_resolution", "detail_transfer", "denoise", "bicubic_degrade", "color_degrade",
+        "direction", "hist_match_threshold", "workers", "image_format", "xseg_model"}
+    assert sorted(RUN_KEYS) == ["direction", "image_format", "super_resolution", "workers", "xseg_model"]
+    assert sorted(EXECUTION_KEYS) == ["workers"]
+    opts = MergeOptions(mode="seamless", erode=3, workers=2, image_format="jpg")
+    assert isinstance(opts.frame, FrameOptions) and opts.frame.mode == "seamless" and opts.frame.erode == 3
+    assert isinstance(opts.run, RunOptions) and opts.run.workers == 2 and opts.run.image_format == "jpg"
+    assert MergeOptions(**opts.frame.model_dump(), **opts.run.model_dump()) == opts
+    base = {"schema": "facelab.merge_session", "version": 1, "options": {}}
+    samples: dict[str, Any] = {"workers": 1, "image_format": "jpg", "direction": "dst2src",
+                               "super_resolution": True, "xseg_model": "x"}
+    for key in RUN_KEYS:
+        with pytest.raises(InputError, match=rf"frames\.000001\.{key}: cannot change per frame"):
+            parse_session(base | {"frames": {"000001": {key: samples[key]}}})
+    defaults = MergeOptions().model_dump()
+    session = parse_session(base | {"frames": {"000001": {k: defaults[k] for k in FRAME_KEYS}}})
+    assert session.options_for("000001") == MergeOptions()
 
 
 # ---- runner ------------------------------------------------------------------------------------

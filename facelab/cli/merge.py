@@ -11,8 +11,9 @@ from facelab.cli.options import model_parameters, with_parameters
 from facelab.cli.progress import console, progress_bar
 from facelab.core.config import build_options
 from facelab.merge.options import MergeOptions
-from facelab.merge.runner import parse_shard, run_merge
+from facelab.merge.runner import run_merge
 from facelab.merge.session import MergeSession, load_session
+from facelab.merge.shard import parse_shard
 
 
 def merge(

@@ -1,10 +1,17 @@
-"""Merge options: one pydantic model, shared by the CLI, config files (section [merge]) and session files."""
+"""Merge options, shared by the CLI, config files (section [merge]) and session files.
+
+Two groups: ``FrameOptions``, which a merge session may override for single frames (the compositing
+knobs), and ``RunOptions``, which hold for a whole run (what the model call, the output files or the
+worker pool depend on). ``MergeOptions`` is both as one flat model, so users see one set of flags and
+keys; every list of names the merge code needs (what may not change per frame, what the resume journal
+ignores) is derived from these classes.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,9 +22,19 @@ from facelab.face.superres import check_available
 XSEG_MASK_MODES: frozenset[str] = frozenset({"xseg-prd", "xseg-dst", "xseg-prd*xseg-dst"})
 
 
-class MergeOptions(BaseModel):
+class _Execution:
+    """Field metadata of a per-run option that changes how a run executes, never what it writes (so a
+    resumed run may change it and keep the frames already merged)."""
+
+
+EXECUTION = _Execution()
+
+
+class FrameOptions(BaseModel):
+    """Per-frame options: how each face is shaped, recoloured and blended into its frame. A merge session
+    may change any of them for a single frame."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
-    config_section: ClassVar[str] = "merge"
 
     mode: MergeMode = Field("overlay", description="how the swapped face is blended into the frame: overlay "
                             "(alpha blend), hist-match, seamless (Poisson), seamless-hist-match, raw-rgb (the "
@@ -38,9 +55,6 @@ class MergeOptions(BaseModel):
                                                "mask, mkl and idt on the whole crop (background too)")
     sharpen_mode: SharpenMode = Field("none", description="sharpen the swapped face: box, gaussian or unsharp")
     sharpen_amount: float = Field(0.0, ge=0, le=100, description="sharpening strength in percent")
-    super_resolution: bool = Field(False, description="upscale the swapped face with Real-ESRGAN x4 before it is "
-                                   "warped back (to its size in the frame, at most 4x the model's resolution; about "
-                                   "1-2 s per face on a CPU core)")
     detail_transfer: float = Field(50.0, ge=0, le=100, description="add this percent of dst's own detail finer "
                                    "than the model's pixels (skin texture, stubble, glasses' edges) to the face")
     denoise: float = Field(0.0, ge=0, le=10, description="denoise the swapped face, strength 0..10 (0: off)")
@@ -48,17 +62,50 @@ class MergeOptions(BaseModel):
                                    "to this percent, to match a soft frame")
     color_degrade: float = Field(0.0, ge=0, le=100, description="reduce the swapped face's colour depth "
                                  "(posterise), strength in percent")
-    direction: MergeDirection = Field("src2dst", description="src2dst: src identity into the frames; dst2src: the "
-                                      "reverse (DF models only)")
     hist_match_threshold: int = Field(238, ge=0, le=255, description="hist-match: ignore predicted pixels brighter "
                                       "than this")
-    workers: int = Field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)), ge=1, le=64,
-                         description="compositing worker processes (default: CPU count, up to 8)")
+
+
+class RunOptions(BaseModel):
+    """Per-run options: the same for every frame of a run, since the model call (direction, XSeg model),
+    the upscaling, the output files or the workers depend on them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    super_resolution: bool = Field(False, description="upscale the swapped face with Real-ESRGAN x4 before it is "
+                                   "warped back (to its size in the frame, at most 4x the model's resolution; slow "
+                                   "on a CPU)")
+    direction: MergeDirection = Field("src2dst", description="src2dst: src identity into the frames; dst2src: the "
+                                      "reverse (DF models only)")
+    workers: Annotated[int, EXECUTION] = Field(
+        default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)), ge=1, le=64,
+        description="compositing workers: threads beside the model (worker processes only with the Python API's "
+                    "run_merge(pool=\"process\")); default: CPU count, up to 8")
     image_format: ImageFormat = Field("png", description="image format of the merged frames")
     xseg_model: Path | None = Field(None, description="XSeg model folder (facelab xseg train) for the xseg-* mask "
                                     "modes; without it xseg-dst uses the masks `facelab xseg apply` stored in the "
                                     "dst faces")
 
+
+class MergeOptions(RunOptions, FrameOptions):
+    """All merge options as one flat model (the CLI flags, the config section [merge] and a session's
+    ``options``): the per-frame fields first, then the per-run ones. ``.frame`` and ``.run`` are the two parts."""
+
+    config_section: ClassVar[str] = "merge"
+
+    @property
+    def frame(self) -> FrameOptions:
+        return FrameOptions.model_construct(**{k: getattr(self, k) for k in FRAME_KEYS})
+
+    @property
+    def run(self) -> RunOptions:
+        return RunOptions.model_construct(**{k: getattr(self, k) for k in RUN_KEYS})
+
+
+FRAME_KEYS: frozenset[str] = frozenset(FrameOptions.model_fields)
+RUN_KEYS: frozenset[str] = frozenset(RunOptions.model_fields)
+# per-run options that do not change the output (marked EXECUTION on their field)
+EXECUTION_KEYS: frozenset[str] = frozenset(k for k, f in RunOptions.model_fields.items() if EXECUTION in f.metadata)
 
 XSEG_PRD_MODES: frozenset[str] = frozenset({"xseg-prd", "xseg-prd*xseg-dst"})
 XSEG_DST_MODES: frozenset[str] = frozenset({"xseg-dst", "xseg-prd*xseg-dst"})

@@ -5,7 +5,8 @@
      "frames": {"000123": {"erode": 10, ...}, ...}}
 
 ``options`` holds any MergeOptions fields (missing ones take the defaults); each entry of ``frames``
-overrides some of them for one frame (keyed by the frame file's stem). Everything is validated when the
+overrides some of the per-frame ones (FrameOptions) for one frame, keyed by the frame file's stem; a
+per-run option (RunOptions) in a frame entry is refused. Everything is validated when the
 file is read: an unknown key or an out-of-range value is an InputError naming the key.
 """
 
@@ -20,13 +21,11 @@ from pydantic import ValidationError
 
 from facelab.core.atomic import write_json_atomic
 from facelab.core.errors import InputError
-from facelab.merge.options import MergeOptions
+from facelab.merge.options import RUN_KEYS, MergeOptions
 
 SCHEMA = "facelab.merge_session"
 VERSION = 1
 _TOP_KEYS = frozenset({"schema", "version", "options", "frames"})
-# per-run settings: meaningless per frame
-_RUN_ONLY = frozenset({"workers", "image_format", "direction", "super_resolution", "xseg_model"})
 
 
 def _validate(values: dict[str, Any], where: str, path: Path | None) -> MergeOptions:
@@ -50,7 +49,7 @@ class MergeSession:
             self._check_override(stem, over, None)
 
     def _check_override(self, stem: str, over: dict[str, Any], path: Path | None) -> MergeOptions:
-        bad = sorted(set(over) & _RUN_ONLY)
+        bad = sorted(set(over) & RUN_KEYS)
         if bad:
             raise InputError(f"invalid merge session: frames.{stem}.{bad[0]}: cannot change per frame", path)
         return _validate(self.options.model_dump() | over, f"frames.{stem}", path)

@@ -1,0 +1,85 @@
+"""The inputs of a merge, read and checked before any work: the frames, the model, the dst faces grouped
+by frame, the options against what is available, and the XSeg model when a mask mode needs one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from facelab.core.errors import InputError
+from facelab.face.align import FACE_TYPE_ORDER
+from facelab.faceset.folder import scan_faces
+from facelab.faceset.record import FaceRecord
+from facelab.media.frames import list_frames
+from facelab.merge.options import check_supported
+from facelab.merge.session import MergeSession
+from facelab.merge.xseg_masks import has_stored_mask
+from facelab.train.inference import SwapModel, load_swap_model
+from facelab.xseg.infer import XSegModel, load_xseg
+
+
+@dataclass(frozen=True)
+class MergeInputs:
+    frames: list[Path]  # the frame folder, in frame order
+    model: SwapModel
+    faces: int  # dst faces in the aligned folder
+    by_frame: dict[str, list[FaceRecord]]  # frame stem -> its faces, by face index
+    unmatched: int  # faces whose source frame is not in the frame folder
+    xseg: XSegModel | None
+
+    @property
+    def order(self) -> list[str]:
+        return [p.stem for p in self.frames]
+
+
+def load_inputs(model_dir: Path, frames_dir: Path, aligned_dir: Path, out_dir: Path, session: MergeSession,
+                device: str) -> MergeInputs:
+    """Read and check everything a merge needs (InputError naming the problem); writes nothing."""
+    frames = list_frames(frames_dir)
+    model = load_swap_model(model_dir, device)
+    scan = scan_faces(aligned_dir)
+    if not scan.faces:
+        raise InputError("no aligned faces in this folder: extract the dst faces first (facelab extract)",
+                         aligned_dir)
+    _check_face_types(scan.faces, model.options.face_type)
+    _check_options(session, model, all(has_stored_mask(r) for _, r in scan.faces))
+    xseg_model = session.options.xseg_model
+    xseg = load_xseg(xseg_model) if xseg_model is not None else None
+    by_frame = _group_by_frame(rec for _, rec in scan.faces)
+    known = {p.stem for p in frames}
+    unmatched = sum(len(v) for k, v in by_frame.items() if k not in known)
+    if unmatched == len(scan.faces):
+        raise InputError(f"none of the {len(scan.faces)} faces in {aligned_dir} comes from a frame of this folder "
+                         "(were they extracted from another video?)", frames_dir)
+    if out_dir.resolve() == frames_dir.resolve():
+        raise InputError("the output folder must not be the frame folder", out_dir)
+    return MergeInputs(frames, model, len(scan.faces), by_frame, unmatched, xseg)
+
+
+def _group_by_frame(records: Iterable[FaceRecord]) -> dict[str, list[FaceRecord]]:
+    by_frame: dict[str, list[FaceRecord]] = {}
+    for rec in records:
+        by_frame.setdefault(rec.source.frame, []).append(rec)
+    for recs in by_frame.values():
+        recs.sort(key=lambda r: r.face_index)
+    return by_frame
+
+
+def _check_face_types(faces: Sequence[tuple[Path, FaceRecord]], model_type: str) -> None:
+    need = FACE_TYPE_ORDER.index(model_type)
+    for path, rec in faces:
+        if FACE_TYPE_ORDER.index(rec.face_type) < need:
+            raise InputError(f"face extracted as {rec.face_type}, but the model sees {model_type} faces (a larger "
+                             f"crop): extract the dst faces again with --face-type {model_type}", path)
+
+
+def _check_options(session: MergeSession, model: SwapModel, dst_masks: bool) -> None:
+    check_supported(session.options, dst_masks)
+    for stem in session.frames:
+        check_supported(session.options_for(stem), dst_masks)
+    if session.options.direction == "dst2src":
+        r = model.resolution
+        model.swap_reverse(torch.zeros(1, 3, r, r))  # raises InputError for models without a reverse path
