@@ -36,19 +36,6 @@ INITS: tuple[str, ...] = get_args(InitName)
 PresetName = Literal["demo", "quick96", "saehd"]
 PRESETS: tuple[str, ...] = get_args(PresetName)
 
-ColorTransferName = Literal["none", "rct", "lct", "mkl", "idt", "sot", "mix"]
-COLOR_TRANSFERS_NAMES: tuple[str, ...] = get_args(ColorTransferName)
-
-MergeMode = Literal["original", "overlay", "hist-match", "seamless", "seamless-hist-match", "raw-rgb", "raw-predict"]
-MERGE_MODES: tuple[str, ...] = get_args(MergeMode)
-
-MaskMode = Literal["full", "dst", "learned-prd", "learned-dst", "learned-prd*learned-dst", "learned-prd+learned-dst",
-                   "xseg-prd", "xseg-dst", "xseg-prd*xseg-dst"]
-MASK_MODES: tuple[str, ...] = get_args(MaskMode)
-
-MergeColorTransfer = Literal["none", "rct", "lct", "mkl", "mkl-m", "idt", "idt-m", "sot-m", "mix-m"]
-MERGE_COLOR_TRANSFERS: tuple[str, ...] = get_args(MergeColorTransfer)
-
 SharpenMode = Literal["none", "box", "gaussian", "unsharp"]
 SHARPEN_MODES: tuple[str, ...] = get_args(SharpenMode)
 

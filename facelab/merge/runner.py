@@ -43,7 +43,8 @@ from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import FaceRecord
 from facelab.media.frames import encode_image, list_frames, read_image_rgb
 from facelab.merge.compose import FaceInput, Prediction, crop_face, merge_frame, model_transform
-from facelab.merge.options import LEARNED_DST_MODES, MergeOptions, check_supported
+from facelab.merge.masks import LEARNED_DST_MODES
+from facelab.merge.options import MergeOptions, check_supported
 from facelab.merge.session import MergeSession
 from facelab.merge.xseg_masks import has_stored_mask, with_xseg
 from facelab.provenance.marker import ProvenanceMarker, marker_for
