@@ -33,7 +33,7 @@ from facelab.face.align import convert_transform
 from facelab.face.masks import face_hull_mask
 from facelab.faceset.record import FaceRecord
 from facelab.merge.blend import detail_transfer, erode_blur, seamless, warp_back, warp_face
-from facelab.merge.masks import MASK_MODES, MaskSpec, side_masks
+from facelab.merge.masks import FULL_CROP, MASK_MODES, MaskSpec, side_masks
 from facelab.merge.modes import MERGE_MODES, MergeModeSpec
 from facelab.merge.options import MergeOptions, check_supported
 from facelab.merge.stages import FaceContext, run_stages, source_face
@@ -200,7 +200,7 @@ def face_region(shape: tuple[int, ...], record: FaceRecord, prediction: Predicti
     face_px = face_size_px(mat, r)
     erode_px = 0.0 if mode.hard_mask else face_px * opts.erode / 100.0
     blur_px = 0.0 if mode.hard_mask else face_px * opts.blur / 100.0
-    mask_mode = "full" if mode.full_mask else opts.mask_mode
+    mask_mode = FULL_CROP if mode.full_mask else opts.mask_mode
     spec = MASK_MODES.get(mask_mode)
     prd, dst = side_masks(mask_mode, prediction, _hull(record, mat, r, face_type) if spec.needs_hull else None)
     crop_mask = spec.merged(prd, dst)

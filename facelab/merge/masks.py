@@ -124,8 +124,10 @@ class MaskSpec:
         return mask
 
 
+FULL_CROP = "full"  # the mask mode of the merge modes that blend the whole crop (raw-rgb, raw-predict)
+
 MASK_MODES: Registry[MaskSpec] = Registry("mask mode")
-MASK_MODES.register("full", MaskSpec(prd=FULL))
+MASK_MODES.register(FULL_CROP, MaskSpec(prd=FULL))
 MASK_MODES.register("dst", MaskSpec(dst=HULL))
 MASK_MODES.register("learned-prd", MaskSpec(prd=LEARNED_PRD))
 MASK_MODES.register("learned-dst", MaskSpec(dst=LEARNED_DST))
