@@ -13,16 +13,18 @@ import cv2
 import numpy as np
 import pytest
 
-from facelab.core.choices import MASK_MODES, MERGE_COLOR_TRANSFERS, MERGE_MODES
 from facelab.core.errors import InputError
 from facelab.face.align import convert_transform
 from facelab.face.masks import face_hull_mask
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import FaceRecord, XSegPolygon, read_face, update_record
 from facelab.media.frames import extract_frames, read_image_rgb
+from facelab.merge import color, masks, modes
 from facelab.merge.batches import needs_dst_mask
-from facelab.merge.compose import COLOR_METHODS, Prediction, _side_masks, compose_face, face_size_px, model_transform
-from facelab.merge.options import XSEG_MASK_MODES, MergeOptions
+from facelab.merge.compose import Prediction, compose_face, face_size_px, model_transform
+from facelab.merge.masks import XSEG_MASK_MODES
+from facelab.merge.masks import side_masks as _side_masks
+from facelab.merge.options import MergeOptions
 from facelab.merge.runner import run_merge
 from facelab.merge.schedule import ThreadPlan as _ThreadPlan
 from facelab.merge.session import MergeSession, load_session, parse_session, save_session
@@ -32,6 +34,8 @@ from .conftest import SAMPLES
 
 R = 64
 FT = "whole_face"
+MASK_MODES, MERGE_COLOR_TRANSFERS, MERGE_MODES = (
+    masks.MASK_MODES.names(), color.MERGE_COLOR_TRANSFERS.names(), modes.MERGE_MODES.names())
 
 
 # ---- fixtures ----------------------------------------------------------------------------------
@@ -120,7 +124,7 @@ def test_color_transfer_moves_towards_dst(dst_face: tuple[np.ndarray, FaceRecord
     after = np.abs(_stats(out, sel) - target).sum()
     # rct, lct and the -m variants fit inside the mask, where this is measured; mkl and idt fit on the whole
     # crop (background too). rct and lct fitted on the whole crop before the lips fix and had the 0.95 bound
-    assert after < (0.8 if COLOR_METHODS[ct][1] else 0.95) * before, (ct, before, after)
+    assert after < (0.8 if color.MERGE_COLOR_TRANSFERS.get(ct).masked else 0.95) * before, (ct, before, after)
 
 
 @pytest.mark.parametrize(("ct", "masked"), [("rct", True), ("lct", True), ("mix-m", True), ("mkl", False)])
@@ -138,7 +142,7 @@ def test_masked_color_transfer_ignores_the_background(dst_face: tuple[np.ndarray
     inside = mask > 0.999
     assert np.array_equal(mask, mask2) and inside.sum() > 1000
     diff = np.abs(out2[inside].astype(np.int16) - out[inside]).max()
-    assert COLOR_METHODS[ct][1] == masked
+    assert color.MERGE_COLOR_TRANSFERS.get(ct).masked == masked
     if masked:
         assert diff == 0, (ct, diff)
     else:

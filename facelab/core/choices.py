@@ -26,18 +26,6 @@ DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 InitName = Literal["default", "he", "ca"]
 INITS: tuple[str, ...] = get_args(InitName)
 
-ColorTransferName = Literal["none", "rct", "lct", "mkl", "idt", "sot", "mix"]
-COLOR_TRANSFERS_NAMES: tuple[str, ...] = get_args(ColorTransferName)
-
-MergeMode = Literal["original", "overlay", "hist-match", "seamless", "seamless-hist-match", "raw-rgb", "raw-predict"]
-MERGE_MODES: tuple[str, ...] = get_args(MergeMode)
-
-MaskMode = Literal["full", "dst", "learned-prd", "learned-dst", "learned-prd*learned-dst", "learned-prd+learned-dst",
-                   "xseg-prd", "xseg-dst", "xseg-prd*xseg-dst"]
-MASK_MODES: tuple[str, ...] = get_args(MaskMode)
-
-MergeColorTransfer = Literal["none", "rct", "lct", "mkl", "mkl-m", "idt", "idt-m", "sot-m", "mix-m"]
-MERGE_COLOR_TRANSFERS: tuple[str, ...] = get_args(MergeColorTransfer)
 
 SharpenMode = Literal["none", "box", "gaussian", "unsharp"]
 

@@ -3,8 +3,8 @@
 Shared by training (``ct_mode``: the src faces are recoloured towards dst faces, so the model does not
 learn the src lighting) and merging (the swapped face is recoloured towards the frame's face).
 
-Every function takes float RGB images in [0, 1] of shape (H, W, 3) (``src`` and ``ref`` may differ in
-size) and optional masks of shape (H, W) or (H, W, 1) in [0, 1]. A mask weights the pixels whose
+``fit_color`` and ``transfer_color`` take float RGB images in [0, 1] of shape (H, W, 3) (``src`` and
+``ref`` may differ in size) and optional masks of shape (H, W) or (H, W, 1) in [0, 1]. A mask weights the pixels whose
 statistics count (the face, not the background); the mapping itself is applied to every pixel of
 ``src``, so pixels outside the mask change too (callers blend by the mask when they care). An empty
 mask (total weight under one pixel) falls back to the whole image. The result is float32, clipped to
@@ -28,6 +28,11 @@ mask (total weight under one pixel) falls back to the whole image. The result is
 Every method is a pointwise colour map fitted on (src, ref): ``fit_color`` returns it as a
 ``ColorMap`` whose ``apply`` recolours any image the same way (training recolours the network input
 and the target with one map). ``transfer_color`` = fit on src, apply to src.
+
+The methods are the entries of the registry ``COLOR_TRANSFERS``: name -> ``ColorTransfer`` (a fit
+function from ``FitInput`` to a ``ColorMap``, and whether it draws random numbers). Adding one is a fit
+function plus one ``COLOR_TRANSFERS.register`` line; the training option ``ct_mode`` offers every name,
+and a merge colour transfer (facelab.merge.color) can name it.
 
 Reinhard's gain (rct's three channels, mix's lightness) is the ratio of the reference's standard
 deviation to src's, bounded per channel by ``GAIN_BOUNDS``: [1/2, 2] for L*, [1/2, 1] for a* and b*.
@@ -56,7 +61,7 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from facelab.core.choices import COLOR_TRANSFERS_NAMES, ColorTransferName
+from facelab.core.registry import Registry
 
 FloatImage = NDArray[np.float32]
 F32 = NDArray[np.float32]
@@ -249,6 +254,44 @@ class SlicedMap:
 
 
 # ----------------------------------------------------------------------------------------------------
+# the registry
+
+
+@dataclass(frozen=True)
+class FitInput:
+    """What a colour transfer's fit function gets: the checked images and mask weights, the random
+    generator (a generator only for transfers registered with ``random=True``) and the iterative
+    methods' settings."""
+
+    src: FloatImage
+    ref: FloatImage
+    src_w: F32 | None  # flattened pixel weights in [0, 1]; None: every pixel counts
+    ref_w: F32 | None
+    rng: np.random.Generator | None
+    iterations: int = 10  # idt
+    steps: int = 10  # sot
+    batch: int = 16  # sot
+
+    def generator(self) -> np.random.Generator:
+        if self.rng is None:
+            raise ValueError("a colour transfer that draws random numbers must be registered with random=True")
+        return self.rng
+
+
+@dataclass(frozen=True)
+class ColorTransfer:
+    """A colour transfer: its fit function, and whether the fit draws random numbers (then it gets a
+    generator, fresh entropy when the caller passes none)."""
+
+    fit: Callable[[FitInput], ColorMap]
+    random: bool = False
+
+
+# name -> colour transfer; the training option ct_mode names one, and every merge colour transfer maps to one
+COLOR_TRANSFERS: Registry[ColorTransfer] = Registry("colour transfer")
+
+
+# ----------------------------------------------------------------------------------------------------
 # fitting: moment matching
 
 
@@ -261,20 +304,6 @@ def _reinhard_gain(var_s: F64, var_r: F64) -> F64:
     return gain
 
 
-def _fit_rct(s: FloatImage, r: FloatImage, ws: F32 | None, wr: F32 | None) -> AffineMap:
-    mu_s, cov_s = _moments(_lab(s).reshape(-1, 3), ws)
-    mu_r, cov_r = _moments(_lab(r).reshape(-1, 3), wr)
-    gain = _reinhard_gain(np.diag(cov_s), np.diag(cov_r))
-    return AffineMap("lab", np.diag(gain), mu_r - gain * mu_s)
-
-
-def _fit_lct(s: FloatImage, r: FloatImage, ws: F32 | None, wr: F32 | None) -> AffineMap:
-    mu_s, cov_s = _moments(s.reshape(-1, 3), ws)
-    mu_r, cov_r = _moments(r.reshape(-1, 3), wr)
-    a = _sym_power(_ridge(cov_r), 0.5) @ _sym_power(_ridge(cov_s), -0.5)
-    return AffineMap("rgb", a, mu_r - a @ mu_s)
-
-
 def _mkl_matrix(cov_s: F64, cov_r: F64) -> F64:
     """The Monge-Kantorovich linear map between N(., cov_s) and N(., cov_r)."""
     cs = _ridge(cov_s)
@@ -284,17 +313,44 @@ def _mkl_matrix(cov_s: F64, cov_r: F64) -> F64:
     out: F64 = cs_inv_half @ mid @ cs_inv_half
     return out
 
+def _fit_none(x: FitInput) -> IdentityMap:
+    return IdentityMap()
 
-def _fit_mkl(s: FloatImage, r: FloatImage, ws: F32 | None, wr: F32 | None) -> AffineMap:
-    mu_s, cov_s = _moments(s.reshape(-1, 3), ws)
-    mu_r, cov_r = _moments(r.reshape(-1, 3), wr)
+
+def _fit_rct(x: FitInput) -> AffineMap:
+    """Reinhard: each L*a*b* channel gets the reference's mean and standard deviation (the std ratio of each
+    channel bounded by GAIN_BOUNDS)."""
+    mu_s, cov_s = _moments(_lab(x.src).reshape(-1, 3), x.src_w)
+    mu_r, cov_r = _moments(_lab(x.ref).reshape(-1, 3), x.ref_w)
+    gain = _reinhard_gain(np.diag(cov_s), np.diag(cov_r))
+    return AffineMap("lab", np.diag(gain), mu_r - gain * mu_s)
+
+
+def _fit_lct(x: FitInput) -> AffineMap:
+    """Linear: the RGB mean and covariance of the reference (symmetric square roots)."""
+    mu_s, cov_s = _moments(x.src.reshape(-1, 3), x.src_w)
+    mu_r, cov_r = _moments(x.ref.reshape(-1, 3), x.ref_w)
+    a = _sym_power(_ridge(cov_r), 0.5) @ _sym_power(_ridge(cov_s), -0.5)
+    return AffineMap("rgb", a, mu_r - a @ mu_s)
+
+
+def _fit_mkl(x: FitInput) -> AffineMap:
+    """Monge-Kantorovich linear transfer (Pitie & Kokaram 2007) in RGB."""
+    mu_s, cov_s = _moments(x.src.reshape(-1, 3), x.src_w)
+    mu_r, cov_r = _moments(x.ref.reshape(-1, 3), x.ref_w)
     t = _mkl_matrix(cov_s, cov_r)
     return AffineMap("rgb", t, mu_r - t @ mu_s)
 
 
-def _fit_mix(s: FloatImage, r: FloatImage, ws: F32 | None, wr: F32 | None) -> AffineMap:
-    mu_s, cov_s = _moments(_lab(s).reshape(-1, 3), ws)
-    mu_r, cov_r = _moments(_lab(r).reshape(-1, 3), wr)
+def _fit_mix(x: FitInput) -> AffineMap:
+    """L*a*b*: Reinhard (mean/std) on the lightness L, Monge-Kantorovich on the chroma plane (a, b).
+
+    facelab's take on DFL's "mix-m": the lightness keeps its own histogram shape (only shifted and
+    scaled, so shading and highlights survive), while the 2-D chroma distribution, whose axes are
+    correlated for skin, is mapped with the optimal linear transport map rather than per channel.
+    """
+    mu_s, cov_s = _moments(_lab(x.src).reshape(-1, 3), x.src_w)
+    mu_r, cov_r = _moments(_lab(x.ref).reshape(-1, 3), x.ref_w)
     mat = np.zeros((3, 3))
     mat[0, 0] = _reinhard_gain(cov_s[:1, 0], cov_r[:1, 0])[0]
     # chroma in Lab units (std ~ 5..20): the RGB-scale ridge inside _mkl_matrix is negligible here
@@ -376,12 +432,46 @@ def _random_directions(batch: int) -> Callable[[np.random.Generator], tuple[F64,
     return draw
 
 
+
+def _fit_idt(x: FitInput) -> SlicedMap:
+    """Iterative distribution transfer (Pitie, Kokaram & Dahyot 2005) in RGB.
+
+    Each iteration draws a random rotation and matches the 1-D distribution of each rotated axis to
+    the reference's (quantile mapping); the displacements, rotated back, move every pixel.
+    """
+    if x.iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {x.iterations}")
+    return _fit_sliced(x.src, x.ref, x.src_w, x.ref_w, x.generator(), _random_rotation, x.iterations)
+
+
+def _fit_sot(x: FitInput) -> SlicedMap:
+    """Sliced optimal transport in RGB.
+
+    Each step projects src and reference onto ``batch`` random unit directions, matches the sorted
+    projections (1-D optimal transport) and moves every pixel by the summed displacement scaled by
+    3 / batch: an unbiased estimate of the full displacement (E[d d^T] = I / 3), taken as a relaxed
+    step, so the sliced distance shrinks over the steps without overshooting.
+    """
+    if x.steps < 0 or x.batch < 1:
+        raise ValueError(f"steps must be >= 0 and batch >= 1, got {x.steps} and {x.batch}")
+    return _fit_sliced(x.src, x.ref, x.src_w, x.ref_w, x.generator(), _random_directions(x.batch), x.steps)
+
+
+COLOR_TRANSFERS.register("none", ColorTransfer(_fit_none))
+COLOR_TRANSFERS.register("rct", ColorTransfer(_fit_rct))
+COLOR_TRANSFERS.register("lct", ColorTransfer(_fit_lct))
+COLOR_TRANSFERS.register("mkl", ColorTransfer(_fit_mkl))
+COLOR_TRANSFERS.register("idt", ColorTransfer(_fit_idt, random=True))
+COLOR_TRANSFERS.register("sot", ColorTransfer(_fit_sot, random=True))
+COLOR_TRANSFERS.register("mix", ColorTransfer(_fit_mix))
+
+
 # ----------------------------------------------------------------------------------------------------
 # public API
 
 
 def fit_color(
-    name: ColorTransferName | str,
+    name: str,
     src: ArrayLike,
     ref: ArrayLike,
     src_mask: MaskLike | None = None,
@@ -392,119 +482,22 @@ def fit_color(
     steps: int = 10,
     batch: int = 16,
 ) -> ColorMap:
-    """Fit the named colour transfer of ``src`` towards ``ref`` ("none": the identity).
+    """Fit the named colour transfer (a COLOR_TRANSFERS name) of ``src`` towards ``ref`` ("none": the identity).
 
-    ``iterations`` is idt's, ``steps`` and ``batch`` are sot's; ``rng`` serves both (None: fresh entropy).
+    ``iterations`` is idt's, ``steps`` and ``batch`` are sot's; ``rng`` serves the random transfers (None:
+    fresh entropy).
     """
-    if name not in COLOR_TRANSFERS_NAMES:
-        raise ValueError(f"unknown colour transfer {name!r}: choose one of {', '.join(COLOR_TRANSFERS_NAMES)}")
+    if name not in COLOR_TRANSFERS:
+        raise ValueError(f"unknown colour transfer {name!r}: choose one of {', '.join(COLOR_TRANSFERS.names())}")
+    transfer = COLOR_TRANSFERS.get(name)
     s, r, ws, wr = _prepare(src, ref, src_mask, ref_mask)
-    if name == "none":
-        return IdentityMap()
-    if name in ("rct", "lct", "mkl", "mix"):
-        fit = {"rct": _fit_rct, "lct": _fit_lct, "mkl": _fit_mkl, "mix": _fit_mix}[name]
-        return fit(s, r, ws, wr)
-    rng = np.random.default_rng() if rng is None else rng
-    if name == "idt":
-        if iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {iterations}")
-        return _fit_sliced(s, r, ws, wr, rng, _random_rotation, iterations)
-    if steps < 0 or batch < 1:
-        raise ValueError(f"steps must be >= 0 and batch >= 1, got {steps} and {batch}")
-    return _fit_sliced(s, r, ws, wr, rng, _random_directions(batch), steps)
-
-
-def rct(
-    src: ArrayLike, ref: ArrayLike, src_mask: MaskLike | None = None, ref_mask: MaskLike | None = None
-) -> FloatImage:
-    """Reinhard colour transfer: each L*a*b* channel gets the reference's mean and standard deviation
-    (the std ratio of each channel bounded by GAIN_BOUNDS)."""
-    return fit_color("rct", src, ref, src_mask, ref_mask).apply(src)
-
-
-def lct(
-    src: ArrayLike, ref: ArrayLike, src_mask: MaskLike | None = None, ref_mask: MaskLike | None = None
-) -> FloatImage:
-    """Linear colour transfer: the RGB mean and covariance of the reference (symmetric square roots)."""
-    return fit_color("lct", src, ref, src_mask, ref_mask).apply(src)
-
-
-def mkl(
-    src: ArrayLike, ref: ArrayLike, src_mask: MaskLike | None = None, ref_mask: MaskLike | None = None
-) -> FloatImage:
-    """Monge-Kantorovich linear colour transfer (Pitie & Kokaram 2007) in RGB."""
-    return fit_color("mkl", src, ref, src_mask, ref_mask).apply(src)
-
-
-def mix(
-    src: ArrayLike, ref: ArrayLike, src_mask: MaskLike | None = None, ref_mask: MaskLike | None = None
-) -> FloatImage:
-    """L*a*b*: Reinhard (mean/std) on the lightness L, Monge-Kantorovich on the chroma plane (a, b).
-
-    facelab's take on DFL's "mix-m": the lightness keeps its own histogram shape (only shifted and
-    scaled, so shading and highlights survive), while the 2-D chroma distribution, whose axes are
-    correlated for skin, is mapped with the optimal linear transport map rather than per channel.
-    """
-    return fit_color("mix", src, ref, src_mask, ref_mask).apply(src)
-
-
-def idt(
-    src: ArrayLike,
-    ref: ArrayLike,
-    src_mask: MaskLike | None = None,
-    ref_mask: MaskLike | None = None,
-    iterations: int = 10,
-    rng: np.random.Generator | None = None,
-) -> FloatImage:
-    """Iterative distribution transfer (Pitie, Kokaram & Dahyot 2005) in RGB.
-
-    Each iteration draws a random rotation and matches the 1-D distribution of each rotated axis to
-    the reference's (quantile mapping); the displacements, rotated back, move every pixel.
-    """
-    return fit_color("idt", src, ref, src_mask, ref_mask, rng, iterations=iterations).apply(src)
-
-
-def sot(
-    src: ArrayLike,
-    ref: ArrayLike,
-    src_mask: MaskLike | None = None,
-    ref_mask: MaskLike | None = None,
-    steps: int = 10,
-    batch: int = 16,
-    rng: np.random.Generator | None = None,
-) -> FloatImage:
-    """Sliced optimal transport colour transfer in RGB.
-
-    Each step projects src and reference onto ``batch`` random unit directions, matches the sorted
-    projections (1-D optimal transport) and moves every pixel by the summed displacement scaled by
-    3 / batch: an unbiased estimate of the full displacement (E[d d^T] = I / 3), taken as a relaxed
-    step, so the sliced distance shrinks over the steps without overshooting.
-    """
-    return fit_color("sot", src, ref, src_mask, ref_mask, rng, steps=steps, batch=batch).apply(src)
-
-
-ColorTransferFn = Callable[
-    [FloatImage, FloatImage, MaskLike | None, MaskLike | None, np.random.Generator | None], FloatImage
-]
-
-
-def _registered(name: str) -> ColorTransferFn:
-    def run(
-        src: FloatImage, ref: FloatImage, src_mask: MaskLike | None, ref_mask: MaskLike | None,
-        rng: np.random.Generator | None,
-    ) -> FloatImage:
-        return fit_color(name, src, ref, src_mask, ref_mask, rng).apply(src)
-
-    run.__name__ = run.__qualname__ = f"transfer_{name}"
-    return run
-
-
-# name -> fn(src, ref, src_mask, ref_mask, rng) -> recoloured src
-COLOR_TRANSFERS: dict[str, ColorTransferFn] = {name: _registered(name) for name in COLOR_TRANSFERS_NAMES}
+    if transfer.random and rng is None:
+        rng = np.random.default_rng()
+    return transfer.fit(FitInput(s, r, ws, wr, rng if transfer.random else None, iterations, steps, batch))
 
 
 def transfer_color(
-    name: ColorTransferName | str,
+    name: str,
     src: ArrayLike,
     ref: ArrayLike,
     src_mask: MaskLike | None = None,

@@ -15,8 +15,8 @@ from numpy.typing import NDArray
 from facelab.faceset.record import FaceRecord
 from facelab.merge.compose import FaceInput, Prediction, crop_face, model_transform
 from facelab.merge.jobs import Job
+from facelab.merge.masks import LEARNED_DST_MODES
 from facelab.merge.motion import Motions
-from facelab.merge.options import LEARNED_DST_MODES
 from facelab.merge.schedule import ThreadPlan
 from facelab.merge.session import MergeSession
 from facelab.merge.xseg_masks import with_xseg

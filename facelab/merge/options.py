@@ -15,11 +15,12 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from facelab.core.choices import ImageFormat, MaskMode, MergeColorTransfer, MergeDirection, MergeMode, SharpenMode
+from facelab.core.choices import ImageFormat, MergeDirection, SharpenMode
 from facelab.core.errors import InputError
 from facelab.face.superres import check_available
-
-XSEG_MASK_MODES: frozenset[str] = frozenset({"xseg-prd", "xseg-dst", "xseg-prd*xseg-dst"})
+from facelab.merge.color import MERGE_COLOR_TRANSFERS
+from facelab.merge.masks import MASK_MODES
+from facelab.merge.modes import MERGE_MODES
 
 
 class _Execution:
@@ -36,13 +37,14 @@ class FrameOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: MergeMode = Field("overlay", description="how the swapped face is blended into the frame: overlay "
-                            "(alpha blend), hist-match, seamless (Poisson), seamless-hist-match, raw-rgb (the "
-                            "predicted square, no mask), raw-predict (the predicted face, full mask), original "
-                            "(frame unchanged)")
-    mask_mode: MaskMode = Field("learned-prd*learned-dst", description="blend mask: full (the whole crop), dst "
-                                "(landmark hull of the dst face), learned-prd / learned-dst (the model's predicted "
-                                "masks) and their product (*) or union (+); xseg-* need XSeg masks")
+    mode: Annotated[str, MERGE_MODES.choice()] = Field(
+        "overlay", description="how the swapped face is blended into the frame: overlay (alpha blend), hist-match, "
+        "seamless (Poisson), seamless-hist-match, raw-rgb (the predicted square, no mask), raw-predict (the "
+        "predicted face, full mask), original (frame unchanged)")
+    mask_mode: Annotated[str, MASK_MODES.choice()] = Field(
+        "learned-prd*learned-dst", description="blend mask: full (the whole crop), dst (landmark hull of the dst "
+        "face), learned-prd / learned-dst (the model's predicted masks) and their product (*) or union (+); xseg-* "
+        "need XSeg masks")
     erode: float = Field(0.0, ge=-100, le=100, description="erode the mask by this percent of the face size "
                          "(negative grows it)")
     blur: float = Field(5.0, ge=0, le=100, description="feather the mask edge over this percent of the face size")
@@ -50,9 +52,9 @@ class FrameOptions(BaseModel):
                               "percent")
     motion_blur: float = Field(0.0, ge=0, le=100, description="blur the swapped face along the face's motion "
                                "between neighbouring frames, strength in percent (0: off)")
-    color_transfer: MergeColorTransfer = Field("rct", description="recolour the swapped face towards the frame's "
-                                               "face; rct, lct and the -m variants fit the statistics inside the "
-                                               "mask, mkl and idt on the whole crop (background too)")
+    color_transfer: Annotated[str, MERGE_COLOR_TRANSFERS.choice()] = Field(
+        "rct", description="recolour the swapped face towards the frame's face; rct, lct and the -m variants fit the "
+        "statistics inside the mask, mkl and idt on the whole crop (background too)")
     sharpen_mode: SharpenMode = Field("none", description="sharpen the swapped face: box, gaussian or unsharp")
     sharpen_amount: float = Field(0.0, ge=0, le=100, description="sharpening strength in percent")
     detail_transfer: float = Field(50.0, ge=0, le=100, description="add this percent of dst's own detail finer "
@@ -107,22 +109,17 @@ RUN_KEYS: frozenset[str] = frozenset(RunOptions.model_fields)
 # per-run options that do not change the output (marked EXECUTION on their field)
 EXECUTION_KEYS: frozenset[str] = frozenset(k for k, f in RunOptions.model_fields.items() if EXECUTION in f.metadata)
 
-XSEG_PRD_MODES: frozenset[str] = frozenset({"xseg-prd", "xseg-prd*xseg-dst"})
-XSEG_DST_MODES: frozenset[str] = frozenset({"xseg-dst", "xseg-prd*xseg-dst"})
-# modes that use the mask the model predicts for the dst face itself (the model computes it only for these)
-LEARNED_DST_MODES: frozenset[str] = frozenset({"learned-dst", "learned-prd*learned-dst", "learned-prd+learned-dst"})
-
-
 def check_supported(opts: MergeOptions, dst_masks: bool = False, xseg: bool = True) -> None:
     """Refuse options whose machinery is not available here, with a clear message.
 
     ``dst_masks``: every dst face carries a stored XSeg mask (so xseg-dst works without a model).
     ``xseg=False`` skips the XSeg checks (the compositor, whose predictions carry the masks or not).
     """
-    if xseg and opts.mask_mode in XSEG_PRD_MODES and opts.xseg_model is None:
+    spec = MASK_MODES.get(opts.mask_mode) if xseg else None
+    if spec is not None and spec.xseg_prd and opts.xseg_model is None:
         raise InputError(f"mask mode {opts.mask_mode} needs an XSeg model for the predicted face: pass --xseg-model "
                          "DIR (train one with `facelab xseg train`)")
-    if xseg and opts.mask_mode in XSEG_DST_MODES and opts.xseg_model is None and not dst_masks:
+    if spec is not None and spec.xseg_dst and opts.xseg_model is None and not dst_masks:
         raise InputError(f"mask mode {opts.mask_mode} needs XSeg masks: pass --xseg-model DIR, or store masks in the "
                          "dst faces first with `facelab xseg apply`")
     if opts.super_resolution:

@@ -17,7 +17,7 @@ from facelab.face.align import compose
 from facelab.faceset.record import FaceRecord
 from facelab.faceset.xseg_mask import decode_mask
 from facelab.merge.compose import Prediction, model_transform
-from facelab.merge.options import XSEG_DST_MODES, XSEG_PRD_MODES
+from facelab.merge.masks import XSEG_DST_MODES, XSEG_PRD_MODES
 from facelab.xseg.infer import XSegModel
 from facelab.xseg.labels import label_mask
 

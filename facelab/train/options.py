@@ -6,18 +6,18 @@ values is refused. The rest may change between runs (e.g. turn GAN on late in tr
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from facelab.core.choices import (
-    ColorTransferName,
     DeviceName,
     FaceType,
     InitName,
     OptimizerName,
     Precision,
 )
+from facelab.core.color import COLOR_TRANSFERS
 
 IMMUTABLE: tuple[str, ...] = ("arch", "resolution", "face_type", "ae_dims", "e_dims", "d_dims", "d_mask_dims",
                               "init")
@@ -69,7 +69,8 @@ class TrainOptions(BaseModel):
     random_flip_src: bool = Field(True, description="random horizontal flips of src samples")
     random_flip_dst: bool = Field(True, description="random horizontal flips of dst samples")
     random_hsv_power: float = Field(0.0, ge=0, le=0.3, description="random hue/saturation/value jitter")
-    ct_mode: ColorTransferName = Field("none", description="colour transfer of src samples towards dst")
+    ct_mode: Annotated[str, COLOR_TRANSFERS.choice()] = Field("none", description="colour transfer of src samples "
+                                                              "towards dst")
     uniform_yaw: bool = Field(False, description="sample faces evenly across yaw")
     pretrain: bool = Field(False, description="pretrain on the src set alone; turning it off restarts at 0")
     from_scratch: bool = Field(False, description="start a new model from random weights, not from the shipped "

@@ -39,8 +39,8 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from facelab.core.choices import COLOR_TRANSFERS_NAMES, FACE_TYPES, ColorTransferName, FaceType
-from facelab.core.color import fit_color
+from facelab.core.choices import FACE_TYPES, FaceType
+from facelab.core.color import COLOR_TRANSFERS, fit_color
 from facelab.core.errors import InputError, MetadataError
 from facelab.core.geometry import FloatArray, affine_scale, invert_affine, transform_points
 from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE, canonical_to_crop, compose
@@ -93,7 +93,7 @@ class SampleOptions:
     rotation_deg: float = 10.0
     shift: float = 0.05
     random_hsv_power: float = 0.0
-    ct_mode: ColorTransferName = "none"
+    ct_mode: str = "none"  # a COLOR_TRANSFERS name
     uniform_yaw: bool = False
     eyes_mouth: bool = True
     xseg: bool = True
@@ -104,8 +104,8 @@ class SampleOptions:
             raise InputError(f"sample resolution {self.resolution} is out of range {MIN_SIZE}..{MAX_SIZE}")
         if self.face_type not in FACE_TYPES:
             raise InputError(f"unknown face type {self.face_type!r}: choose one of {', '.join(FACE_TYPES)}")
-        if self.ct_mode not in COLOR_TRANSFERS_NAMES:
-            raise InputError(f"unknown ct_mode {self.ct_mode!r}: choose one of {', '.join(COLOR_TRANSFERS_NAMES)}")
+        if self.ct_mode not in COLOR_TRANSFERS:
+            raise InputError(f"unknown ct_mode {self.ct_mode!r}: choose one of {', '.join(COLOR_TRANSFERS.names())}")
         limits = {
             "warp_strength": (self.warp_strength, 0.25),
             "scale_range": (self.scale_range, 0.5),
