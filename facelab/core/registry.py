@@ -17,6 +17,7 @@ it is asked for. The CLI shows the names as the flag's metavar.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any, Generic, TypeVar
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -66,8 +67,16 @@ class Registry(Generic[T]):
         """The names whose entries pass ``test`` (a set derived from the entries, never kept by hand)."""
         return frozenset(name for name, entry in self._entries.items() if test(entry))
 
+    def view(self, test: Callable[[T], bool]) -> AbstractSet[str]:
+        """A live set of the names whose entries pass ``test``: read at each use, so entries registered
+        later count (``where`` is the snapshot)."""
+        return _View(self, test)
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(self._entries))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -76,6 +85,21 @@ class Registry(Generic[T]):
         """The metadata of an option field that names one of these entries:
         ``Annotated[str, REGISTRY.choice()]`` (see the module docstring)."""
         return RegistryChoice(self)
+
+
+class _View(AbstractSet[str], Generic[T]):
+    def __init__(self, registry: Registry[T], test: Callable[[T], bool]) -> None:
+        self._registry = registry
+        self._test = test
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._registry and self._test(self._registry.get(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name, entry in self._registry.items() if self._test(entry)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class RegistryChoice:

@@ -13,10 +13,10 @@ predicted face or for dst) is derived from the specs' sides, so a mode is one sp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,7 +25,6 @@ from facelab.core.errors import InputError
 from facelab.core.registry import Registry
 
 F32 = NDArray[np.float32]
-T = TypeVar("T")
 
 
 class MaskSources(Protocol):
@@ -138,29 +137,11 @@ MASK_MODES.register("xseg-dst", MaskSpec(dst=XSEG_DST))
 MASK_MODES.register("xseg-prd*xseg-dst", MaskSpec(XSEG_PRD, XSEG_DST, product))
 
 
-class DerivedNames(AbstractSet[str], Generic[T]):
-    """The names of a registry's entries that pass a test, read at each use (so plugins count)."""
-
-    def __init__(self, registry: Registry[T], test: Callable[[T], bool]) -> None:
-        self._registry = registry
-        self._test = test
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self._registry and self._test(self._registry.get(name))
-
-    def __iter__(self) -> Iterator[str]:
-        chosen = self._registry.where(self._test)
-        return iter([name for name in self._registry.names() if name in chosen])
-
-    def __len__(self) -> int:
-        return len(self._registry.where(self._test))
-
-
 # modes whose mask uses the mask the model predicts for the dst face itself (the model computes it only for these)
-LEARNED_DST_MODES: AbstractSet[str] = DerivedNames(MASK_MODES, lambda s: s.learned_dst)
-XSEG_PRD_MODES: AbstractSet[str] = DerivedNames(MASK_MODES, lambda s: s.xseg_prd)  # need an XSeg model
-XSEG_DST_MODES: AbstractSet[str] = DerivedNames(MASK_MODES, lambda s: s.xseg_dst)  # model or stored dst masks
-XSEG_MASK_MODES: AbstractSet[str] = DerivedNames(MASK_MODES, lambda s: s.xseg_prd or s.xseg_dst)
+LEARNED_DST_MODES: AbstractSet[str] = MASK_MODES.view(lambda s: s.learned_dst)
+XSEG_PRD_MODES: AbstractSet[str] = MASK_MODES.view(lambda s: s.xseg_prd)  # need an XSeg model
+XSEG_DST_MODES: AbstractSet[str] = MASK_MODES.view(lambda s: s.xseg_dst)  # model or stored dst masks
+XSEG_MASK_MODES: AbstractSet[str] = MASK_MODES.view(lambda s: s.xseg_prd or s.xseg_dst)
 
 
 def _side(side: MaskSide | None, mode: str, pred: MaskSources, hull: F32 | None) -> F32 | None:

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from facelab.core.atomic import write_json_atomic
-from facelab.core.errors import InputError
+from facelab.core.errors import InputError, validation_message
 from facelab.merge.options import RUN_KEYS, MergeOptions
 
 SCHEMA = "facelab.merge_session"
@@ -32,9 +32,7 @@ def _validate(values: dict[str, Any], where: str, path: Path | None) -> MergeOpt
     try:
         return MergeOptions.model_validate(values)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        key = ".".join(str(p) for p in err["loc"]) or "options"
-        raise InputError(f"invalid merge session: {where}.{key}: {err['msg']}", path) from None
+        raise InputError(f"invalid merge session: {where}.{validation_message(exc)}", path) from None
 
 
 @dataclass(frozen=True)
