@@ -62,10 +62,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from facelab.core.registry import Registry
+from facelab.core.types import F32, F64, FloatImage
 
-FloatImage = NDArray[np.float32]
-F32 = NDArray[np.float32]
-F64 = NDArray[np.float64]
 MaskLike = ArrayLike
 
 MAX_STAT_PIXELS = 8192  # idt/sot: pixels per image used to fit the 1-D matches

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 
+from facelab.core.types import U8
 from facelab.faceset.record import FaceRecord
 from facelab.merge.compose import FaceInput, Prediction, crop_face, model_transform
 from facelab.merge.jobs import Job
@@ -25,7 +25,6 @@ from facelab.xseg.infer import XSegModel
 
 BATCH_FACES = 16  # faces per model call
 
-U8 = NDArray[np.uint8]
 
 
 def needs_dst_mask(session: MergeSession) -> bool:

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
-U8 = NDArray[np.uint8]
-F32 = NDArray[np.float32]
-F64 = NDArray[np.float64]
+from facelab.core.types import F32, F64, U8
 
 MASK_FLOOR = 1e-4  # mask values below this are 0 (float box-filter residue)
 

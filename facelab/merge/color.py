@@ -16,12 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
 from facelab.core.color import fit_color
 from facelab.core.registry import Registry
-
-F32 = NDArray[np.float32]
+from facelab.core.types import F32
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
+from facelab.core.types import F32, F64, U8
 from facelab.face.align import convert_transform
 from facelab.face.masks import face_hull_mask
 from facelab.faceset.record import FaceRecord
@@ -37,10 +37,6 @@ from facelab.merge.masks import FULL_CROP, MASK_MODES, MaskSpec, side_masks
 from facelab.merge.modes import MERGE_MODES, MergeModeSpec
 from facelab.merge.options import MergeOptions, check_supported
 from facelab.merge.stages import FaceContext, run_stages, source_face
-
-U8 = NDArray[np.uint8]
-F32 = NDArray[np.float32]
-F64 = NDArray[np.float64]
 
 _CROP_FLOOR = 1e-3  # crop-space mask values below this are 0 before warping (they move no pixel by 0.5 levels)
 _PAD = 3  # pixels of slack around the face's box

@@ -16,11 +16,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
 from facelab.core.atomic import write_bytes_atomic
 from facelab.core.errors import InputError
 from facelab.core.pool import PoolKind, WorkerPool
+from facelab.core.types import U8
 from facelab.media.frames import encode_image, read_image_rgb
 from facelab.merge.compose import FaceInput, merge_frame
 from facelab.merge.options import MergeOptions
@@ -28,7 +28,6 @@ from facelab.provenance.marker import ProvenanceMarker
 
 MASKS_DIR = "masks"
 
-U8 = NDArray[np.uint8]
 
 
 @dataclass(frozen=True)

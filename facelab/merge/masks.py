@@ -19,12 +19,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from numpy.typing import NDArray
 
 from facelab.core.errors import InputError
 from facelab.core.registry import Registry
-
-F32 = NDArray[np.float32]
+from facelab.core.types import F32
 
 
 class MaskSources(Protocol):

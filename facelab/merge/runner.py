@@ -28,14 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from numpy.typing import NDArray
 
 from facelab.core.atomic import sync_all
 from facelab.core.errors import InputError
 from facelab.core.journal import Journal
 from facelab.core.pool import PoolKind, WorkerPool
+from facelab.core.types import U8
 from facelab.media.frames import read_image_rgb
 from facelab.merge.batches import BATCH_FACES, Batcher
 from facelab.merge.inputs import MergeInputs, load_inputs
@@ -52,7 +51,6 @@ from facelab.provenance.marker import marker_for
 STATE_DIR = "_merge"
 JOURNAL_NAME = "facelab.merge"
 
-U8 = NDArray[np.uint8]
 Progress = Callable[[int], None]
 
 

@@ -15,15 +15,12 @@ from functools import cached_property
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
+from facelab.core.types import F32, F64
 from facelab.face.superres import shared_resolver
 from facelab.merge.color import recolor
 from facelab.merge.modes import MergeModeSpec
 from facelab.merge.options import MergeOptions
-
-F32 = NDArray[np.float32]
-F64 = NDArray[np.float64]
 
 
 @dataclass

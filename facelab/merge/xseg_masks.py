@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
+from facelab.core.types import F32, U8
 from facelab.face.align import compose
 from facelab.faceset.record import FaceRecord
 from facelab.faceset.xseg_mask import decode_mask
@@ -20,9 +20,6 @@ from facelab.merge.compose import Prediction, model_transform
 from facelab.merge.masks import XSEG_DST_MODES, XSEG_PRD_MODES
 from facelab.xseg.infer import XSegModel
 from facelab.xseg.labels import label_mask
-
-F32 = NDArray[np.float32]
-U8 = NDArray[np.uint8]
 
 
 def has_stored_mask(record: FaceRecord) -> bool:
