@@ -16,8 +16,8 @@ import torch
 from numpy.typing import NDArray
 
 from facelab.core.errors import InputError
+from facelab.core.model_folder import load_checkpoint, load_modules
 from facelab.face.align import convert_transform
-from facelab.train.checkpoint import load_checkpoint, load_modules
 from facelab.xseg.model import MODULE, read_config, read_face_type
 from facelab.xseg.net import XSegNet
 from facelab.xseg.options import XSegOptions
