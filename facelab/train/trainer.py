@@ -1,5 +1,8 @@
 """The training loop: one readable class. Data -> forward (AMP) -> losses -> backward -> step, with
-discriminators when their powers are on, autosave, backups, previews, metrics and DDP."""
+discriminators when their powers are on, autosave, backups, previews, metrics and DDP.
+
+Set-up runs in steps (process, data, networks, resume or create, wrappers). The losses of each step stay
+tensors on the device (``LossWindow``) and are read on the host only when logged or before a save."""
 
 from __future__ import annotations
 
