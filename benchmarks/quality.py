@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from facelab.core.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+from facelab.core.model_folder import read_state  # noqa: E402
 from facelab.extract.options import ExtractOptions  # noqa: E402
 from facelab.extract.pipeline import run_extract  # noqa: E402
 from facelab.media.encode import build_video  # noqa: E402
@@ -44,7 +45,6 @@ from facelab.media.video import probe_video  # noqa: E402
 from facelab.merge.options import MergeOptions  # noqa: E402
 from facelab.merge.runner import run_merge  # noqa: E402
 from facelab.provenance.marker import marker_for  # noqa: E402
-from facelab.train.checkpoint import read_state  # noqa: E402
 from facelab.train.options import PRESETS, TrainOptions  # noqa: E402
 from facelab.train.trainer import Trainer  # noqa: E402
 

@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from facelab.train.device import autocast, resolve_device  # noqa: E402
 from facelab.train.options import PRESETS, TrainOptions  # noqa: E402
-from facelab.train.trainer import Trainer, _forever, _side  # noqa: E402
+from facelab.train.samples import infinite  # noqa: E402
+from facelab.train.trainer import Trainer, _side  # noqa: E402
 
 
 def conv_peak(device: torch.device, precision: str, seconds: float = 3.0) -> float:
@@ -87,7 +88,7 @@ def bench(preset: str, precision: str, src: Path, dst: Path, iterations: int, de
         values["batch_size"] = batch
     opts = TrainOptions(**values)
     t = Trainer(tmp / f"{preset}-{precision}", opts, src, dst)
-    src_it, dst_it = _forever(t.src_loader), _forever(t.dst_loader)
+    src_it, dst_it = infinite(t.src_loader), infinite(t.dst_loader)
     s, d = _side(next(src_it), t.device), _side(next(dst_it), t.device)
     with FlopCounterMode(display=False) as fc:
         t.step(s, d)

@@ -41,12 +41,6 @@ PHASE_EDGES: dict[tuple[str, str], str] = {
                              "so it measures the faces extraction would see",
 }
 
-# TEMPORARY: imports against the order that another change removes; delete the entry once it is merged.
-TEMPORARY_EDGES: dict[tuple[str, str], str] = {
-    ("xseg", "train"): "removed by the train/xseg refactor",
-}
-
-
 def _rank(package: str) -> int:
     if package in LOW:
         return LOW.index(package)
@@ -60,7 +54,7 @@ def allowed(importer: str, imported: str) -> bool:
     if imported in ("", importer):
         return True
     if importer in PHASES and imported in PHASES:
-        return (importer, imported) in PHASE_EDGES or (importer, imported) in TEMPORARY_EDGES
+        return (importer, imported) in PHASE_EDGES
     return _rank(imported) < _rank(importer)
 
 
@@ -131,7 +125,6 @@ def test_listed_phase_edges_are_used() -> None:
     """An edge nothing uses any more is dropped from the lists, so they say what the code does."""
     used = {(i.importer, i.imported) for i in facelab_imports()}
     assert not set(PHASE_EDGES) - used
-    assert not set(TEMPORARY_EDGES) - used, "a temporary edge is gone: delete it from TEMPORARY_EDGES"
 
 
 def test_the_check_sees_what_it_must_refuse() -> None:

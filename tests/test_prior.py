@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from facelab.core.errors import InputError
+from facelab.core.model_folder import read_state
 from facelab.extract.options import ExtractOptions
 from facelab.train import prior as prior_mod
-from facelab.train.checkpoint import read_state
 from facelab.train.nets import create_autoencoder
 from facelab.train.options import PRESETS, TrainOptions
 from facelab.train.perceptual import FeatureLoss

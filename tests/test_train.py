@@ -16,9 +16,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from facelab.core import model_folder as ckpt_mod
 from facelab.core.errors import InputError
-from facelab.train import checkpoint as ckpt_mod
-from facelab.train.checkpoint import load_checkpoint, merge_options, read_config
+from facelab.core.model_folder import load_checkpoint
+from facelab.train.checkpoint import merge_options, read_config
 from facelab.train.options import TrainOptions
 from facelab.train.trainer import Trainer
 

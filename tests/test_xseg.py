@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 
 from facelab.cli import xseg as xseg_cli
 from facelab.core.errors import InputError
+from facelab.core.model_folder import load_checkpoint
 from facelab.face.masks import face_hull_mask, hull_points
 from facelab.faceset.folder import list_face_files
 from facelab.faceset.record import XSegPolygon, read_face, read_record, update_record, write_face
 from facelab.faceset.xseg_mask import decode_mask
-from facelab.train.checkpoint import load_checkpoint
 from facelab.train.samples import FaceSampleDataset, FaceSet, SampleOptions
 from facelab.xseg.apply import import_labels
 from facelab.xseg.infer import XSegModel, load_xseg

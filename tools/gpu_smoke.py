@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from facelab.train.checkpoint import load_checkpoint  # noqa: E402
+from facelab.core.model_folder import load_checkpoint  # noqa: E402
 from facelab.train.options import PRESETS, TrainOptions  # noqa: E402
 from facelab.train.trainer import Trainer  # noqa: E402
 

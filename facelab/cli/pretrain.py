@@ -13,8 +13,8 @@ from facelab.cli.progress import console
 from facelab.cli.train import PRESET_METAVAR, resolve_options, run_training
 from facelab.core.config import option_error
 from facelab.core.errors import InputError
+from facelab.core.model_folder import read_state
 from facelab.extract.options import ExtractOptions
-from facelab.train.checkpoint import read_state
 from facelab.train.options import TrainOptions
 from facelab.train.prior import PRIORS_DIR, export_prior, origin_prior, shipped_priors
 from facelab.workflow.pretrain import gather_faces, parse_source, read_sources

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facelab.core.types import FloatArray as FloatArray  # re-exported: train.samples imports it from here
+from facelab.core.types import FloatArray
 
 
 def umeyama(src: FloatArray, dst: FloatArray, estimate_scale: bool = True) -> FloatArray:

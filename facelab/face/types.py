@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facelab.core.types import Points as Points  # re-exported: face.masks imports it from here
+from facelab.core.types import Points
 
 # iBUG 300-W 68-point layout (the layout dlib and DeepFaceLab use).
 JAW = slice(0, 17)

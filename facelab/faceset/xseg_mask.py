@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from facelab.core.errors import MetadataError
 from facelab.core.types import Mask
+from facelab.face.masks import decode_stored_mask
 from facelab.faceset.record import FaceRecord
 
 
@@ -28,14 +27,4 @@ def decode_mask(record: FaceRecord, path: Path | str) -> Mask | None:
 
     Raises MetadataError naming ``path`` when the stored mask is not a decodable grayscale PNG.
     """
-    if record.xseg_mask is None:
-        return None
-    try:
-        data = base64.b64decode(record.xseg_mask, validate=True)
-    except (binascii.Error, ValueError):
-        raise MetadataError("xseg_mask is not valid base64", path) from None
-    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-    if decoded is None or decoded.ndim != 2 or min(decoded.shape) < 1:
-        raise MetadataError("xseg_mask is not a decodable grayscale image", path)
-    out: Mask = np.asarray(decoded, dtype=np.float32) * np.float32(1 / 255)
-    return out
+    return None if record.xseg_mask is None else decode_stored_mask(record.xseg_mask, path)

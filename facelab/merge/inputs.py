@@ -7,8 +7,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from facelab.core.errors import InputError
 from facelab.face.align import FACE_TYPE_ORDER
 from facelab.faceset.folder import scan_faces
@@ -81,5 +79,4 @@ def _check_options(session: MergeSession, model: SwapModel, dst_masks: bool) -> 
     for stem in session.frames:
         check_supported(session.options_for(stem), dst_masks)
     if session.options.direction == "dst2src":
-        r = model.resolution
-        model.swap_reverse(torch.zeros(1, 3, r, r))  # raises InputError for models without a reverse path
+        model.check_reverse()

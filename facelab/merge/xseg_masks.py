@@ -9,17 +9,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
 from facelab.core.types import F32, U8
 from facelab.face.align import compose
+from facelab.face.masks import face_mask
 from facelab.faceset.record import FaceRecord
-from facelab.faceset.xseg_mask import decode_mask
 from facelab.merge.compose import Prediction, model_transform
 from facelab.merge.masks import XSEG_DST_MODES, XSEG_PRD_MODES
 from facelab.xseg.infer import XSegModel
-from facelab.xseg.labels import label_mask
 
 
 def has_stored_mask(record: FaceRecord) -> bool:
@@ -29,20 +27,10 @@ def has_stored_mask(record: FaceRecord) -> bool:
 
 def stored_mask(record: FaceRecord, face_type: str, resolution: int) -> F32 | None:
     """The face's stored XSeg mask (polygons first: they are ground truth) in the model's crop, or None."""
-    if record.xseg_polygons:
-        aligned: F32 | None = label_mask(record, record.source.frame)
-    else:
-        aligned = decode_mask(record, record.source.frame)
-    if aligned is None:
+    if not has_stored_mask(record):
         return None
-    h, w = aligned.shape
-    if (h, w) != (record.size, record.size):
-        aligned = np.asarray(cv2.resize(aligned, (record.size, record.size), interpolation=cv2.INTER_LINEAR),
-                             dtype=np.float32)
     to_crop = compose(model_transform(record, face_type, resolution), record.inverse_affine())
-    out = cv2.warpAffine(aligned, to_crop, (resolution, resolution), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-    return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
+    return face_mask(record, to_crop, resolution, path=record.source.frame)
 
 
 def _bgr(face_rgb01: F32) -> U8:

@@ -9,10 +9,10 @@ import torch
 from torch import Tensor
 
 from facelab.core.errors import InputError
-from facelab.train.checkpoint import load_checkpoint, load_modules, read_config, read_state
+from facelab.core.model_folder import load_checkpoint, load_modules, read_state
+from facelab.train.checkpoint import read_config
 from facelab.train.device import autocast, resolve_device
-from facelab.train.nets import AutoEncoder, create_autoencoder
-from facelab.train.nets.autoencoders import DFAutoEncoder
+from facelab.train.nets import ARCHITECTURES, AutoEncoder, create_autoencoder
 from facelab.train.options import TrainOptions
 
 
@@ -30,6 +30,11 @@ class SwapModel:
     def resolution(self) -> int:
         return self.options.resolution
 
+    @property
+    def supports_reverse(self) -> bool:
+        """Whether the architecture can merge dst->src (render dst's identity on src faces)."""
+        return self.ae.spec.architecture.reverse
+
     @torch.no_grad()
     def swap(self, dst_faces: Tensor, dst_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
         """For a batch of dst faces (B,3,R,R) in [0,1]: (swapped face, its predicted mask, and with
@@ -40,10 +45,17 @@ class SwapModel:
     @torch.no_grad()
     def swap_reverse(self, src_faces: Tensor, src_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
         """dst2src: src faces rendered with dst's identity (DF: the dst decoder on src's code), with src's
-        own mask. LIAE renders identity from the shared AB code, so it has no reverse path and is refused."""
-        if not isinstance(self.ae, DFAutoEncoder):
-            raise InputError("--direction dst2src needs a DF model: LIAE's swap path only renders the src identity")
+        own mask. Architectures without a reverse path (LIAE renders identity from the shared AB code) are
+        refused (``supports_reverse``)."""
+        self.check_reverse()
         return self._predict(src_faces, True, src_mask)
+
+    def check_reverse(self) -> None:
+        """InputError unless the architecture has a dst2src path (its registry entry says)."""
+        if not self.supports_reverse:
+            able = ", ".join(n.upper() for n in sorted(ARCHITECTURES.where(lambda a: a.reverse)))
+            raise InputError(f"--direction dst2src needs a {able} model: {self.ae.spec.kind.upper()}'s swap path "
+                             "only renders the src identity")
 
     def _predict(self, faces: Tensor, reverse: bool, own_mask: bool) -> tuple[Tensor, Tensor, Tensor | None]:
         x = faces.to(self.device, torch.float32)

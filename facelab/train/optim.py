@@ -76,8 +76,8 @@ class ChannelsLastAdam(torch.optim.Adam):
     The fused kernel wants contiguous tensors, so ``torch.optim.Adam(fused=True)`` copies every
     channels-last weight, gradient and moment to NCHW and back each step. Adam is elementwise, so here
     the kernel gets 1-D views in memory order instead, with the moments kept in the weight's layout:
-    bit for bit the same result as torch's fused Adam (test), without the copies. Interleaved runs on the
-    2-core CPU: demo preset bf16 120.8 vs 123.1 ms a step, quick96 bf16 740 vs 758 ms. A gradient in
+    bit for bit the same result as torch's fused Adam (test), without the copies (docs/training.md has
+    the measured steps). A gradient in
     another layout than its weight is first copied into the weight's layout: torch 2.13's fused CPU
     kernel mis-updates channels-last weights given NCHW gradients (off by 0.01 after 5 steps against
     the reference Adam, test), which this path avoids. State keys and shapes are torch.optim.Adam's, so
@@ -120,9 +120,8 @@ class ChannelsLastAdam(torch.optim.Adam):
 def create_optimizer(name: OptimizerName | str, params: Iterable[Tensor], lr: float,
                      betas: tuple[float, float]) -> Optimizer:
     """The optimizer by name. Adam uses PyTorch's fused kernel where the weights are float32 on the CPU or a
-    CUDA device (one pass over all weights instead of ~10 small ops per tensor: 16 -> 4 ms a step for
-    the demo model on a 2-core CPU), through ChannelsLastAdam for channels-last CPU weights; RMSprop the
-    multi-tensor path."""
+    CUDA device (one pass over all weights instead of ~10 small ops per tensor), through ChannelsLastAdam
+    for channels-last CPU weights; RMSprop the multi-tensor path."""
     params = list(params)
     if name == "adam":
         fused = bool(params) and all(p.dtype == torch.float32 and p.device.type in ("cpu", "cuda") for p in params)

@@ -1,7 +1,8 @@
 """Training options: one pydantic model, shared by the CLI, config files, presets and the model folder.
 
-Fields marked IMMUTABLE shape the networks and are fixed when a model is created; resuming with other
-values is refused. The rest may change between runs (e.g. turn GAN on late in training, as DFL users do).
+Fields marked FIXED (``json_schema_extra=FIXED``) shape the networks and are fixed when a model is created;
+resuming with other values is refused (``facelab.core.model_folder``). The rest may change between runs
+(e.g. turn GAN on late in training, as DFL users do).
 """
 
 from __future__ import annotations
@@ -18,25 +19,27 @@ from facelab.core.choices import (
     Precision,
 )
 from facelab.core.color import COLOR_TRANSFERS
-
-IMMUTABLE: tuple[str, ...] = ("arch", "resolution", "face_type", "ae_dims", "e_dims", "d_dims", "d_mask_dims",
-                              "init")
+from facelab.core.model_folder import FIXED
 
 
 class TrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     config_section: ClassVar[str] = "train"
 
-    # -- architecture (IMMUTABLE) --
+    # -- architecture (FIXED) --
     arch: str = Field("liae-ud", description="df or liae, with modifiers u (pixel norm), d (double resolution "
-                      "head), t (deeper, residual), c (x*cos(x)), e.g. liae-udt; fixed at creation")
-    resolution: int = Field(128, ge=64, le=640, description="face resolution, multiple of 16 (32 with -d); fixed")
-    face_type: FaceType = Field("whole_face", description="face type the model sees; fixed")
-    ae_dims: int = Field(256, ge=16, le=1024, description="autoencoder (bottleneck) dimensions; fixed")
-    e_dims: int = Field(64, ge=8, le=256, description="encoder dimensions; fixed")
-    d_dims: int = Field(64, ge=8, le=256, description="decoder dimensions; fixed")
-    d_mask_dims: int = Field(22, ge=4, le=256, description="mask decoder dimensions; fixed")
-    init: InitName = Field("default", description="weight init at creation: default, he, or ca (conv-aware)")
+                      "head), t (deeper, residual), c (x*cos(x)), e.g. liae-udt; fixed at creation",
+                      json_schema_extra=FIXED)
+    resolution: int = Field(128, ge=64, le=640, description="face resolution, multiple of 16 (32 with -d); fixed",
+                            json_schema_extra=FIXED)
+    face_type: FaceType = Field("whole_face", description="face type the model sees; fixed", json_schema_extra=FIXED)
+    ae_dims: int = Field(256, ge=16, le=1024, description="autoencoder (bottleneck) dimensions; fixed",
+                         json_schema_extra=FIXED)
+    e_dims: int = Field(64, ge=8, le=256, description="encoder dimensions; fixed", json_schema_extra=FIXED)
+    d_dims: int = Field(64, ge=8, le=256, description="decoder dimensions; fixed", json_schema_extra=FIXED)
+    d_mask_dims: int = Field(22, ge=4, le=256, description="mask decoder dimensions; fixed", json_schema_extra=FIXED)
+    init: InitName = Field("default", description="weight init at creation: default, he, or ca (conv-aware)",
+                           json_schema_extra=FIXED)
 
     # -- optimisation --
     batch_size: int = Field(8, ge=1, le=1024, description="samples per iteration (split over DDP processes)")
@@ -99,8 +102,6 @@ class TrainOptions(BaseModel):
     def patch_size(self) -> int:
         return self.gan_patch_size or max(8, self.resolution // 8)
 
-    def immutable(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in IMMUTABLE}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -110,9 +111,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # DeepFaceLab Quick96
     "quick96": {"arch": "df-ud", "resolution": 96, "face_type": "full", "ae_dims": 128, "e_dims": 64,
                 "d_dims": 64, "d_mask_dims": 16, "batch_size": 8},
-    # sized for a visible result on a 2-core CPU within the demo's budget (see docs/training.md)
-    # batch 16: at equal wall time as good as 8 (6 min each: src 0.884 vs 0.890, dst 0.503 vs 0.510) with 97
-    # samples/s instead of 80; bf16 convolutions are too small at batch 8 to reach the CPU's peak
+    # sized for a visible result on a 2-core CPU within the demo's budget; batch 16 rather than 8 because bf16
+    # convolutions are too small at batch 8 to reach the CPU's peak (measured: docs/training.md)
     "demo": {"arch": "df-ud", "resolution": 64, "face_type": "full", "ae_dims": 128, "e_dims": 32,
              "d_dims": 32, "d_mask_dims": 12, "batch_size": 16, "lr": 2e-4, "precision": "bf16",
              "preview_every": 100, "autosave_minutes": 2.0, "lr_warmup": 100},

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 from torch import Tensor
 
 from facelab.core.atomic import write_bytes_atomic
+from facelab.core.types import Image
 
 COLUMNS = ("src", "src rec", "src mask", "dst", "dst rec", "dst mask", "swap", "swap mask")
-Image = NDArray[np.uint8]
 
 
 def _to_img(t: Tensor) -> Image:

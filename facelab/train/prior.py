@@ -1,6 +1,6 @@
 """Face priors: autoencoder weights pretrained on many people, from which a pair's model starts.
 
-A new model whose shape (the IMMUTABLE options) matches a shipped prior starts from the prior's
+A new model whose shape (the fixed options) matches a shipped prior starts from the prior's
 weights instead of random ones, unless ``from_scratch`` is set; a few hundred warm-up iterations
 (``lr_warmup``) then keep the first Adam steps from wrecking what the prior knows. This is
 DeepFaceLab's pretrain mode with the pretraining done once, by us, and shipped in the package.
@@ -36,15 +36,16 @@ from torch import Tensor, nn
 from facelab import __version__
 from facelab.core.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from facelab.core.errors import InputError
+from facelab.core.model_folder import load_checkpoint, load_modules, read_tensors
 from facelab.core.versioned import read_versioned_json
-from facelab.train.checkpoint import load_checkpoint, load_modules, read_config, read_tensors
-from facelab.train.options import IMMUTABLE, TrainOptions
+from facelab.train.checkpoint import MODEL_FOLDER, read_config
+from facelab.train.options import TrainOptions
 
 PRIOR_SCHEMA = "facelab.prior"
 PRIOR_VERSION = 1
 PRIORS_DIR = Path(__file__).parent / "priors"
 # options that shape the weights; ``init`` does not matter once weights are loaded
-SHAPE_KEYS: tuple[str, ...] = tuple(k for k in IMMUTABLE if k != "init")
+SHAPE_KEYS: tuple[str, ...] = tuple(k for k in MODEL_FOLDER.fixed if k != "init")
 
 
 @dataclass(frozen=True)

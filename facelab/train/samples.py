@@ -42,27 +42,23 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from facelab.core.choices import FACE_TYPES, FaceType
 from facelab.core.color import COLOR_TRANSFERS, fit_color
 from facelab.core.errors import InputError, MetadataError
-from facelab.core.geometry import FloatArray, affine_scale, invert_affine, transform_points
+from facelab.core.geometry import affine_scale, invert_affine, transform_points
+from facelab.core.types import FloatArray, FloatImage, Mask
 from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE, canonical_to_crop, compose
-from facelab.face.masks import eyes_mouth_mask, face_hull_mask
+from facelab.face.masks import eyes_mouth_mask, face_mask, resize_matrix
 from facelab.faceset.record import FaceRecord
 from facelab.faceset.store import FaceStore, open_store
-from facelab.faceset.xseg_mask import decode_mask
 
 Image8 = NDArray[np.uint8]
-FloatImage = NDArray[np.float32]
-Mask = NDArray[np.float32]
 
 WARP_GRID = 5  # random warp: control points per side
 PRESHRINK_BELOW = 0.5  # stored faces shrunk by more than this are first resized with INTER_AREA...
 PRESHRINK_TO = 0.75  # ...to a size that leaves this much scaling for the warp
 # Decoded (and pre-shrunk) faces kept in memory, per dataset and process: decoding is the largest part
-# of a sample's cost, and training reads every face many times. With the cache warm, src samples of the
-# demo preset (64 px from 256 px faces, rct colour transfer) are made at 1,436/s on one core instead of
-# 653/s. Each loader worker fills its own cache; 192 MiB holds about 4,000 pre-shrunk 128 px faces.
+# of a sample's cost, and training reads every face many times (docs/training.md has the measured gain).
+# Each loader worker fills its own cache; 192 MiB holds about 4,000 pre-shrunk 128 px faces.
 PIXEL_CACHE_BYTES = 192 << 20
 _INTERP = cv2.INTER_CUBIC
-_SUBPIXEL_BITS = 4  # polygon rasterisation precision (cv2 `shift`)
 
 T = TypeVar("T")
 
@@ -207,50 +203,6 @@ class _PixelCache:
             self.items[key] = image
             self.used += image.nbytes
         return image
-
-
-# ----------------------------------------------------------------------------------------------------
-# masks
-
-
-def _rescale_matrix(from_w: int, from_h: int, to_w: int, to_h: int) -> FloatArray:
-    """Pixel-centre aligned resize (cv2.resize's mapping) as a 2x3 affine."""
-    kx, ky = to_w / from_w, to_h / from_h
-    return np.array([[kx, 0.0, 0.5 * kx - 0.5], [0.0, ky, 0.5 * ky - 0.5]])
-
-
-def _polygon_mask(record: FaceRecord, mat: FloatArray, size: int) -> Mask:
-    mask = np.zeros((size, size), dtype=np.float32)
-    scale = 1 << _SUBPIXEL_BITS
-    for poly in record.xseg_polygons:
-        pts = transform_points(np.asarray(poly.points, dtype=np.float64), mat)
-        fixed = np.round(pts * scale).astype(np.int32).reshape(-1, 1, 2)
-        value = 1.0 if poly.kind == "include" else 0.0
-        cv2.fillPoly(mask, [fixed], value, lineType=cv2.LINE_AA, shift=_SUBPIXEL_BITS)
-    return mask
-
-
-def face_mask(
-    record: FaceRecord, landmarks: NDArray[np.float64], mat: FloatArray, size: int,
-    face_type: FaceType, xseg: bool, path: Path,
-) -> Mask:
-    """The face mask of a stored face seen through ``mat`` (stored px -> output px), size x size.
-
-    With ``xseg``: the hand-drawn polygons when the record has any (ground truth), else its XSeg mask
-    (a base64 PNG over the stored face); otherwise the landmark hull for ``face_type``.
-    """
-    if xseg and record.xseg_polygons:
-        return _polygon_mask(record, mat, size)
-    if xseg and record.xseg_mask is not None:
-        raw = decode_mask(record, path)
-        assert raw is not None
-        h, w = raw.shape
-        to_out = compose(mat, _rescale_matrix(w, h, record.size, record.size))
-        warped = cv2.warpAffine(raw, to_out, (size, size), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-        out: Mask = np.clip(np.asarray(warped, dtype=np.float32), 0.0, 1.0)
-        return out
-    return face_hull_mask(transform_points(landmarks, mat), (size, size), face_type)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -419,7 +371,7 @@ class FaceSampleDataset(Dataset[dict[str, torch.Tensor]]):
         mat = self.target_matrix(aug)
         mat_img = mat
         if self._shrink is not None:
-            to_small = _rescale_matrix(faces.size, faces.size, self._shrink, self._shrink)
+            to_small = resize_matrix(faces.size, faces.size, self._shrink, self._shrink)
             mat_img = compose(mat, invert_affine(to_small))
         target8 = cv2.warpAffine(image, mat_img, (r, r), flags=_INTERP, borderMode=cv2.BORDER_REPLICATE)
         if aug.warp is not None:
@@ -434,7 +386,8 @@ class FaceSampleDataset(Dataset[dict[str, torch.Tensor]]):
             warped8 = target8
 
         rec = faces.records[i]
-        mask = face_mask(rec, faces.landmarks[i], mat, r, o.face_type, o.xseg, faces.paths[i])
+        mask = face_mask(rec, mat, r, face_type=o.face_type, xseg=o.xseg, landmarks=faces.landmarks[i],
+                         path=faces.paths[i])
         if o.eyes_mouth:
             em = np.minimum(eyes_mouth_mask(transform_points(faces.landmarks[i], mat), (r, r)), mask)
         else:
@@ -467,10 +420,10 @@ class FaceSampleDataset(Dataset[dict[str, torch.Tensor]]):
         limit = self.opts.resolution
         ref_bgr = self._reference_pixels(j, limit)  # statistics need no more pixels than the sample has
         if size > limit:
-            mat = _rescale_matrix(size, size, limit, limit)
+            mat = resize_matrix(size, size, limit, limit)
             size = limit
-        ref_mask = face_mask(ref_set.records[j], ref_set.landmarks[j], mat, size, self.opts.face_type,
-                             self.opts.xseg, ref_set.paths[j])
+        ref_mask = face_mask(ref_set.records[j], mat, size, face_type=self.opts.face_type, xseg=self.opts.xseg,
+                             landmarks=ref_set.landmarks[j], path=ref_set.paths[j])
         rng = np.random.default_rng(aug.ct_seed)
         cmap = fit_color(self.opts.ct_mode, target, _to_rgb_float(ref_bgr), mask, ref_mask, rng=rng)
         out = cmap.apply(target)
@@ -630,7 +583,6 @@ __all__ = [
     "FaceSet",
     "InfiniteSampler",
     "SampleOptions",
-    "face_mask",
     "infinite",
     "make_loader",
     "uniform_yaw_weights",

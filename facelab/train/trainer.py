@@ -1,5 +1,8 @@
 """The training loop: one readable class. Data -> forward (AMP) -> losses -> backward -> step, with
-discriminators when their powers are on, autosave, backups, previews, metrics and DDP."""
+discriminators when their powers are on, autosave, backups, previews, metrics and DDP.
+
+Set-up runs in steps (process, data, networks, resume or create, wrappers). The losses of each step stay
+tensors on the device (``LossWindow``) and are read on the host only when logged or before a save."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -20,18 +23,18 @@ from torch import Tensor, nn
 
 from facelab.core.atomic import write_text_atomic
 from facelab.core.errors import InputError
-from facelab.train import losses as L
-from facelab.train.checkpoint import (
-    TrainState,
+from facelab.core.model_folder import (
+    ModelState,
     backup,
     load_checkpoint,
     load_modules,
     load_optimizers,
     save_checkpoint,
-    write_config,
 )
+from facelab.train import losses as L
+from facelab.train.checkpoint import write_config
 from facelab.train.device import autocast, grad_scaler, resolve_device
-from facelab.train.nets import AutoEncoder, create_autoencoder
+from facelab.train.nets import AutoEncoder, Side, create_autoencoder
 from facelab.train.nets.discriminators import CodeDiscriminator, PatchDiscriminator
 from facelab.train.nets.init import init_weights
 from facelab.train.optim import LRDropout, create_optimizer
@@ -39,7 +42,7 @@ from facelab.train.options import TrainOptions
 from facelab.train.perceptual import FeatureLoss
 from facelab.train.preview import loss_plot, preview_grid, read_metrics, write_png
 from facelab.train.prior import apply_prior, find_prior
-from facelab.train.samples import FaceSampleDataset, FaceSet, SampleOptions, make_loader
+from facelab.train.samples import FaceSampleDataset, FaceSet, SampleOptions, infinite, make_loader
 from facelab.train.step import SideBatch, side_loss, style_terms
 
 PREVIEW_ROWS = 4
@@ -71,40 +74,93 @@ def _side(batch: dict[str, Tensor], device: torch.device) -> SideBatch:
     return SideBatch(mv(batch["warped"]), mv(batch["target"]), mv(batch["mask"]), mv(batch["em_mask"]))
 
 
+class LossWindow:
+    """The losses of the steps since the last log, kept as tensors on the device: they are read on the host
+    (one transfer) only when logged, or before a save, so the loop does not wait for the device each step.
+    Reading checks every step's losses in order, so a divergence is reported at the iteration it happened."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, dict[str, Tensor]]] = []  # (iteration, losses) not yet read
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, iteration: int, losses: dict[str, Tensor]) -> None:
+        self.pending.append((iteration, losses))
+
+    def read(self) -> None:
+        """Move the pending losses to the host and add them up; InputError when one is not finite."""
+        if not self.pending:
+            return
+        rows = torch.stack([torch.stack(list(losses.values())) for _, losses in self.pending]).tolist()
+        for (iteration, losses), values in zip(self.pending, rows, strict=True):
+            if not all(math.isfinite(v) for v in values):
+                raise InputError(f"training diverged at iteration {iteration} (loss is not finite); "
+                                 "lower --lr, use --clipgrad or --precision fp32")
+            for k, v in zip(losses, values, strict=True):
+                self.sums[k] = self.sums.get(k, 0.0) + v
+            self.count += 1
+        self.pending = []
+
+    def mean_and_reset(self) -> tuple[dict[str, float], int]:
+        """(the mean of each loss over the window, the number of steps), and a new window."""
+        self.read()
+        avg, n = {k: v / self.count for k, v in self.sums.items()}, self.count
+        self.sums, self.count = {}, 0
+        return avg, n
+
+
 class Trainer:
     def __init__(self, model_dir: Path, opts: TrainOptions, src_dir: Path, dst_dir: Path, *,
                  previous: TrainOptions | None = None, ddp: bool = False) -> None:
         self.model_dir = Path(model_dir)
         self.opts = opts
         self.ddp = ddp
-        if ddp:
+        self._setup_process()
+        torch.manual_seed(opts.seed)
+        self._setup_data(src_dir, dst_dir)
+        self._setup_nets()
+        self._resume_or_create(previous)
+        self._wrap()
+        self.preview_batch: tuple[Tensor, Tensor] | None = None  # built on the first preview
+        self.losses = LossWindow()
+        self._stop = False
+
+    # -- setup: process, data, networks, state ------------------------------------------------------
+
+    def _setup_process(self) -> None:
+        """Rank, world and device (DDP from torchrun's environment), and the per-process batch."""
+        if self.ddp:
             self.rank, self.world, local_rank = ddp_env()
         else:
             self.rank, self.world, local_rank = 0, 1, 0
-        self.device = resolve_device(opts.device, local_rank)
-        if ddp and not dist.is_initialized():
+        self.device = resolve_device(self.opts.device, local_rank)
+        if self.ddp and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.is_main = self.rank == 0
-        if opts.batch_size % self.world:
-            raise InputError(f"batch size {opts.batch_size} does not split evenly over {self.world} processes")
-        self.batch = opts.batch_size // self.world
-        torch.manual_seed(opts.seed)
+        if self.opts.batch_size % self.world:
+            raise InputError(f"batch size {self.opts.batch_size} does not split evenly over {self.world} processes")
+        self.batch = self.opts.batch_size // self.world
 
-        # -- data --
+    def _setup_data(self, src_dir: Path, dst_dir: Path) -> None:
+        """The face sets, their sample datasets and loaders (pretraining reads src on both sides)."""
+        opts = self.opts
         src_set = FaceSet(src_dir)
         dst_set = src_set if opts.pretrain else FaceSet(dst_dir)
         self.src_set, self.dst_set = src_set, dst_set
-        self.src_data = FaceSampleDataset(src_set, self._sample_options(opts.random_flip_src, 1),
+        self.src_data = FaceSampleDataset(src_set, self._sample_options("src"),
                                           ct_reference=dst_set if opts.ct_mode != "none" else None)
-        self.dst_data = FaceSampleDataset(dst_set, self._sample_options(opts.random_flip_dst, 2))
+        self.dst_data = FaceSampleDataset(dst_set, self._sample_options("dst"))
         pin = self.device.type == "cuda"
-        dist_arg = (self.rank, self.world) if ddp else None
+        dist_arg = (self.rank, self.world) if self.ddp else None
         self.src_loader = make_loader(self.src_data, self.batch, opts.workers, opts.seed, opts.uniform_yaw, pin,
                                       dist_arg)
         self.dst_loader = make_loader(self.dst_data, self.batch, opts.workers, opts.seed + 7919, opts.uniform_yaw,
                                       pin, dist_arg)
 
-        # -- networks --
+    def _setup_nets(self) -> None:
+        """The autoencoder (through the architecture registry), the discriminators and losses the options
+        switch on, their optimisers and the gradient scaler."""
+        opts = self.opts
         self.ae: AutoEncoder = create_autoencoder(opts.arch, opts.resolution, opts.ae_dims, opts.e_dims,
                                                   opts.d_dims, opts.d_mask_dims)
         self.ae.to(self.device)
@@ -116,10 +172,8 @@ class Trainer:
         self.code_d: nn.Module | None = None
         self.gan_d: nn.Module | None = None
         if opts.true_face_power > 0:
-            with torch.no_grad():
-                x = torch.zeros(1, 3, opts.resolution, opts.resolution, device=self.device)
-                code = self.ae(x, x).src_code
-            self.code_d = CodeDiscriminator(code.shape[1], code.shape[-1]).to(self.device)
+            channels, _, side = self.ae.code_shape
+            self.code_d = CodeDiscriminator(channels, side).to(self.device)
         if opts.gan_power > 0:
             self.gan_d = PatchDiscriminator(3, opts.resolution, opts.patch_size, opts.gan_dims).to(self.device)
         betas = (opts.beta1, opts.beta2)
@@ -131,8 +185,11 @@ class Trainer:
         self.lr_dropout = LRDropout(list(self.ae.parameters()), opts.lr_dropout)
         self.scaler = grad_scaler(self.device, opts.precision)
 
-        # -- state: resume or create --
-        self.state = TrainState()
+    def _resume_or_create(self, previous: TrainOptions | None) -> None:
+        """Resume from the folder's checkpoint, or initialise a new model (from a face prior when one fits);
+        then (main process) write config.json and drop metrics logged after the checkpoint."""
+        opts = self.opts
+        self.state = ModelState()
         ckpt = load_checkpoint(self.model_dir)
         if ckpt is None:
             init_weights(self.ae, opts.init)
@@ -153,26 +210,30 @@ class Trainer:
             self.model_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.model_dir, opts)
             self._trim_metrics()
+
+    def _wrap(self) -> None:
+        """DDP and torch.compile wrappers of the networks that train."""
         self.model: nn.Module = self.ae
-        if ddp:
+        if self.ddp:
             self.model = nn.parallel.DistributedDataParallel(self.ae)
             if self.code_d is not None:
                 self.code_d = nn.parallel.DistributedDataParallel(self.code_d)
             if self.gan_d is not None:
                 self.gan_d = nn.parallel.DistributedDataParallel(self.gan_d)
-        if opts.compile:
+        if self.opts.compile:
             self.model = torch.compile(self.model)  # type: ignore[assignment]
-        self.preview_batch: tuple[Tensor, Tensor] | None = None  # built on the first preview
-        self._stop = False
 
     # -- setup helpers ----------------------------------------------------------------------------
 
-    def _sample_options(self, flip: bool, salt: int) -> SampleOptions:
+    def _sample_options(self, side: Side) -> SampleOptions:
+        """src samples flip with random_flip_src and take the colour transfer; each side (and rank) its own seed."""
         o = self.opts
-        return SampleOptions(resolution=o.resolution, face_type=o.face_type, random_flip=flip,
+        is_src = side == "src"
+        return SampleOptions(resolution=o.resolution, face_type=o.face_type,
+                             random_flip=o.random_flip_src if is_src else o.random_flip_dst,
                              random_warp=o.random_warp, random_hsv_power=o.random_hsv_power,
-                             ct_mode=o.ct_mode if salt == 1 else "none", uniform_yaw=o.uniform_yaw,
-                             seed=o.seed * 1000 + salt + 100 * self.rank)
+                             ct_mode=o.ct_mode if is_src else "none", uniform_yaw=o.uniform_yaw,
+                             seed=o.seed * 1000 + (1 if is_src else 2) + 100 * self.rank)
 
     def _preview_batch(self) -> tuple[Tensor, Tensor]:
         plain = SampleOptions(resolution=self.opts.resolution, face_type=self.opts.face_type, random_flip=False,
@@ -202,7 +263,9 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------------
 
-    def step(self, s: SideBatch, d: SideBatch) -> dict[str, float]:
+    def step(self, s: SideBatch, d: SideBatch) -> dict[str, Tensor]:
+        """One iteration: forward, losses, backward and the optimiser steps. Returns the losses as detached
+        0-d tensors on the device (reading them on the host waits for the device)."""
         o = self.opts
         styled = o.face_style_power > 0 or o.bg_style_power > 0
         if o.lr_warmup:
@@ -214,37 +277,37 @@ class Trainer:
         src_rec, src_mask = side_loss(out.src_rec.float(), out.src_mask.float(), s, o, self.features)
         dst_rec, dst_mask = side_loss(out.dst_rec.float(), out.dst_mask.float(), d, o, self.features)
         total = src_rec + dst_rec + src_mask + dst_mask
-        logs = {"src_loss": _f(src_rec), "dst_loss": _f(dst_rec), "mask_loss": _f(src_mask + dst_mask)}
+        logs = {"src_loss": _d(src_rec), "dst_loss": _d(dst_rec), "mask_loss": _d(src_mask + dst_mask)}
         if styled:
             assert out.swap is not None
             style = style_terms(out.swap.float(), d, o)
             total = total + style
-            logs["style_loss"] = _f(style)
+            logs["style_loss"] = _d(style)
         if self.code_d is not None:
             with autocast(self.device, o.precision):
                 g_tf = o.true_face_power * L.gan_generator_loss(self.code_d(out.dst_code).float())
             total = total + g_tf
-            logs["true_face_g"] = _f(g_tf)
+            logs["true_face_g"] = _d(g_tf)
         m = L.blur_mask(s.mask, o.resolution) if self.gan_d is not None else s.mask
         if self.gan_d is not None:
             with autocast(self.device, o.precision):
                 g_gan = o.gan_power * L.gan_generator_loss(self.gan_d(out.src_rec * m).float())
             total = total + g_gan
-            logs["gan_g"] = _f(g_gan)
+            logs["gan_g"] = _d(g_gan)
         self._backward_step(total, self.opt, list(self.ae.parameters()), lr_dropout=True)
         if self.code_d is not None and self.opt_code is not None:
             with autocast(self.device, o.precision):
                 d_tf = L.gan_discriminator_loss(self.code_d(out.src_code.detach()).float(),
                                                 self.code_d(out.dst_code.detach()).float())
             self._backward_step(d_tf, self.opt_code, list(self.code_d.parameters()))
-            logs["true_face_d"] = _f(d_tf)
+            logs["true_face_d"] = _d(d_tf)
         if self.gan_d is not None and self.opt_gan is not None:
             with autocast(self.device, o.precision):
                 d_gan = L.gan_discriminator_loss(self.gan_d(s.target * m).float(),
                                                  self.gan_d(out.src_rec.detach() * m).float())
             self._backward_step(d_gan, self.opt_gan, list(self.gan_d.parameters()))
-            logs["gan_d"] = _f(d_gan)
-        logs["total"] = _f(total)
+            logs["gan_d"] = _d(d_gan)
+        logs["total"] = _d(total)
         return logs
 
     def _backward_step(self, loss: Tensor, opt: torch.optim.Optimizer, params: list[Tensor],
@@ -292,46 +355,35 @@ class Trainer:
         return stop
 
     def train(self, iterations: int | None = None, minutes: float | None = None,
-              on_status: Callable[[Status], None] | None = None) -> TrainState:
+              on_status: Callable[[Status], None] | None = None) -> ModelState:
         o = self.opts
         deadline = time.monotonic() + minutes * 60 if minutes is not None else None
         old_handler = None
         if self.is_main and _in_main_thread():
             old_handler = signal.signal(signal.SIGINT, self._on_sigint)
-        src_it, dst_it = _forever(self.src_loader), _forever(self.dst_loader)
+        src_it, dst_it = infinite(self.src_loader), infinite(self.dst_loader)
+        self.losses = LossWindow()
         last_save = time.monotonic()
         run_its = 0
-        window: dict[str, float] = {}
         wait_s = step_s = 0.0
-        window_n = 0
         try:
             while not self._should_stop(run_its, iterations, deadline):
                 t0 = time.perf_counter()
                 sb, db = next(src_it), next(dst_it)
                 t1 = time.perf_counter()
-                logs = self.step(_side(sb, self.device), _side(db, self.device))
+                self.losses.add(self.state.iteration + 1, self.step(_side(sb, self.device), _side(db, self.device)))
+                # the host waits for the device only here, once per log_every iterations
+                window = self.losses.mean_and_reset() if (self.state.iteration + 1) % o.log_every == 0 else None
                 t2 = time.perf_counter()
                 wait_s += t1 - t0
                 step_s += t2 - t1
                 self.state.iteration += 1
                 self.state.elapsed_s += t2 - t0
                 run_its += 1
-                window_n += 1
-                for k, v in logs.items():
-                    window[k] = window.get(k, 0.0) + v
-                if not all(math.isfinite(v) for v in logs.values()):
-                    raise InputError(f"training diverged at iteration {self.state.iteration} (loss is not finite); "
-                                     "lower --lr, use --clipgrad or --precision fp32")
-                if self.is_main and self.state.iteration % o.log_every == 0:
-                    avg = {k: v / window_n for k, v in window.items()}
-                    elapsed = max(wait_s + step_s, 1e-9)
-                    status = Status(self.state.iteration, avg, window_n / elapsed, window_n * o.batch_size / elapsed,
-                                    wait_s / elapsed, self._eta(run_its, iterations, deadline, window_n / elapsed))
-                    self.state.last_losses = {k: round(v, 6) for k, v in avg.items()}
-                    self._log_metrics(status)
-                    if on_status is not None:
-                        on_status(status)
-                    window, window_n, wait_s, step_s = {}, 0, 0.0, 0.0
+                if window is not None and self.is_main:
+                    self._log(*window, run_its, iterations, deadline, wait_s, step_s, on_status)
+                if window is not None:
+                    wait_s = step_s = 0.0
                 if self.is_main and o.preview_every and self.state.iteration % o.preview_every == 0:
                     self.write_preview()
                 due = time.monotonic() - last_save >= o.autosave_minutes * 60 or (
@@ -346,6 +398,17 @@ class Trainer:
         if self.is_main and o.preview_every:
             self.write_preview()
         return self.state
+
+    def _log(self, avg: dict[str, float], n: int, run_its: int, iterations: int | None, deadline: float | None,
+             wait_s: float, step_s: float, on_status: Callable[[Status], None] | None) -> None:
+        """The mean losses of the last ``n`` steps as a Status: metrics.jsonl, state.last_losses, ``on_status``."""
+        elapsed = max(wait_s + step_s, 1e-9)
+        status = Status(self.state.iteration, avg, n / elapsed, n * self.opts.batch_size / elapsed,
+                        wait_s / elapsed, self._eta(run_its, iterations, deadline, n / elapsed))
+        self.state.last_losses = {k: round(v, 6) for k, v in avg.items()}
+        self._log_metrics(status)
+        if on_status is not None:
+            on_status(status)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self._stop:
@@ -365,6 +428,9 @@ class Trainer:
     # -- output ------------------------------------------------------------------------------------
 
     def save(self) -> None:
+        """Save a checkpoint (main process), and rotate a backup when one is due. The losses not yet read
+        are checked first, so diverged weights are never saved."""
+        self.losses.read()
         if not self.is_main:
             return
         o = self.opts
@@ -414,19 +480,14 @@ class Trainer:
             dist.destroy_process_group()
 
 
-def _f(t: Tensor) -> float:
-    return float(t.detach())
+def _d(t: Tensor) -> Tensor:
+    return t.detach()
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
     inner = getattr(m, "module", m)
     assert isinstance(inner, nn.Module)
     return inner
-
-
-def _forever(loader: Any) -> Iterator[dict[str, Tensor]]:
-    while True:
-        yield from loader
 
 
 def _in_main_thread() -> bool:

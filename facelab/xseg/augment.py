@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from facelab.core.types import Mask
+
 Image8 = NDArray[np.uint8]
-Mask = NDArray[np.float32]
 
 
 @dataclass(frozen=True)

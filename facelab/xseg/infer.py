@@ -16,15 +16,14 @@ import torch
 from numpy.typing import NDArray
 
 from facelab.core.errors import InputError
+from facelab.core.model_folder import load_checkpoint, load_modules
+from facelab.core.types import FloatArray, Mask
 from facelab.face.align import convert_transform
-from facelab.train.checkpoint import load_checkpoint, load_modules
 from facelab.xseg.model import MODULE, read_config, read_face_type
 from facelab.xseg.net import XSegNet
 from facelab.xseg.options import XSegOptions
 
 Image8 = NDArray[np.uint8]
-Mask = NDArray[np.float32]
-FloatArray = NDArray[np.float64]
 
 
 def to_input(images: Sequence[Image8], resolution: int) -> torch.Tensor:

@@ -29,16 +29,15 @@ from typing import Any
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
 from facelab.core.errors import InputError
+from facelab.core.types import Mask
 from facelab.core.versioned import read_versioned_json
+from facelab.face.masks import face_mask
 from facelab.faceset.record import FaceRecord, XSegPolygon
-from facelab.train.samples import face_mask
 
 LABELS_SCHEMA = "facelab.xseg_labels"
 LABELS_VERSION = 1
-Mask = NDArray[np.float32]
 
 
 # ---- masks in records -----------------------------------------------------------------------------
@@ -48,7 +47,7 @@ def label_mask(record: FaceRecord, path: Path | str) -> Mask:
     if not record.xseg_polygons:
         raise ValueError(f"{path}: face has no XSeg polygons")
     identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    return face_mask(record, record.landmarks_array(), identity, record.size, record.face_type, True, Path(path))
+    return face_mask(record, identity, record.size, path=path)
 
 
 def exclude_mask(record: FaceRecord) -> Mask | None:

@@ -6,18 +6,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-XSegPrecision = Literal["fp32", "bf16"]
+from facelab.core.model_folder import FIXED
 
-# options that shape the network: fixed when a model folder is created
-IMMUTABLE: tuple[str, ...] = ("resolution", "base_channels")
+XSegPrecision = Literal["fp32", "bf16"]
 
 
 class XSegOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    resolution: int = Field(256, ge=64, le=1024, multiple_of=32,
+    # FIXED: they shape the network, so they are fixed when a model folder is created
+    resolution: int = Field(256, ge=64, le=1024, multiple_of=32, json_schema_extra=FIXED,
                             description="network input size in pixels; faces are resized to it")
-    base_channels: int = Field(16, ge=4, le=64, description="width of the U-Net's first level")
+    base_channels: int = Field(16, ge=4, le=64, json_schema_extra=FIXED, description="width of the U-Net's first level")
     batch_size: int = Field(8, ge=1, le=256, description="faces per iteration")
     lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate")
     precision: XSegPrecision = Field("fp32", description="fp32, or bf16 autocast")

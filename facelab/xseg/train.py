@@ -1,7 +1,7 @@
 """XSeg training: a resumable loop over the labelled faces of one or more folders.
 
 The model folder is created on the first run (``config.json``) and resumed afterwards; each save writes
-new safetensors files and then ``state.json`` (``facelab.train.checkpoint``), so a killed run resumes
+new safetensors files and then ``state.json`` (``facelab.core.model_folder``), so a killed run resumes
 from its last save. Ctrl+C saves and stops. Loss: binary cross-entropy plus soft Dice on the logits.
 """
 
@@ -23,15 +23,9 @@ from torch.nn import functional as F
 
 from facelab.core.atomic import write_bytes_atomic
 from facelab.core.errors import InputError
+from facelab.core.model_folder import ModelState, load_checkpoint, load_modules, load_optimizers, save_checkpoint
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import read_face
-from facelab.train.checkpoint import (
-    TrainState,
-    load_checkpoint,
-    load_modules,
-    load_optimizers,
-    save_checkpoint,
-)
 from facelab.xseg.augment import AugmentOptions, LabelledFace, make_sample
 from facelab.xseg.infer import to_input
 from facelab.xseg.labels import exclude_mask, label_mask
@@ -115,7 +109,7 @@ class XSegTrainer:
             self.net = XSegNet(opts.base_channels)
         self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opts.lr)
-        self.state = TrainState()
+        self.state = ModelState()
         self._saved_iteration: int | None = None  # None: a new model is saved even after zero iterations
         ckpt = None if new else load_checkpoint(self.model_dir)
         if ckpt is not None:
@@ -163,7 +157,7 @@ class XSegTrainer:
                                  **self.state.last_losses}) + "\n")
 
     def train(self, iterations: int | None = None, minutes: float | None = None,
-              on_status: Callable[[Status], None] | None = None) -> TrainState:
+              on_status: Callable[[Status], None] | None = None) -> ModelState:
         """Train for ``iterations`` more iterations and/or ``minutes`` (whichever ends first; neither: until
         Ctrl+C), saving every ``save_every`` iterations and at the end."""
         start_it, t0 = self.state.iteration, time.perf_counter()

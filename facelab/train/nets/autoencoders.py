@@ -1,4 +1,5 @@
-"""The DF and LIAE autoencoders (SAEHD-like) and their architecture string ("df", "liae-udtc", ...).
+"""The parts of the SAEHD-like autoencoders (encoder, inter, decoder) and their common base, ``AutoEncoder``;
+DF (``df.py``) and LIAE (``liae.py``) build on them and register in ``arch.ARCHITECTURES``.
 
 Shapes, for resolution R (``low`` = R/16, or R/32 with ``-d``):
 
@@ -19,87 +20,18 @@ src code = AB(src)||AB(src), dst code = AB(dst)||B(dst), swap code = AB(dst)||AB
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, NamedTuple, get_args
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facelab.core.errors import InputError
 from facelab.train.nets.blocks import Dense, Downscale, PixelNorm, ResidualBlock, Upscale
 
-ArchKind = Literal["df", "liae"]
-ARCH_KINDS: tuple[str, ...] = get_args(ArchKind)
-MODIFIERS = "udtc"
+if TYPE_CHECKING:
+    from facelab.train.nets.arch import ArchSpec
+
 Side = Literal["src", "dst"]
-
-MIN_RESOLUTION = 64
-MAX_RESOLUTION = 640
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """An architecture: the kind (df or liae) and its modifiers.
-
-    u: pixel-normalised encoder output. d: double resolution (half-size latent, depth-to-space at the end).
-    t: deeper encoder and decoder (more residual blocks). c: x*cos(x) activation instead of leaky ReLU.
-    """
-
-    kind: ArchKind
-    u: bool = False
-    d: bool = False
-    t: bool = False
-    c: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in ARCH_KINDS:
-            raise InputError(f"unknown architecture kind {self.kind!r}: expected one of {', '.join(ARCH_KINDS)}")
-
-    @property
-    def name(self) -> str:
-        """The canonical string: kind, then the modifiers in the order u, d, t, c ("liae-ud")."""
-        mods = "".join(m for m in MODIFIERS if getattr(self, m))
-        return f"{self.kind}-{mods}" if mods else self.kind
-
-    def __str__(self) -> str:
-        return self.name
-
-
-def parse_arch(text: str) -> ArchSpec:
-    """Parse "df", "liae", "df-ud", "liae-tcdu", ...: a kind, then optionally a dash and modifiers from u, d, t, c."""
-    usage = "expected 'df' or 'liae', optionally followed by a dash and any of the modifiers u, d, t, c (e.g. liae-ud)"
-    if not isinstance(text, str):
-        raise InputError(f"architecture must be a string, got {type(text).__name__}: {usage}")
-    kind, dash, mods = text.strip().lower().partition("-")
-    if kind not in ARCH_KINDS:
-        raise InputError(f"unknown architecture {text!r}: {usage}")
-    if dash and not mods:
-        raise InputError(f"architecture {text!r} has a dash but no modifiers: {usage}")
-    bad = sorted({m for m in mods if m not in MODIFIERS})
-    if bad:
-        raise InputError(f"architecture {text!r} has unknown modifier(s) {', '.join(bad)}: {usage}")
-    repeated = sorted({m for m in mods if mods.count(m) > 1})
-    if repeated:
-        raise InputError(f"architecture {text!r} repeats modifier(s) {', '.join(repeated)}: {usage}")
-    return ArchSpec(kind="df" if kind == "df" else "liae", u="u" in mods, d="d" in mods, t="t" in mods, c="c" in mods)
-
-
-def _as_spec(arch: str | ArchSpec) -> ArchSpec:
-    return arch if isinstance(arch, ArchSpec) else parse_arch(arch)
-
-
-def validate_resolution(arch: str | ArchSpec, resolution: int) -> ArchSpec:
-    """Check the resolution for the architecture: 64..640, a multiple of 16 (of 32 with -d). Returns the spec."""
-    spec = _as_spec(arch)
-    step = 32 if spec.d else 16
-    if isinstance(resolution, bool) or not isinstance(resolution, int):
-        raise InputError(f"resolution must be an integer, got {resolution!r}")
-    if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION or resolution % step:
-        why = f"a multiple of {step}" + (" (the -d modifier halves the latent side)" if spec.d else "")
-        raise InputError(f"resolution {resolution} is not valid for {spec.name}: it must be "
-                         f"{MIN_RESOLUTION}..{MAX_RESOLUTION} and {why}")
-    return spec
 
 
 class AEOutput(NamedTuple):
@@ -235,120 +167,6 @@ class AutoEncoder(nn.Module):
         raise NotImplementedError
 
 
-def _split(x: Tensor, n: int) -> tuple[Tensor, Tensor]:
+def split_batch(x: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """The first ``n`` items of a batch and the rest."""
     return x[:n], x[n:]
-
-
-class DFAutoEncoder(AutoEncoder):
-    """DF: shared encoder and inter, decoder_src and decoder_dst. swap = decoder_src(inter(encoder(dst)))."""
-
-    def __init__(self, spec: ArchSpec, resolution: int, ae_dims: int, e_dims: int, d_dims: int,
-                 d_mask_dims: int) -> None:
-        super().__init__(spec, resolution)
-        self.encoder = Encoder(3, e_dims, resolution, t=spec.t, u=spec.u, cos=spec.c)
-        self.inter = Inter(self.encoder.out_features, ae_dims, ae_dims, self.low, cos=spec.c)
-        self.decoder_src = Decoder(ae_dims, d_dims, d_mask_dims, t=spec.t, d=spec.d, cos=spec.c)
-        self.decoder_dst = Decoder(ae_dims, d_dims, d_mask_dims, t=spec.t, d=spec.d, cos=spec.c)
-
-    @property
-    def code_shape(self) -> tuple[int, int, int]:
-        return (self.inter.out_ch, self.inter.out_res, self.inter.out_res)
-
-    def _code(self, x: Tensor) -> Tensor:
-        code: Tensor = self.inter(self.encoder(x))
-        return code
-
-    def forward(self, src: Tensor, dst: Tensor, swap: bool = True) -> AEOutput:
-        n = src.shape[0]
-        codes = self._code(torch.cat([src, dst]))  # one pass for both sides
-        src_code, dst_code = _split(codes, n)
-        dst_rec, dst_mask = self.decoder_dst(dst_code)
-        if not swap:
-            src_rec, src_mask = self.decoder_src(src_code)
-            return AEOutput(src_rec, src_mask, dst_rec, dst_mask, None, None, src_code, dst_code)
-        faces, masks = self.decoder_src(codes)  # src reconstruction and the swap in one pass
-        src_rec, swapped = _split(faces, n)
-        src_mask, swap_mask = _split(masks, n)
-        return AEOutput(src_rec, src_mask, dst_rec, dst_mask, swapped, swap_mask, src_code, dst_code)
-
-    def swap(self, dst: Tensor) -> tuple[Tensor, Tensor]:
-        out: tuple[Tensor, Tensor] = self.decoder_src(self._code(dst))
-        return out
-
-    def reconstruct(self, x: Tensor, side: Side) -> tuple[Tensor, Tensor]:
-        decoder = self.decoder_src if side == "src" else self.decoder_dst
-        out: tuple[Tensor, Tensor] = decoder(self._code(x))
-        return out
-
-    def predict(self, x: Tensor, reverse: bool = False, own_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
-        code = self._code(x)
-        render, own = (self.decoder_dst, self.decoder_src) if reverse else (self.decoder_src, self.decoder_dst)
-        face, mask = render(code)
-        return face, mask, own.predict_mask(code) if own_mask else None
-
-
-class LIAEAutoEncoder(AutoEncoder):
-    """LIAE: shared encoder, InterAB, InterB, one decoder; codes AB||AB (src), AB||B (dst), AB(dst)||AB(dst) (swap)."""
-
-    def __init__(self, spec: ArchSpec, resolution: int, ae_dims: int, e_dims: int, d_dims: int,
-                 d_mask_dims: int) -> None:
-        super().__init__(spec, resolution)
-        self.encoder = Encoder(3, e_dims, resolution, t=spec.t, u=spec.u, cos=spec.c)
-        feats = self.encoder.out_features
-        self.inter_ab = Inter(feats, ae_dims, ae_dims * 2, self.low, cos=spec.c)
-        self.inter_b = Inter(feats, ae_dims, ae_dims * 2, self.low, cos=spec.c)
-        self.decoder = Decoder(ae_dims * 4, d_dims, d_mask_dims, t=spec.t, d=spec.d, cos=spec.c)
-
-    @property
-    def code_shape(self) -> tuple[int, int, int]:
-        return (self.inter_ab.out_ch, self.inter_ab.out_res, self.inter_ab.out_res)
-
-    def forward(self, src: Tensor, dst: Tensor, swap: bool = True) -> AEOutput:
-        n, m = src.shape[0], dst.shape[0]
-        feats: Tensor = self.encoder(torch.cat([src, dst]))
-        ab: Tensor = self.inter_ab(feats)
-        ab_src, ab_dst = _split(ab, n)
-        b_dst: Tensor = self.inter_b(feats[n:])
-        codes = [
-            torch.cat([ab_src, ab_src], dim=1),  # src
-            torch.cat([ab_dst, b_dst], dim=1),  # dst
-        ]
-        if swap:
-            codes.append(torch.cat([ab_dst, ab_dst], dim=1))
-        faces, masks = self.decoder(torch.cat(codes))
-        src_rec, dst_rec, *swapped = faces.split([n, m, m][:len(codes)])
-        src_mask, dst_mask, *swap_mask = masks.split([n, m, m][:len(codes)])
-        return AEOutput(src_rec, src_mask, dst_rec, dst_mask, swapped[0] if swap else None,
-                        swap_mask[0] if swap else None, ab_src, ab_dst)
-
-    def swap(self, dst: Tensor) -> tuple[Tensor, Tensor]:
-        ab: Tensor = self.inter_ab(self.encoder(dst))
-        out: tuple[Tensor, Tensor] = self.decoder(torch.cat([ab, ab], dim=1))
-        return out
-
-    def reconstruct(self, x: Tensor, side: Side) -> tuple[Tensor, Tensor]:
-        feats: Tensor = self.encoder(x)
-        ab: Tensor = self.inter_ab(feats)
-        other: Tensor = ab if side == "src" else self.inter_b(feats)
-        out: tuple[Tensor, Tensor] = self.decoder(torch.cat([ab, other], dim=1))
-        return out
-
-    def predict(self, x: Tensor, reverse: bool = False, own_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
-        if reverse:
-            raise InputError("LIAE has no reverse path: its swap renders identity from the shared AB code")
-        feats: Tensor = self.encoder(x)
-        ab: Tensor = self.inter_ab(feats)
-        face, mask = self.decoder(torch.cat([ab, ab], dim=1))
-        own = self.decoder.predict_mask(torch.cat([ab, self.inter_b(feats)], dim=1)) if own_mask else None
-        return face, mask, own
-
-
-def create_autoencoder(arch: str | ArchSpec, resolution: int, ae_dims: int, e_dims: int, d_dims: int,
-                       d_mask_dims: int) -> AutoEncoder:
-    """Build the DF or LIAE autoencoder for ``arch`` at ``resolution`` (validated) with PyTorch's default init."""
-    spec = validate_resolution(arch, resolution)
-    for name, value in (("ae_dims", ae_dims), ("e_dims", e_dims), ("d_dims", d_dims), ("d_mask_dims", d_mask_dims)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be a positive integer, got {value!r}")
-    cls = DFAutoEncoder if spec.kind == "df" else LIAEAutoEncoder
-    return cls(spec, resolution, ae_dims, e_dims, d_dims, d_mask_dims)

@@ -1,0 +1,301 @@
+"""Model folders (the trainer's and XSeg's): one type for their config, weights, state, resume and backups.
+
+A folder holds
+
+* ``config.json``: ``{"schema": <kind>, "version": 1, "tool_version", "immutable": [...], "options": {...}}``
+  plus any extra keys of its kind (XSeg: ``face_type``). The options are a pydantic model; the fields
+  marked ``FIXED`` (``Field(..., json_schema_extra=FIXED)``) shape the networks and are fixed when the
+  model is created, the rest may change each run (``ModelFolder.resolve``);
+* ``state.json`` (schema ``facelab.model_state``): iteration, time, last losses and the names and SHA-256
+  of the current ``weights-N.safetensors`` and ``optimizer-N.safetensors``;
+* ``backups/it_N/``: rotating copies of the three.
+
+Saving is crash-safe without a multi-file transaction: each save writes new, iteration-numbered
+weight and optimiser files (each atomically), and only then replaces state.json, which names the
+files of the current checkpoint and their SHA-256. A crash before that rename leaves state.json
+pointing at the previous, complete files; files no state.json names are removed after a good save.
+Nothing is pickled: tensors go to safetensors, everything else to JSON.
+
+    MODEL_FOLDER = ModelFolder("facelab.model", TrainOptions, "model", "a model")
+    opts = MODEL_FOLDER.resolve(MODEL_FOLDER.read_config(path), requested, explicit)
+    MODEL_FOLDER.write_config(path, opts)
+    save_checkpoint(path, state, {"ae": net}, {"opt": optimizer})
+    ckpt = load_checkpoint(path)  # None before the first save
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import torch
+from pydantic import BaseModel, ValidationError
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from facelab import __version__
+from facelab.core.atomic import write_bytes_atomic, write_json_atomic
+from facelab.core.config import option_error
+from facelab.core.errors import InputError
+from facelab.core.versioned import read_versioned_json
+
+STATE_SCHEMA = "facelab.model_state"
+WEIGHTS_SCHEMA = "facelab.model"  # in every weights file's metadata (XSeg's too, as before)
+VERSION = 1
+# the mark of an option fixed when a model is created: Field(..., json_schema_extra=FIXED)
+FIXED: dict[str, Any] = {"fixed": True}
+
+Opts = TypeVar("Opts", bound=BaseModel)
+
+
+def fixed_options(options: type[BaseModel]) -> tuple[str, ...]:
+    """The names of the fields marked FIXED, in declaration order."""
+    return tuple(name for name, info in options.model_fields.items()
+                 if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("fixed") is True)
+
+
+# ---- config -----------------------------------------------------------------------------------
+
+class ModelFolder(Generic[Opts]):
+    """One kind of model folder: the schema of its config.json and the options model it stores.
+
+    ``what`` names the folder in messages ("XSeg model"), ``a_what`` with its article ("an XSeg model");
+    ``hint`` is added to the refusal to change a fixed option.
+    """
+
+    def __init__(self, schema: str, options: type[Opts], what: str, a_what: str, hint: str = "") -> None:
+        self.schema = schema
+        self.options = options
+        self.what = what
+        self.a_what = a_what
+        self.hint = hint
+        self.fixed: tuple[str, ...] = fixed_options(options)
+
+    def write_config(self, folder: Path, opts: Opts, **extra: Any) -> None:
+        """config.json with the options and the kind's ``extra`` keys."""
+        write_json_atomic(Path(folder) / "config.json", {
+            "schema": self.schema, "version": VERSION, "tool_version": __version__,
+            "immutable": list(self.fixed), "options": opts.model_dump(mode="json"), **extra,
+        })
+
+    def read_raw(self, folder: Path) -> dict[str, Any] | None:
+        """config.json as a checked JSON object (schema and version), or None when there is none."""
+        return read_versioned_json(Path(folder) / "config.json", self.schema, VERSION, f"{self.what} config")
+
+    def read_config(self, folder: Path) -> Opts | None:
+        """The stored options, or None for a folder without a model yet."""
+        data = self.read_raw(folder)
+        if data is None:
+            return None
+        path = Path(folder) / "config.json"
+        try:
+            return self.options.model_validate(data.get("options"))
+        except ValidationError as exc:
+            raise InputError(f"invalid {self.what} config: {option_error(exc)}", path) from None
+        except InputError as exc:
+            raise InputError(f"invalid {self.what} config: {exc}", path) from None
+
+    def resolve(self, stored: Opts | None, requested: dict[str, Any], explicit: set[str]) -> Opts:
+        """Options for this run. A new model takes the request; a stored model keeps its fixed options
+        (an explicit different value is an error) and takes the other options that were given explicitly."""
+        try:
+            if stored is None:
+                return self.options.model_validate(requested)
+            for key in self.fixed:
+                if key in explicit and requested.get(key) != getattr(stored, key):
+                    hint = f" ({self.hint})" if self.hint else ""
+                    raise InputError(f"option {key} is fixed when {self.a_what} is created: this model has "
+                                     f"{key}={getattr(stored, key)}, the command asks for {requested.get(key)}{hint}")
+            values = stored.model_dump()
+            values.update({k: v for k, v in requested.items() if k in explicit and k not in self.fixed})
+            return self.options.model_validate(values)
+        except ValidationError as exc:
+            raise option_error(exc) from None
+
+
+# ---- state ------------------------------------------------------------------------------------
+
+@dataclass
+class ModelState:
+    """state.json: where training stands (``pretrained`` and ``prior`` are the trainer's; XSeg leaves them)."""
+
+    iteration: int = 0
+    elapsed_s: float = 0.0
+    pretrained: bool = False  # the weights went through a pretrain phase
+    prior: str = ""  # the face prior a new model started from: "name sha256", empty for random weights
+    last_losses: dict[str, float] = field(default_factory=dict)
+    saved_at: float = 0.0
+    last_backup_at: float = 0.0
+
+
+@dataclass
+class Checkpoint:
+    state: ModelState
+    weights: dict[str, Tensor]
+    opt_tensors: dict[str, Tensor]
+    opt_meta: dict[str, str]
+
+
+def read_state(folder: Path) -> dict[str, Any] | None:
+    """state.json as a checked JSON object, or None before the first save."""
+    return read_versioned_json(Path(folder) / "state.json", STATE_SCHEMA, VERSION, "training state")
+
+
+# ---- tensors ----------------------------------------------------------------------------------
+
+def _hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def modules_state(modules: dict[str, nn.Module]) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for prefix, mod in modules.items():
+        for k, v in mod.state_dict().items():
+            out[f"{prefix}.{k}"] = v.detach().to("cpu").contiguous()
+    return out
+
+
+def optimizers_state(optimizers: dict[str, Optimizer]) -> tuple[dict[str, Tensor], dict[str, str]]:
+    tensors: dict[str, Tensor] = {}
+    meta: dict[str, str] = {}
+    for name, opt in optimizers.items():
+        sd = opt.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for idx, st in sd["state"].items():
+            for key, val in st.items():
+                if isinstance(val, Tensor):
+                    tensors[f"{name}.{idx}.{key}"] = val.detach().to("cpu").contiguous()
+                else:
+                    scalars.setdefault(str(idx), {})[key] = val
+        meta[f"{name}.param_groups"] = json.dumps(sd["param_groups"])
+        meta[f"{name}.scalars"] = json.dumps(scalars)
+    tensors["rng.torch"] = torch.get_rng_state()
+    return tensors, meta
+
+
+def load_optimizers(optimizers: dict[str, Optimizer], tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
+    for name, opt in optimizers.items():
+        if f"{name}.param_groups" not in meta:
+            continue  # e.g. a discriminator switched on after the last save: starts fresh
+        groups = json.loads(meta[f"{name}.param_groups"])
+        scalars = json.loads(meta.get(f"{name}.scalars", "{}"))
+        state: dict[int, dict[str, Any]] = {}
+        prefix = f"{name}."
+        for key, val in tensors.items():
+            if key.startswith(prefix):
+                idx, sub = key[len(prefix):].split(".", 1)
+                state.setdefault(int(idx), {})[sub] = val
+        for idx, vals in scalars.items():
+            state.setdefault(int(idx), {}).update(vals)
+        # hyper-parameters come from this run's options, not from the file
+        current = opt.state_dict()["param_groups"]
+        for g, cur in zip(groups, current, strict=False):
+            for k in cur:
+                if k != "params":
+                    g[k] = cur[k]
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+
+
+def read_tensors(path: Path, expected_hash: str | None, named_by: str = "state.json"
+                 ) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file whose SHA-256 the JSON file `named_by` records."""
+    if not path.exists():
+        raise InputError(f"weights file named by {named_by} is missing", path)
+    data = path.read_bytes()
+    if expected_hash is not None and _hash(data) != expected_hash:
+        raise InputError(f"weights file is corrupted (its checksum does not match {named_by})", path)
+    try:
+        tensors = st_load(data)
+        with safe_open(str(path), framework="pt") as fh:  # metadata only
+            meta = fh.metadata() or {}
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise InputError(f"weights file is corrupted ({exc})", path) from None
+    return tensors, dict(meta)
+
+
+def load_modules(modules: dict[str, nn.Module], weights: dict[str, Tensor], path: Path) -> None:
+    """Load each module from the weights under its prefix (strict); a module with none is left as it is."""
+    for prefix, mod in modules.items():
+        sub = {k[len(prefix) + 1:]: v for k, v in weights.items() if k.startswith(prefix + ".")}
+        if not sub:
+            continue  # e.g. a discriminator switched on after the last save
+        try:
+            mod.load_state_dict(sub, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise InputError(f"weights do not fit this model's architecture ({first})", path) from None
+
+
+# ---- save / load ------------------------------------------------------------------------------
+
+def save_checkpoint(folder: Path, state: ModelState, modules: dict[str, nn.Module],
+                    optimizers: dict[str, Optimizer]) -> None:
+    """Write the weights (``<module>.<tensor>``) and optimiser state of iteration ``state.iteration``, then
+    state.json naming them."""
+    it = state.iteration
+    weights_name, optim_name = f"weights-{it:08d}.safetensors", f"optimizer-{it:08d}.safetensors"
+    weights = st_save(modules_state(modules), metadata={"format": "pt", "schema": WEIGHTS_SCHEMA})
+    opt_tensors, opt_meta = optimizers_state(optimizers)
+    optim = st_save(opt_tensors, metadata={"format": "pt", **opt_meta})
+    write_bytes_atomic(folder / weights_name, weights)
+    write_bytes_atomic(folder / optim_name, optim)
+    state.saved_at = time.time()
+    # the commit point: until this rename, state.json names the previous checkpoint
+    write_json_atomic(folder / "state.json", {
+        "schema": STATE_SCHEMA, "version": VERSION, "tool_version": __version__,
+        "iteration": it, "elapsed_s": round(state.elapsed_s, 3), "pretrained": state.pretrained,
+        "prior": state.prior,
+        "last_losses": state.last_losses, "saved_at": state.saved_at, "last_backup_at": state.last_backup_at,
+        "files": {"weights": weights_name, "optimizer": optim_name},
+        "sha256": {weights_name: _hash(weights), optim_name: _hash(optim)},
+    })
+    for old in list(folder.glob("weights-*.safetensors")) + list(folder.glob("optimizer-*.safetensors")):
+        if old.name not in (weights_name, optim_name):
+            old.unlink(missing_ok=True)
+
+
+def load_checkpoint(folder: Path, optimizer: bool = True) -> Checkpoint | None:
+    """The saved checkpoint (None before the first save); ``optimizer=False`` (inference) leaves the optimizer
+    state unread (twice the size of the weights with Adam)."""
+    data = read_state(folder)
+    if data is None:
+        return None
+    files, sums = data.get("files", {}), data.get("sha256", {})
+    weights, _ = read_tensors(folder / files["weights"], sums.get(files["weights"]))
+    opt_tensors: dict[str, Tensor] = {}
+    opt_meta: dict[str, str] = {}
+    if optimizer:
+        opt_tensors, opt_meta = read_tensors(folder / files["optimizer"], sums.get(files["optimizer"]))
+    state = ModelState(iteration=int(data["iteration"]), elapsed_s=float(data.get("elapsed_s", 0.0)),
+                       pretrained=bool(data.get("pretrained", False)), prior=str(data.get("prior", "")),
+                       last_losses=dict(data.get("last_losses", {})), saved_at=float(data.get("saved_at", 0.0)),
+                       last_backup_at=float(data.get("last_backup_at", 0.0)))
+    return Checkpoint(state, weights, opt_tensors, opt_meta)
+
+
+def backup(folder: Path, state: ModelState, keep: int) -> Path:
+    """Copy the current checkpoint into backups/it_NNNNNNNN/, keeping the newest `keep` backups."""
+    data = read_state(folder)
+    assert data is not None
+    dst = folder / "backups" / f"it_{state.iteration:08d}"
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("config.json", "state.json", *data["files"].values()):
+        shutil.copy2(folder / name, tmp / name)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    backups = sorted(p for p in (folder / "backups").iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
+    for old in backups[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return dst
