@@ -8,9 +8,7 @@ the black share, which describe the whole aligned image.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -18,6 +16,7 @@ from typing import Literal, get_args
 import cv2
 import numpy as np
 
+from facelab.core.pool import WorkerPool
 from facelab.core.types import F32, U8, BoolArray, FloatArray
 from facelab.face.identity import Embedder, create_embedder
 from facelab.face.masks import face_hull_mask
@@ -162,9 +161,8 @@ def compute_features(faces: Sequence[tuple[Path, FaceRecord]], wanted: Iterable[
             if progress is not None:
                 progress(1)
         return out
-    ctx = multiprocessing.get_context("spawn")
     chunk = max(1, min(16, len(paths) // (workers * 8)))
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(load_embedder,)) as pool:
+    with WorkerPool[FaceFeatures](workers, "process", initializer=_init_worker, initargs=(load_embedder,)) as pool:
         for result in pool.map(_worker, paths, [want] * len(paths), chunksize=chunk):
             out.append(result)
             if progress is not None:
