@@ -49,3 +49,11 @@ def build_options(model: type[M], config: Path | None, flags: dict[str, Any]) ->
 def option_error(exc: ValidationError) -> InputError:
     """The first problem of a validation error as a one-line user error naming the option."""
     return InputError(f"invalid option {validation_message(exc)}")
+
+
+def marked_fields(options: type[BaseModel], mark: str) -> tuple[str, ...]:
+    """The fields of an options model marked ``Field(..., json_schema_extra={mark: True})``, in declaration
+    order (marks such as "fixed" for model shape or "execution" for options that never change the output;
+    being in the JSON schema, they reach the studio too)."""
+    return tuple(name for name, info in options.model_fields.items()
+                 if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get(mark) is True)

@@ -43,7 +43,7 @@ from torch.optim import Optimizer
 
 from facelab import __version__
 from facelab.core.atomic import write_bytes_atomic, write_json_atomic
-from facelab.core.config import option_error
+from facelab.core.config import marked_fields, option_error
 from facelab.core.errors import InputError
 from facelab.core.versioned import read_versioned_json
 
@@ -58,8 +58,7 @@ Opts = TypeVar("Opts", bound=BaseModel)
 
 def fixed_options(options: type[BaseModel]) -> tuple[str, ...]:
     """The names of the fields marked FIXED, in declaration order."""
-    return tuple(name for name, info in options.model_fields.items()
-                 if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("fixed") is True)
+    return marked_fields(options, "fixed")
 
 
 # ---- config -----------------------------------------------------------------------------------

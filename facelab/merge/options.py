@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from facelab.core.choices import ImageFormat, MergeDirection, SharpenMode
+from facelab.core.config import marked_fields
 from facelab.core.errors import InputError
 from facelab.face.superres import check_available
 from facelab.merge.color import MERGE_COLOR_TRANSFERS
 from facelab.merge.masks import MASK_MODES
 from facelab.merge.modes import MERGE_MODES
 
-
-class _Execution:
-    """Field metadata of a per-run option that changes how a run executes, never what it writes (so a
-    resumed run may change it and keep the frames already merged)."""
-
-
-EXECUTION = _Execution()
+# the mark of a per-run option that changes how a run executes, never what it writes (so a resumed run may
+# change it and keep the frames already merged): Field(..., json_schema_extra=EXECUTION)
+EXECUTION: dict[str, Any] = {"execution": True}
 
 
 class FrameOptions(BaseModel):
@@ -79,8 +76,8 @@ class RunOptions(BaseModel):
                                    "on a CPU)")
     direction: MergeDirection = Field("src2dst", description="src2dst: src identity into the frames; dst2src: the "
                                       "reverse (DF models only)")
-    workers: Annotated[int, EXECUTION] = Field(
-        default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)), ge=1, le=64,
+    workers: int = Field(
+        default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)), ge=1, le=64, json_schema_extra=EXECUTION,
         description="compositing workers: threads beside the model (worker processes only with the Python API's "
                     "run_merge(pool=\"process\")); default: CPU count, up to 8")
     image_format: ImageFormat = Field("png", description="image format of the merged frames")
@@ -107,7 +104,7 @@ class MergeOptions(RunOptions, FrameOptions):
 FRAME_KEYS: frozenset[str] = frozenset(FrameOptions.model_fields)
 RUN_KEYS: frozenset[str] = frozenset(RunOptions.model_fields)
 # per-run options that do not change the output (marked EXECUTION on their field)
-EXECUTION_KEYS: frozenset[str] = frozenset(k for k, f in RunOptions.model_fields.items() if EXECUTION in f.metadata)
+EXECUTION_KEYS: frozenset[str] = frozenset(marked_fields(RunOptions, "execution"))
 
 def check_supported(opts: MergeOptions, dst_masks: bool = False, xseg: bool = True) -> None:
     """Refuse options whose machinery is not available here, with a clear message.
