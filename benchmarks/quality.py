@@ -1,7 +1,7 @@
 """Swap quality of training variants at the same budget, on one or more src/dst pairs. Prints JSON.
 
     python benchmarks/quality.py [--iterations 1000 | --minutes M] [--preset demo] [--pairs demo,d6-d9,d3-d12]
-        [--models df,liae,liae-tf,liae-gan,wf-scratch,scratch,prior,prior-perc,prior-em] [--merge-extra KEY=VALUE,...]
+        [--models df,liae,liae-tf,liae-gan,wf-scratch,scratch,prior,prior-perc,prior-em,prior-um] [--merge-extra KEY=VALUE,...]
         [--src SRC --dst DST (the pair "custom")] [--workspace quality_workspace] [--frames 100] [--table FILE]
 
 Variants: the paper's Table 2 rows (DF, LIAE, LIAE + TrueFace, LIAE + GAN) and the face-prior
@@ -61,6 +61,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "prior": ("preset, from the face prior", {}),
     "prior-perc": ("preset, prior + perceptual 1.0", {"perceptual_power": 1.0}),
     "prior-em": ("preset, prior + eyes/mouth priority", {"eyes_mouth_prio": True}),
+    "prior-um": ("preset, prior + mouth-balanced sampling", {"uniform_mouth": True}),
 }
 # Named src -> dst pairs: the demo pair ships in samples/; the others are read from the shared data folder
 # (../shared/data or $FACELAB_TEST_DATA). None of them was used to tune a default by hand except "demo"
@@ -206,10 +207,11 @@ def run_pair(pair: str, src_clip: Path, dst_clip: Path, ws: Path, names: list[st
 def headline(results: list[dict[str, Any]]) -> str:
     """One row per pair and variant: the issue's targets first (identity share, mouth and eye correlation,
     detail), then identity, landmark and pose distances and the temporal measures."""
-    cols = [("id_share", "video"), ("mouth_corr", "video"), ("eye_corr", "video"), ("detail", "metrics"),
+    cols = [("id_share", "video"), ("mouth_corr", "video"), ("mouth_err", "video"), ("eye_corr", "video"),
+            ("detail", "metrics"),
             ("id_src", "metrics"), ("landmarks", "metrics"), ("pose", "metrics"), ("jitter", "metrics"),
             ("flicker", "metrics")]
-    head = ["pair", "variant", "iterations", "id share ↑", "mouth corr ↑", "eye corr ↑", "detail ↑",
+    head = ["pair", "variant", "iterations", "id share ↑", "mouth corr ↑", "mouth error ↓", "eye corr ↑", "detail ↑",
             "identity to src ↓", "landmarks ↓", "pose ↓", "jitter ↓", "flicker ↓"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for res in results:

@@ -24,6 +24,7 @@ from facelab.evaluate.results import Evaluation, FrameMetrics
 from facelab.evaluate.runner import evaluate_swap
 from facelab.extract.options import ExtractOptions
 from facelab.extract.pipeline import run_extract
+from facelab.face import expression
 from facelab.face.identity import SAME_PERSON_THRESHOLD, create_embedder
 from facelab.media.video import iter_frames
 from tests.conftest import SAMPLES, read_rgb, shared_file
@@ -137,22 +138,22 @@ def _synthetic_face() -> np.ndarray:
 
 def test_mouth_and_eye_opening_on_synthetic_points() -> None:
     face = _synthetic_face()
-    assert metrics.mouth_opening(face) == pytest.approx(0.0)
-    assert metrics.eye_opening(face) == pytest.approx(0.1)
+    assert expression.mouth_opening(face) == pytest.approx(0.0)
+    assert expression.eye_opening(face) == pytest.approx(0.1)
     opened, pressed = face.copy(), face.copy()
     opened[65:68, 1] += 20  # the lower inner lip moves down 20 px: a fifth of the inter-ocular distance
     pressed[65:68, 1] -= 3
-    assert metrics.mouth_opening(opened) == pytest.approx(0.2)
-    assert metrics.mouth_opening(pressed) == pytest.approx(-0.03)
-    assert metrics.eye_opening(opened) == pytest.approx(0.1)  # the eyes did not move
+    assert expression.mouth_opening(opened) == pytest.approx(0.2)
+    assert expression.mouth_opening(pressed) == pytest.approx(-0.03)
+    assert expression.eye_opening(opened) == pytest.approx(0.1)  # the eyes did not move
     blink = face.copy()
     blink[[40, 41, 46, 47], 1] -= 8  # lower lids up 8 of the 10 px
-    assert metrics.eye_opening(blink) == pytest.approx(0.02)
+    assert expression.eye_opening(blink) == pytest.approx(0.02)
     # head roll and face size change nothing: the gaps are along the face's own vertical, in its own units
     a = np.radians(30)
     turn = 2.0 * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    assert metrics.mouth_opening(opened @ turn.T + 40) == pytest.approx(0.2)
-    assert metrics.eye_opening(blink @ turn.T + 40) == pytest.approx(0.02)
+    assert expression.mouth_opening(opened @ turn.T + 40) == pytest.approx(0.2)
+    assert expression.eye_opening(blink @ turn.T + 40) == pytest.approx(0.02)
 
 
 def test_correlation_share_and_detail_ratio_on_synthetic_values() -> None:
@@ -163,6 +164,8 @@ def test_correlation_share_and_detail_ratio_on_synthetic_values() -> None:
     assert metrics.correlation([1, 2], [1, 2]) is None  # fewer than 3 frames
     assert metrics.closer_share([0.4, 0.9, 0.5, 0.7], [0.8, 0.6, 0.9, 0.7]) == 0.5  # a tie is not closer
     assert metrics.closer_share([], []) is None
+    assert metrics.mean_abs_difference([0.1, 0.0, 0.3], [0.0, 0.0, 0.1]) == pytest.approx(0.1)
+    assert metrics.mean_abs_difference([], []) is None
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     hull = np.array([[8.0, 8.0], [56.0, 8.0], [56.0, 56.0], [8.0, 56.0]])
     assert metrics.detail_ratio(noise, noise, hull) == pytest.approx(1.0)
@@ -181,9 +184,11 @@ def test_per_video_values_in_the_summary_and_version_1_summaries_still_read(tmp_
 
     rows = [row(0, 0.0, 0.4), row(1, 0.1, 0.9), row(2, 0.0, 0.5, "no_face_result"), row(3, 0.3, 0.3)]
     summary = summarise(rows, {"frames_sampled": 4, "result_frames": 4, "dst_frames": 4})
-    assert summary["version"] == VERSION == 2
+    assert summary["version"] == VERSION == 3
     video = summary["video"]
     assert video["mouth_corr"]["n"] == 3 and video["mouth_corr"]["value"] > 0.9  # frames 0, 1, 3
+    # |0 - 0| + |0.1 - 0.1| + |0.3 - 0.3| over frames 0, 1, 3
+    assert video["mouth_err"] == {"value": pytest.approx(0.0), "n": 3}
     assert video["eye_corr"] == {"value": None, "n": 3}  # constant eye openings
     assert video["id_share"] == {"value": pytest.approx(2 / 3), "n": 3}
     assert summary["metrics"]["detail"] == {"mean": 0.5, "std": 0.0, "n": 4}
@@ -193,9 +198,10 @@ def test_per_video_values_in_the_summary_and_version_1_summaries_still_read(tmp_
     (tmp_path / "v1.json").write_text(json.dumps(old))
     read = read_summary(tmp_path / "v1.json")
     assert read["video"]["id_share"] == {"value": None, "n": 0} and read["metrics"]["detail"]["mean"] is None
+    assert read["video"]["mouth_err"] == {"value": None, "n": 0}
     table = markdown_table({"new": summary, "old": read})
-    assert "| mouth corr ↑ | eye corr ↑ | detail ↑ | id share ↑ |" in table
-    assert "| n/a | n/a | n/a | n/a | 3 / 1 |" in table.splitlines()[-1]
+    assert "| mouth corr ↑ | mouth error ↓ | eye corr ↑ | detail ↑ | id share ↑ |" in table
+    assert "| n/a | n/a | n/a | n/a | n/a | 3 / 1 |" in table.splitlines()[-1]
     assert any(line.startswith("id share") and "0.667" in line for line in summary_lines(summary))
     (tmp_path / "v9.json").write_text(json.dumps({**summary, "version": 9}))
     with pytest.raises(InputError, match="unsupported evaluation summary version 9"):

@@ -14,15 +14,20 @@ import torch
 
 from facelab.core.errors import InputError
 from facelab.core.geometry import transform_points
+from facelab.face.expression import mouth_openings
 from facelab.face.masks import hull_points
 from facelab.face.types import LEFT_EYE, RIGHT_EYE
 from facelab.faceset.record import FaceRecord, XSegPolygon, read_face, update_record, write_face
 from facelab.train.samples import (
+    MOUTH_BIN_EDGES,
     FaceSampleDataset,
     FaceSet,
     SampleOptions,
+    balanced_weights,
     infinite,
     make_loader,
+    mouth_bins,
+    sampling_weights,
     uniform_yaw_weights,
 )
 
@@ -389,3 +394,21 @@ def test_pixel_cache_changes_nothing_but_the_cost(sets: tuple[FaceSet, FaceSet],
         img = small.get((0, k), lambda: np.zeros((64, 64, 3), np.uint8))
         assert img.shape == (64, 64, 3)  # always served, kept only within the budget
     assert len(small.items) == 1 and small.used == one_face
+
+
+def test_uniform_mouth_balances_mouth_openings(sample_faces: tuple[Path, Path]) -> None:
+    """The bundled src clip's woman rarely opens her mouth wide: balanced over the four mouth-opening bins
+    present, each bin is drawn equally often, and combined with yaw the weights stay a distribution."""
+    faces = FaceSet(sample_faces[0])
+    bins = mouth_bins(faces.landmarks)
+    openings = mouth_openings(faces.landmarks)
+    assert ((openings >= MOUTH_BIN_EDGES[0]) == (bins >= 1)).all()
+    present = np.unique(bins)
+    assert len(present) >= 2  # the clip has closed and open mouths
+    w = sampling_weights(faces, uniform_yaw=False, uniform_mouth=True)
+    assert w is not None and w.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose([w[bins == b].sum() for b in present], 1 / len(present), rtol=1e-9)
+    both = sampling_weights(faces, uniform_yaw=True, uniform_mouth=True)
+    assert both is not None and both.sum() == pytest.approx(1.0) and (both > 0).all()
+    assert sampling_weights(faces, uniform_yaw=False, uniform_mouth=False) is None
+    np.testing.assert_allclose(balanced_weights(np.array([0, 0, 0, 5])), [1 / 6, 1 / 6, 1 / 6, 1 / 2])

@@ -23,9 +23,6 @@ CROP_FACE_TYPE = "whole_face"
 CROP_SIZE = 224
 MIN_CORRELATION_FRAMES = 3
 
-# Paired (upper, lower) points of the 68-point layout whose gaps measure how open the mouth and eyes are.
-INNER_LIPS = ((61, 67), (62, 66), (63, 65))
-EYE_LIDS = ((37, 41), (38, 40), (43, 47), (44, 46))  # the subject's right eye, then the left
 
 
 def ssim(a: Image, b: Image) -> float:
@@ -71,31 +68,6 @@ def flicker(result: Image, result_next: Image, dst: Image, dst_next: Image) -> f
     return float(diff.mean())
 
 
-def _opening(landmarks: Points, pairs: tuple[tuple[int, int], ...]) -> float:
-    """Mean gap (lower point - upper point) of the pairs along the face's vertical axis (perpendicular to
-    the line between the eye centres, pointing to the chin), over the face's own inter-ocular distance."""
-    lm = np.asarray(landmarks, np.float64)
-    right, left = eye_centers(lm)
-    across = left - right
-    iod = max(float(np.linalg.norm(across)), 1e-6)
-    down = np.array([-across[1], across[0]]) / iod
-    upper, lower = (lm[[p[k] for p in pairs]] for k in (0, 1))
-    return float(((lower - upper) @ down).mean() / iod)
-
-
-def mouth_opening(landmarks: Points) -> float:
-    """How open the mouth is: the mean gap between the upper inner lip (points 61, 62, 63) and the lower
-    (67, 66, 65), over the inter-ocular distance. About 0 for a closed mouth (slightly negative when the
-    lips are pressed), about 0.5 for a wide-open one; unchanged by head roll and face size."""
-    return _opening(landmarks, INNER_LIPS)
-
-
-def eye_opening(landmarks: Points) -> float:
-    """How open the eyes are: the mean lid gap of both eyes (points 37/41, 38/40 and 43/47, 44/46) over
-    the inter-ocular distance; falls towards 0 in a blink."""
-    return _opening(landmarks, EYE_LIDS)
-
-
 def detail_ratio(result: Image, dst: Image, hull: Points) -> float:
     """The result's sharpness over dst's inside the convex hull of `hull` (points in the images' pixels;
     the same region in both): 1 when the result is as detailed as dst, towards 0 when it is blurrier.
@@ -120,6 +92,16 @@ def correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
     if sx <= 1e-9 * float(np.abs(x).max()) or sy <= 1e-9 * float(np.abs(y).max()):
         return None
     return float(np.clip((dx * dy).sum() / (sx * sy), -1.0, 1.0))
+
+
+def mean_abs_difference(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """The mean of |a - b| over paired values; None for none. For the mouth openings it is defined where
+    the correlation is not: a dst whose mouth hardly moves still shows whether the result's stays as
+    closed (or as open) as dst's."""
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(x) != len(y):
+        raise ValueError(f"series of different lengths ({len(x)} and {len(y)})")
+    return float(np.abs(x - y).mean()) if len(x) else None
 
 
 def closer_share(id_src: Sequence[float], id_dst: Sequence[float]) -> float | None:

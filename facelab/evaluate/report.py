@@ -19,9 +19,10 @@ from facelab.evaluate.results import Evaluation, FrameMetrics
 SCHEMA = "facelab.evaluate"
 # The summary's format version. It goes up when a key that readers rely on is added, removed or changes
 # meaning; `read_summary` reads every version in READS, an older one with the columns it predates empty.
-# Version 2 added metrics.detail and the "video" section (mouth_corr, eye_corr, id_share).
-VERSION = 2
-READS = (1, 2)
+# Version 2 added metrics.detail and the "video" section (mouth_corr, eye_corr, id_share); version 3 added
+# video.mouth_err.
+VERSION = 3
+READS = (1, 2, 3)
 
 
 class Column(NamedTuple):
@@ -52,6 +53,8 @@ METRICS: tuple[Column, ...] = (
     Column("flicker", "flicker", "lower", "8-bit levels / frame"),
     Column("mouth_corr", "mouth corr", "higher", "Pearson r of mouth opening, result vs dst, over the frames",
            per_video=True, since=2),
+    Column("mouth_err", "mouth error", "lower", "mean |mouth opening, result - dst|, inter-ocular distances",
+           per_video=True, since=3),
     Column("eye_corr", "eye corr", "higher", "Pearson r of eye opening, result vs dst, over the frames",
            per_video=True, since=2),
     Column("detail", "detail", "higher", "result / dst sharpness; 1 = as sharp as dst", since=2),
@@ -62,6 +65,7 @@ METRICS: tuple[Column, ...] = (
 PerVideo = Callable[[Sequence[float], Sequence[float]], float | None]
 VIDEO: dict[str, tuple[str, str, PerVideo]] = {
     "mouth_corr": ("mouth_open_result", "mouth_open_dst", measures.correlation),
+    "mouth_err": ("mouth_open_result", "mouth_open_dst", measures.mean_abs_difference),
     "eye_corr": ("eye_open_result", "eye_open_dst", measures.correlation),
     "id_share": ("id_src", "id_dst", measures.closer_share),
 }

@@ -29,6 +29,7 @@ from facelab.evaluate.report import summarise
 from facelab.evaluate.results import Evaluation, FrameMetrics
 from facelab.extract.analyze import DetectedFace, FrameAnalyzer
 from facelab.extract.options import ExtractOptions
+from facelab.face import expression
 from facelab.face.align import face_transform, warp_face
 from facelab.face.identity import Embedder, Embedding, create_embedder, distance
 from facelab.face.pose import estimate_pose
@@ -89,7 +90,7 @@ class SwapEvaluator:
         return FrameMetrics(index, "ok" if a.result_face is not None else "no_face_result",
                             ssim=metrics.ssim(rc, dc), perceptual=float(perceptual_distance(rc, dc)[0]),
                             detail=metrics.detail_ratio(rc, dc, transform_points(d, a.crop_mat)),
-                            mouth_open_dst=metrics.mouth_opening(d), eye_open_dst=metrics.eye_opening(d))
+                            mouth_open_dst=expression.mouth_opening(d), eye_open_dst=expression.eye_opening(d))
 
     def _faces(self, row: FrameMetrics, result: Image, dst: Image, r: DetectedFace, d: DetectedFace) -> None:
         """What needs the result's face too: identity, landmark and pose distances, the result's openings."""
@@ -101,8 +102,8 @@ class SwapEvaluator:
         size = (dst.shape[1], dst.shape[0])
         row.yaw, row.pitch, row.roll, row.pose = metrics.pose_difference(estimate_pose(r.landmarks, size),
                                                                          estimate_pose(d.landmarks, size))
-        row.mouth_open_result = metrics.mouth_opening(r.landmarks)
-        row.eye_open_result = metrics.eye_opening(r.landmarks)
+        row.mouth_open_result = expression.mouth_opening(r.landmarks)
+        row.eye_open_result = expression.eye_opening(r.landmarks)
 
     def temporal(self, row: FrameMetrics, a: _Analysed, result_next: Image, dst_next: Image,
                  b: _Analysed | None) -> None:

@@ -75,6 +75,8 @@ class TrainOptions(BaseModel):
     ct_mode: Annotated[str, COLOR_TRANSFERS.choice()] = Field("none", description="colour transfer of src samples "
                                                               "towards dst")
     uniform_yaw: bool = Field(False, description="sample faces evenly across yaw")
+    uniform_mouth: bool = Field(False, description="sample faces evenly across mouth openings (closed, slightly "
+                                "open, open, wide), so each side's rare expressions are learnt too")
     pretrain: bool = Field(False, description="pretrain on the src set alone; turning it off restarts at 0")
     from_scratch: bool = Field(False, description="start a new model from random weights, not from the shipped "
                                "face prior of its shape (see facelab pretrain list)")

@@ -45,6 +45,7 @@ from facelab.core.errors import InputError, MetadataError
 from facelab.core.geometry import affine_scale, invert_affine, transform_points
 from facelab.core.types import FloatArray, FloatImage, Mask
 from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE, canonical_to_crop, compose
+from facelab.face.expression import mouth_openings
 from facelab.face.masks import eyes_mouth_mask, face_mask, resize_matrix
 from facelab.faceset.record import FaceRecord
 from facelab.faceset.store import FaceStore, open_store
@@ -76,7 +77,7 @@ class SampleOptions:
     5x5 grid sits in that range: a clearly deformed input that keeps the face's parts recognisable.
     random_hsv_power: as DFL's: hue shifted by up to +-180*p degrees, saturation and value by up to +-p/2.
     eyes_mouth: False gives an all-zero "em_mask" (the key stays, so batches keep one structure).
-    uniform_yaw: the default of ``make_loader(uniform_yaw=None)``; the dataset itself ignores it.
+    uniform_yaw, uniform_mouth: the defaults of ``make_loader``'s; the dataset itself ignores them.
     seed: the dataset's random stream (None: OS entropy); ``make_loader`` reseeds it per worker/rank.
     """
 
@@ -91,6 +92,7 @@ class SampleOptions:
     random_hsv_power: float = 0.0
     ct_mode: str = "none"  # a COLOR_TRANSFERS name
     uniform_yaw: bool = False
+    uniform_mouth: bool = False
     eyes_mouth: bool = True
     xseg: bool = True
     seed: int | None = None
@@ -437,15 +439,25 @@ class FaceSampleDataset(Dataset[dict[str, torch.Tensor]]):
 # sampling and loading
 
 
-def uniform_yaw_weights(yaws: NDArray[np.float64] | Iterable[float], bins: int = 16) -> NDArray[np.float64]:
-    """Sampling weights (summing to 1) under which every yaw bin is drawn equally often.
+# Mouth-opening bins of ``uniform_mouth`` (inter-ocular distances): closed | slightly open | open | wide open.
+MOUTH_BIN_EDGES = (0.05, 0.15, 0.30)
 
-    The bins split the range of the finite yaws evenly; faces without a pose (NaN yaw) form a bin of
-    their own. Within a bin all faces are equally likely.
-    """
+
+def balanced_weights(labels: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Sampling weights (summing to 1) under which every label present is drawn equally often; within a
+    label all faces are equally likely."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(labels) == 0:
+        raise ValueError("nothing to weigh")
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    out: NDArray[np.float64] = w / w.sum()
+    return out
+
+
+def yaw_bins(yaws: NDArray[np.float64] | Iterable[float], bins: int = 16) -> NDArray[np.int64]:
+    """Each face's yaw bin: the range of the finite yaws split evenly; faces without a pose (NaN) get ``bins``."""
     y = np.asarray(list(yaws) if not isinstance(yaws, np.ndarray) else yaws, dtype=np.float64).reshape(-1)
-    if len(y) == 0:
-        raise ValueError("no yaws")
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
     finite = np.isfinite(y)
@@ -457,8 +469,33 @@ def uniform_yaw_weights(yaws: NDArray[np.float64] | Iterable[float], bins: int =
             labels[finite] = np.clip(pos.astype(np.int64), 0, bins - 1)
         else:
             labels[finite] = 0
-    counts = np.bincount(labels, minlength=bins + 1)
-    w = 1.0 / counts[labels]
+    return labels
+
+
+def uniform_yaw_weights(yaws: NDArray[np.float64] | Iterable[float], bins: int = 16) -> NDArray[np.float64]:
+    """Sampling weights (summing to 1) under which every yaw bin (``yaw_bins``) is drawn equally often."""
+    labels = yaw_bins(yaws, bins)
+    if len(labels) == 0:
+        raise ValueError("no yaws")
+    return balanced_weights(labels)
+
+
+def mouth_bins(landmarks: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Each face's mouth-opening bin (``MOUTH_BIN_EDGES``), from its aligned landmarks (N, 68, 2)."""
+    return np.digitize(mouth_openings(landmarks), MOUTH_BIN_EDGES).astype(np.int64)
+
+
+def sampling_weights(faces: FaceSet, uniform_yaw: bool, uniform_mouth: bool) -> NDArray[np.float64] | None:
+    """The sampler's weights: None (uniform), or balanced over yaw bins, mouth-opening bins or both (the
+    product of the two balancing weights, renormalised: joint bins would be too sparse to balance)."""
+    parts = []
+    if uniform_yaw:
+        parts.append(uniform_yaw_weights(faces.yaws))
+    if uniform_mouth:
+        parts.append(balanced_weights(mouth_bins(faces.landmarks)))
+    if not parts:
+        return None
+    w = np.prod(np.stack(parts), axis=0)
     out: NDArray[np.float64] = w / w.sum()
     return out
 
@@ -527,14 +564,15 @@ def make_loader(
     uniform_yaw: bool | None = None,
     pin_memory: bool = False,
     distributed: tuple[int, int] | None = None,
+    uniform_mouth: bool | None = None,
 ) -> DataLoader[dict[str, torch.Tensor]]:
     """An endless loader of shuffled batches (indices drawn with replacement; drop_last).
 
     ``workers`` > 0: persistent worker processes, each with its own random stream and one cv2 thread.
     ``workers`` == 0: samples are made in this process, and the dataset is reseeded here.
     ``distributed`` = (rank, world): every rank draws its own index and augmentation streams (seed, rank).
-    ``seed`` None: not reproducible. ``uniform_yaw``: faces weighted by ``uniform_yaw_weights`` (None: the
-    dataset's ``opts.uniform_yaw``).
+    ``seed`` None: not reproducible. ``uniform_yaw``, ``uniform_mouth``: faces weighted by
+    ``sampling_weights`` (None: the dataset's ``opts.uniform_yaw`` / ``opts.uniform_mouth``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -547,7 +585,9 @@ def make_loader(
     entropy = tuple(int(v) for v in base.generate_state(4))
     if uniform_yaw is None:
         uniform_yaw = dataset.opts.uniform_yaw
-    weights = uniform_yaw_weights(dataset.faces.yaws) if uniform_yaw else None
+    if uniform_mouth is None:
+        uniform_mouth = dataset.opts.uniform_mouth
+    weights = sampling_weights(dataset.faces, uniform_yaw, uniform_mouth)
     sampler = InfiniteSampler(len(dataset), weights, seed=entropy[0] % 2**63)
     if workers == 0:
         dataset.reseed(np.random.SeedSequence([*entropy, 1 << 30]))
@@ -577,13 +617,18 @@ def infinite(loader: Iterable[T]) -> Iterator[T]:
 
 
 __all__ = [
+    "MOUTH_BIN_EDGES",
     "WARP_GRID",
     "Augmentation",
     "FaceSampleDataset",
     "FaceSet",
     "InfiniteSampler",
     "SampleOptions",
+    "balanced_weights",
     "infinite",
     "make_loader",
+    "mouth_bins",
+    "sampling_weights",
     "uniform_yaw_weights",
+    "yaw_bins",
 ]

@@ -153,9 +153,9 @@ class Trainer:
         pin = self.device.type == "cuda"
         dist_arg = (self.rank, self.world) if self.ddp else None
         self.src_loader = make_loader(self.src_data, self.batch, opts.workers, opts.seed, opts.uniform_yaw, pin,
-                                      dist_arg)
+                                      dist_arg, opts.uniform_mouth)
         self.dst_loader = make_loader(self.dst_data, self.batch, opts.workers, opts.seed + 7919, opts.uniform_yaw,
-                                      pin, dist_arg)
+                                      pin, dist_arg, opts.uniform_mouth)
 
     def _setup_nets(self) -> None:
         """The autoencoder (through the architecture registry), the discriminators and losses the options
@@ -233,6 +233,7 @@ class Trainer:
                              random_flip=o.random_flip_src if is_src else o.random_flip_dst,
                              random_warp=o.random_warp, random_hsv_power=o.random_hsv_power,
                              ct_mode=o.ct_mode if is_src else "none", uniform_yaw=o.uniform_yaw,
+                             uniform_mouth=o.uniform_mouth,
                              seed=o.seed * 1000 + (1 if is_src else 2) + 100 * self.rank)
 
     def _preview_batch(self) -> tuple[Tensor, Tensor]:
