@@ -101,7 +101,7 @@ def facelab_imports() -> list[Import]:
     found = []
     for path in sorted(ROOT.rglob("*.py")):
         name = _module_name(path)
-        importer = name[1] if len(name) > 1 else ""
+        importer = "cli" if name[1:] == ["__main__"] else (name[1] if len(name) > 1 else "")  # python -m facelab
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 for module in _targets(node, path):
