@@ -13,10 +13,16 @@ decoded and shown, i.e. after the frame is painted.
 - ``setting``: slider and select changes on a frame whose prediction is cached (compositing, watermark
   and JPEG only), a mix of erode, blur, face scale, sharpen amount, detail transfer and colour transfer;
   one change at a time (the next after the previous one painted). Super-resolution is left out.
-- ``frame_next``: the right-arrow key over every frame from the first, cold cache: the model runs when a
-  frame's batch (16 faces, as the batch merge batches them) is not cached yet, then the frames of that
-  batch come from the cache.
-- ``frame_jump``: the frame slider moved to random frames after a restart (cold cache: mostly model runs).
+- ``frame_next``: the right-arrow key over every frame from the first, right after the page opened (cold
+  cache, the background warm-up running): the model runs when a frame's batch (16 faces, as the batch
+  merge batches them) is not cached yet, then the frames of that batch come from the cache.
+- ``setting_during_warmup`` (after a restart): setting changes on the first frame (cached) while the
+  background warm-up predicts the other batches; only changes that started and ended with the warm-up
+  running count (its state read from /api/tuner/warmup before and after each). Then, once the warm-up is
+  done, ``frame_jump_warm``: the frame slider moved to random frames (every batch cached).
+- ``frame_jump_during_warmup`` (after another restart): the frame slider moved to random frames from the
+  moment the first frame is painted, while the warm-up runs (a move into a batch not cached waits for the
+  warm-up's batch in progress, then for its own: render requests go before the warm-up's next batch).
 
 Targets (issue 14, this 2-core CPU, 480p, quick96 size): setting median <= 100 ms and p95 <= 250 ms; frame
 moves median <= 300 ms.
@@ -127,6 +133,35 @@ def _summary(values: list[float]) -> dict[str, Any]:
             "max_ms": round(float(a.max()), 1)}
 
 
+def warmup_state(page: Any) -> dict[str, Any]:
+    return dict(page.evaluate("api('/api/tuner/warmup', {quiet: true})"))
+
+
+def wait_warmup(page: Any, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        w = warmup_state(page)
+        if w["state"] not in ("idle", "loading", "running") or time.monotonic() > deadline:
+            return w
+        time.sleep(0.25)
+
+
+def random_jumps(page: Any, seq: int, count: int, seed: int) -> tuple[dict[str, Any], int]:
+    rng = random.Random(seed)
+    mark = len(page.evaluate("window.tunerStats"))
+    n = int(page.evaluate("T.frames.count"))
+    for _ in range(count):
+        cur = int(page.evaluate("T.idx"))
+        target = rng.choice([i for i in range(n) if i != cur])
+        page.fill("#frame-slider", str(target))
+        seq = _wait_painted(page, seq)
+    out = _summary(_stats(page, "frame", mark))
+    runs = _stats(page, "frame", mark, model=True)
+    out["model_waits"] = len(runs)
+    out["model_wait"] = _summary(runs) if runs else None
+    return out, seq
+
+
 def open_tuner(browser: Any, studio: Studio) -> tuple[Any, int]:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(studio.url)
@@ -175,20 +210,44 @@ def measure(ws: Path, changes: int, chromium: str) -> dict[str, Any]:
             page.close()
         finally:
             studio.stop()
-        # random jumps with the frame slider after a restart (cold cache)
+        # after a restart: setting changes while the warm-up runs, then random jumps once it is done
         studio = Studio(ws)
         try:
             page, seq = open_tuner(browser, studio)
-            rng = random.Random(0)
-            mark = len(page.evaluate("window.tunerStats"))
-            n = int(page.evaluate("T.frames.count"))
-            for _ in range(12):
-                page.fill("#frame-slider", str(rng.randrange(n)))
+            during: list[float] = []
+            tries = 0
+            while tries < 200:
+                w0 = warmup_state(page)
+                if w0["state"] in ("done", "full"):
+                    break
+                key, values = CHANGES[tries % len(CHANGES)]
+                v = values[(tries // len(CHANGES)) % len(values)]
+                before = len(page.evaluate("window.tunerStats"))
+                if key == "color_transfer":
+                    page.select_option(f"#opt-{key}", str(v))
+                else:
+                    page.fill(f"#opt-{key}", str(v))
                 seq = _wait_painted(page, seq)
-            out["frame_jump"] = _summary(_stats(page, "frame", mark))
-            runs = _stats(page, "frame", mark, model=True)
-            out["frame_jump"]["model_runs"] = len(runs)
-            out["frame_model_run"] = _summary(runs) if runs else None
+                w1 = warmup_state(page)
+                if w0["state"] == "running" and w1["state"] == "running":
+                    during.extend(_stats(page, "option", before))
+                tries += 1
+            out["setting_during_warmup"] = _summary(during) if during else None
+            w = wait_warmup(page)
+            out["warmup"] = {"state": w["state"], "cached": w["cached"], "total": w["total"]}
+            out["frame_jump_warm"], seq = random_jumps(page, seq, 30, seed=1)
+            page.close()
+        finally:
+            studio.stop()
+        # after another restart: random jumps from the first paint on, while the warm-up runs
+        studio = Studio(ws)
+        try:
+            page, seq = open_tuner(browser, studio)
+            w0 = warmup_state(page)
+            out["frame_jump_during_warmup"], seq = random_jumps(page, seq, 12, seed=0)
+            w1 = warmup_state(page)
+            out["frame_jump_during_warmup"]["warmup_before_after"] = [
+                f"{w0['state']} {w0['cached']}/{w0['total']}", f"{w1['state']} {w1['cached']}/{w1['total']}"]
         finally:
             studio.stop()
         browser.close()
@@ -231,7 +290,9 @@ def main() -> None:
         "setting_median_ok": s["median_ms"] <= TARGETS["setting_median_ms"],
         "setting_p95_ok": s["p95_ms"] <= TARGETS["setting_p95_ms"],
         "frame_next_median_ok": f["median_ms"] <= TARGETS["frame_median_ms"],
-        "frame_jump_median_ok": res["frame_jump"]["median_ms"] <= TARGETS["frame_median_ms"]}
+        "frame_jump_warm_median_ok": res["frame_jump_warm"]["median_ms"] <= TARGETS["frame_median_ms"],
+        "frame_jump_during_warmup_median_ok":
+            res["frame_jump_during_warmup"]["median_ms"] <= TARGETS["frame_median_ms"]}
     print(json.dumps(info | res, indent=2))
 
 

@@ -62,6 +62,150 @@ def test_tuner_frame_equals_batch_merge(studio_workspace: Any, tmp_path: Path) -
     assert len(tuner.predictor.cache) == info["count"] - info["without_face"]  # each batch predicted once
 
 
+# ---- background warm-up -----------------------------------------------------------------------------
+
+def _record_batches(tuner: Tuner) -> list[tuple[str, str]]:
+    """(first stem of the batch, thread name) of every model call the tuner's predictor makes from now on."""
+    import threading
+
+    calls: list[tuple[str, str]] = []
+    inner = tuner.predictor._predict_batch
+
+    def recording(model: Any, index: Any, gen: int, batch: tuple[str, ...], direction: str,
+                  cold: bool = False) -> Any:
+        calls.append((batch[0], threading.current_thread().name))
+        return inner(model, index, gen, batch, direction, cold)
+
+    tuner.predictor._predict_batch = recording  # type: ignore[method-assign]
+    return calls
+
+
+def test_warmup_serves_every_frame_from_cache(studio_workspace: Any, tmp_path: Path) -> None:
+    """After the warm-up every frame comes from the cache (no model call), the batches were predicted nearest
+    first from the user's frame, the pixels are those of frames predicted on demand; new frames start it again."""
+    import os
+
+    layout = copy_workspace(studio_workspace, tmp_path / "ws")
+    opts = MergeOptions()
+    tuner = Tuner(layout, warmup=False)
+    calls = _record_batches(tuner)
+    stems = tuner.frames()["stems"]
+    plan = sorted(set(tuner.index.get().batches.values()))
+    assert [b[0] for b in plan] == ["000000", "000018", "000034"]  # 16 + 16 + 10 faces (frames 10, 11: none)
+    user = tuner.pixels(20, opts)[0]  # the user on frame 20: its batch 000018..000033
+    assert tuner.warmup.status()["state"] == "idle" and tuner.warmup.status()["cached"] == 1
+    tuner.warmup.start(force=True)
+    assert tuner.warmup.wait() == "done"
+    assert [c[0] for c in calls] == ["000018", "000000", "000034"]  # then the nearest batch (ends at 17), then 34..
+    assert all(name == "tuner-warmup" for _, name in calls[1:])
+    assert tuner.warmup.status() | {"cache_bytes": 0} == {
+        "state": "done", "message": "", "cached": 3, "total": 3, "cache_bytes": 0,
+        "cache_max_bytes": tuner.predictor.cache.max_bytes}
+    misses = tuner.predictor.cache.misses
+    shown = {}
+    faces = tuner.frames()["faces"]
+    for i in range(len(stems)):
+        shown[i], _, n, _ = tuner.pixels(i, opts)
+        assert n == faces[i]
+    assert len(calls) == 3 and tuner.predictor.cache.misses == misses  # every frame from the cache
+    assert tuner.warmup.batches_done == 2 and tuner.predictor.cache.evictions == 0
+    # the warm-up's predictions are the on-demand ones (same batches as the batch merge), pixel for pixel
+    plain = Tuner(layout, warmup=False)
+    for i in (0, 17, 20, 40):
+        assert np.array_equal(plain.pixels(i, opts)[0], shown[i]), i
+    assert np.array_equal(shown[20], user)
+
+    # the frames change (the face folder is touched): the cache is dropped and the warm-up starts again
+    st = layout.dst_aligned.stat()
+    os.utime(layout.dst_aligned, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    assert tuner.warmup.status()["cached"] == 0
+    tuner.warmup.poke()
+    assert tuner.warmup.wait() == "done" and tuner.warmup.status()["cached"] == 3 and len(calls) == 6
+    tuner.close()
+
+
+def test_warmup_stops_at_the_cache_cap(studio_workspace: Any) -> None:
+    """The warm-up stops when its next batch would evict anything; the user's frames stay. Near the end of the
+    user's batch the next one is still predicted (evicting the warm-up's batches first, not the user's)."""
+    opts = MergeOptions()
+    tuner = Tuner(studio_workspace, warmup=False)
+    calls = _record_batches(tuner)
+    tuner.pixels(20, opts)
+    one = tuner.predictor.cache.nbytes  # one batch of 16 faces
+    tuner.predictor.cache.max_bytes = 2 * one + one // 4  # room for one more 16-face batch, not two
+    tuner.warmup.start(force=True)
+    assert tuner.warmup.wait() == "full"
+    status = tuner.warmup.status()
+    assert (status["state"], status["cached"], status["total"]) == ("full", 2, 3)
+    assert [c[0] for c in calls] == ["000018", "000000"] and tuner.predictor.cache.evictions == 0
+    idx = tuner.index.get()
+    model_id = tuner.predictor.loaded.model_id  # type: ignore[union-attr]
+    gen = tuner.predictor.sync(idx)
+    user_batch, warm_batch = idx.batches["000020"], idx.batches["000000"]
+    # frame 30: 4 frames from the end of its batch -> the next batch is predicted, evicting the warm-up's
+    tuner.pixels(30, opts)
+    assert tuner.warmup.wait() == "full"
+    assert [c[0] for c in calls] == ["000018", "000000", "000034"] and tuner.predictor.cache.evictions > 0
+    assert tuner.predictor.has_batch(model_id, "src2dst", gen, user_batch)
+    assert tuner.predictor.has_batch(model_id, "src2dst", gen, idx.batches["000040"])
+    assert not tuner.predictor.has_batch(model_id, "src2dst", gen, warm_batch)
+    assert tuner.predictor.cache.nbytes <= tuner.predictor.cache.max_bytes
+    tuner.close()
+
+
+def test_user_request_during_warmup_goes_first(studio_workspace: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the warm-up's batch runs: a cached frame is served at once (it does not wait for that batch), and
+    a frame of another uncached batch waits for that batch only, then goes before the warm-up's next one."""
+    import threading
+
+    import facelab.studio.tuner.predictor as predictor_mod
+
+    opts = MergeOptions()
+    tuner = Tuner(studio_workspace, warmup=False)
+    calls = _record_batches(tuner)
+    entered, release = threading.Event(), threading.Event()
+    real_predict = predictor_mod.predict
+
+    def held_predict(*args: Any) -> Any:  # the warm-up's first batch waits for `release`
+        if threading.current_thread().name == "tuner-warmup" and not release.is_set():
+            entered.set()
+            assert release.wait(120)
+        return real_predict(*args)
+
+    monkeypatch.setattr(predictor_mod, "predict", held_predict)
+    tuner.pixels(0, opts)  # batch 000000..000017 (the user's)
+    tuner.warmup.start(force=True)
+    assert entered.wait(120)  # the warm-up is inside batch 000018..000033, holding the model
+    assert tuner.predictor.gate.busy
+
+    results: dict[str, Any] = {}
+
+    def ask(name: str, i: int) -> None:
+        t0 = time.perf_counter()
+        results[name] = (tuner.pixels(i, opts), time.perf_counter() - t0)
+
+    cached = threading.Thread(target=ask, args=("cached", 5))
+    cached.start()
+    cached.join(60)
+    assert not cached.is_alive() and "cached" in results  # served while the warm-up's batch is still running
+    assert results["cached"][0][3] < 1000 and not release.is_set()
+    uncached = threading.Thread(target=ask, args=("uncached", 40), name="user-request")
+    uncached.start()
+    deadline = time.monotonic() + 60
+    while tuner.predictor.gate.users_waiting == 0:
+        assert time.monotonic() < deadline and uncached.is_alive()
+        time.sleep(0.01)
+    assert "uncached" not in results  # it waits for the batch in progress ...
+    release.set()
+    uncached.join(120)
+    assert "uncached" in results and results["uncached"][0][2] == 1
+    # ... and goes first: batch 000034.. is made on the user's thread, not by the warm-up
+    assert calls == [("000000", "MainThread"), ("000018", "tuner-warmup"), ("000034", "user-request")]
+    assert tuner.warmup.wait() == "done" and tuner.warmup.status()["cached"] == 3
+    assert tuner.warmup.batches_done == 1  # it found 000034.. made
+    tuner.close()
+
+
 # ---- the HTTP API ---------------------------------------------------------------------------------
 
 def _client(studio: Any) -> httpx.Client:
@@ -84,6 +228,13 @@ def test_api_bad_input_changes_nothing(studio_workspace: Any, studio_server: Any
         ok = c.get("/api/tuner/frames/3/merged", params={"erode": "5", "fmt": "png"})
         assert ok.status_code == 200 and ok.headers["content-type"] == "image/png" and ok.headers["x-faces"] == "1"
         assert c.get("/api/tuner/frames/3/original").status_code == 200
+        frames = c.get("/api/tuner/frames").json()  # the page opening: starts the background warm-up
+        assert frames["count"] == 44 and frames["warmup"]["total"] == 3
+        deadline = time.monotonic() + 120
+        while (w := c.get("/api/tuner/warmup").json())["state"] != "done":
+            assert time.monotonic() < deadline and w["state"] in ("idle", "loading", "running"), w
+            time.sleep(0.2)
+        assert (w["cached"], w["total"]) == (3, 3)
 
         before = _snapshot(layout.root)
         bad = {
@@ -206,6 +357,9 @@ def test_tuner_page(studio_workspace: Any, studio_server: Any, browser_page: Any
     assert saved["frames"] == {"000003": {"color_transfer": "mkl"}}
     tuner_frame = _page_png(page)  # frame 3 with the page's settings
 
+    # the background warm-up's progress, shown discreetly beside the frame stats
+    page.wait_for_function("document.getElementById('t-warmup').dataset.state === 'done'", timeout=60_000)
+    assert page.inner_text("#t-warmup") == "predicted 3/3 batches"
     page.set_viewport_size({"width": 1280, "height": 900})
     page.check("input[name=view][value=split]")
     page.wait_for_function("document.getElementById('img-before').complete")

@@ -34,7 +34,7 @@ def create_app(layout: Layout, token: str, *, host_allowed: Sequence[str] = ()) 
     ctx = StudioContext(layout=layout, token=token, jobs=jobs, events=events)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         jobs.open()
         watcher = start_watcher(ctx)  # publishes `training` events when the model folder changes
         try:
@@ -43,6 +43,9 @@ def create_app(layout: Layout, token: str, *, host_allowed: Sequence[str] = ()) 
             watcher.cancel()
             events.close()
             jobs.close()
+            tuner = getattr(app_.state, "tuner", None)  # the merge tuner's background warm-up, if it started
+            if tuner is not None:
+                tuner.close()
 
     app = FastAPI(title="facelab studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.studio = ctx

@@ -1,6 +1,8 @@
 """Studio routes: the merge tuner page API (under /api/tuner).
 
-    GET  /api/tuner/frames                  the dst frames in order ({count, stems, faces, without_face})
+    GET  /api/tuner/frames                  the dst frames in order ({count, stems, faces, without_face, warmup});
+                                            starts the background warm-up (model batches predicted ahead)
+    GET  /api/tuner/warmup                  the warm-up's progress ({state, cached, total, ...}: batches cached)
     GET  /api/tuner/schema                  the merge options' JSON schema with the per-frame / per-run split
     GET  /api/tuner/frames/{i}/original     frame i as extracted
     GET  /api/tuner/frames/{i}/merged       frame i merged: query = options (any MergeOptions key; missing ones
@@ -82,7 +84,17 @@ def _paths_from_browser(ctx: StudioContext, tuner: Tuner, options: dict[str, Any
 
 @router.get("/frames")
 def frames(tuner: TunerDep) -> dict[str, Any]:
-    return tuner.frames()
+    out = tuner.frames()
+    tuner.warmup.start()  # the page opened: predict the batches ahead in the background
+    return out | {"warmup": tuner.warmup_status()}
+
+
+@router.get("/warmup")
+def warmup(tuner: TunerDep) -> dict[str, Any]:
+    """Progress of the background warm-up; a poll also wakes it (new weights or frames start it again)."""
+    if tuner.warmup.state not in ("idle",):
+        tuner.warmup.poke()
+    return tuner.warmup_status()
 
 
 @router.get("/schema")

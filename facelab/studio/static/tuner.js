@@ -345,6 +345,28 @@ function wireSplit() {
   viewer.addEventListener("pointermove", move);
 }
 
+// ---- background warm-up progress ------------------------------------------------------------------------
+
+const WARMUP_BUSY = new Set(["idle", "loading", "running"]);
+
+function showWarmup(w) {
+  const el = document.getElementById("t-warmup");
+  if (!w || !w.total || w.state === "unavailable" || w.state === "error") {
+    el.textContent = ""; el.dataset.state = w ? w.state : ""; return;
+  }
+  const full = w.state === "full" ? " (cache full)" : "";
+  el.textContent = w.state === "loading" ? "loading the model…" : `predicted ${w.cached}/${w.total} batches${full}`;
+  el.dataset.state = w.state;
+  el.dataset.cached = String(w.cached);
+}
+
+async function pollWarmup() {
+  let w = null;
+  try { w = await api("/api/tuner/warmup", { quiet: true }); } catch (err) { w = null; }
+  showWarmup(w);
+  setTimeout(pollWarmup, w && WARMUP_BUSY.has(w.state) ? 1500 : 6000);
+}
+
 async function main() {
   const [frames, schema] = await Promise.all([api("/api/tuner/frames"), api("/api/tuner/schema")]);
   T.frames = frames; T.schema = schema; T.props = schema.schema.properties;
@@ -386,6 +408,8 @@ async function main() {
   sessionChanged();
   const first = Number(new URLSearchParams(location.search).get("frame") || 0);
   setFrame(Number.isFinite(first) ? first : 0);
+  showWarmup(frames.warmup);
+  setTimeout(pollWarmup, 1000);
   document.body.dataset.ready = "1";
 }
 

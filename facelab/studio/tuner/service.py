@@ -20,6 +20,7 @@ from facelab.studio.tuner.latest import Latest, no_ticket
 from facelab.studio.tuner.predictor import DEFAULT_CACHE_BYTES, Predictor
 from facelab.studio.tuner.render import encode, face_inputs, merged_pixels, needs_xseg
 from facelab.studio.tuner.sessions import SessionStore
+from facelab.studio.tuner.warmup import Warmup
 from facelab.xseg.infer import XSegModel, load_xseg
 
 Checkpoint = Callable[[], None]
@@ -35,10 +36,12 @@ class Rendered:
 
 
 class Tuner:
-    def __init__(self, layout: Layout, device: str = "auto", cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(self, layout: Layout, device: str = "auto", cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 warmup: bool = True) -> None:
         self.layout = layout
         self.index = IndexCache(layout)
         self.predictor = Predictor(layout.model, device, cache_bytes)
+        self.warmup = Warmup(self.predictor, self.index, enabled=warmup)  # started by the first request
         self.latest = Latest()
         self.sessions = SessionStore(layout.session)
         self._xseg: dict[Path, XSegModel] = {}
@@ -56,6 +59,13 @@ class Tuner:
 
     def frame_path(self, index: int) -> Path:
         return self.index.get().path(index)
+
+    def warmup_status(self) -> dict[str, Any]:
+        """The background warm-up's progress (``{state, cached, total, ...}``: model batches cached)."""
+        return self.warmup.status()
+
+    def close(self) -> None:
+        self.warmup.close()
 
     # ---- rendering ---------------------------------------------------------------------------------
 
@@ -79,10 +89,12 @@ class Tuner:
         stem = path.stem
         check_supported(opts, idx.dst_masks)
         if not idx.faces(stem):
+            self.warmup.focus(stem, opts.direction)  # the warm-up moves outward from the user's frame
             return read_image_rgb(path), stem, 0, 0.0
         t0 = time.perf_counter()
         pred = self.predictor.frame(idx, stem, opts.direction, checkpoint)
         predict_ms = (time.perf_counter() - t0) * 1000
+        self.warmup.focus(stem, opts.direction)
         model = self.predictor.model()
         face_type, res = model.options.face_type, model.resolution
         xseg = None
@@ -94,7 +106,6 @@ class Tuner:
         frame = read_image_rgb(path)
         inputs = face_inputs(stem, pred, idx.motions, opts, xseg, face_type, res, batch)
         merged = merged_pixels(frame, stem, inputs, face_type, res, opts, self._marker(model.model_id))
-        self.predictor.prefetch_after(idx, stem, opts.direction)
         return merged, stem, len(inputs), predict_ms
 
     def render(self, index: int, opts: MergeOptions, fmt: str = "jpg", checkpoint: Checkpoint = no_ticket) -> Rendered:
