@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-slow lint demo bench clean
+.PHONY: install test test-slow lint demo bench clean browser
 
 install: $(STAMP)
 
@@ -23,7 +23,20 @@ lint: install
 	$(VENV)/bin/ruff check facelab tests benchmarks tools
 	$(VENV)/bin/mypy --strict facelab
 
-test: lint
+# The studio's browser tests drive Debian's chromium through Playwright (executable_path; never
+# `playwright install`). Installed here when missing and this user may (root, or sudo without a password);
+# otherwise those tests are skipped with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+	  if command -v apt-get >/dev/null 2>&1 && $$SUDO true 2>/dev/null; then \
+	    echo "installing Debian's chromium for the studio's browser tests"; \
+	    $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	      echo "could not install chromium: the studio's browser tests will be skipped"; \
+	  else echo "no chromium and no apt-get as root: the studio's browser tests will be skipped"; fi; }
+
+test: lint browser
 	$(VENV)/bin/pytest -q
 
 test-slow: install

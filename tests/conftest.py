@@ -72,3 +72,7 @@ def shared_faces(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     for side, clip in clips.items():
         run_extract(clip, base / side, opts)
     return base / "src", base / "dst"
+
+
+# the studio's shared fixtures (studio_workspace, studio_server, browser_page): see tests/studio_support.py
+from tests.studio_support import browser_page, studio_server, studio_workspace  # noqa: E402, F401

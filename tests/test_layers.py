@@ -13,6 +13,7 @@ Layers, lowest first (a package may import its own layer's package and any lower
 - the phases: extract, train, xseg, merge, evaluate, provenance. A phase imports another phase only by
   an edge listed in PHASE_EDGES, with its reason.
 - workflow: runs phases in order (the one-command swap, pretraining's gathering).
+- studio: the local web app (it runs workflow and phase functions and starts CLI jobs).
 - cli: parses, calls the library, reports.
 
 The root package ``facelab`` holds only the version and the tool name, and any module may import it.
@@ -30,7 +31,7 @@ ROOT = Path(facelab.__file__).parent
 
 LOW = ("core", "media", "face", "faceset")
 PHASES = frozenset({"extract", "train", "xseg", "merge", "evaluate", "provenance"})
-HIGH = ("workflow", "cli")
+HIGH = ("workflow", "studio", "cli")
 
 # phase -> phase imports that are part of the design
 PHASE_EDGES: dict[tuple[str, str], str] = {
@@ -100,7 +101,7 @@ def facelab_imports() -> list[Import]:
     found = []
     for path in sorted(ROOT.rglob("*.py")):
         name = _module_name(path)
-        importer = name[1] if len(name) > 1 else ""
+        importer = "cli" if name[1:] == ["__main__"] else (name[1] if len(name) > 1 else "")  # python -m facelab
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 for module in _targets(node, path):

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from facelab import __version__
-from facelab.cli import demo, evaluate, extract, faceset, merge, pretrain, swap, train, verify, video, xseg
+from facelab.cli import demo, evaluate, extract, faceset, merge, pretrain, studio, swap, train, verify, video, xseg
 from facelab.cli.progress import console
 from facelab.core.errors import FacelabError
 
@@ -30,6 +30,7 @@ app.command("verify")(verify.verify)
 app.command("swap")(swap.swap)
 app.command("demo")(demo.demo)
 app.command("evaluate")(evaluate.evaluate)
+app.command("studio")(studio.studio)
 
 
 @app.command("version")

@@ -22,7 +22,8 @@ def merge(
     aligned: Annotated[Path, typer.Option(help="Folder of the dst faces aligned from those frames.",
                                           show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the merged frames.")],
-    session: Annotated[Path | None, typer.Option(help="Merge session JSON (options plus per-frame overrides); "
+    session: Annotated[Path | None, typer.Option(help="Merge session JSON (options plus per-range and per-frame "
+                                                  "overrides, e.g. saved by `facelab studio`); "
                                                   "flags given here override its options.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of these options (section merge).")] = None,
     video: Annotated[Path | None, typer.Option(help="After merging, encode the frames into this video file, "
@@ -38,7 +39,7 @@ def merge(
         base = loaded.options.model_dump()
         given = {k: v for k, v in flags.items() if v is not None}
         opts = build_options(MergeOptions, config, base | given)  # defaults < config < session < flags
-        plan: MergeOptions | MergeSession = MergeSession(opts, loaded.frames)
+        plan: MergeOptions | MergeSession = MergeSession(opts, loaded.frames, loaded.ranges)
     else:
         plan = opts = build_options(MergeOptions, config, flags)
     with progress_bar("merging frames") as bar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from rich.live import Live
 from rich.text import Text
 
 from facelab.cli.options import choice_metavar, model_parameters, with_parameters
-from facelab.cli.progress import console
+from facelab.cli.progress import console, emit_progress, progress_json_enabled
 from facelab.core.config import option_error, read_config_file
 from facelab.core.errors import InputError
 from facelab.train.checkpoint import merge_options, read_config
@@ -91,13 +92,32 @@ def run_training(model_dir: Path, opts: TrainOptions, stored: TrainOptions | Non
                           f"{opts.face_type}, iteration {start}{origin}, device {trainer.device}, {opts.precision}, "
                           f"{len(trainer.src_set)} src / {len(trainer.dst_set)} dst faces")
             with Live(Text("starting..."), console=console, refresh_per_second=2, transient=False) as live:
-                state = trainer.train(iterations, minutes, on_status=lambda s: live.update(status_text(s)))
+                state = trainer.train(iterations, minutes, on_status=_status_reporter(live, start, iterations, minutes))
             console.print(f"saved at iteration {state.iteration} in {model_dir} "
                           f"(preview: {model_dir}/previews/latest.png, metrics: {model_dir}/metrics.jsonl)")
         else:
             trainer.train(iterations, minutes)
     finally:
         trainer.close()
+
+
+def _status_reporter(live: Live, start: int, iterations: int | None, minutes: float | None
+                     ) -> Callable[[Status], None]:
+    """The live status line; under FACELAB_PROGRESS=json also (done, total) of this run (iterations or seconds)."""
+    t0, as_json = time.monotonic(), progress_json_enabled()
+
+    def report(s: Status) -> None:
+        live.update(status_text(s))
+        if not as_json:
+            return
+        if iterations is not None:
+            emit_progress(f"training, iteration {s.iteration}", s.iteration - start, iterations)
+        elif minutes is not None:
+            emit_progress(f"training, iteration {s.iteration}", round(time.monotonic() - t0), round(minutes * 60))
+        else:
+            emit_progress(f"training, iteration {s.iteration}", s.iteration, None)
+
+    return report
 
 
 with_parameters(train, model_parameters(TrainOptions))

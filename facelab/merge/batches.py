@@ -29,8 +29,7 @@ BATCH_FACES = 16  # faces per model call
 
 def needs_dst_mask(session: MergeSession) -> bool:
     """Whether any frame's mask mode uses the model's own mask of the dst face."""
-    modes = [session.options.mask_mode, *(session.options_for(stem).mask_mode for stem in session.frames)]
-    return any(m in LEARNED_DST_MODES for m in modes)
+    return any(o.mask_mode in LEARNED_DST_MODES for o in session.variants())
 
 
 def predict(model: SwapModel, crops: list[U8], direction: str, dst_mask: bool) -> list[Prediction]:

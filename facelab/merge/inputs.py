@@ -75,8 +75,7 @@ def _check_face_types(faces: Sequence[tuple[Path, FaceRecord]], model_type: str)
 
 
 def _check_options(session: MergeSession, model: SwapModel, dst_masks: bool) -> None:
-    check_supported(session.options, dst_masks)
-    for stem in session.frames:
-        check_supported(session.options_for(stem), dst_masks)
+    for opts in session.variants():  # the base options, and with each range's or frame's overrides
+        check_supported(opts, dst_masks)
     if session.options.direction == "dst2src":
         model.check_reverse()

@@ -131,8 +131,8 @@ def _finished(journal: Journal, out_dir: Path, stem: str, fmt: str) -> bool:
 
 
 def _motions(session: MergeSession, inputs: MergeInputs) -> Motions:
-    """The faces' motions, when the base options or a frame's overrides use motion blur."""
-    if session.options.motion_blur > 0 or any("motion_blur" in o for o in session.frames.values()):
+    """The faces' motions, when the base options or a range's or frame's overrides use motion blur."""
+    if any(o.motion_blur > 0 for o in session.variants()):
         return face_motions(inputs.by_frame, inputs.order)
     return {}
 

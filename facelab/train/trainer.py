@@ -46,6 +46,10 @@ from facelab.train.samples import FaceSampleDataset, FaceSet, SampleOptions, inf
 from facelab.train.step import SideBatch, side_loss, style_terms
 
 PREVIEW_ROWS = 4
+# runs.jsonl: one line per start and end of a training run in the model folder (the studio's resume marks
+# and its view of a run started in another terminal); metrics.jsonl keeps its rows of numbers only
+RUNS_FILE = "runs.jsonl"
+RUNS_VERSION = 1
 
 
 @dataclass
@@ -367,6 +371,7 @@ class Trainer:
         last_save = time.monotonic()
         run_its = 0
         wait_s = step_s = 0.0
+        self._record_run("start", resumed=self.state.iteration > 0 or self.state.saved_at > 0)
         try:
             while not self._should_stop(run_its, iterations, deadline):
                 t0 = time.perf_counter()
@@ -398,6 +403,7 @@ class Trainer:
         self.save()
         if self.is_main and o.preview_every:
             self.write_preview()
+        self._record_run("end", interrupted=self._stop)
         return self.state
 
     def _log(self, avg: dict[str, float], n: int, run_its: int, iterations: int | None, deadline: float | None,
@@ -466,6 +472,15 @@ class Trainer:
                "it_per_s": round(s.it_per_s, 4), "samples_per_s": round(s.samples_per_s, 3),
                "data_wait": round(s.data_wait, 4)}
         with open(self.model_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def _record_run(self, event: str, **extra: Any) -> None:
+        """A line of runs.jsonl: ``{"version", "event": "start"|"end", "iteration", "time", "pid", ...}``."""
+        if not self.is_main:
+            return
+        row = {"version": RUNS_VERSION, "event": event, "iteration": self.state.iteration,
+               "time": round(time.time(), 3), "pid": os.getpid(), **extra}
+        with open(self.model_dir / RUNS_FILE, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
 
     def _trim_metrics(self) -> None:

@@ -1,0 +1,1 @@
+"""The studio HTTP routes, one module per page."""
