@@ -1,7 +1,8 @@
 """Swap quality of training variants at the same budget, on one or more src/dst pairs. Prints JSON.
 
     python benchmarks/quality.py [--iterations 1000 | --minutes M] [--preset demo] [--pairs demo,d6-d9,d3-d12]
-        [--models df,liae,liae-tf,liae-gan,wf-scratch,scratch,prior,prior-perc,prior-em,prior-um] [--merge-extra KEY=VALUE,...]
+        [--models df,liae,liae-tf,liae-gan,wf-scratch,scratch,prior,prior-perc,prior-em,prior-um]
+        [--merge-extra KEY=VALUE,...]
         [--src SRC --dst DST (the pair "custom")] [--workspace quality_workspace] [--frames 100] [--table FILE]
 
 Variants: the paper's Table 2 rows (DF, LIAE, LIAE + TrueFace, LIAE + GAN) and the face-prior
