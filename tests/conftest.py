@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,25 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test runs with XDG_CONFIG_HOME in a temporary folder, so nothing (e.g. the C2PA key facelab
+    makes on first use) ever touches the real config folder; subprocesses inherit it. HOME stays (the
+    browser tests find Playwright's browsers through it); tests/test_c2pa.py moves HOME too."""
+    home = tmp_path_factory.mktemp("home")
+    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "FACELAB_C2PA_DIR", "FACELAB_C2PA_CERT",
+                                            "FACELAB_C2PA_KEY")}
+    os.environ["XDG_CONFIG_HOME"] = str(home / ".config")
+    for key in ("FACELAB_C2PA_DIR", "FACELAB_C2PA_CERT", "FACELAB_C2PA_KEY"):
+        os.environ.pop(key, None)
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def shared_data_dir() -> Path | None:

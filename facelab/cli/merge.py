@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from facelab.cli.c2pa_options import CertOption, CreditOption, DirOption, KeyOption, credentials
 from facelab.cli.options import model_parameters, with_parameters
 from facelab.cli.progress import console, progress_bar
 from facelab.core.config import build_options
@@ -30,6 +31,10 @@ def merge(
                                                 "with the dst video's audio.")] = None,
     shard: Annotated[str | None, typer.Option(help="I/N: merge only frames whose index % N == I (frames in "
                                                "folder order, from 0), to split one video over N machines.")] = None,
+    credit: CreditOption = None,
+    c2pa_cert: CertOption = None,
+    c2pa_key: KeyOption = None,
+    c2pa_dir: DirOption = None,
     **flags: Any,
 ) -> None:
     """Merge swapped faces into the dst frames (resumable; frames without faces are copied through)."""
@@ -42,9 +47,10 @@ def merge(
         plan: MergeOptions | MergeSession = MergeSession(opts, loaded.frames, loaded.ranges)
     else:
         plan = opts = build_options(MergeOptions, config, flags)
+    creds = credentials(credit, c2pa_cert, c2pa_key, c2pa_dir)
     with progress_bar("merging frames") as bar:
         s = run_merge(model_dir, frames, aligned, output, plan, workers=opts.workers, shard=shard_tuple,
-                      progress=bar.advance, total=bar.set_total)
+                      progress=bar.advance, total=bar.set_total, credentials=creds)
     console.print(f"{s.frames} frames: {s.merged} with faces ({s.faces} faces), {s.passed_through} passed through, "
                   f"{s.resumed} already done -> {output} ({s.frames_per_second} frames/s)")
     if video is not None:
@@ -61,11 +67,13 @@ def merge(
         with progress_bar("encoding video") as bar:
             build_video(output, video, fps=info["fps_fraction"] if info is not None else None, audio_from=audio,
                         progress=bar.update)
+        from facelab.provenance.credentials import mime_for
         from facelab.provenance.marker import marker_for
 
-        marker_for(s.model_id, {"dst": str(audio) if audio else None}).finish_video(video)
+        marker_for(s.model_id, {"dst": str(audio) if audio else None}, creds).finish_video(video, parent=source)
         console.print(f"video -> {video}" + (f" (audio from {audio})" if audio is not None else "")
-                      + "; provenance record in its metadata and in a .provenance.json sidecar")
+                      + "; provenance record in its metadata and in a .provenance.json sidecar"
+                      + ("; signed C2PA manifest" if mime_for(video) else " (C2PA: not possible in this container)"))
 
 
 with_parameters(merge, model_parameters(MergeOptions, renames={"image_format": "--format"}))

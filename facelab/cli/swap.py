@@ -9,6 +9,7 @@ import typer
 from rich.live import Live
 from rich.text import Text
 
+from facelab.cli.c2pa_options import CertOption, CreditOption, DirOption, KeyOption, credentials
 from facelab.cli.options import model_parameters, with_parameters
 from facelab.cli.progress import console
 from facelab.cli.train import PRESET_METAVAR, preset_values, status_text
@@ -39,16 +40,21 @@ def swap(
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="Train from random weights, not from the "
                                                "shipped face prior of the preset's shape.")] = False,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of merge options (section merge).")] = None,
+    credit: CreditOption = None,
+    c2pa_cert: CertOption = None,
+    c2pa_key: KeyOption = None,
+    c2pa_dir: DirOption = None,
     **flags: Any,
 ) -> None:
     """Swap SRC's face into DST: frames, extraction, training, merging and video with DST's audio."""
     preset_values(preset)  # an unknown preset is a one-line error before any work
     merge = build_options(MergeOptions, config, flags)
     ws = workspace or output.with_name(output.stem + "_workspace")
+    creds = credentials(credit, c2pa_cert, c2pa_key, c2pa_dir)
     budget_minutes = None if iterations is not None else minutes
     with Live(Text(""), console=console, refresh_per_second=2, transient=True) as live:
         result = run_swap(src, dst, output, ws, preset=preset, minutes=budget_minutes, iterations=iterations,
-                          merge=merge, workers=workers, from_scratch=from_scratch,
+                          merge=merge, workers=workers, from_scratch=from_scratch, credentials=creds,
                           say=lambda m: console.print(m),
                           on_status=lambda s: live.update(status_text(s)))
     print_result(result)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from facelab.cli.c2pa_options import CertOption, CreditOption, DirOption, KeyOption, credentials
 from facelab.cli.options import model_parameters, with_parameters
 from facelab.cli.progress import progress_bar
 from facelab.core.config import build_options
@@ -15,6 +17,7 @@ from facelab.media.encode import build_video
 from facelab.media.frames import extract_frames
 from facelab.media.options import BuildOptions, FramesOptions
 from facelab.media.video import probe_video
+from facelab.provenance.marker import folder_marker
 
 app = typer.Typer(
     help="Split a video into frame images, and build a video from a folder of frames.",
@@ -59,9 +62,14 @@ def build_command(
         typer.Option("--out", "-o", metavar="OUT", help="The video file to write, e.g. out.mp4.", show_default=False),
     ],
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of these options (section video_build).")] = None,
+    credit: CreditOption = None,
+    c2pa_cert: CertOption = None,
+    c2pa_key: KeyOption = None,
+    c2pa_dir: DirOption = None,
     **flags: Any,
 ) -> None:
-    """Encode the frames in DIR, in order, into a video."""
+    """Encode the frames in DIR, in order, into a video. A folder of merged frames (it holds facelab
+    merge's provenance.json) gives a video with the provenance record and a signed C2PA manifest."""
     opts = build_options(BuildOptions, config, flags)
     if opts.lossless and opts.crf is not None:
         raise InputError("--crf and --lossless cannot be used together")
@@ -77,6 +85,10 @@ def build_command(
             lossless=opts.lossless,
             progress=bar.update,
         )
+    marker = folder_marker(frames_dir)
+    if marker is not None:
+        creds = credentials(credit, c2pa_cert, c2pa_key, c2pa_dir)
+        replace(marker, credentials=creds).finish_video(out, parent=opts.audio_from)
     info = probe_video(out)
     if info.has_audio:
         audio = f"audio: {info.audio_codec} from {opts.audio_from}"

@@ -99,7 +99,7 @@ def _work_frame(job: Job, ctx: JobContext | None) -> dict[str, Any]:
     if ctx.marker is not None:
         # the mark stays where the saved 8-bit mask is nonzero, so "outside the mask" means untouched
         merged = ctx.marker.mark(merged, region=mask8, inplace=True)  # merged is this job's own array
-        _write(img_path, ctx.marker.tag(_encode(merged, ctx.image_format)))
+        _write(img_path, ctx.marker.tag(_encode(merged, ctx.image_format), img_path.name, job.source))
     else:
         _write(img_path, _encode(merged, ctx.image_format))
     _write(mask_path, _encode_mask(mask8))

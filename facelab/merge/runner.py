@@ -5,7 +5,8 @@ every face from the frame itself (the record's transform converted to the model'
 resolution; the stored aligned image is not used), runs the model on batches of faces (merge.batches:
 only the outputs the mask modes use, dst's own mask only for the learned-dst modes), and hands each
 frame with its predictions to a pool of workers (merge.jobs) that composite, watermark (provenance),
-encode with the provenance record and write ``OUT/<frame>.<fmt>`` and ``OUT/masks/<frame>.png``
+encode with the provenance record and a signed C2PA manifest (provenance.credentials) and write
+``OUT/<frame>.<fmt>`` and ``OUT/masks/<frame>.png``
 atomically. ``ThreadPlan`` (merge.schedule) decides whether the model runs alone on every torch thread
 between the workers' phases, or on one thread beside them. Threads are the default pool, since OpenCV
 and numpy release the GIL and nothing is pickled; ``pool="process"`` remains for many-core machines
@@ -46,6 +47,7 @@ from facelab.merge.schedule import ThreadPlan
 from facelab.merge.session import MergeSession
 from facelab.merge.shard import Shard, check_shard, shard_frames, shard_suffix
 from facelab.merge.summary import MergeSummary, rate, write_summary
+from facelab.provenance.credentials import ContentCredentials
 from facelab.provenance.marker import marker_for
 
 STATE_DIR = "_merge"
@@ -67,12 +69,15 @@ def run_merge(
     provenance: bool = True,
     pool: PoolKind = "thread",
     device: str = "auto",
+    credentials: ContentCredentials | None = None,
 ) -> MergeSummary:
     """Merge every frame (of the shard) into out_dir; see the module docstring. Returns the summary.
 
     Every check (model weights, frames, faces, face types, options) runs before any output is written.
     Merged frames carry the invisible watermark and the provenance record (facelab.provenance); frames
-    without faces are copied unchanged. ``provenance=False`` exists for benchmarks and tests only.
+    without faces are copied unchanged. Each merged frame is signed with C2PA ``credentials`` (default:
+    facelab's own key, made on first use), naming its dst frame as the parent ingredient.
+    ``provenance=False`` exists for benchmarks and tests only.
     """
     t0 = time.perf_counter()
     session = options if isinstance(options, MergeSession) else MergeSession(options or MergeOptions())
@@ -97,7 +102,11 @@ def run_merge(
         progress(resumed)
 
     (out_dir / MASKS_DIR).mkdir(parents=True, exist_ok=True)
-    marker = marker_for(inputs.model.model_id, {"frames": frames_dir.name}) if provenance else None
+    marker = None
+    if provenance:
+        credentials = credentials or ContentCredentials()
+        credentials.identity()  # the key and certificate: made or checked before any output is written
+        marker = marker_for(inputs.model.model_id, {"frames": frames_dir.name}, credentials)
     ctx = JobContext(out_dir, inputs.model.options.face_type, inputs.model.resolution, fmt, marker)
     try:
         loop = _merge_frames(todo, inputs, session, ctx, n_workers, pool, journal, progress)

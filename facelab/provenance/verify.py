@@ -1,4 +1,5 @@
-"""Read back the provenance marks of an image or video: the invisible watermark and the record."""
+"""Read back the provenance marks of an image or video: the invisible watermark, facelab's own record and
+the signed C2PA manifest (validated offline: intact, tampered, or signed by whom)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from facelab.core.types import FloatArray, Image
 from facelab.media.metadata import detect_format
 from facelab.media.video import iter_frames, probe_video
 from facelab.provenance import watermark as wm
+from facelab.provenance.credentials import C2paReport, read_credentials
 from facelab.provenance.faces import FaceRegions
 from facelab.provenance.record import ProvenanceRecord, read_image_record, read_sidecar, read_video_record
 
@@ -40,6 +42,7 @@ class VerifyReport:
     record: ProvenanceRecord | None
     record_source: RecordSource | None
     notes: list[str] = field(default_factory=list)
+    c2pa: C2paReport = field(default_factory=lambda: C2paReport("absent"))
 
     @property
     def record_matches_watermark(self) -> bool | None:
@@ -61,6 +64,7 @@ class VerifyReport:
             "record": None if self.record is None else self.record.to_json(),
             "record_source": self.record_source,
             "record_matches_watermark": self.record_matches_watermark,
+            "c2pa": self.c2pa.to_json(),
             "notes": list(self.notes),
         }
 
@@ -158,6 +162,10 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
             source = "sidecar" if record is not None else None
         except InputError as exc:
             notes.append(f"sidecar unreadable: {exc}")
+    try:
+        c2pa = read_credentials(path)
+    except InputError as exc:
+        c2pa = C2paReport("unreadable", error=str(exc))
     report = VerifyReport(
         path=path,
         kind=kind,
@@ -170,9 +178,13 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
         record=record,
         record_source=source,
         notes=notes,
+        c2pa=c2pa,
     )
     if report.record_matches_watermark is False:
         notes.append("the record's model id does not match the watermark's")
+    claimed = (c2pa.watermark or {}).get("model_id")
+    if isinstance(claimed, str) and prefix is not None and wm.model_prefix(claimed) != prefix:
+        notes.append("the C2PA manifest's model id does not match the watermark's")
     if record is not None and not found and softs:
         notes.append("a provenance record is present but no watermark was found (the mark may have been destroyed)")
     return report
@@ -200,5 +212,35 @@ def report_lines(report: VerifyReport) -> list[str]:
         if rec.source:
             lines.append(f"  source: {', '.join(f'{k}={v}' for k, v in rec.source.items())}")
         lines.append(f"  synthetic: {rec.statement}")
+    lines.extend(c2pa_lines(report.c2pa))
     lines.extend(f"note: {note}" for note in report.notes)
+    return lines
+
+
+_C2PA_STATES = {
+    "trusted": "VALID, signed with this user's own facelab certificate (trusted here only)",
+    "valid": "VALID signature and hashes; the signer is not on any trust list here",
+    "invalid": "INVALID",
+    "absent": "none",
+    "unreadable": "UNREADABLE",
+    "unsupported": "not supported for this file format",
+}
+
+
+def c2pa_lines(c2pa: C2paReport) -> list[str]:
+    """The C2PA part of the report."""
+    state = _C2PA_STATES[c2pa.state]
+    if c2pa.tampered:
+        state += ": TAMPERED (the file changed after signing; its hashes no longer match)"
+    lines = [f"C2PA manifest: {state}"]
+    if c2pa.present and c2pa.state != "unreadable":
+        lines.append(f"  signed by: {c2pa.signer} (issuer {c2pa.issuer}); generator: {c2pa.claim_generator}")
+        if c2pa.digital_source_types:
+            lines.append(f"  digital source type: {', '.join(c2pa.digital_source_types)}")
+        if c2pa.ingredients:
+            lines.append(f"  ingredients: {'; '.join(c2pa.ingredients)}")
+    shown = [f for f in c2pa.failures if not f.startswith("signingCredential.untrusted")]  # said above
+    lines.extend(f"  failure: {failure}" for failure in shown)
+    if c2pa.error:
+        lines.append(f"  error: {c2pa.error}")
     return lines

@@ -1,4 +1,4 @@
-"""Side-by-side comparison video (dst | result) with dst's audio and the provenance record."""
+"""Side-by-side comparison video (dst | result) with dst's audio, the provenance record and the C2PA manifest."""
 
 from __future__ import annotations
 
@@ -33,5 +33,5 @@ def side_by_side(left_dir: Path, right_dir: Path, out: Path, fps: str | float | 
                     frame = marker.mark(frame, region=np.hstack([np.zeros_like(m), m]) > 0)
             (folder / f"{p.stem}.png").write_bytes(encode_image(frame))
         build_video(folder, out, fps=fps, audio_from=audio_from)
-    marker.finish_video(out)
+    marker.finish_video(out, parent=audio_from)
     return out

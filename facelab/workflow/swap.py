@@ -23,6 +23,7 @@ from facelab.media.frames import extract_frames
 from facelab.media.video import probe_video
 from facelab.merge.options import MergeOptions
 from facelab.merge.runner import run_merge
+from facelab.provenance.credentials import ContentCredentials
 from facelab.provenance.marker import marker_for
 from facelab.train.checkpoint import merge_options, read_config
 from facelab.train.options import PRESETS
@@ -73,7 +74,8 @@ class _Steps:
 def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "demo", minutes: float | None = 15.0,
              iterations: int | None = None, merge: MergeOptions | None = None, workers: int | None = None,
              from_scratch: bool = False, say: Say = lambda _: None,
-             on_status: Callable[[Status], None] | None = None) -> SwapResult:
+             on_status: Callable[[Status], None] | None = None,
+             credentials: ContentCredentials | None = None) -> SwapResult:
     src, dst, out, ws = Path(src), Path(dst), Path(out), Path(workspace)
     for clip in (src, dst):
         probe_video(clip)  # clear errors for missing or unreadable inputs, before any work
@@ -85,6 +87,7 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
     ext = ExtractOptions() if workers is None else ExtractOptions(workers=workers)
     frames, src_aligned, dst_aligned = ws / "dst" / "frames", ws / "src" / "aligned", ws / "dst" / "aligned"
     model_dir, merged = ws / "model", ws / "merged"
+    creds = credentials or ContentCredentials()
 
     def step(name: str, fn: Callable[[], dict[str, Any]]) -> None:
         if steps.done(name):
@@ -120,7 +123,8 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
         steps.reopen("merge", "video")  # a newly trained model: merge again
 
     def do_merge() -> dict[str, Any]:
-        s = run_merge(model_dir, frames, dst_aligned, merged, merge or MergeOptions(), workers=workers)
+        s = run_merge(model_dir, frames, dst_aligned, merged, merge or MergeOptions(), workers=workers,
+                      credentials=creds)
         return {"merged": s.merged, "passed_through": s.passed_through, "model_id": s.model_id}
 
     step("merge", do_merge)
@@ -130,9 +134,9 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
     def video() -> dict[str, Any]:
         out.parent.mkdir(parents=True, exist_ok=True)
         info = probe_video(dst)
-        marker = marker_for(model_id, {"src": src.name, "dst": dst.name})
+        marker = marker_for(model_id, {"src": src.name, "dst": dst.name}, creds)
         build_video(merged, out, fps=info.fps_fraction, audio_from=dst)
-        marker.finish_video(out)
+        marker.finish_video(out, parent=dst)
         side_by_side(frames, merged, comparison, info.fps_fraction, dst, marker)
         return {"video": str(out), "comparison": str(comparison)}
 
