@@ -316,3 +316,52 @@ def test_cv2_reads_signed_frames(tmp_path: Path, marker: ProvenanceMarker, frame
     out, _ = _signed_image(tmp_path, marker, frames[4], "png")
     back = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
     assert np.array_equal(back, marker.mark(frames[4]))
+
+
+# ----------------------------------------------------------------------------------------------------
+# end to end: facelab merge --video on the bundled samples (the path the studio's video step takes)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(sample_faces: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from facelab.train.options import TrainOptions
+    from facelab.train.trainer import Trainer
+
+    model_dir = tmp_path_factory.mktemp("c2pa_model") / "model"
+    opts = TrainOptions(arch="df-ud", resolution=64, ae_dims=64, e_dims=16, d_dims=16, d_mask_dims=8, batch_size=4,
+                        workers=0, preview_every=0, backup_hours=0)
+    trainer = Trainer(model_dir, opts, *sample_faces)
+    trainer.train(iterations=2)
+    trainer.close()
+    return model_dir
+
+
+def test_merge_cli_signs_frames_and_video(tmp_path: Path, sample_faces: tuple[Path, Path], tiny_model: Path) -> None:
+    from facelab.cli.main import app
+    from facelab.media.frames import extract_frames
+
+    frames_dir = tmp_path / "frames"
+    extract_frames(DST, frames_dir, fps=6)
+    out, video = tmp_path / "merged", tmp_path / "out.mp4"
+    result = CliRunner().invoke(app, ["merge", "--model-dir", str(tiny_model), "--frames", str(frames_dir),
+                                      "--aligned", str(sample_faces[1]), "-o", str(out), "--video", str(video),
+                                      "--credit", "Jane Example", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "signed C2PA manifest" in result.output
+    merged = [p for p in sorted(out.glob("*.png")) if read_image_record(p) is not None]
+    assert merged, "no merged frame carries a record"
+    for path in merged[:3]:
+        rep = read_credentials(path)
+        assert rep.state == "trusted" and not rep.tampered
+        assert rep.ingredients[0].startswith(f"{path.name} (parentOf, sha256:{cr.file_sha256(frames_dir / path.name)}")
+    rep = read_credentials(video)
+    assert rep.state == "trusted" and not rep.tampered
+    assert rep.ingredients[0] == f"dst.mp4 (parentOf, sha256:{cr.file_sha256(DST)})"
+    text = "\n".join(report_lines(verify(video, max_frames=4)))
+    assert "C2PA manifest: VALID" in text and "provenance record (metadata)" in text
+    built = tmp_path / "built.mp4"
+    result = CliRunner().invoke(app, ["video", "build", str(out), "-o", str(built), "--audio-from", str(DST)])
+    assert result.exit_code == 0, result.output
+    rep = read_credentials(built)
+    assert rep.state == "trusted" and rep.ingredients[0].startswith("dst.mp4 (parentOf")
+    assert read_video_record(built) is not None
