@@ -16,6 +16,7 @@ import pytest
 from facelab.core.errors import InputError
 from facelab.face.align import convert_transform
 from facelab.face.masks import face_hull_mask
+from facelab.face.skin import nonskin_border
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import FaceRecord, XSegPolygon, read_face, update_record
 from facelab.media.frames import extract_frames, read_image_rgb
@@ -211,6 +212,47 @@ def test_erode_shrinks_and_negative_grows(dst_face: tuple[np.ndarray, FaceRecord
     frame, rec = dst_face
     area = {e: float(_compose(frame, rec, src_prediction, mask_mode="dst", erode=e)[1].sum()) for e in (-5, 0, 5)}
     assert area[5] < area[0] < area[-5]
+
+
+def test_nonskin_border_finds_the_womans_hair_and_only_at_the_border(sample_faces: tuple[Path, Path]) -> None:
+    """Woman D's dark hair falls inside her landmark hull at the temples: the border test marks dark pixels
+    there, never the inner face, her eyes, brows or mouth; a face of one skin colour has no border marked."""
+    flagged = 0
+    for path, _ in scan_faces(sample_faces[0]).faces[::15]:
+        bgr, rec = read_face(path)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        lm = rec.landmarks_array()
+        out = nonskin_border(rgb, lm, rec.face_type)
+        hull = face_hull_mask(lm, out.shape, rec.face_type) > 0.5
+        assert not (out > 0)[~hull].any()  # only inside the hull
+        width = float(np.linalg.norm(lm[16] - lm[0]))
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(width * 0.3) | 1,) * 2)
+        inner = cv2.erode(hull.astype(np.uint8), disk)
+        assert not (out > 0)[inner > 0].any()  # never the inner face
+        for i in (36, 45, 19, 24, 51, 57):  # eye corners, brows, lips
+            x, y = np.round(lm[i]).astype(int)
+            assert out[y, x] == 0
+        if out.sum() > 0:
+            flagged += 1
+            grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float64)
+            assert grey[out > 0].mean() < grey[inner > 0].mean() - 30  # hair: darker than her skin
+        flat = np.empty_like(rgb)
+        flat[:] = np.median(rgb[inner > 0], axis=0).astype(np.uint8)
+        assert nonskin_border(flat, lm, rec.face_type).sum() == 0
+    assert flagged >= 3
+
+
+def test_skin_mask_leaves_the_hair_out_of_the_blend(dst_face: tuple[np.ndarray, FaceRecord],
+                                                    src_prediction: Prediction) -> None:
+    frame, rec = dst_face
+    plain, m0 = _compose(frame, rec, src_prediction, mask_mode="dst", blur=0, skin_mask=False)
+    skin, m1 = _compose(frame, rec, src_prediction, mask_mode="dst", blur=0, skin_mask=True)
+    assert m1.sum() < 0.98 * m0.sum() and (m1 <= m0 + 1 / 16).all()  # the warp interpolates in 1/32 steps
+    left_out = (m0 > 0.99) & (m1 < 0.25)  # the map is soft: mostly left out
+    assert left_out.sum() > 20
+    d_skin = np.abs(skin.astype(int) - frame.astype(int)).sum(axis=2)[left_out]
+    d_plain = np.abs(plain.astype(int) - frame.astype(int)).sum(axis=2)[left_out]
+    assert (d_skin <= d_plain).mean() > 0.95 and d_skin.mean() < 0.4 * d_plain.mean()  # dst's own pixels back
 
 
 def test_detail_transfer_adds_dst_texture_and_keeps_the_face(dst_face: tuple[np.ndarray, FaceRecord],

@@ -31,6 +31,7 @@ import numpy as np
 from facelab.core.types import F32, F64, U8
 from facelab.face.align import convert_transform
 from facelab.face.masks import face_hull_mask
+from facelab.face.skin import nonskin_border
 from facelab.faceset.record import FaceRecord
 from facelab.merge.blend import detail_transfer, erode_blur, seamless, warp_back, warp_face
 from facelab.merge.masks import FULL_CROP, MASK_MODES, MaskSpec, side_masks
@@ -163,11 +164,26 @@ class Region:
         return self.x1 - self.x0, self.y1 - self.y0
 
 
+def _crop_landmarks(record: FaceRecord, mat: F64) -> F64:
+    """The dst face's landmarks in the model's crop."""
+    return np.asarray(cv2.transform(record.source_landmarks_array().reshape(-1, 1, 2), mat),
+                      dtype=np.float64).reshape(-1, 2)
+
+
 def _hull(record: FaceRecord, mat: F64, resolution: int, face_type: str) -> F32:
     """The dst face's landmark hull in the model's crop."""
-    lm_crop = np.asarray(cv2.transform(record.source_landmarks_array().reshape(-1, 1, 2), mat),
-                         dtype=np.float64).reshape(-1, 2)
-    return face_hull_mask(lm_crop, (resolution, resolution), face_type)
+    return face_hull_mask(_crop_landmarks(record, mat), (resolution, resolution), face_type)
+
+
+def _skin_limited(prd: F32 | None, dst: F32 | None, prediction: Prediction, record: FaceRecord, mat: F64,
+                  face_type: str) -> tuple[F32 | None, F32 | None]:
+    """The sides' masks without the predicted face's non-skin border (``skin_mask``): on the prediction's
+    side, or on dst's when the mode has no prediction side (the face is drawn at dst's landmarks)."""
+    keep = 1.0 - nonskin_border(prediction.face, _crop_landmarks(record, mat), face_type)
+    if prd is not None:
+        return prd * keep, dst
+    assert dst is not None
+    return prd, dst * keep
 
 
 def _box(parts: Sequence[tuple[F32, F64]], margin: float, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
@@ -199,6 +215,8 @@ def face_region(shape: tuple[int, ...], record: FaceRecord, prediction: Predicti
     mask_mode = FULL_CROP if mode.full_mask else opts.mask_mode
     spec = MASK_MODES.get(mask_mode)
     prd, dst = side_masks(mask_mode, prediction, _hull(record, mat, r, face_type) if spec.needs_hull else None)
+    if opts.skin_mask and not mode.full_mask:
+        prd, dst = _skin_limited(prd, dst, prediction, record, mat, face_type)
     crop_mask = spec.merged(prd, dst)
     warp_prd: F32 | None
     warp_dst: F32 | None

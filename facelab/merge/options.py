@@ -45,6 +45,8 @@ class FrameOptions(BaseModel):
     erode: float = Field(0.0, ge=-100, le=100, description="erode the mask by this percent of the face size "
                          "(negative grows it)")
     blur: float = Field(5.0, ge=0, le=100, description="feather the mask edge over this percent of the face size")
+    skin_mask: bool = Field(True, description="leave out of the mask the swapped face's border pixels that are "
+                            "not its skin colour (src's hair or shadow drawn at the temples and cheeks)")
     face_scale: float = Field(0.0, ge=-50, le=50, description="scale the swapped face about its centre by this "
                               "percent")
     motion_blur: float = Field(0.0, ge=0, le=100, description="blur the swapped face along the face's motion "

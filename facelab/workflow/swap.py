@@ -134,7 +134,10 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
     def video() -> dict[str, Any]:
         out.parent.mkdir(parents=True, exist_ok=True)
         info = probe_video(dst)
-        marker = marker_for(model_id, {"src": src.name, "dst": dst.name}, creds)
+        # src's file name may name a person: the record, like the C2PA manifest, says only "source identity"
+        # unless the user credits someone (--credit)
+        source = f"source identity, credited as: {creds.credit}" if creds.credit else "source identity"
+        marker = marker_for(model_id, {"src": source, "dst": dst.name}, creds)
         build_video(merged, out, fps=info.fps_fraction, audio_from=dst)
         marker.finish_video(out, parent=dst)
         side_by_side(frames, merged, comparison, info.fps_fraction, dst, marker)
