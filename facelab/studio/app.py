@@ -19,13 +19,12 @@ from facelab.studio.context import StudioContext, get_context
 from facelab.studio.events import EventBus
 from facelab.studio.jobs import JobBusy, JobManager, JobRefused
 from facelab.studio.layout import Layout
+from facelab.studio.pages import PAGES
 from facelab.studio.routes import faces, training, tuner, workspace, xseg
 from facelab.studio.security import SecurityMiddleware
 from facelab.studio.training import start_watcher
 
 STATIC = Path(__file__).resolve().parent / "static"
-PAGES = {"/": "workspace.html", "/training": "training.html", "/tuner": "tuner.html", "/xseg": "xseg.html",
-         "/faces": "faces.html"}
 
 
 def create_app(layout: Layout, token: str, *, host_allowed: Sequence[str] = ()) -> FastAPI:
