@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from rich.live import Live
 from rich.text import Text
 
 from facelab.cli.options import model_parameters, with_parameters
-from facelab.cli.progress import console, progress_bar
+from facelab.cli.progress import console, emit_progress, progress_bar, progress_json_enabled
 from facelab.core.errors import InputError
 from facelab.xseg import apply as ops
 from facelab.xseg.infer import load_xseg
@@ -52,8 +53,21 @@ def train(
     trainer = XSegTrainer(model_dir, opts, faces, new=stored is None)
     console.print(f"{'resuming' if stored else 'new'} XSeg model {model_dir}: {opts.resolution}px, "
                   f"iteration {trainer.state.iteration}, {len(trainer.faces)} labelled faces", highlight=False)
+    start, t0, as_json = trainer.state.iteration, time.monotonic(), progress_json_enabled()
     with Live(Text("starting..."), console=console, refresh_per_second=2) as live:
-        state = trainer.train(iterations, minutes, on_status=lambda s: live.update(_status(s)))
+
+        def report(s: Status) -> None:
+            live.update(_status(s))
+            if as_json:  # the studio's jobs: (done, total) of this run, in iterations or seconds
+                what = f"xseg training, iteration {s.iteration}"
+                if iterations is not None:
+                    emit_progress(what, s.iteration - start, iterations)
+                elif minutes is not None:
+                    emit_progress(what, round(time.monotonic() - t0), round(minutes * 60))
+                else:
+                    emit_progress(what, s.iteration, None)
+
+        state = trainer.train(iterations, minutes, on_status=report)
     console.print(f"saved at iteration {state.iteration} in {model_dir} "
                   f"(preview: {model_dir}/previews/latest.png)", highlight=False)
 

@@ -74,17 +74,24 @@ class FrameAnalyzer:
             return None
         return _scaled(best, 1.0 / s, x0, y0)
 
+    def face_in_box(self, image: Image, box: FaceBox) -> DetectedFace | None:
+        """The landmark model's 68 points for the face in ``box`` (None when it gives no finite points): the
+        step of extraction after detection, also used for a box placed by hand (the studio's face fixing)."""
+        pts, used = self.landmarker.landmarks(image, box)
+        if not np.all(np.isfinite(pts)):
+            return None
+        return DetectedFace(box, pts, used)
+
     def _faces(self, image: Image, boxes: list[FaceBox], known: list[Embedding | None] | None) -> list[DetectedFace]:
         faces: list[DetectedFace] = []
         for k, box in enumerate(boxes):
-            pts, used = self.landmarker.landmarks(image, box)
-            if not np.all(np.isfinite(pts)):
+            face = self.face_in_box(image, box)
+            if face is None:
                 continue
-            face = DetectedFace(box, pts, used)
             if self.embedder is not None and self.reference is not None:
                 face.identity = known[k] if known is not None else None
                 if face.identity is None:  # a tracked face keeps the identity checked when it was found
-                    face.identity = self.embedder.embed(image, pts)
+                    face.identity = self.embedder.embed(image, face.landmarks)
                     if distance(face.identity, self.reference) > self.opts.identity_threshold:
                         continue
             faces.append(face)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,18 +52,37 @@ def build_face(image: Image, face: DetectedFace, frame: str, index: int, face_in
     return aligned, record
 
 
+def write_face_file(image: Image, face: DetectedFace, frame: str, index: int, face_index: int, out_dir: Path,
+                    opts: ExtractOptions, edit: Callable[[FaceRecord], FaceRecord] | None = None) -> str:
+    """Build one face (``build_face``) and write its file (atomically) into ``out_dir``; returns the file name.
+
+    The one way an aligned face file is made from a frame and a face's box and landmarks: `facelab extract`
+    writes every face through it, and the studio's face fixing writes a face placed or corrected by hand.
+    ``edit`` may change the record before it is written (e.g. carry over XSeg polygons)."""
+    aligned, record = build_face(image, face, frame, index, face_index, opts)
+    if edit is not None:
+        record = edit(record)
+    name = face_file_name(frame, face_index, opts.image_format)
+    bgr = np.ascontiguousarray(aligned[:, :, ::-1])
+    write_face(out_dir / name, bgr, record, opts.jpeg_quality)
+    return name
+
+
 def write_faces(image: Image, faces: list[DetectedFace], frame: str, index: int, out_dir: Path,
                 opts: ExtractOptions) -> list[str]:
     """Write every face of one frame; returns the file names written."""
-    names = []
-    for i, face in enumerate(faces):
-        aligned, record = build_face(image, face, frame, index, i, opts)
-        name = face_file_name(frame, i, opts.image_format)
-        bgr = np.ascontiguousarray(aligned[:, :, ::-1])
-        write_face(out_dir / name, bgr, record, opts.jpeg_quality)
-        names.append(name)
-    return names
+    return [write_face_file(image, face, frame, index, i, out_dir, opts) for i, face in enumerate(faces)]
 
 
 def landmarks_to_json(pts: Points) -> list[list[float]]:
     return [[round(float(x), 4), round(float(y), 4)] for x, y in pts]
+
+
+def face_json(f: DetectedFace) -> dict[str, Any]:
+    """A face as the extraction journal stores it (box, score, models, landmarks in the frame)."""
+    b = f.box
+    out: dict[str, Any] = {"rect": [b.left, b.top, b.right, b.bottom], "score": b.score, "detector": b.detector,
+                           "landmarker": f.landmarker, "landmarks": landmarks_to_json(f.landmarks)}
+    if f.identity is not None:
+        out["identity"] = [float(v) for v in f.identity]
+    return out

@@ -24,7 +24,7 @@ from facelab.core.pool import WorkerPool
 from facelab.core.types import Image
 from facelab.extract.analyze import DetectedFace, FrameAnalyzer
 from facelab.extract.debug import write_debug
-from facelab.extract.faces import landmarks_to_json, write_faces
+from facelab.extract.faces import face_json, landmarks_to_json, write_faces
 from facelab.extract.journal import frame_done, open_journal
 from facelab.extract.options import ExtractOptions
 from facelab.extract.smooth import smooth_landmarks
@@ -72,7 +72,7 @@ class _Worker:
         if self.debug_dir is not None:
             write_debug(img, faces, task.name, self.debug_dir, self.opts)
         return {"frame": task.name, "index": task.index, "stage": "write",
-                "faces": [_face_json(f) | {"file": n} for f, n in zip(faces, files, strict=True)]}
+                "faces": [face_json(f) | {"file": n} for f, n in zip(faces, files, strict=True)]}
 
     def full(self, run: list[FrameTask]) -> list[dict[str, Any]]:
         images = [self.image(t) for t in run]
@@ -81,21 +81,12 @@ class _Worker:
 
     def detect(self, run: list[FrameTask]) -> list[dict[str, Any]]:
         found = self.analyzer.analyze_run([self.image(t) for t in run])
-        return [{"frame": t.name, "index": t.index, "stage": "detect", "faces": [_face_json(f) for f in faces]}
+        return [{"frame": t.name, "index": t.index, "stage": "detect", "faces": [face_json(f) for f in faces]}
                 for t, faces in zip(run, found, strict=True)]
 
     def write(self, run: list[FrameTask], faces: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         return [self._write(t, self.image(t), [_face_from_json(f) for f in fs])
                 for t, fs in zip(run, faces, strict=True)]
-
-
-def _face_json(f: DetectedFace) -> dict[str, Any]:
-    b = f.box
-    out: dict[str, Any] = {"rect": [b.left, b.top, b.right, b.bottom], "score": b.score, "detector": b.detector,
-                           "landmarker": f.landmarker, "landmarks": landmarks_to_json(f.landmarks)}
-    if f.identity is not None:
-        out["identity"] = [float(v) for v in f.identity]
-    return out
 
 
 def _face_from_json(d: dict[str, Any]) -> DetectedFace:

@@ -19,12 +19,12 @@ from facelab.studio.context import StudioContext, get_context
 from facelab.studio.events import EventBus
 from facelab.studio.jobs import JobBusy, JobManager, JobRefused
 from facelab.studio.layout import Layout
-from facelab.studio.routes import training, tuner, workspace
+from facelab.studio.pages import PAGES
+from facelab.studio.routes import faces, training, tuner, workspace, xseg
 from facelab.studio.security import SecurityMiddleware
 from facelab.studio.training import start_watcher
 
 STATIC = Path(__file__).resolve().parent / "static"
-PAGES = {"/": "workspace.html", "/training": "training.html", "/tuner": "tuner.html"}
 
 
 def create_app(layout: Layout, token: str, *, host_allowed: Sequence[str] = ()) -> FastAPI:
@@ -53,6 +53,8 @@ def create_app(layout: Layout, token: str, *, host_allowed: Sequence[str] = ()) 
     app.include_router(workspace.router)
     app.include_router(training.router)
     app.include_router(tuner.router)
+    app.include_router(xseg.router)
+    app.include_router(faces.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(JobBusy)

@@ -26,11 +26,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from fastapi import HTTPException
 
 from facelab.studio.layout import Layout
+from facelab.studio.pages import PAGES
 
 COOKIE = "facelab_studio"
 HEADER = "x-studio-token"
 LOCAL_NAMES = frozenset({"localhost", "localhost.", "127.0.0.1", "::1"})
-PAGES = frozenset({"/", "/training", "/tuner"})
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

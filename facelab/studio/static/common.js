@@ -125,7 +125,8 @@ function progressText(p) {
 
 function buildChrome() {
   const page = document.body.dataset.page || "";
-  const links = [["workspace", "/", "Workspace"], ["training", "/training", "Training"], ["tuner", "/tuner", "Merge tuner"]];
+  const links = [["workspace", "/", "Workspace"], ["training", "/training", "Training"], ["tuner", "/tuner", "Merge tuner"],
+    ["xseg", "/xseg", "XSeg editor"], ["faces", "/faces", "Face fixing"]];
   const nav = el("nav", { class: "studio-nav" },
     el("span", { class: "brand", text: "facelab studio" }),
     links.map(([key, href, label]) => el("a", { href, class: key === page ? "active" : "", text: label })),
