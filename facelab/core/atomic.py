@@ -58,18 +58,20 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: Path, durable: bool = True, sync_folder: bool = True) -> Iterator[BinaryIO]:
+def atomic_file(path: Path, durable: bool = True, sync_folder: bool = True,
+                readable: bool = False) -> Iterator[BinaryIO]:
     """A binary file to stream into; it replaces ``path`` (renamed over it) only when the block succeeds.
 
     ``durable``: fsync the file before the rename; ``sync_folder``: fsync the folder after it (the rename
-    itself survives a power cut). For outputs too large to build in memory.
+    itself survives a power cut); ``readable``: opened for reading too (a writer that seeks back and reads
+    what it wrote). For outputs too large to build in memory.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, _MODE)
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "w+b" if readable else "wb") as fh:
             yield fh
             if durable:
                 fh.flush()

@@ -46,7 +46,7 @@ def load_inputs(model_dir: Path, frames_dir: Path, aligned_dir: Path, out_dir: P
     _check_options(session, model, all(has_stored_mask(r) for _, r in scan.faces))
     xseg_model = session.options.xseg_model
     xseg = load_xseg(xseg_model) if xseg_model is not None else None
-    by_frame = _group_by_frame(rec for _, rec in scan.faces)
+    by_frame = group_by_frame(rec for _, rec in scan.faces)
     known = {p.stem for p in frames}
     unmatched = sum(len(v) for k, v in by_frame.items() if k not in known)
     if unmatched == len(scan.faces):
@@ -57,7 +57,8 @@ def load_inputs(model_dir: Path, frames_dir: Path, aligned_dir: Path, out_dir: P
     return MergeInputs(frames, model, len(scan.faces), by_frame, unmatched, xseg)
 
 
-def _group_by_frame(records: Iterable[FaceRecord]) -> dict[str, list[FaceRecord]]:
+def group_by_frame(records: Iterable[FaceRecord]) -> dict[str, list[FaceRecord]]:
+    """Frame stem -> its faces, by face index."""
     by_frame: dict[str, list[FaceRecord]] = {}
     for rec in records:
         by_frame.setdefault(rec.source.frame, []).append(rec)

@@ -24,8 +24,6 @@ import functools
 import hashlib
 import io
 import json
-import os
-import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,7 @@ from typing import Any, Literal
 import c2pa
 
 from facelab import TOOL_NAME, __version__
-from facelab.core.atomic import fsync_dir
+from facelab.core.atomic import atomic_file
 from facelab.core.errors import InputError
 from facelab.media.metadata import detect_format
 from facelab.provenance.signing import SigningIdentity, SigningOptions, load_identity, local_ca
@@ -137,18 +135,9 @@ class ContentCredentials:
         mime = mime_for(path)
         if mime is None:
             return False
-        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.partial{path.suffix}")
         manifest = self.manifest(path.name, mime, parent if parent is not None else self.dst, watermark)
-        try:
-            with path.open("rb") as src, tmp.open("w+b") as dst:
-                _sign(self.identity(), manifest, mime, src, dst)
-                dst.flush()
-                os.fsync(dst.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(path.parent)
+        with path.open("rb") as src, atomic_file(path, readable=True) as dst:
+            _sign(self.identity(), manifest, mime, src, dst)
         return True
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import Request
 
@@ -26,3 +28,19 @@ def get_context(request: Request) -> StudioContext:
     """FastAPI dependency: ``ctx: Annotated[StudioContext, Depends(get_context)]``."""
     ctx: StudioContext = request.app.state.studio
     return ctx
+
+
+T = TypeVar("T")
+_services = threading.Lock()
+
+
+def app_service(request: Request, name: str, make: Callable[[StudioContext], T]) -> T:
+    """A page's service (the tuner, the face fixer, ...): one per app, made on first use from the context
+    and kept on ``app.state.<name>`` (the app's shutdown closes what needs closing)."""
+    state = request.app.state
+    with _services:
+        service: T | None = getattr(state, name, None)
+        if service is None:
+            service = make(state.studio)
+            setattr(state, name, service)
+        return service

@@ -17,7 +17,6 @@ one-line ``detail``; nothing is written. Changes are refused (409) while a dst e
 from __future__ import annotations
 
 import re
-import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -26,24 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from facelab.extract.manual import MANUAL
 from facelab.face.detect import DETECTORS
-from facelab.studio.context import StudioContext, get_context
+from facelab.studio.context import StudioContext, app_service, get_context
 from facelab.studio.face_fix.service import FaceFixer, FramePastEnd
 from facelab.studio.security import confine
 
 router = APIRouter(prefix="/api/faces")
 Ctx = Annotated[StudioContext, Depends(get_context)]
-_lock = threading.Lock()
 _NAME = re.compile(r"^[a-z0-9_+\-]{1,40}$")
 
 
 def get_fixer(request: Request) -> FaceFixer:
-    state = request.app.state
-    with _lock:
-        fixer: FaceFixer | None = getattr(state, "face_fixer", None)
-        if fixer is None:
-            fixer = FaceFixer(state.studio.layout)
-            state.face_fixer = fixer
-        return fixer
+    return app_service(request, "face_fixer", lambda ctx: FaceFixer(ctx.layout))
 
 
 Fixer = Annotated[FaceFixer, Depends(get_fixer)]

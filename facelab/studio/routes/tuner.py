@@ -21,7 +21,6 @@ one-line ``detail``; nothing is written.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from facelab.core.errors import InputError
 from facelab.merge.options import MergeOptions
 from facelab.merge.session import MergeSession, parse_session
-from facelab.studio.context import StudioContext, get_context
+from facelab.studio.context import StudioContext, app_service, get_context
 from facelab.studio.security import confine
 from facelab.studio.tuner.latest import Superseded
 from facelab.studio.tuner.render import FORMATS
@@ -44,18 +43,11 @@ from facelab.studio.workspace import relative_args, step_command
 router = APIRouter(prefix="/api/tuner")
 Ctx = Annotated[StudioContext, Depends(get_context)]
 _RESERVED = frozenset({"fmt", "client", "seq"})
-_tuner_lock = threading.Lock()
 
 
 def get_tuner(request: Request) -> Tuner:
     """The app's Tuner (made on first use; it holds the model and the prediction cache)."""
-    state = request.app.state
-    with _tuner_lock:
-        tuner: Tuner | None = getattr(state, "tuner", None)
-        if tuner is None:
-            tuner = Tuner(state.studio.layout)
-            state.tuner = tuner
-        return tuner
+    return app_service(request, "tuner", lambda ctx: Tuner(ctx.layout))
 
 
 TunerDep = Annotated[Tuner, Depends(get_tuner)]

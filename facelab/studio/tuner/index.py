@@ -4,7 +4,6 @@ them), the faces' motions and the merge's model batches; reread when the folders
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,20 +11,11 @@ from facelab.core.errors import InputError
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import FaceRecord
 from facelab.media.frames import list_frames
+from facelab.merge.inputs import group_by_frame
 from facelab.merge.motion import Motions, face_motions
 from facelab.merge.xseg_masks import has_stored_mask
 from facelab.studio.layout import Layout
 from facelab.studio.tuner.plan import merge_batches
-
-
-def group_by_frame(records: Iterable[FaceRecord]) -> dict[str, list[FaceRecord]]:
-    """Frame stem -> its faces by face index (the grouping facelab.merge.inputs uses)."""
-    by_frame: dict[str, list[FaceRecord]] = {}
-    for rec in records:
-        by_frame.setdefault(rec.source.frame, []).append(rec)
-    for recs in by_frame.values():
-        recs.sort(key=lambda r: r.face_index)
-    return by_frame
 
 
 @dataclass(frozen=True)
