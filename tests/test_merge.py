@@ -311,9 +311,9 @@ def test_options_split_into_per_run_and_per_frame() -> None:
 
     assert not FRAME_KEYS & RUN_KEYS and set(MergeOptions.model_fields) == FRAME_KEYS | RUN_KEYS
     assert set(MergeOptions.model_fields) == {
-        "mode", "mask_mode", "erode", "blur", "face_scale", "motion_blur", "color_transfer", "sharpen_mode",
-        "sharpen_amount", "super_resolution", "detail_transfer", "denoise", "bicubic_degrade", "color_degrade",
-        "direction", "hist_match_threshold", "workers", "image_format", "xseg_model"}
+        "mode", "mask_mode", "erode", "blur", "skin_mask", "face_scale", "motion_blur", "color_transfer",
+        "sharpen_mode", "sharpen_amount", "super_resolution", "detail_transfer", "denoise", "bicubic_degrade",
+        "color_degrade", "direction", "hist_match_threshold", "workers", "image_format", "xseg_model"}
     assert sorted(RUN_KEYS) == ["direction", "image_format", "super_resolution", "workers", "xseg_model"]
     assert sorted(EXECUTION_KEYS) == ["workers"]
     opts = MergeOptions(mode="seamless", erode=3, workers=2, image_format="jpg")

@@ -32,10 +32,13 @@ def studio(
     check_port(host, port)
     secret = token or new_token()
     url = studio_url(host, port, secret)
-    console.print(f"facelab studio for {layout.root}\n  open {url}\n  (Ctrl+C stops it; a running job is "
-                  "stopped first, so training saves)", highlight=False, soft_wrap=True)
-    if open_browser:
-        threading.Timer(1.0, lambda: webbrowser.open(url)).start()
+
+    def ready() -> None:  # the address is printed once the server listens (and handles Ctrl+C itself)
+        console.print(f"facelab studio for {layout.root}\n  open {url}\n  (Ctrl+C stops it; a running job is "
+                      "stopped first, so training saves)", highlight=False, soft_wrap=True)
+        if open_browser:
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl+C after its clean shutdown
-        serve(layout, host, port, secret)
+        serve(layout, host, port, secret, on_ready=ready)
     console.print("facelab studio stopped")

@@ -319,10 +319,10 @@ class JobManager:
             rc = proc.wait()
             with self._lock:
                 info.rc, info.ended = rc, time.time()
-                if rc == 0:
-                    info.state = "done"
-                elif run.stop_requested:
+                if run.stop_requested:  # even when it exits 0: a CLI stopped by Ctrl+C may exit cleanly
                     info.state, info.message = "stopped", "stopped from the studio; start it again to resume"
+                elif rc == 0:
+                    info.state = "done"
                 else:
                     info.state, info.message = "failed", f"exited with code {rc}"
                 log.write(f"[{info.state}, exit code {rc}]\n".encode())

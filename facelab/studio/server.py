@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvicorn
@@ -16,7 +16,17 @@ from facelab.studio.layout import Layout
 
 
 class StudioServer(uvicorn.Server):
-    """uvicorn's server, closing the app's event bus before waiting for connections (open SSE streams)."""
+    """uvicorn's server, closing the app's event bus before waiting for connections (open SSE streams), and
+    calling ``on_ready`` once it listens."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit and self.on_ready is not None:
+            self.on_ready()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app: Any = self.config.app
@@ -66,10 +76,12 @@ def studio_url(host: str, port: int, token: str) -> str:
     return f"http://{shown}:{port}/?token={token}"
 
 
-def serve(layout: Layout, host: str, port: int, token: str, host_allowed: Sequence[str] = ()) -> None:
-    """Serve the studio until Ctrl+C (a running job is stopped with SIGINT first, so training saves)."""
+def serve(layout: Layout, host: str, port: int, token: str, host_allowed: Sequence[str] = (),
+          on_ready: Callable[[], None] | None = None) -> None:
+    """Serve the studio until Ctrl+C (a running job is stopped with SIGINT first, so training saves);
+    ``on_ready`` is called once it listens."""
     allowed = [*host_allowed] + ([host] if host not in ("0.0.0.0", "::") else [])
     app = create_app(layout, token, host_allowed=allowed)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=3)
-    StudioServer(config).run()
+    StudioServer(config, on_ready).run()
