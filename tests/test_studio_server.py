@@ -282,14 +282,14 @@ def test_a_job_killed_with_the_server_resumes(studio_workspace: Any, studio_serv
                        json={"options": {"fps": 8, "size": 128, "face_type": "full", "workers": 1}})
         assert r.status_code == 200, r.text
         job = r.json()
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240  # generous: CI machines may be loaded
         while time.monotonic() < deadline and len(list(out.glob("*.jpg"))) < 12:
             time.sleep(0.2)
         assert len(list(out.glob("*.jpg"))) >= 12
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    assert _gone(job["pid"], 30), "the job outlived its server"
+    assert _gone(job["pid"], 120), "the job outlived its server"
     before = len(list(out.glob("*.jpg")))
     assert not (out / "_extract" / "summary.json").exists()  # interrupted, not finished
 
@@ -302,7 +302,7 @@ def test_a_job_killed_with_the_server_resumes(studio_workspace: Any, studio_serv
         r = c.post("/api/workspace/steps/extract_src",
                    json={"options": {"fps": 8, "size": 128, "face_type": "full", "workers": 1}})
         assert r.status_code == 200, r.text
-        done = s.ctx.jobs.wait(300)
+        done = s.ctx.jobs.wait(600)
         assert done.state == "done", c.get(f"/api/workspace/jobs/{done.id}/log").text
     summary = json.loads((out / "_extract" / "summary.json").read_text())
     assert summary["resumed_frames"] >= before - 2 > 0  # the frames done before the kill were not redone
