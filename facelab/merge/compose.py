@@ -170,16 +170,11 @@ def _crop_landmarks(record: FaceRecord, mat: F64) -> F64:
                       dtype=np.float64).reshape(-1, 2)
 
 
-def _hull(record: FaceRecord, mat: F64, resolution: int, face_type: str) -> F32:
-    """The dst face's landmark hull in the model's crop."""
-    return face_hull_mask(_crop_landmarks(record, mat), (resolution, resolution), face_type)
-
-
-def _skin_limited(prd: F32 | None, dst: F32 | None, prediction: Prediction, record: FaceRecord, mat: F64,
+def _skin_limited(prd: F32 | None, dst: F32 | None, prediction: Prediction, lm_crop: F64,
                   face_type: str) -> tuple[F32 | None, F32 | None]:
     """The sides' masks without the predicted face's non-skin border (``skin_mask``): on the prediction's
     side, or on dst's when the mode has no prediction side (the face is drawn at dst's landmarks)."""
-    keep = 1.0 - nonskin_border(prediction.face, _crop_landmarks(record, mat), face_type)
+    keep = 1.0 - nonskin_border(prediction.face, lm_crop, face_type)
     if prd is not None:
         return prd * keep, dst
     assert dst is not None
@@ -214,9 +209,11 @@ def face_region(shape: tuple[int, ...], record: FaceRecord, prediction: Predicti
     blur_px = 0.0 if mode.hard_mask else face_px * opts.blur / 100.0
     mask_mode = FULL_CROP if mode.full_mask else opts.mask_mode
     spec = MASK_MODES.get(mask_mode)
-    prd, dst = side_masks(mask_mode, prediction, _hull(record, mat, r, face_type) if spec.needs_hull else None)
+    lm_crop = _crop_landmarks(record, mat)  # dst's landmarks in the crop: the hull and the skin test share them
+    hull = face_hull_mask(lm_crop, (r, r), face_type) if spec.needs_hull else None
+    prd, dst = side_masks(mask_mode, prediction, hull)
     if opts.skin_mask and not mode.full_mask:
-        prd, dst = _skin_limited(prd, dst, prediction, record, mat, face_type)
+        prd, dst = _skin_limited(prd, dst, prediction, lm_crop, face_type)
     crop_mask = spec.merged(prd, dst)
     warp_prd: F32 | None
     warp_dst: F32 | None
