@@ -10,9 +10,11 @@ Layers, lowest first (a package may import its own layer's package and any lower
 - faceset: the face record format and whole-set tools. Every phase reads or writes face records, and
   faceset itself only needs face (alignment, masks, quality, identity) and media (the embedded
   metadata): so it sits above face and below the phases, and must not import a phase.
-- the phases: extract, train, xseg, merge, evaluate, provenance. A phase imports another phase only by
+- the phases: extract, train, xseg, merge, evaluate, provenance, export. A phase imports another phase only by
   an edge listed in PHASE_EDGES, with its reason.
 - workflow: runs phases in order (the one-command swap, pretraining's gathering).
+- live: real-time swapping (capture, track, swap, merge, output): it runs extraction's, export's, merge's
+  and provenance's functions frame by frame.
 - studio: the local web app (it runs workflow and phase functions and starts CLI jobs).
 - cli: parses, calls the library, reports.
 
@@ -30,14 +32,16 @@ import facelab
 ROOT = Path(facelab.__file__).parent
 
 LOW = ("core", "media", "face", "faceset")
-PHASES = frozenset({"extract", "train", "xseg", "merge", "evaluate", "provenance"})
-HIGH = ("workflow", "studio", "cli")
+PHASES = frozenset({"extract", "train", "xseg", "merge", "evaluate", "provenance", "export"})
+HIGH = ("workflow", "live", "studio", "cli")
 
 # phase -> phase imports that are part of the design
 PHASE_EDGES: dict[tuple[str, str], str] = {
     ("merge", "train"): "merge runs the trained model: it loads it through train.inference",
     ("merge", "xseg"): "the xseg-* mask modes predict masks through xseg.infer (and read labels' masks)",
     ("merge", "provenance"): "every merged output is marked through provenance.marker",
+    ("export", "train"): "export writes a trained model's generator as ONNX; its loader returns model folders "
+                         "through train.inference",
     ("evaluate", "extract"): "evaluation finds the faces of the result with extraction's analyzer and options, "
                              "so it measures the faces extraction would see",
 }

@@ -31,6 +31,11 @@ class SwapModel:
         return self.options.resolution
 
     @property
+    def face_type(self) -> str:
+        """The framing of the faces the model sees and returns (a face type of face.align)."""
+        return self.options.face_type
+
+    @property
     def supports_reverse(self) -> bool:
         """Whether the architecture can merge dst->src (render dst's identity on src faces)."""
         return self.ae.spec.architecture.reverse
