@@ -30,7 +30,8 @@ def side_by_side(left_dir: Path, right_dir: Path, out: Path, fps: str | float | 
             if mask_file.exists():
                 m = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE)
                 if m is not None and m.any():
-                    frame = marker.mark(frame, region=np.hstack([np.zeros_like(m), m]) > 0)
+                    frame = marker.mark(frame, region=np.hstack([np.zeros_like(m), m]) > 0,
+                                        frame=int(p.stem) if p.stem.isdigit() else 0)
             (folder / f"{p.stem}.png").write_bytes(encode_image(frame))
         build_video(folder, out, fps=fps, audio_from=audio_from)
     marker.finish_video(out, parent=audio_from)
