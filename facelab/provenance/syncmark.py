@@ -6,24 +6,23 @@ Scheme ("facelab-sync-blocks", version 2)
   is a decode whose magic and CRC both check out: a random decode passes with probability 2**-24.
 * Error correction: the 64 bits and a 6-bit zero tail go through a rate-1/3 convolutional code
   (constraint length 7, generators 133/171/165 octal): 210 coded bits, decoded by soft Viterbi.
-* Units: the luma Y is cut into 16x16 blocks; each block carries K = 4 slots, one per low DCT frequency
-  (0,1), (1,0), (0,2), (2,0) (periods of 16 and 32 pixels, which survive H.264/H.265, downscaling and a
-  slight rotation far better than 8x8 blocks' frequencies). A slot's bit is the sign of its coefficient:
-  unchanged by a brightness offset (AC only) and by any contrast gain.
+* Units: the luma Y is cut into 16x16 blocks; each block carries K = 4 slots, one per DCT frequency
+  (1,1), (0,2), (2,0), (1,2) (periods of 10 to 16 pixels: they survive H.264/H.265, downscaling and a
+  slight rotation far better than 8x8 blocks' frequencies, and the face's own shading disturbs them
+  less than (0,1) and (1,0)). A slot's bit is the sign of its coefficient: unchanged by a brightness
+  offset (AC only) and by any contrast gain.
 * Embedding is informed: every slot moves BASE its bit's way, and each coded bit's group (all its slots
   in the marked region) moves further, up to CAP, until the mean of its clipped, sign-corrected
   coefficients reaches MARGIN, so the face's own content does not outvote the mark.
 * Layout: 128x128 tiles (8 x 8 blocks, 256 slots) repeat over the frame; a keyed table gives each slot
   its role (46 pilot slots with a keyed sign, 210 coded bits, each with a keyed sign flip: the pattern is
-  noise-like whatever the payload). The tiling's start moves every LAYOUT_FRAMES frames through eight
-  keyed shifts, so the slots land on other parts of the face and neither the face nor a codec's errors
-  repeat in every frame's reading.
+  noise-like whatever the payload).
 * Synchronisation: cropping shifts the tiling by an unknown offset. The reader computes every slot value
   at every pixel position (four 16x16 filters), clips each at its median magnitude, folds the values
-  modulo the tile, and correlates them with the pilot by FFT: all 16384 offsets at once, for each of the
-  eight shifts. Per video, the pilot scores of all frames are summed (a crop is the same on every frame;
-  each frame's shift is chosen on its own and its neighbours' pilot), and the payload is read at the
-  best offset; failing that, at offset 0 (the geometry intact). Two decodes: false positives 2 * 2**-24.
+  modulo the tile, and correlates them with the pilot by FFT: all 16384 offsets at once. Per video, the
+  pilot scores of all frames are summed (a crop is the same on every frame), and the payload is read at
+  the best offset; failing that, at offset 0 (the geometry intact). Two decodes: false positives
+  2 * 2**-24 per file.
 * Soft decoding: each coded bit's soft value is the keyed sum of its slots over the tile copies in the
   face and the frames, divided by the sum of their magnitudes; each frequency's slots are weighted by
   how well the pilot survived at that frequency (an attack that wipes out one frequency costs its weight,
@@ -60,27 +59,28 @@ SCHEME_VERSION = 2
 BLOCK = 16
 TILE_BLOCKS = 8
 TILE = BLOCK * TILE_BLOCKS  # 128 px
-# The coefficients (row, column frequency) of each block that carry slots: periods of 16 and 32 pixels,
-# which H.264 at CRF 32 and a downscale to a third keep best for the energy spent (measured against
-# (1,1), (1,2), (2,1), (2,2) and smaller blocks; docs/provenance.md).
-COEFFS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (0, 2), (2, 0))
+# The coefficients (row, column frequency) of each block that carry slots: periods of 10 to 16 pixels.
+# Measured on the bundled clip against (0,1), (1,0), (2,1), (2,2) and 8x8 blocks: the lowest ones carry
+# the face's own shading (its host values are 3 to 5 times larger, so informed embedding cannot win them
+# at 42 dB), higher ones and 8x8 blocks do not survive CRF 32 or a downscale.
+COEFFS: tuple[tuple[int, int], ...] = ((1, 1), (0, 2), (2, 0), (1, 2))
 K = len(COEFFS)
 N_SLOTS = TILE_BLOCKS * TILE_BLOCKS * K  # 256
 CONSTRAINT = 7  # convolutional code: constraint length 7, rate 1/3 (generators 133, 171, 165 octal)
 GENERATORS = (0o133, 0o171, 0o165)
 CODED_BITS = (PAYLOAD_BITS + CONSTRAINT - 1) * len(GENERATORS)  # 210: the payload and a zero tail, coded
 N_PILOT = N_SLOTS - CODED_BITS  # 46
-BASE = 12.0  # every slot's coefficient moves at least this far its bit's way
-MARGIN = 12.0  # wanted mean of a group's clipped, sign-corrected coefficient
-CAP = 16.0  # most a coefficient moves
+BASE = 16.0  # every slot's coefficient moves at least this far its bit's way
+MARGIN = 16.0  # wanted mean of a group's clipped, sign-corrected coefficient
+CAP = 21.0  # most a coefficient moves
 ROUNDS = 4
+SOFTEN = 1.2
 CLIP = 1.0  # values are clipped at CLIP x their median magnitude before summing
 _KEY = 0x7379_6E63_7061_6972  # seeds the slot table
-# The tiling's start (y, x) in pixels, by layout: frame f uses layout (f // LAYOUT_FRAMES) % 8, so the
-# same slot lands on other parts of the face from one group of frames to the next and neither the face
-# nor the codec's errors repeat in every frame's reading.
-SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (48, 80), (80, 32), (112, 96), (16, 64), (96, 16), (32, 112),
-                                       (64, 48))
+# The tiling's start (y, x) in pixels, by layout: frame f uses layout (f // LAYOUT_FRAMES) % len(SHIFTS).
+# One layout: moving the tiling every 10 frames (to move the slots over the face) was measured to hurt,
+# as a codec's P-frames keep the previous layout's pattern for a while; the machinery stays for a try.
+SHIFTS: tuple[tuple[int, int], ...] = ((0, 0),)
 LAYOUT_FRAMES = 10
 LAYOUT_WINDOW = 2  # the reader picks a frame's layout on frames t-2..t+2
 READ_FACE_TYPE = "whole_face"  # the reader looks inside the dlib hull of this face type
@@ -246,7 +246,11 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     delta = sigma * push[group] * sel
     dy = (delta.astype(np.float32) @ _BASIS_FLAT32.T).reshape(nby, nbx, BLOCK, BLOCK).transpose(0, 2, 1, 3)
     # The luma change is added equally to R, G and B (Y changes by exactly that, chroma not at all).
-    step = np.rint(dy.reshape(nby * BLOCK, nbx * BLOCK)).astype(np.int16)[:, :, None]
+    # Softened (Gaussian, sigma SOFTEN px) so block edges leave no step a viewer could see as a grid.
+    dy = cv2.GaussianBlur(np.ascontiguousarray(dy.reshape(nby * BLOCK, nbx * BLOCK)), (0, 0), SOFTEN)
+    if region is not None:
+        dy *= np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0
+    step = np.rint(dy).astype(np.int16)[:, :, None]
     changed = np.clip(area.astype(np.int16) + step, 0, 255)
     out[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] = changed.astype(np.uint8)
     return out

@@ -166,12 +166,15 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
         else:
             wanted = _sample_indices(info.frame_count, max_frames)
             last = max(wanted) if wanted else -1
-            for index, rgb in iter_frames(path):
-                if index > last:
-                    break
-                if index not in wanted:
-                    continue
-                reading.add(rgb)
+            try:
+                for index, rgb in iter_frames(path):
+                    if index > last:
+                        break
+                    if index not in wanted:
+                        continue
+                    reading.add(rgb)
+            except InputError as exc:  # a damaged (e.g. tampered) video: report on the frames read
+                notes.append(f"video decoding stopped: {exc}")
     found, confidence, marked, prefix, hex_payload, scheme = False, 0.0, 0, None, None, None
     checked = len(reading.v1)
     if checked:
