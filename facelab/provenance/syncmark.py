@@ -247,10 +247,11 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     dy = (delta.astype(np.float32) @ _BASIS_FLAT32.T).reshape(nby, nbx, BLOCK, BLOCK).transpose(0, 2, 1, 3)
     # The luma change is added equally to R, G and B (Y changes by exactly that, chroma not at all).
     # Softened (Gaussian, sigma SOFTEN px) so block edges leave no step a viewer could see as a grid.
-    dy = cv2.GaussianBlur(np.ascontiguousarray(dy.reshape(nby * BLOCK, nbx * BLOCK)), (0, 0), SOFTEN)
+    soft = np.asarray(cv2.GaussianBlur(np.ascontiguousarray(dy.reshape(nby * BLOCK, nbx * BLOCK)), (0, 0), SOFTEN),
+                      dtype=np.float32)
     if region is not None:
-        dy *= np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0
-    step = np.rint(dy).astype(np.int16)[:, :, None]
+        soft *= np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0
+    step = np.rint(soft).astype(np.int16)[:, :, None]
     changed = np.clip(area.astype(np.int16) + step, 0, 255)
     out[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] = changed.astype(np.uint8)
     return out
