@@ -5,9 +5,10 @@
 Inputs (made once and kept in --cache, default /tmp/facelab_wm_bench): a tiny model (64 px DF, trained 2
 iterations on the bundled src/dst faces: the faces' pixels do not matter to the mark, the frames do) merges
 the first --frames frames of three dst clips: the bundled samples/dst.mp4 (the same clip as the shared
-lp_d18.mp4) and the shared lp_d9.mp4 and lp_d12.mp4. The merge runs without provenance, so each merged
-frame exists unmarked, with the mask the merge saved; each scheme then marks it where merge marks (the
-mask), as merge.jobs does.
+lp_d18.mp4) and the shared lp_d9.mp4 and lp_d12.mp4, with mask mode ``dst`` (the landmark hull, which a
+trained model's learned mask approximates; a 2-iteration model's learned mask covers the whole crop). The
+merge runs without provenance, so each merged frame exists unmarked, with the mask the merge saved; each
+scheme then marks it where merge marks (the mask), as merge.jobs does.
 
 Attacks (each on the marked frames, as a video; every one ends in a lossy encode except the pure
 geometric and colour ones, which are applied to PNG-exact frames and then encoded at CRF 23 like any

@@ -7,7 +7,7 @@ Scheme ("facelab-sync-blocks", version 2)
 * Error correction: the 64 bits and a 6-bit zero tail go through a rate-1/3 convolutional code
   (constraint length 7, generators 133/171/165 octal): 210 coded bits, decoded by soft Viterbi.
 * Units: the luma Y is cut into 16x16 blocks; each block carries K = 4 slots, one per DCT frequency
-  (1,1), (0,2), (2,0), (1,2) (periods of 10 to 16 pixels: they survive H.264/H.265, downscaling and a
+  (1,1), (0,2), (2,0), (1,2) (periods of 16 to 32 pixels: they survive H.264/H.265, downscaling and a
   slight rotation far better than 8x8 blocks' frequencies, and the face's own shading disturbs them
   less than (0,1) and (1,0)). A slot's bit is the sign of its coefficient: unchanged by a brightness
   offset (AC only) and by any contrast gain.
@@ -59,10 +59,10 @@ SCHEME_VERSION = 2
 BLOCK = 16
 TILE_BLOCKS = 8
 TILE = BLOCK * TILE_BLOCKS  # 128 px
-# The coefficients (row, column frequency) of each block that carry slots: periods of 10 to 16 pixels.
-# Measured on the bundled clip against (0,1), (1,0), (2,1), (2,2) and 8x8 blocks: the lowest ones carry
-# the face's own shading (its host values are 3 to 5 times larger, so informed embedding cannot win them
-# at 42 dB), higher ones and 8x8 blocks do not survive CRF 32 or a downscale.
+# The coefficients (row, column frequency) of each block that carry slots: periods of 16 to 32 pixels
+# along each axis. Measured on the bundled clip against (0,1), (1,0), (2,1), (2,2) and 8x8 blocks: the
+# lowest ones carry the face's own shading (its coefficients are about 3 times larger, more than the mark
+# can outweigh at 42 dB), higher ones and 8x8 blocks survive CRF 32 and downscaling worse.
 COEFFS: tuple[tuple[int, int], ...] = ((1, 1), (0, 2), (2, 0), (1, 2))
 K = len(COEFFS)
 N_SLOTS = TILE_BLOCKS * TILE_BLOCKS * K  # 256
