@@ -102,27 +102,38 @@ def _frame_soft(rgb: Image, regions: list[BoolArray]) -> FloatArray:
     return max(candidates, key=wm.confidence_from_soft)
 
 
+MAX_FACE_READERS = 3
+
+
 class _Reading:
-    """Both schemes' readings of a file's frames: scheme 2 (all frames' faces together, synchronised) and
-    scheme 1 (each frame's soft bits, voted)."""
+    """Both schemes' readings of a file's frames: scheme 2 (all frames' faces together, synchronised;
+    then each of the first MAX_FACE_READERS faces from the left on its own, for frames holding swapped
+    and untouched faces, e.g. a side-by-side comparison) and scheme 1 (each frame's soft bits, voted)."""
 
     def __init__(self) -> None:
         self.faces = FaceRegions()
         self.v2 = syncmark.VideoReader()
+        self.v2_faces = [syncmark.VideoReader() for _ in range(MAX_FACE_READERS)]
         self.v1: list[FloatArray] = []
 
     def add(self, rgb: Image) -> None:
-        landmarks = self.faces.landmarks(rgb)
+        landmarks = sorted(self.faces.landmarks(rgb), key=lambda pts: float(np.mean(pts[:, 0])))
         inside = hulls(rgb, landmarks, syncmark.READ_FACE_TYPE)
         self.v2.add(rgb, np.any(inside, axis=0) if inside else None)
+        if len(inside) > 1:
+            for reader, region in zip(self.v2_faces, inside, strict=False):
+                reader.add(rgb, region)
         self.v1.append(_frame_soft(rgb, hulls(rgb, landmarks, "full")))
 
     def result(self) -> tuple[bool, float, int, str | None, str | None, str | None]:
         """(found, confidence, frames marked on their own, model prefix, payload hex, scheme)."""
-        new = self.v2.read()
-        if new.found:
-            return (True, new.confidence, sum(new.frames_found), new.payload.model_prefix, wm.payload_hex(new.bits),
-                    f"{syncmark.SCHEME}/{syncmark.SCHEME_VERSION}")
+        for reader in [self.v2, *self.v2_faces]:
+            if not reader.frames:
+                continue
+            new = reader.read()
+            if new.found:
+                return (True, new.confidence, sum(new.frames_found), new.payload.model_prefix,
+                        wm.payload_hex(new.bits), f"{syncmark.SCHEME}/{syncmark.SCHEME_VERSION}")
         det = wm.detection_from_soft(wm.mean_soft(self.v1))
         marked = sum(wm.detection_from_soft(s).found for s in self.v1)
         if det.found:
