@@ -283,6 +283,37 @@ def test_resume_after_interruption(dfl_set: dict[str, Any], tmp_path: Path, monk
         import_dfl(dfl_set["folder"], out)
 
 
+def test_rewarp_to_facelab_crop(dfl_set: dict[str, Any], tmp_path: Path) -> None:
+    """A DFL face whose crop is wider than facelab's (zoomed out 1.25x) comes back as facelab's own crop."""
+    from facelab.core.geometry import invert_affine, transform_points
+    from facelab.face.align import compose, warp_face
+
+    _, (plain, rec) = next((n, v) for n, v in dfl_set["originals"].items() if n.endswith(".jpg"))
+    original = cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR)
+    k = 1 / 1.25
+    zoom = np.array([[k, 0.0, 64 * (1 - k)], [0.0, k, 64 * (1 - k)]])  # about the centre of the 128 px crop
+    wide = cv2.imencode(".jpg", warp_face(original, zoom, 128), [cv2.IMWRITE_JPEG_QUALITY, 98])[1].tobytes()
+    meta = dfl_meta(rec, polys=True)
+    meta["landmarks"] = transform_points(rec.landmarks_array(), zoom)
+    meta["image_to_face_mat"] = compose(zoom, rec.affine())
+    src = tmp_path / "wide"
+    src.mkdir()
+    (src / "w_0.jpg").write_bytes(dfl_jpeg(wide, meta))
+    out = tmp_path / "out"
+    result = import_dfl(src, out, rewarp=True)
+    assert result.imported == 1
+    image, got = read_face(out / "w_0.jpg")
+    assert np.allclose(got.affine(), rec.affine(), atol=1e-6)  # facelab's own crop of the face
+    assert np.allclose(got.landmarks_array(), rec.landmarks_array(), atol=1e-3)
+    drawn = np.array([(40, 40), (60, 40), (50, 60)], np.float64)  # in the wide crop's pixels
+    assert np.allclose(got.xseg_polygons[1].points, transform_points(drawn, invert_affine(zoom)), atol=1e-3)
+    inner = (slice(16, 112), slice(16, 112))  # the part the wide crop held at full detail
+    diff = np.abs(image[inner].astype(np.float32) - original[inner].astype(np.float32)).mean()
+    assert diff < 8.0, diff
+    with pytest.raises(InputError, match="was imported with"):  # a re-run may not mix crops
+        import_dfl(src, out)
+
+
 def test_face_types(dfl_set: dict[str, Any], tmp_path: Path) -> None:
     _, (plain, rec) = next((n, v) for n, v in dfl_set["originals"].items() if n.endswith(".jpg"))
     src = tmp_path / "types"

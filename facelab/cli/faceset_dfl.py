@@ -20,10 +20,16 @@ def import_dfl(
                                       help="Folder for the facelab faces (new, empty, or an interrupted import's).")],
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first face whose DFL metadata is bad, "
                                                           "instead of skipping it.")] = False,
+    rewarp: Annotated[bool, typer.Option("--rewarp", help="Re-warp each face to facelab's crop of its face type "
+                                                          "(re-encoded) instead of keeping DFL's pixels and crop.")]
+    = False,
+    jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality of re-warped .jpg faces.")] = 95,
 ) -> None:
-    """Import DeepFaceLab's aligned faces: pixels kept byte for byte, metadata converted to facelab records."""
+    """Import DeepFaceLab's aligned faces: pixels kept byte for byte (or re-warped to facelab's crops with
+    --rewarp), metadata converted to facelab records. DFL's pickles are read, never run."""
     with progress_bar("importing", transient=True) as bar:
-        result = run_import(source, out, strict=strict, progress=bar.update)
+        result = run_import(source, out, strict=strict, rewarp=rewarp, jpeg_quality=jpeg_quality,
+                            progress=bar.update)
     if result.ignored:
         console.print(f"read {result.source} as DFL does; {result.ignored} loose image(s) beside it ignored",
                       highlight=False, markup=False)

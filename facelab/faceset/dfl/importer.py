@@ -13,24 +13,28 @@ for code to run is skipped and listed with the reason, or stops the import with 
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facelab.core.atomic import sync_all, write_bytes_atomic
+from facelab.core.atomic import sync_all, write_bytes_atomic, write_json_atomic
 from facelab.core.errors import InputError, MetadataError
 from facelab.faceset.dfl import pickle_data
 from facelab.faceset.dfl.container import dfl_payload, strip_dfl
 from facelab.faceset.dfl.convert import convert
 from facelab.faceset.dfl.pak import PAK_NAME, read_entry, read_pak_index
+from facelab.faceset.dfl.rewarp import rewarp_face
 from facelab.faceset.folder import list_face_files
 from facelab.faceset.pack import check_name
 from facelab.faceset.record import NotAFaceError, read_record
 from facelab.media.metadata import check_complete, detect_format, embed_json, image_size
 
 Progress = Callable[[int, int], None]
+SETTINGS_NAME = ".import-dfl.json"  # in OUT: the settings of the import, so a re-run cannot mix geometries
+SETTINGS_SCHEMA = "facelab.import-dfl"
 
 
 @dataclass
@@ -101,7 +105,8 @@ def _already_done(path: Path) -> bool:
     return True
 
 
-def _convert_one(data: bytes, name: str, position: int, result: DflImportResult) -> bytes | None:
+def _convert_one(data: bytes, name: str, position: int, result: DflImportResult,
+                 rewarp: int | None) -> bytes | None:
     """The facelab face file for one DFL face file; None (and counted) when skipped. Raises InputError."""
     try:
         payload = dfl_payload(data)
@@ -124,12 +129,18 @@ def _convert_one(data: bytes, name: str, position: int, result: DflImportResult)
     result.face_types[converted.dfl_face_type] += 1
     result.approximate += converted.approximate
     result.notes.update(converted.notes)
+    if rewarp is not None:
+        return rewarp_face(data, converted.record, name, rewarp)
     return embed_json(strip_dfl(data), converted.record.to_payload())
 
 
-def import_dfl(source: Path, out: Path, *, strict: bool = False, progress: Progress | None = None) -> DflImportResult:
+def import_dfl(source: Path, out: Path, *, strict: bool = False, rewarp: bool = False, jpeg_quality: int = 95,
+               progress: Progress | None = None) -> DflImportResult:
     """Import the DFL faceset at ``source`` (a folder of aligned faces, a folder holding ``faceset.pak``, or
     the pak itself) into the folder ``out`` (created; resumed when an earlier run was interrupted).
+
+    ``rewarp``: re-warp each face to facelab's crop of its face type (re-encoded; JPEG at ``jpeg_quality``)
+    instead of keeping DFL's pixels and crop.
 
     Raises InputError for an unusable source or output, for the first bad face with ``strict``, and when
     no face could be imported.
@@ -139,10 +150,13 @@ def import_dfl(source: Path, out: Path, *, strict: bool = False, progress: Progr
         raise InputError("is a file: give a folder for the imported faces", out)
     if source.exists() and out.exists() and os.path.samefile(source if source.is_dir() else source.parent, out):
         raise InputError("write the imported faces to another folder than the DFL faceset", out)
+    if not 1 <= jpeg_quality <= 100:
+        raise InputError(f"jpeg quality must be 1..100, got {jpeg_quality}")
     result = DflImportResult(source)
     items, close = _source_items(source, result)
     try:
-        _run(items, out, result, strict, progress)
+        _check_settings(out, {"rewarp": rewarp})
+        _run(items, out, result, strict, jpeg_quality if rewarp else None, progress)
     finally:
         close()
     sync_all()
@@ -164,8 +178,26 @@ def _names(items: list[_Item]) -> Iterator[tuple[int, _Item, str]]:
         yield i, item, name
 
 
-def _run(items: list[_Item], out: Path, result: DflImportResult, strict: bool, progress: Progress | None) -> None:
+def _check_settings(out: Path, settings: dict[str, object]) -> None:
+    """Record the import's settings in OUT; refuse a re-run with other ones (it would mix crops)."""
+    path = out / SETTINGS_NAME
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            old = None
+        if not isinstance(old, dict) or old.get("schema") != SETTINGS_SCHEMA:
+            raise InputError("is not an import-dfl settings file: import into a new or empty folder", path)
+        if old.get("settings") != settings:
+            raise InputError(f"{out} was imported with {old.get('settings')}, this run asks for {settings}: "
+                             "use the same options, or another folder")
+        return
     out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"schema": SETTINGS_SCHEMA, "version": 1, "settings": settings})
+
+
+def _run(items: list[_Item], out: Path, result: DflImportResult, strict: bool, rewarp: int | None,
+         progress: Progress | None) -> None:
     total = len(items)
     for i, item, name in _names(items):
         try:
@@ -177,7 +209,7 @@ def _run(items: list[_Item], out: Path, result: DflImportResult, strict: bool, p
             if _already_done(target):
                 result.resumed += 1
             else:
-                converted = _convert_one(data, name, i, result)
+                converted = _convert_one(data, name, i, result, rewarp)
                 if converted is not None:
                     write_bytes_atomic(target, converted, durable=False)
                     result.imported += 1
