@@ -72,7 +72,7 @@ def main() -> None:
     cv2.circle(mask, (mask.shape[0] // 2,) * 2, mask.shape[0] // 3, 255, -1)
     mask_png = cv2.imencode(".png", mask)[1].tobytes()
     dfl = tmp / "dfl"
-    dfl.mkdir(exist_ok=True)
+    dfl.mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(args.count):
         plain, rec = sources[i % len(sources)]
