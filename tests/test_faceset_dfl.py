@@ -325,12 +325,17 @@ def test_refused_shapes_and_sizes() -> None:
         pickle_data.loads(pickle.dumps(2**100, 4))
 
 
+def _examples(n: int) -> int:
+    """Fuzz cases per run: ``n`` in the default suite, scaled by FACELAB_FUZZ_SCALE for long runs."""
+    return max(1, round(n * float(os.environ.get("FACELAB_FUZZ_SCALE", "1"))))
+
+
 VALID = pickle.dumps({"face_type": "whole_face", "landmarks": np.arange(136, dtype=np.float32).reshape(68, 2),
                       "source_rect": (1, 2, 30, 40), "image_to_face_mat": np.eye(2, 3), "name": "0001.png",
                       "seg_ie_polys": {"polys": [{"type": 1, "pts": np.zeros((3, 2), np.float32)}]}}, 4)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=_examples(400), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=8),
        st.integers(0, len(VALID)))
 def test_fuzz_pickle_reader(edits: list[tuple[int, int]], cut: int) -> None:
@@ -345,7 +350,7 @@ def test_fuzz_pickle_reader(edits: list[tuple[int, int]], cut: int) -> None:
             assert "\n" not in str(exc)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=_examples(150), deadline=None, database=None)
 @given(st.binary(max_size=64))
 def test_fuzz_containers(junk: bytes) -> None:
     """A DFL JPEG/PNG with junk in place of its metadata block: no metadata, or a one-line error."""
@@ -360,6 +365,47 @@ def test_fuzz_containers(junk: bytes) -> None:
                 pickle_data.loads(payload)
         except InputError as exc:
             assert "\n" not in str(exc)
+
+
+_NUMBERS = st.floats(allow_nan=True, allow_infinity=True, width=64) | st.integers(-(2**70), 2**70)
+
+
+def _arrays(shape: tuple[int, ...]) -> st.SearchStrategy[Any]:
+    def build(values: list[float]) -> Any:
+        return np.array(values, dtype=np.float64).reshape(shape)
+
+    n = int(np.prod(shape))
+    plausible = st.lists(st.floats(-50, 300), min_size=n, max_size=n).map(build)
+    return plausible | st.lists(st.floats(allow_nan=True, width=64), min_size=n, max_size=n).map(build) | \
+        st.lists(_NUMBERS, max_size=8) | st.text(max_size=5) | st.none()
+
+
+_GRID = np.stack(np.meshgrid(np.linspace(20, 108, 17), np.linspace(30, 100, 4)), -1).reshape(-1, 2)[:68]
+_VALID_META = {"face_type": "whole_face", "landmarks": _GRID, "image_to_face_mat": np.array([[0.5, 0.1, 3.0],
+                                                                                            [-0.1, 0.5, 7.0]])}
+
+
+@settings(max_examples=_examples(120), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({}, optional={
+    "face_type": st.sampled_from(["whole_face", "head", "mark_only", "x"]) | st.integers(-2, 12) | _NUMBERS,
+    "landmarks": _arrays((68, 2)), "source_landmarks": _arrays((68, 2)), "image_to_face_mat": _arrays((2, 3)),
+    "source_rect": _arrays((4,)), "source_filename": st.text(max_size=300) | _NUMBERS,
+    "seg_ie_polys": st.dictionaries(st.just("polys"), st.lists(st.fixed_dictionaries(
+        {"type": st.integers(-1, 2) | _NUMBERS, "pts": _arrays((3, 2))}), max_size=3))
+    | st.lists(st.tuples(st.integers(0, 1), _arrays((4, 2))), max_size=3) | st.text(max_size=3),
+    "xseg_mask": st.binary(max_size=40) | st.sampled_from([np.frombuffer(MASK_PNG, np.uint8)]) | _NUMBERS}),
+    st.integers(0, 1100), st.text(min_size=1, max_size=20))
+def test_fuzz_convert(meta: dict[str, Any], size: int, name: str) -> None:
+    """A valid metadata dict with any of its fields replaced or added converts to a valid record or raises
+    the one-line error: nothing else."""
+    from facelab.faceset.dfl.convert import convert
+
+    try:
+        converted = convert({**_VALID_META, **meta}, name, (size, size), 3)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert converted.record.size == size
 
 
 def test_cli(dfl_set: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -49,6 +49,7 @@ LANDMARKER = "dfl-import"
 MAX_POLYGONS = 256
 MAX_POLYGON_POINTS = 4096
 MAX_MASK_SIDE = 4096
+MAX_FRAME_COORD = 1e6  # source landmarks and rects beyond this many pixels are not from a real frame
 
 # DFL face type name -> (facelab face type, approximate?); facelib/FaceType.py names; ints are its IntEnum values
 FACE_TYPES: dict[str, tuple[str, bool]] = {
@@ -231,14 +232,23 @@ def convert(meta: dict[str, Any], face_name: str, dims: tuple[int, int], positio
     if not MIN_SIZE <= width <= MAX_SIZE:
         raise _fail(f"the face image is {width} px; facelab reads {MIN_SIZE} to {MAX_SIZE} px faces")
     landmarks = _array(meta.get("landmarks"), (68, 2), "landmarks")
+    if not ((landmarks >= -width) & (landmarks <= 2 * width)).all() or (np.ptp(landmarks, axis=0) < 2).any():
+        raise _fail("the landmarks do not lie on the face image")
     src, mat = _geometry(meta, landmarks)
     rect = _rect(meta, src)
+    if np.abs(src).max() > MAX_FRAME_COORD or max(abs(v) for v in rect) > MAX_FRAME_COORD:
+        raise _fail("the source landmarks or rect are not in a plausible frame")
     stem, number = _frame_names(meta, face_name)
     # DFL does not record the frame's size: the smallest frame holding the face box and landmarks stands in
     far = np.maximum(src.max(axis=0), [rect[2], rect[3]])
     frame_w, frame_h = (max(1, math.ceil(float(v))) for v in far)
     notes: list[str] = []
-    pose = estimate_pose(landmarks)
+    try:
+        head = estimate_pose(landmarks)
+        pose: Pose | None = Pose(yaw=head.yaw, pitch=head.pitch, roll=head.roll)
+    except cv2.error:
+        pose = None
+        notes.append("no head pose (the landmarks are degenerate)")
     try:
         record = FaceRecord(
             face_type=mapped[0],
@@ -250,7 +260,7 @@ def convert(meta: dict[str, Any], face_name: str, dims: tuple[int, int], positio
             rect=rect,
             source_landmarks=src,
             image_to_face=mat,
-            pose=Pose(yaw=pose.yaw, pitch=pose.pitch, roll=pose.roll),
+            pose=pose,
             detector=DETECTOR,
             landmarker=LANDMARKER,
             xseg_polygons=_polygons(meta, notes),
