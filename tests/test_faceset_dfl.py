@@ -408,6 +408,33 @@ def test_fuzz_convert(meta: dict[str, Any], size: int, name: str) -> None:
         assert converted.record.size == size
 
 
+@settings(max_examples=_examples(100), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), min_size=1, max_size=6),
+       st.integers(1, 1 << 16), st.booleans())
+def test_fuzz_whole_files(dfl_set: dict[str, Any], edits: list[tuple[int, int]], cut: int, rewarp: bool) -> None:
+    """A DFL face file damaged in its header and metadata (and cut short): one face file out, or the
+    one-line error, nothing else."""
+    from facelab.faceset.dfl.importer import DflImportResult, _convert_one
+
+    name = next(n for n in dfl_set["originals"] if n.endswith(".jpg"))
+    data = bytearray((dfl_set["folder"] / name).read_bytes())
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    try:
+        out = _convert_one(bytes(data[:cut]), name, 0, DflImportResult(Path(".")), 90 if rewarp else None)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert out is None or read_record_bytes(out).size == 128
+
+
+def read_record_bytes(data: bytes) -> FaceRecord:
+    from facelab.faceset.record import record_from_bytes
+
+    return record_from_bytes(data, "fuzzed.jpg")
+
+
 def test_cli(dfl_set: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
              capsys: pytest.CaptureFixture[str]) -> None:
     from typer.testing import CliRunner
