@@ -208,6 +208,40 @@ def test_rewarp_to_facelab_crop(dfl_set: dict[str, Any], tmp_path: Path) -> None
         import_dfl(src, out)
 
 
+@pytest.mark.slow
+def test_kill_9_anywhere(dfl_set: dict[str, Any], tmp_path: Path) -> None:
+    """A real SIGKILL at several points of a 300-face import; the re-run gives exactly the uninterrupted result."""
+    import signal
+    import subprocess
+    import time
+
+    src = tmp_path / "many"
+    src.mkdir()
+    jpgs = [n for n in dfl_set["originals"] if n.endswith(".jpg")]
+    for i in range(300):
+        shutil.copy(dfl_set["folder"] / jpgs[i % len(jpgs)], src / f"{i:05d}_0.jpg")
+    full = tmp_path / "full"
+    import_dfl(src, full)
+    expected = {p.name: p.read_bytes() for p in list_face_files(full)}
+    code = "import sys; from facelab.faceset.dfl.importer import import_dfl; import_dfl(sys.argv[1], sys.argv[2])"
+    for k, at in enumerate((1, 60, 200)):
+        out = tmp_path / f"out{k}"
+        proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(out)], env={**os.environ})
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if out.is_dir() and len(list(out.glob("*.jpg"))) >= at:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = list_face_files(out)
+        print(f"killed after {len(done)} of 300 faces")
+        assert all(read_record(p) for p in done)  # every face there is complete
+        result = import_dfl(src, out)
+        assert result.resumed + result.imported == 300
+        assert {p.name: p.read_bytes() for p in list_face_files(out)} == expected
+
+
 def test_face_types(dfl_set: dict[str, Any], tmp_path: Path) -> None:
     _, (plain, rec) = next((n, v) for n, v in dfl_set["originals"].items() if n.endswith(".jpg"))
     src = tmp_path / "types"
