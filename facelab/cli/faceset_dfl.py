@@ -37,7 +37,7 @@ def import_dfl(
         console.print(f"skipped {len(result.foreign)} image(s) without DFL metadata", highlight=False)
     if result.invalid:
         unsafe = f", {result.unsafe} refused as unsafe (nothing in them was run)" if result.unsafe else ""
-        console.print(f"skipped {len(result.invalid)} face(s) with bad DFL metadata{unsafe}:", highlight=False)
+        console.print(f"skipped {len(result.invalid)} file(s) that could not be imported{unsafe}:", highlight=False)
         for name, reason in result.invalid[:_LISTED]:
             console.print(f"  {name}: {reason}", highlight=False, markup=False)
         if len(result.invalid) > _LISTED:

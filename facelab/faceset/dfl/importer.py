@@ -65,7 +65,10 @@ def _source_items(source: Path, result: DflImportResult) -> tuple[list[_Item], C
             result.ignored = len(list_face_files(source))
         result.source = pak
         entries = read_pak_index(pak)
-        fh = pak.open("rb")
+        try:
+            fh = pak.open("rb")
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", pak) from None
         items = []
         for i, entry in enumerate(entries):
             name = entry.filename or ""
@@ -192,8 +195,11 @@ def _check_settings(out: Path, settings: dict[str, object]) -> None:
             raise InputError(f"{out} was imported with {old.get('settings')}, this run asks for {settings}: "
                              "use the same options, or another folder")
         return
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"schema": SETTINGS_SCHEMA, "version": 1, "settings": settings})
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {"schema": SETTINGS_SCHEMA, "version": 1, "settings": settings})
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", out) from None
 
 
 def _run(items: list[_Item], out: Path, result: DflImportResult, strict: bool, rewarp: int | None,
@@ -219,7 +225,8 @@ def _run(items: list[_Item], out: Path, result: DflImportResult, strict: bool, r
             if exc.path is not None and exc.path.parent == out:
                 raise  # OUT holds a foreign file
             if strict:
-                raise InputError(f"{result.source} / {name}: {_reason(exc)}") from None
+                where = result.source / name if result.source.is_dir() else f"{result.source}[{name}]"
+                raise InputError(_reason(exc), where) from None
             result.unsafe += isinstance(exc, pickle_data.UnsafePickleError)
             result.invalid.append((name, _reason(exc)))
         if progress is not None:
