@@ -342,6 +342,19 @@ def test_refused_shapes_and_sizes() -> None:
         ops += [b"0", b"(", b"h" + bytes([level])] + [b"2"] * 9 + [b"l", b"\x94"]
     with pytest.raises(InputError, match="expand beyond"):
         pickle_data.loads(_p(*ops))
+    # 300 arrays whose data is one shared 1 MiB bytes object (memo): 300 MiB from a 1 MiB stream
+    big = bytes(1 << 20)
+
+    class SharedData:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (np._core.multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+                    (1, (len(big),), np.dtype("u1"), False, big))
+
+    stream = pickle.dumps([SharedData() for _ in range(300)], 4)
+    assert len(stream) < 2 << 20
+    assert len(pickle_data.loads(pickle.dumps([SharedData() for _ in range(1)], 4))[0]) == len(big)
+    with pytest.raises(InputError, match="arrays of"):
+        pickle_data.loads(stream)
     # a list that contains itself
     with pytest.raises(InputError, match=r"(cycle|expand beyond)"):
         pickle_data.loads(_p(b"]", b"\x94", b"h\x00", b"a"))  # EMPTY_LIST MEMOIZE GET APPEND

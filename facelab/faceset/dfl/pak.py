@@ -24,7 +24,7 @@ from facelab.faceset.dfl import pickle_data
 
 PAK_NAME = "faceset.pak"
 VERSION = 1
-MAX_CONFIG_BYTES = 512 * 1024 * 1024  # the config pickle is read into memory
+MAX_CONFIG_BYTES = 2 * 1024**3  # the config pickle is read into memory (DFL holds it there too)
 MAX_FACES = 10_000_000
 _Q = struct.Struct("<Q")
 

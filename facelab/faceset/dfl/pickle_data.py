@@ -15,10 +15,11 @@ only a tag compared against a short list of names (numpy's array and scalar reco
 with numeric types, ``_codecs.encode`` and an argument-less ``bytes()`` for protocol 0-2 bytes, and DFL's
 two IntEnum classes, read as their int value); calling anything else, and every opcode that builds
 arbitrary objects (NEWOBJ, INST, OBJ, persistent ids, extension codes, sets), is refused with a one-line
-InputError. Arrays are made by
-``numpy.frombuffer`` from bytes present in the stream, after the shape, dtype and size are checked, so a
-file cannot claim more memory than it holds. Shared references (memo) are expanded at the end under a
-budget proportional to the stream's size, so a small stream cannot unfold into a huge structure, and
+InputError. Arrays are made by ``numpy.frombuffer`` from bytes present in the stream, after the shape,
+dtype and size are checked, so a file cannot claim more memory than it holds (arrays sharing one bytes
+object through the memo count once each: all arrays together may not exceed the stream's size by more
+than 1 MiB). Shared references (memo) are expanded at the end under a budget proportional to the
+stream's size, so a small stream cannot unfold into a huge structure, and
 reference cycles are refused.
 """
 
@@ -36,7 +37,8 @@ from facelab.core.errors import InputError
 MAX_PROTOCOL = 5
 MAX_DEPTH = 64  # nesting of containers in the result
 MAX_ARRAY_DIMS = 8
-MAX_ARRAY_BYTES = 256 * 1024 * 1024  # all arrays of one stream together
+MAX_ARRAY_BYTES = 256 * 1024 * 1024  # one array
+_ARRAY_SLACK = 1024 * 1024  # all arrays of a stream together: at most the stream's size plus this
 MAX_INT_BITS = 64
 MAX_BYTES_LEN = 256 * 1024 * 1024  # one bytes or str value
 _NODE_BUDGET_BASE = 10_000  # expanded nodes allowed beyond 2 per byte of stream
@@ -101,6 +103,7 @@ class _Array:
 @dataclass
 class _State:
     array_bytes: int = 0
+    array_limit: int = 0
     memo: dict[int, Any] = field(default_factory=dict)
 
 
@@ -137,7 +140,7 @@ def _short(exc: BaseException) -> str:
 def _run(data: bytes, what: str) -> Any:
     stack: list[Any] = []
     metastack: list[list[Any]] = []
-    state = _State()
+    state = _State(array_limit=len(data) + _ARRAY_SLACK)
     for op, parsed, _pos in pickletools.genops(data):
         name = op.name
         arg: Any = parsed
@@ -368,8 +371,8 @@ def _make_array(raw: bytes, dtype: Any, shape: Any, fortran: bool, state: _State
     if count * dt.itemsize != len(raw):
         raise _bad(f"a numpy array of shape {shape} {dt.str} with {len(raw)} bytes of data", what)
     state.array_bytes += len(raw)
-    if state.array_bytes > MAX_ARRAY_BYTES:
-        raise _bad(f"arrays over {MAX_ARRAY_BYTES >> 20} MiB in one stream", what)
+    if state.array_bytes > state.array_limit:  # only when many arrays share one bytes object
+        raise _bad(f"arrays of {state.array_bytes} bytes from a stream of {state.array_limit - _ARRAY_SLACK}", what)
     flat = np.frombuffer(raw, dtype=dt).copy()
     return flat.reshape(shape, order="F" if fortran else "C")
 
