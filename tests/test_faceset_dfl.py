@@ -72,6 +72,19 @@ def test_layout_round_trip(dfl_set: dict[str, Any]) -> None:
         assert pickle_data.loads(payload)["face_type"] == "whole_face"
 
 
+def test_numpy1_pickles() -> None:
+    """DFL's files were written with numpy 1.x, whose pickles name ``numpy.core.multiarray``: read alike."""
+    meta = {"landmarks": np.arange(136, dtype=np.float32).reshape(68, 2), "k": np.float64(2.5),
+            "mask": np.frombuffer(MASK_PNG, np.uint8).reshape(-1, 1)}
+    two = pickle.dumps(meta, 2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    four = pickle.dumps(meta, 4).replace(b"\x8c\x16numpy._core.multiarray", b"\x8c\x15numpy.core.multiarray")
+    for blob in (two, four):
+        assert b"numpy.core.multiarray" in blob and b"_core" not in blob
+        got = pickle_data.loads(blob)
+        assert np.array_equal(got["landmarks"], meta["landmarks"]) and got["landmarks"].dtype == np.float32
+        assert got["k"] == 2.5 and np.array_equal(got["mask"], meta["mask"])
+
+
 def test_import_folder(dfl_set: dict[str, Any], tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = import_dfl(dfl_set["folder"], out)
