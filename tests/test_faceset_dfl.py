@@ -83,6 +83,9 @@ def test_numpy1_pickles() -> None:
         got = pickle_data.loads(blob)
         assert np.array_equal(got["landmarks"], meta["landmarks"]) and got["landmarks"].dtype == np.float32
         assert got["k"] == 2.5 and np.array_equal(got["mask"], meta["mask"])
+    for proto in range(6):  # DFL's Pythons wrote protocol 3 (3.6, 3.7) or 4; the others are read too
+        got = pickle_data.loads(pickle.dumps({**meta, "t": (1, None, True, "é", b"\x00")}, proto))
+        assert np.array_equal(got["mask"], meta["mask"]) and got["t"] == (1, None, True, "é", b"\x00")
 
 
 def test_import_folder(dfl_set: dict[str, Any], tmp_path: Path) -> None:
