@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ import numpy as np
 from av.container import InputContainer
 from av.sidedata.sidedata import SideDataContainer
 from av.sidedata.sidedata import Type as SideDataType
+from av.video.codeccontext import VideoCodecContext
 from av.video.stream import VideoStream
 
-from facelab.core.errors import InputError
+from facelab.core.errors import InputError, printable
 from facelab.core.types import Image
 from facelab.media.limits import check_pixels
 
@@ -136,6 +138,8 @@ def open_media(path: Path | str) -> Iterator[InputContainer]:
         raise InputError("no such file", path)
     if path.is_dir():
         raise InputError("is a folder, not a media file", path)
+    if path.stat().st_size == 0:
+        raise InputError("is an empty file (0 bytes)", path)
     try:
         container = av.open(str(path), mode="r")
     except AV_ERRORS as err:
@@ -169,14 +173,52 @@ def open_video(path: Path | str) -> Iterator[tuple[InputContainer, VideoStream]]
             raise InputError("has no video stream", path)
         _check_not_cut(container, path)
         stream = container.streams.video[0]
-        ctx = stream.codec_context
+        ctx = cast(VideoCodecContext | None, stream.codec_context)  # None when no decoder could be set up
+        if ctx is None or ctx.width <= 0 or ctx.height <= 0:
+            # FFmpeg leaves the size unset for a header it refuses, frame sizes over ~268 megapixels included
+            raise InputError("its video stream cannot be set up for decoding: an unsupported codec, a damaged "
+                             "or truncated header, or an absurd frame size", path)
         check_pixels(ctx.width, ctx.height, "the video's frame size", path)
         yield container, stream
 
 
+def _cut_box(path: Path, size: int) -> tuple[str, int] | None:
+    """The first top-level MP4/MOV box whose declared size runs past the end of the file, as (type, end).
+
+    FFmpeg reads a cut index (moov) as far as it goes, which silently loses frames or the audio track.
+    A box of size 0 extends to the end of the file by definition (ISO/IEC 14496-12, 4.2).
+    """
+    pos = 0
+    with path.open("rb") as fh:
+        while pos + 8 <= size:
+            fh.seek(pos)
+            head = fh.read(16)
+            box_size, kind = struct.unpack(">I4s", head[:8])
+            if box_size == 1:  # 64-bit size follows the type
+                if len(head) < 16:
+                    return kind.decode("latin-1"), pos + 16
+                box_size = struct.unpack(">Q", head[8:16])[0]
+            elif box_size == 0:
+                return None
+            if box_size < 8 or pos + box_size > size:
+                return kind.decode("latin-1"), pos + max(box_size, 8)
+            pos += box_size
+    return None
+
+
 def _check_not_cut(container: InputContainer, path: Path) -> None:
-    """Refuse a file whose index (MP4/MOV's sample tables) places data beyond the end of the file."""
+    """Refuse an MP4/MOV file cut short: a top-level box (the index, moov, or the data, mdat) runs past the
+    end of the file, or the index places frames beyond it."""
     size = path.stat().st_size
+    if _is_mov(container):
+        cut = _cut_box(path, size)
+        if cut is not None:
+            kind, end = cut
+            raise InputError(
+                f"truncated: the file ends at byte {size} inside its '{printable(kind)}' box, which runs to byte "
+                f"{end} (an incomplete download or copy?)",
+                path,
+            )
     for stream in container.streams:
         entries = stream.index_entries
         last = max((e.pos + e.size for e in entries if e.pos >= 0), default=0) if entries is not None else 0
@@ -250,7 +292,7 @@ def _irregular(starts: list[Fraction]) -> bool:
     return max(abs(t - starts[0] - k * step) for k, t in enumerate(starts)) > step / 2
 
 
-# Frame rates a variable-rate video's median frame interval is snapped to when within 1% of one.
+# Frame rates a variable-rate video's median frame interval is snapped to (the closest, within 3%).
 _COMMON_RATES = tuple(Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50",
                                              "60000/1001", "60", "90", "100", "120", "240"))
 _MAX_VARIABLE_RATE = Fraction(240)
@@ -261,7 +303,7 @@ def _nominal_rate(starts: list[Fraction]) -> Fraction:
     intervals = sorted(b - a for a, b in itertools.pairwise(starts) if b > a)
     rate = min(1 / intervals[len(intervals) // 2], _MAX_VARIABLE_RATE)
     common = min(_COMMON_RATES, key=lambda r: abs(rate / r - 1))
-    if abs(rate / common - 1) < Fraction(1, 100):
+    if abs(rate / common - 1) < Fraction(3, 100):  # millisecond timestamps put 30 fps frames 33 or 34 ms apart
         return common
     return parse_fps(rate.limit_denominator(1001))
 
@@ -326,6 +368,7 @@ def _timing(path: Path) -> _Timing:
 
 def _turns(frame: av.VideoFrame, path: Path) -> int:
     """Quarter turns counter-clockwise (np.rot90's k) that show a decoded frame the way players do."""
+    _check_display_matrix(frame, path)
     rotation = frame.rotation  # FFmpeg's av_display_rotation_get: degrees counter-clockwise
     if rotation % 90:
         raise InputError(f"its display matrix turns frames by {rotation} degrees: only quarter turns are supported",
@@ -349,7 +392,6 @@ def _first_frame(path: Path) -> tuple[int, int, int]:
     """(displayed width, height, rotation) of the first frame; InputError when none decodes."""
     with open_video(path) as (container, stream):
         for _, frame in _decoded(container, stream, path):
-            _check_display_matrix(frame, path)
             turns = _turns(frame, path)
             w, h = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
             return w, h, frame.rotation
@@ -381,8 +423,6 @@ def probe_video(path: Path | str) -> VideoInfo:
                 audio_ctx = container.streams.audio[0].codec_context
                 audio_codec = audio_ctx.name if audio_ctx is not None else None
                 audio_duration = _audio_duration(container)
-        if width <= 0 or height <= 0:
-            raise InputError("the video stream has no frame size", path)
         timing = _timing(path)
         width, height, rotation = _first_frame(path)
     except AV_ERRORS as err:
