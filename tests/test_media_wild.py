@@ -298,6 +298,23 @@ def test_4k_frames(tmp_path: Path) -> None:
     assert count == 2 and peak < 2.5 * frame_bytes  # one frame held at a time (plus the one being made)
 
 
+def test_extraction_holds_a_bounded_number_of_large_frames(tmp_path: Path) -> None:
+    from facelab.extract.pipeline import FRAMES_IN_FLIGHT_BYTES, job_backlog
+
+    src = make_video(tmp_path / "uhd.mp4", [_pattern(3840, 2160, 80)])
+    source = FrameSource(src)
+    assert source.frame_bytes == 3840 * 2160 * 3
+    assert job_backlog(8, 1920 * 1080 * 3, 8) == 16  # HD: two runs per worker, as before
+    for frame_bytes in (source.frame_bytes, 7680 * 4320 * 3):  # 4K, 8K: fewer runs queued
+        backlog = job_backlog(8, frame_bytes, 8)
+        assert 1 <= backlog < 16 and backlog * 8 * frame_bytes <= FRAMES_IN_FLIGHT_BYTES
+    assert job_backlog(2, 16384 * 16384 * 3, 8) == 1
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "000000.png"), np.zeros((8, 8, 3), np.uint8))
+    assert FrameSource(folder).frame_bytes == 0  # folder input: the workers read the files
+
+
 @pytest.mark.slow
 def test_8k_frames_one_at_a_time(tmp_path: Path) -> None:
     src = make_video(tmp_path / "8k.mp4", [_pattern(7680, 4320, 80)] * 2)

@@ -30,10 +30,12 @@ class FrameSource:
         if self.is_video:
             info = probe_video(self.path)
             self.count = count_at(info, fps)
+            self.frame_bytes = info.width * info.height * 3  # one decoded RGB frame
             self._files: list[Path] = []
         else:
             self._files = list_frames(self.path)
             self.count = len(self._files)
+            self.frame_bytes = 0  # the workers read the files: no pixels pass through here
 
     def names(self) -> list[str]:
         if self.is_video:
