@@ -16,7 +16,6 @@ Files from the wild, and what reading them gives:
 
 from __future__ import annotations
 
-import itertools
 import math
 import struct
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from av.sidedata.sidedata import SideDataContainer
 from av.sidedata.sidedata import Type as SideDataType
 from av.video.codeccontext import VideoCodecContext
 from av.video.stream import VideoStream
+from numpy.typing import NDArray
 
 from facelab.core.errors import InputError, printable
 from facelab.core.types import Image
@@ -44,6 +44,8 @@ AV_ERRORS: tuple[type[Exception], ...] = (av.FFmpegError, OSError, ValueError)
 
 # Demuxers that read a single still image (FFmpeg opens a .jpg or .png as a one-frame "video").
 _IMAGE_DEMUXERS = frozenset({"image2"})
+
+Ticks = NDArray[np.int64]  # timestamps in a stream's time base
 
 # FFmpeg timestamps in container.duration are in units of 1/AV_TIME_BASE seconds.
 _AV_TIME_BASE = 1_000_000
@@ -207,8 +209,8 @@ def _cut_box(path: Path, size: int) -> tuple[str, int] | None:
 
 
 def _check_not_cut(container: InputContainer, path: Path) -> None:
-    """Refuse an MP4/MOV file cut short: a top-level box (the index, moov, or the data, mdat) runs past the
-    end of the file, or the index places frames beyond it."""
+    """Refuse a file cut short: an MP4/MOV top-level box (the index, moov, or the data, mdat) runs past the
+    end of the file, or another container's index places data beyond it."""
     size = path.stat().st_size
     if _is_mov(container):
         cut = _cut_box(path, size)
@@ -219,7 +221,8 @@ def _check_not_cut(container: InputContainer, path: Path) -> None:
                 f"{end} (an incomplete download or copy?)",
                 path,
             )
-    for stream in container.streams:
+        return  # every box is whole: the index's offsets lie within the file
+    for stream in container.streams:  # other containers: their index (e.g. Matroska's cues), if any
         entries = stream.index_entries
         last = max((e.pos + e.size for e in entries if e.pos >= 0), default=0) if entries is not None else 0
         if last > size:
@@ -261,13 +264,10 @@ def _is_mov(container: InputContainer) -> bool:
     return bool({"mov", "mp4"} & set(container.format.name.split(",")))
 
 
-def _frame_starts(container: InputContainer, stream: VideoStream, index: bool = True) -> list[Fraction]:
-    """Every frame's time in seconds, sorted: with ``index``, from MP4/MOV's index when it lists every
-    frame (no reading; these are decoding times, as regular as the presentation times for constant-rate
-    video), else the packets' presentation times (the file read through once, without decoding)."""
-    tb = stream.time_base
-    if tb is None:
-        return []
+def _frame_ticks(container: InputContainer, stream: VideoStream, index: bool = True) -> Ticks:
+    """Every frame's time in the stream's time base, sorted: with ``index``, from MP4/MOV's index when it
+    lists every frame (no reading; these are decoding times, as regular as the presentation times for
+    constant-rate video), else the packets' presentation times (the file read through once, no decoding)."""
     entries = stream.index_entries
     ticks: list[int]
     if index and _is_mov(container) and entries is not None and 0 < stream.frames == len(entries):
@@ -278,18 +278,19 @@ def _frame_starts(container: InputContainer, stream: VideoStream, index: bool = 
             t = pkt.pts if pkt.pts is not None else pkt.dts
             if pkt.size and t is not None:
                 ticks.append(t)
-    ticks.sort()
-    return [t * tb for t in ticks]
+    return np.sort(np.asarray(ticks, dtype=np.int64))
 
 
-def _irregular(starts: list[Fraction]) -> bool:
+def _irregular(ticks: Ticks) -> bool:
     """Whether some frame starts more than half a frame from where a constant rate puts it (the rate of
-    first-to-last: exact for constant-rate video, whatever its time base's rounding)."""
-    span = starts[-1] - starts[0] if starts else Fraction(0)
-    if len(starts) < 3 or span <= 0:
+    first-to-last: exact for constant-rate video, whatever its time base's rounding). In integers: with
+    n frames over span ticks, frame k's offset from k * span / (n - 1), times (n - 1), against span / 2."""
+    n = len(ticks)
+    span = int(ticks[-1] - ticks[0]) if n else 0
+    if n < 3 or span <= 0:
         return False
-    step = span / (len(starts) - 1)
-    return max(abs(t - starts[0] - k * step) for k, t in enumerate(starts)) > step / 2
+    deviation = (ticks - ticks[0]) * (n - 1) - np.arange(n, dtype=np.int64) * span
+    return bool(int(np.abs(deviation).max()) * 2 > span)
 
 
 # Frame rates a variable-rate video's median frame interval is snapped to (the closest, within 3%).
@@ -298,10 +299,11 @@ _COMMON_RATES = tuple(Fraction(r) for r in ("24000/1001", "24", "25", "30000/100
 _MAX_VARIABLE_RATE = Fraction(240)
 
 
-def _nominal_rate(starts: list[Fraction]) -> Fraction:
+def _nominal_rate(ticks: Ticks, time_base: Fraction) -> Fraction:
     """The constant rate a variable-rate video is read at: that of its median frame interval."""
-    intervals = sorted(b - a for a, b in itertools.pairwise(starts) if b > a)
-    rate = min(1 / intervals[len(intervals) // 2], _MAX_VARIABLE_RATE)
+    intervals = np.diff(ticks)
+    intervals = np.sort(intervals[intervals > 0])
+    rate = min(1 / (int(intervals[len(intervals) // 2]) * time_base), _MAX_VARIABLE_RATE)
     common = min(_COMMON_RATES, key=lambda r: abs(rate / r - 1))
     if abs(rate / common - 1) < Fraction(3, 100):  # millisecond timestamps put 30 fps frames 33 or 34 ms apart
         return common
@@ -340,30 +342,31 @@ def _timing(path: Path) -> _Timing:
     Matroska file) are refused.
     """
     with open_video(path) as (container, stream):
-        starts = _frame_starts(container, stream)
+        ticks = _frame_ticks(container, stream)
+        time_base = Fraction(stream.time_base or 0)
         rate = _stream_rate(stream)
         mov = _is_mov(container)
         declared = None if mov else _declared_duration(container, stream)
-    if mov and _irregular(starts):
+    if mov and _irregular(ticks):
         with open_video(path) as (container, stream):  # presentation times, not the index's decoding times
-            starts = _frame_starts(container, stream, index=False)
-    if not starts:
+            ticks = _frame_ticks(container, stream, index=False)
+    if len(ticks) == 0 or time_base <= 0:
         raise InputError("has a video stream but no video frames (an empty or truncated recording)", path)
-    span = starts[-1] - starts[0]
-    if declared is not None and len(starts) >= 2:
+    span = int(ticks[-1] - ticks[0]) * time_base
+    if declared is not None and len(ticks) >= 2:
         # Matroska & co keep no frame count, but their header's duration shows a cut: the frames must
         # reach it to within a frame
-        step = span / (len(starts) - 1)
+        step = span / (len(ticks) - 1)
         if span + 2 * step < declared:
             raise InputError(
                 f"truncated: its header gives the video {float(declared):.2f} s but its frames end at "
                 f"{float(span + step):.2f} s (an incomplete download or copy?)",
                 path,
             )
-    if _irregular(starts):
-        nominal = _nominal_rate(starts)
+    if _irregular(ticks):
+        nominal = _nominal_rate(ticks, time_base)
         return _Timing(nominal, math.ceil(span * nominal + 1 - _RESAMPLE_SLACK), span)
-    return _Timing(rate, len(starts), None)
+    return _Timing(rate, len(ticks), None)
 
 
 def _turns(frame: av.VideoFrame, path: Path) -> int:
@@ -482,9 +485,11 @@ def _decode_rgb(
     Only the frame being converted is held: 8-bit or 10-bit, 4:2:0 or 4:4:4, it becomes one H x W x 3
     uint8 array (turned as the display matrix says, which copies it once more).
     """
+    turns: int | None = None
     for t, frame in _decoded(container, stream, path):
         rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-        turns = _turns(frame, path)
+        if turns is None:  # the display matrix is the stream's: every frame carries the same one
+            turns = _turns(frame, path)
         if turns:
             rgb = np.ascontiguousarray(np.rot90(rgb, turns))
         yield t, rgb
