@@ -12,6 +12,7 @@ import numpy as np
 
 from facelab.core.errors import InputError
 from facelab.core.types import BoolArray, FloatArray, Image
+from facelab.media.limits import decode_image
 from facelab.media.metadata import detect_format
 from facelab.media.video import iter_frames, probe_video
 from facelab.provenance import syncmark
@@ -160,8 +161,8 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
     reading = _Reading()
     if _is_image(path):
         kind: Literal["image", "video"] = "image"
-        data = np.fromfile(path, dtype=np.uint8)
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        data = path.read_bytes()
+        bgr = decode_image(data, cv2.IMREAD_COLOR, path) if data else None
         if bgr is None:
             raise InputError("cannot decode this image (corrupt or unsupported format)", path)
         rgb: Image = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
