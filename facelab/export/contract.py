@@ -109,11 +109,24 @@ def read_interface(inputs: list[TensorInfo], outputs: list[TensorInfo]) -> Inter
 
 
 def _outputs_match(outputs: list[TensorInfo], res: int, channels: tuple[int, ...], *, channels_last: bool) -> bool:
+    """Each output float32 of rank 4 whose known dimensions are (N, R, R, C) (NHWC) or (N, C, R, R); a
+    dimension the file leaves symbolic is accepted here and checked on the first run (``check_output``)."""
     if len(outputs) != len(channels):
         return False
     for out, ch in zip(outputs, channels, strict=True):
-        side = _side(out.shape, channels_last)
-        got_ch = out.shape[3] if channels_last else (out.shape[1] if len(out.shape) == 4 else None)
-        if out.type != FLOAT or side != res or got_ch != ch:
+        if out.type != FLOAT or len(out.shape) != 4:
+            return False
+        want = (res, res, ch) if channels_last else (ch, res, res)
+        if any(isinstance(d, int) and d != w for d, w in zip(out.shape[1:], want, strict=True)):
             return False
     return True
+
+
+def check_output(shapes: list[tuple[int, ...]], interface: Interface, batch: int) -> None:
+    """InputError unless a run's outputs have the contract's shapes (for files with symbolic dimensions)."""
+    r = interface.resolution
+    chans = DFM_OUTPUT_CHANNELS if interface.format == "dfm" else ONNX_OUTPUT_CHANNELS
+    want = [(batch, r, r, c) if interface.format == "dfm" else (batch, c, r, r) for c in chans]
+    if [tuple(s) for s in shapes] != want:
+        raise InputError(f"the model's outputs have shapes {[list(s) for s in shapes]}, expected "
+                         f"{[list(w) for w in want]}")

@@ -27,6 +27,7 @@ from facelab.export.contract import (
     ONNX_INPUT,
     Interface,
     TensorInfo,
+    check_output,
     read_interface,
 )
 from facelab.export.framing import DFL_FRAMING
@@ -125,9 +126,11 @@ class DfmModel:
             if self.interface.morph:
                 feed[DFM_MORPH] = np.array([self.morph_value], dtype=np.float32)
             own, face, mask = self.session.run(None, feed)
+            check_output([own.shape, face.shape, mask.shape], self.interface, len(x))
             out = (face.transpose(0, 3, 1, 2)[:, ::-1], mask.transpose(0, 3, 1, 2), own.transpose(0, 3, 1, 2))
         else:
             face, mask, own = self.session.run(None, {ONNX_INPUT: np.ascontiguousarray(x)})
+            check_output([face.shape, mask.shape, own.shape], self.interface, len(x))
             out = (face, mask, own)
         n = len(x) - pad
         face, mask, own = (np.ascontiguousarray(a[:n], dtype=np.float32) for a in out)

@@ -57,9 +57,10 @@ FACE_TYPE_GEOMETRY: dict[str, FaceTypeGeometry] = {
 
 # Larger face types contain smaller ones: converting an aligned face to a smaller type is a crop.
 FACE_TYPE_ORDER: tuple[str, ...] = ("half", "mid_full", "full", "whole_face", "head")
-# other tools' framings: the rank among FACE_TYPE_ORDER they sit at by size (dfl_whole_face: larger than
-# whole_face, inside head)
-_FRAMING_RANKS = {"dfl_whole_face": 3.5}
+# other tools' framings: the rank among FACE_TYPE_ORDER they count as. dfl_whole_face is a little larger than
+# whole_face (a wider margin, inside head) but shows the same face: a whole_face record serves it (a merge
+# crops from the frame; only a stored mask is cut to the record's crop, and the face it covers is inside both)
+_FRAMING_RANKS = {"dfl_whole_face": 3.0}
 
 
 def framing_rank(face_type: str) -> float:

@@ -75,7 +75,7 @@ def _check_face_types(faces: Sequence[tuple[Path, FaceRecord]], model_type: str)
         if framing_rank(rec.face_type) < need:
             raise InputError(f"face extracted as {rec.face_type}, but the model sees {model_type} faces (a larger "
                              f"crop): extract the dst faces again with --face-type "
-                             f"{model_type if model_type != 'dfl_whole_face' else 'whole_face or head'}", path)
+                             f"{model_type if model_type != 'dfl_whole_face' else 'whole_face'}", path)
 
 
 def _check_options(session: MergeSession, model: FaceSwapper, dst_masks: bool) -> None:
