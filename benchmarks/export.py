@@ -17,6 +17,8 @@
      (blurred edge); ``facelab_crop`` is the same paste with facelab's own crop through PyTorch;
    - ``naive_dfm``: what a .dfm without the framing correction would do: the model fed the FaceFusion
      crop directly at its own resolution (the difference the in-graph resampling removes).
+   For the last two, also the mean absolute difference (0..255) of the output frame from
+   ``facelab_crop``'s inside the face (landmark hull): how far the .dfm's result is from facelab's own.
 3. Export time and file size, fp32 and fp16; the onnxruntime versions that loaded the file.
 """
 
@@ -45,6 +47,7 @@ from facelab.export.load import load_model  # noqa: E402
 from facelab.export.options import ExportOptions  # noqa: E402
 from facelab.face.align import face_transform  # noqa: E402
 from facelab.face.identity import create_embedder, distance  # noqa: E402
+from facelab.face.masks import face_hull_mask  # noqa: E402
 from facelab.faceset.folder import scan_faces  # noqa: E402
 from facelab.faceset.record import FaceRecord  # noqa: E402
 from facelab.media.frames import list_frames, read_image_rgb  # noqa: E402
@@ -105,6 +108,7 @@ def identity(args: argparse.Namespace, dfm: Path, tmp: Path) -> dict[str, object
     naive_r = torch_model.resolution
     dists: dict[str, list[float]] = {k: [] for k in ("dst_frame", "facelab_merge", "dfm_merge", "facelab_crop",
                                                      "facefusion_crop", "naive_dfm")}
+    pixel_diff: dict[str, list[float]] = {"facefusion_crop": [], "naive_dfm": []}
     merged = {}
     for name, model_path in (("facelab_merge", args.model_dir), ("dfm_merge", dfm)):
         out = tmp / name
@@ -114,6 +118,8 @@ def identity(args: argparse.Namespace, dfm: Path, tmp: Path) -> dict[str, object
         rec = by_frame[p.stem]
         lm = rec.source_landmarks_array()
         frame = read_image_rgb(p)
+        hull = face_hull_mask(lm, frame.shape[:2], "full") > 0.5
+        outs: dict[str, np.ndarray] = {}
         dists["dst_frame"].append(distance(embedder.embed(frame, lm), src_emb))
         for name, out in merged.items():
             dists[name].append(distance(embedder.embed(read_image_rgb(out / f"{p.stem}.png"), lm), src_emb))
@@ -129,12 +135,17 @@ def identity(args: argparse.Namespace, dfm: Path, tmp: Path) -> dict[str, object
             face, mask, _ = model.swap(x, False)
             out_frame = paste(frame, face[0].permute(1, 2, 0).clamp(0, 1).numpy(), mask[0, 0].numpy(), mat)
             dists[name].append(distance(embedder.embed(out_frame, lm), src_emb))
+            outs[name] = out_frame.astype(np.float64)
+        for name in pixel_diff:
+            pixel_diff[name].append(float(np.abs(outs[name] - outs["facelab_crop"])[hull].mean()))
     means = {k: round(float(np.mean(v)), 4) for k, v in dists.items()}
     return {"frames": len(picks), "src_faces_averaged": n_src, "mean_distance_to_src": means,
             "dfm_merge_minus_facelab_merge": round(means["dfm_merge"] - means["facelab_merge"], 4),
             "facefusion_crop_minus_facelab_merge": round(means["facefusion_crop"] - means["facelab_merge"], 4),
             "facefusion_crop_minus_facelab_crop": round(means["facefusion_crop"] - means["facelab_crop"], 4),
-            "naive_dfm_minus_facelab_crop": round(means["naive_dfm"] - means["facelab_crop"], 4)}
+            "naive_dfm_minus_facelab_crop": round(means["naive_dfm"] - means["facelab_crop"], 4),
+            "mean_abs_pixel_difference_to_facelab_crop_inside_the_face": {
+                k: round(float(np.mean(v)), 2) for k, v in pixel_diff.items()}}
 
 
 def main() -> None:
