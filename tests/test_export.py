@@ -46,7 +46,7 @@ from facelab.media.frames import extract_frames, read_image_rgb
 from facelab.merge.options import MergeOptions
 from facelab.merge.runner import run_merge
 from facelab.train.inference import SwapModel
-from facelab.train.nets import create_autoencoder
+from facelab.train.nets import create_autoencoder, init_weights
 from facelab.train.options import PRESETS, TrainOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,11 +56,16 @@ TINY = {"ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4}
 
 # ---- fixtures and helpers ----------------------------------------------------------------------
 
-def _swap_model(arch: str, resolution: int, face_type: str, dims: dict[str, int], seed: int = 0) -> SwapModel:
-    """A model of this shape with random weights (export fidelity does not depend on training)."""
+def _swap_model(arch: str, resolution: int, face_type: str, dims: dict[str, int], seed: int = 0,
+                init: str = "he") -> SwapModel:
+    """A model of this shape with random He-initialised weights: its outputs span 0..1 (PyTorch's default
+    init leaves them all near 0.5, which would hide a wrong graph), and export fidelity does not depend on
+    training."""
     torch.manual_seed(seed)
     opts = TrainOptions(arch=arch, resolution=resolution, face_type=face_type, **dims)  # type: ignore[arg-type]
     ae = create_autoencoder(opts.arch, opts.resolution, opts.ae_dims, opts.e_dims, opts.d_dims, opts.d_mask_dims)
+    if init != "default":
+        init_weights(ae, init)  # type: ignore[arg-type]
     return SwapModel(opts, ae.eval(), torch.device("cpu"), 0, "0" * 64)
 
 
@@ -107,7 +112,8 @@ def _check_contract(proto: onnx.ModelProto, res: int) -> None:
                        ("out_celeb_face_mask:0", ["N", res, res, 1], f32)]
 
 
-def _parity(model: SwapModel, real_faces: list[tuple[np.ndarray, Any]], fp16: bool = False) -> dict[str, float]:
+def _parity(model: SwapModel, real_faces: list[tuple[np.ndarray, Any]], fp16: bool = False,
+            spread: bool = True) -> dict[str, float]:
     """Export in both formats; onnxruntime's outputs against PyTorch's on real faces (max abs per format)."""
     out: dict[str, float] = {}
     for fmt in ("dfm", "onnx"):
@@ -125,6 +131,7 @@ def _parity(model: SwapModel, real_faces: list[tuple[np.ndarray, Any]], fp16: bo
             face, mask, own = model.swap(torch.from_numpy(x))
             assert own is not None
             want = (face, mask, own)
+        assert not spread or all(float(w.std()) > 0.05 for w in want), "outputs without spread test nothing"
         out[fmt] = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want, strict=True))
     return out
 
@@ -144,11 +151,14 @@ def test_onnxruntime_equals_pytorch_at_every_preset_shape(preset: str, kind: str
     assert max(diffs.values()) < 1e-3, diffs
 
 
-@pytest.mark.parametrize("arch", ["df-tc", "liae-udtc"])
+@pytest.mark.parametrize("arch", ["df-t", "liae-udt", "liae-udtc"])
 def test_modifiers_export(arch: str, real_faces: list[tuple[np.ndarray, Any]]) -> None:
-    """The residual (-t) and x*cos(x) (-c) layers too, with and without -d, and a model in DFL's own framing
-    at 64 px (its .dfm has no resampling)."""
-    diffs = _parity(_swap_model(arch, 64, "whole_face", TINY), real_faces)
+    """The residual (-t) and x*cos(x) (-c) layers too, with and without -d. x*cos(x) on He-initialised
+    random weights is chaotic (activations in the hundreds: float rounding changes the cosine's sign), so
+    -c keeps PyTorch's default init, whose outputs have little spread: it checks the operators export."""
+    cos = arch.endswith("c")
+    model = _swap_model(arch, 64, "whole_face", TINY, init="default" if cos else "he")
+    diffs = _parity(model, real_faces, spread=not cos)
     assert max(diffs.values()) < 1e-3, diffs
 
 
