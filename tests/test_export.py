@@ -310,10 +310,13 @@ def test_renamed_facelab_export_merges_with_provenance(tiny_trained: Path, few_f
     summary = json.loads((tmp_path / "merged" / "merge.json").read_text())
     sha = hashlib.sha256(renamed.read_bytes()).hexdigest()
     assert summary["model_id"] == sha and summary["merged"] == 3
-    from facelab.provenance.watermark import detect, model_prefix
+    from facelab.provenance.syncmark import VideoReader
+    from facelab.provenance.watermark import model_prefix
 
     name = sorted(p.name for p in few_frames.iterdir())[0]
-    found = detect(read_image_rgb(tmp_path / "merged" / name))
+    reader = VideoReader()
+    reader.add(read_image_rgb(tmp_path / "merged" / name))
+    found = reader.read()
     assert found.found and found.payload.model_prefix == model_prefix(sha)
     # the facelab interface too, and its face type comes from the file's metadata
     runner.invoke(app, ["export", "--model-dir", str(tiny_trained), "-o", str(tmp_path / "b.onnx"),
