@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from facelab import __version__
 from facelab.cli import demo, evaluate, extract, faceset, merge, pretrain, studio, swap, train, verify, video, xseg
+from facelab.cli.live import live
 from facelab.cli.progress import console
 from facelab.core.errors import FacelabError
 
@@ -31,6 +32,7 @@ app.command("swap")(swap.swap)
 app.command("demo")(demo.demo)
 app.command("evaluate")(evaluate.evaluate)
 app.command("studio")(studio.studio)
+app.command("live")(live)
 
 
 @app.command("version")

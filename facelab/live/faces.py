@@ -1,0 +1,77 @@
+"""Per-frame face work of the live pipeline: align each tracked face as the model was trained (its face
+type and resolution), run the model, and composite with merge's compositor.
+
+The crop is cut from the frame with the transform facelab.face.align makes from the landmarks, and the
+face goes back through facelab.merge.compose.merge_frame with a face record carrying that same transform,
+so a live frame is merged exactly as `facelab merge` merges an extracted face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from facelab import __version__
+from facelab.core.types import F64, U8
+from facelab.export.load import FaceSwapper
+from facelab.face.align import face_transform
+from facelab.faceset.record import FaceRecord, SourceInfo
+from facelab.live.track import TrackedFace
+from facelab.merge.compose import FaceInput, Prediction, crop_face, merge_frame
+from facelab.merge.masks import LEARNED_DST_MODES
+from facelab.merge.options import MergeOptions
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    record: FaceRecord  # the face as a merge face record: its transform is frame -> the model's crop
+    crop: U8  # the model's input (R x R x 3 RGB)
+
+
+def _rounded(points: F64) -> list[tuple[float, float]]:
+    return [(float(x), float(y)) for x, y in points]
+
+
+def align_faces(frame: U8, faces: list[TrackedFace], index: int, face_type: str, resolution: int) -> list[AlignedFace]:
+    """Each face cut from the frame as the model's input, with its record."""
+    h, w = frame.shape[:2]
+    out = []
+    for k, face in enumerate(faces):
+        mat = face_transform(face.landmarks, face_type, resolution)
+        lm_crop = face.landmarks @ mat[:, :2].T + mat[:, 2]
+        lo, hi = face.landmarks.min(axis=0), face.landmarks.max(axis=0)
+        record = FaceRecord(
+            face_type=face_type, size=resolution, face_index=k, landmarks=_rounded(lm_crop),
+            source=SourceInfo(frame=f"{index:06d}", index=index, width=w, height=h),
+            rect=(float(lo[0]), float(lo[1]), float(hi[0]) + 1.0, float(hi[1]) + 1.0),
+            source_landmarks=_rounded(face.landmarks), image_to_face=[[float(v) for v in row] for row in mat],
+            detector="live", landmarker="live", tool_version=__version__)
+        out.append(AlignedFace(record, crop_face(frame, mat, resolution)))
+    return out
+
+
+def needs_dst_mask(opts: MergeOptions) -> bool:
+    """Whether the mask mode uses the model's own mask of the dst face."""
+    return opts.mask_mode in LEARNED_DST_MODES
+
+
+def predict(model: FaceSwapper, crops: list[U8], dst_mask: bool) -> list[Prediction]:
+    """The model's swapped faces and masks for a batch of crops (float32, HWC, as the compositor takes them)."""
+    if not crops:
+        return []
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+    with torch.inference_mode():
+        face, mask, own = model.swap(x, dst_mask)
+    f = face.clamp(0, 1).permute(0, 2, 3, 1).contiguous().numpy()
+    m = mask[:, 0].contiguous().numpy()
+    d = None if own is None else own[:, 0].contiguous().numpy()
+    return [Prediction(f[i], m[i], None if d is None else d[i]) for i in range(len(crops))]
+
+
+def composite(frame: U8, faces: list[AlignedFace], predictions: list[Prediction], face_type: str, resolution: int,
+              opts: MergeOptions) -> tuple[U8, U8]:
+    """The merged frame and its 8-bit mask (0 exactly where no pixel changed), by merge's compositor."""
+    inputs = [FaceInput(f.record, p) for f, p in zip(faces, predictions, strict=True)]
+    return merge_frame(frame, inputs, face_type, resolution, opts)
