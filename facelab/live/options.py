@@ -9,7 +9,7 @@ pipeline's: capture pacing, detection and tracking, the model's threads, the out
 from __future__ import annotations
 
 import os
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -36,8 +36,11 @@ class LiveOptions(FrameOptions):
     smooth: float = Field(1.0, ge=0, le=10, description="temporal smoothing of the landmarks (a One Euro filter: "
                           "steadier still faces at higher values, motion still followed); 0: off")
     device: DeviceName = Field("auto", description="where the model runs: auto (CUDA when present), cpu, cuda, mps")
-    model_threads: int = Field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)), ge=1, le=64,
-                               description="CPU threads of the model (default: CPU count, up to 8)")
+    model_threads: int = Field(default_factory=lambda: max(1, min((os.cpu_count() or 1) - 1, 8)), ge=1, le=64,
+                               description="CPU threads of the model (default: CPU count - 1, up to 8: the other "
+                               "stages need a core)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="a PyTorch model on the CPU: bf16 autocast (auto: where the CPU has native bf16) or fp32")
     fps: float | None = Field(None, gt=0, le=240, description="frame rate of the output video file and the virtual "
                               "camera (default: the source's)")
     codec: VideoCodec = Field("h264", description="video codec of the output file")

@@ -3,7 +3,9 @@ as in DeepFaceLive, each group of stages in its own thread so they overlap.
 
 Threads: capture; detect + align; swap (the model); merge + watermark; output in the calling thread
 (a Tk window must live in the main thread, and Ctrl+C arrives there). Stages hand frames on through
-``Channel``s of one frame: the slowest stage sets the pace and no frame queues up behind it. From a live
+``Channel``s of one frame, and a stage takes its next frame only when the next stage has room for the
+result: the slowest stage sets the pace, no frame queues up behind it, and the frame the model gets is the
+newest the detection stage could prepare. From a live
 source (camera, stream, a file played at its frame rate) the capture channel keeps only the newest frame:
 a frame still waiting when the next arrives is dropped, so latency never builds up; from a file played as
 fast as possible nothing is dropped. The detection stage also overlaps its work with the model's.
@@ -21,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Generic, TypeVar
@@ -30,7 +33,7 @@ import torch
 from facelab.core.types import U8
 from facelab.export.load import FaceSwapper
 from facelab.live.capture import Captured, Source
-from facelab.live.faces import AlignedFace, align_faces, composite, needs_dst_mask, predict
+from facelab.live.faces import AlignedFace, align_faces, composite, cpu_bf16, needs_dst_mask, predict
 from facelab.live.options import LiveOptions
 from facelab.live.outputs import Sink, draw_stats
 from facelab.live.stats import LiveStats, LiveSummary
@@ -73,6 +76,12 @@ class Channel(Generic[T]):
             self.items.append(item)
             self.cond.notify_all()
 
+    def wait_room(self) -> None:
+        """Wait until a put would not wait (or stop)."""
+        with self.cond:
+            while len(self.items) >= self.size and not self.stop.is_set():
+                self.cond.wait(0.1)
+
     def get(self) -> T | _End:
         with self.cond:
             while not self.items:
@@ -96,7 +105,16 @@ class Work:
     faces: list[AlignedFace] = field(default_factory=list)
     predictions: list[Prediction] = field(default_factory=list)
     out: U8 | None = None
-    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage: wall-clock time
+    cpu: dict[str, float] = field(default_factory=dict)  # per stage: CPU time of the stage's thread
+
+
+@contextmanager
+def _timed(work: Work, stage: str) -> Iterator[None]:
+    t0, c0 = time.perf_counter(), time.thread_time()
+    yield
+    work.seconds[stage] = time.perf_counter() - t0
+    work.cpu[stage] = time.thread_time() - c0
 
 
 class _Stopper:
@@ -131,6 +149,7 @@ class LivePipeline:
         self.opts = opts
         self.merge_opts = opts.merge_options()
         self.dst_mask = needs_dst_mask(self.merge_opts)
+        self.bf16 = cpu_bf16(model, opts.precision)
         self.marker = marker
         self.report = report
         self.tracker = FaceTracker(opts, float(source.fps))
@@ -145,42 +164,44 @@ class LivePipeline:
     def _capture(self, out: Channel[Work]) -> None:
         frames = self.source.frames()
         while not self.stop.is_set():
+            c0 = time.thread_time()  # a paced source's sleep takes no CPU time
             cap = next(frames, None)
             if cap is None:
                 break
             work = Work(cap)
             work.seconds["capture"] = cap.read_s
+            work.cpu["capture"] = time.thread_time() - c0
             out.put(work)
         out.put(END)
 
     def _detect_align(self, work: Work) -> None:
-        t0 = time.perf_counter()
-        faces = self.tracker.update(work.cap.image, work.cap.index)
-        t1 = time.perf_counter()
-        work.faces = align_faces(work.cap.image, faces, work.cap.index, self.model.face_type, self.model.resolution)
-        work.seconds["detect"] = t1 - t0
-        work.seconds["align"] = time.perf_counter() - t1
+        with _timed(work, "detect"):
+            faces = self.tracker.update(work.cap.image, work.cap.index)
+        with _timed(work, "align"):
+            work.faces = align_faces(work.cap.image, faces, work.cap.index, self.model.face_type,
+                                     self.model.resolution)
 
     def _swap(self, work: Work) -> None:
-        t0 = time.perf_counter()
-        work.predictions = predict(self.model, [f.crop for f in work.faces], self.dst_mask)
-        work.seconds["swap"] = time.perf_counter() - t0
+        with _timed(work, "swap"):
+            work.predictions = predict(self.model, [f.crop for f in work.faces], self.dst_mask, self.bf16)
 
     def _merge(self, work: Work) -> None:
-        t0 = time.perf_counter()
-        frame = work.cap.image
-        if work.faces:
-            merged, mask8 = composite(frame, work.faces, work.predictions, self.model.face_type,
-                                      self.model.resolution, self.merge_opts)
-            # the mark goes where the faces changed the frame, as in `facelab merge`
-            frame = self.marker.mark(merged, region=mask8, inplace=True)
-        if self.sink.overlay:
-            frame = draw_stats(frame, self.stats.line())
-        work.out = frame
-        work.seconds["merge"] = time.perf_counter() - t0
+        with _timed(work, "merge"):
+            frame = work.cap.image
+            if work.faces:
+                merged, mask8 = composite(frame, work.faces, work.predictions, self.model.face_type,
+                                          self.model.resolution, self.merge_opts)
+                # the mark goes where the faces changed the frame, as in `facelab merge`
+                frame = self.marker.mark(merged, region=mask8, inplace=True)
+            if self.sink.overlay:
+                frame = draw_stats(frame, self.stats.line())
+            work.out = frame
 
     def _stage(self, fn: Callable[[Work], None], inp: Channel[Work], out: Channel[Work]) -> None:
         while True:
+            # a stage takes its next frame only when the next stage can take the result at once: a frame is
+            # never processed early only to wait (growing stale) while the next stage is busy
+            out.wait_room()
             item = inp.get()
             if isinstance(item, _End):
                 out.put(END)
@@ -246,11 +267,10 @@ class LivePipeline:
     def _output(self, merged: Channel[Work]) -> None:
         last_report = time.perf_counter()
         for work in self._until_end(merged):
-            t0 = time.perf_counter()
             assert work.out is not None
-            keep_going = self.sink.write(work.out, work.cap.index)
-            work.seconds["output"] = time.perf_counter() - t0
-            self.stats.frame_done(work.cap.index, work.cap.t_in, work.seconds, len(work.faces))
+            with _timed(work, "output"):
+                keep_going = self.sink.write(work.out, work.cap.index)
+            self.stats.frame_done(work.cap.index, work.cap.t_in, work.seconds, work.cpu, len(work.faces))
             if not keep_going or (self.opts.max_frames and self.stats.frames_out >= self.opts.max_frames):
                 break
             now = time.perf_counter()

@@ -31,7 +31,9 @@ class LiveSummary:
     detections: int  # full detections (the others were tracked)
     seconds: float
     fps: float
-    stage_ms: dict[str, float]  # mean per frame
+    stage_ms: dict[str, float]  # mean per frame, wall-clock
+    stage_cpu_ms: dict[str, float]  # mean per frame, CPU time of the stage's thread (the model's own extra
+    # threads not included): what each stage costs whatever the machine's load
     latency_ms_median: float
     latency_ms_p95: float
     notes: list[str] = field(default_factory=list)
@@ -48,6 +50,7 @@ class LiveStats:
         self.started = time.perf_counter()
         self.recent: dict[str, deque[float]] = {s: deque(maxlen=_WINDOW) for s in STAGES}
         self.totals: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self.cpu_totals: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self.latencies: list[float] = []
         self.out_times: deque[float] = deque(maxlen=_WINDOW)
         self.frames_out = 0
@@ -55,12 +58,15 @@ class LiveStats:
         self.last_index = -1
         self.replaced = 0
 
-    def frame_done(self, index: int, t_in: float, stage_s: dict[str, float], faces: int) -> None:
+    def frame_done(self, index: int, t_in: float, stage_s: dict[str, float], cpu_s: dict[str, float],
+                   faces: int) -> None:
         now = time.perf_counter()
         with self._lock:
             for stage, s in stage_s.items():
                 self.recent[stage].append(s)
                 self.totals[stage] += s
+            for stage, s in cpu_s.items():
+                self.cpu_totals[stage] += s
             self.latencies.append(now - t_in)
             self.out_times.append(now)
             self.frames_out += 1
@@ -92,6 +98,7 @@ class LiveStats:
                 dropped=max(0, self.last_index + 1 - n), faces=self.faces, detections=detections,
                 seconds=round(seconds, 3), fps=round(n / seconds, 2) if seconds > 0 else 0.0,
                 stage_ms={s: round(self.totals[s] / n * 1000.0, 2) if n else 0.0 for s in STAGES},
+                stage_cpu_ms={s: round(self.cpu_totals[s] / n * 1000.0, 2) if n else 0.0 for s in STAGES},
                 latency_ms_median=round(float(np.median(lat)), 1),
                 latency_ms_p95=round(float(np.percentile(lat, 95)), 1),
                 notes=notes)
