@@ -5,6 +5,7 @@ provenance record of the file output, Ctrl+C leaving a valid file, and one-line 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -223,3 +224,28 @@ def test_one_euro_smooths_a_still_face_and_follows_a_moving_one() -> None:
     for k in range(30):  # moving at 300 px/s (three face sizes a second)
         out = g(base + np.array([10.0 * k, 0.0]), k / 30)
     assert abs(out[0, 0] - (base[0, 0] + 290)) < 10  # it keeps up
+
+
+def test_window_shows_the_frames_when_a_display_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a display (here a virtual one, Xvfb, when installed) the window shows each frame's pixels."""
+    from facelab.live.outputs import WindowSink
+
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.skip("Xvfb not installed (apt install xvfb): no display to open a window on")
+    display = f":{90 + os.getpid() % 100}"
+    server = subprocess.Popen([xvfb, display, "-screen", "0", "640x480x24"], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        monkeypatch.setenv("DISPLAY", display)
+        sink = WindowSink((64, 48))
+        frame = np.zeros((48, 64, 3), dtype=np.uint8)
+        frame[10, 20] = (200, 100, 50)
+        assert sink.write(frame, 0)
+        assert tuple(sink._image.get(20, 10)) == (200, 100, 50) and tuple(sink._image.get(0, 0)) == (0, 0, 0)
+        sink._closed()  # the user closed the window: the next frame stops the run
+        assert not sink.write(frame, 1)
+        sink.close()
+    finally:
+        server.terminate()
+        server.wait(10)
