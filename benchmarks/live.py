@@ -3,6 +3,7 @@ latency (median, p95), with a clip played as a live source at its own frame rate
 
     python benchmarks/live.py [--model DIR | --model X.dfm] [--clip CLIP] [--no-realtime]
                               [--output none|FILE.mp4] [--detect-every N] [--model-threads N]
+                              [--precision auto|fp32|bf16] [--set KEY=VALUE ...]
 
 Default clip: the shared set's lp_d18 (480x480, 30 fps; samples/dst.mp4 when the shared set is absent).
 Without --model a quick96-size model (DF-UD 96 px, DeepFaceLab's Quick96 shape) is made for the run and
@@ -95,6 +96,8 @@ def main() -> None:
     ap.add_argument("--detect-every", type=int, default=None)
     ap.add_argument("--model-threads", type=int, default=None)
     ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="any other live option, e.g. --set detail_transfer=0 --set skin_mask=false")
     args = ap.parse_args()
     load_before = load()
     with tempfile.TemporaryDirectory() as tmp_str:
@@ -107,6 +110,9 @@ def main() -> None:
             flags["precision"] = args.precision
         if args.model_threads is not None:
             flags["model_threads"] = args.model_threads
+        for item in args.set:
+            key, _, value = item.partition("=")
+            flags[key.replace("-", "_")] = value
         opts = LiveOptions.model_validate(flags)
         model = load_model(model_path, "cpu")
         marker = marker_for(model.model_id)
@@ -127,8 +133,8 @@ def main() -> None:
         "latency_ms_median": s.latency_ms_median, "latency_ms_p95": s.latency_ms_p95,
         "stage_ms": s.stage_ms, "stage_cpu_ms": s.stage_cpu_ms,
         "cpu_ms_per_frame": round(sum(s.stage_cpu_ms.values()), 1), "bare_model_ms_batch1": bare,
-        "precision": opts.precision, "bf16": cpu_bf16(model, opts.precision), "detections": s.detections,
-        "faces": s.faces,
+        "set": args.set, "precision": opts.precision, "bf16": cpu_bf16(model, opts.precision),
+        "detections": s.detections, "faces": s.faces,
         "target": {"fps": 20, "latency_ms_median": 120,
                    "met": s.fps >= 20 and s.latency_ms_median <= 120},
         "load_before": load_before, "load_at_start": load_start, "load_after": load(),
