@@ -144,6 +144,41 @@ def test_ctrl_c_leaves_a_valid_marked_file(tiny_model: Path, tmp_path: Path) -> 
     assert report.watermark_found and report.record is not None
 
 
+def test_stream_input(tiny_model: Path, tmp_path: Path) -> None:
+    """A network stream (here the dst clip as MPEG-TS over HTTP from a local server: a stream format, read
+    without seeking) is read through PyAV as a live source."""
+    import functools
+    import http.server
+    import threading
+
+    import av
+
+    from facelab.live.options import LiveOptions
+    from facelab.live.run import run_live
+    from facelab.media.video import probe_video
+
+    served = tmp_path / "served"
+    served.mkdir()
+    with av.open(str(DST)) as inp, av.open(str(served / "dst.ts"), "w", format="mpegts") as ts:
+        video = ts.add_stream_from_template(inp.streams.video[0])
+        for pkt in inp.demux(inp.streams.video[0]):
+            if pkt.dts is not None:
+                pkt.stream = video
+                ts.mux(pkt)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = tmp_path / "stream.mp4"
+        url = f"http://127.0.0.1:{server.server_address[1]}/dst.ts"
+        s = run_live(tiny_model, url, str(out), LiveOptions(max_frames=8, model_threads=1, stats_every=0))
+    finally:
+        server.shutdown()
+    assert s.source == url and s.frames_out == 8 and s.faces == 8
+    assert probe_video(out).frame_count == 8
+
+
 def test_bad_camera_is_one_line_exit_2(tiny_model: Path, tmp_path: Path) -> None:
     proc = _facelab("live", "--model", tiny_model, "-i", "webcam:57", "-o", tmp_path / "x.mp4")
     stdout, stderr = proc.communicate(timeout=120)

@@ -214,8 +214,11 @@ class LivePipeline:
             try:
                 target(*args)
             except BaseException as exc:
-                self.errors.append(exc)
-                self.stop.set()
+                if self.stop.is_set():  # while stopping (or after another error): the output is already complete
+                    self.notes.append(f"while stopping, {threading.current_thread().name}: {exc}")
+                else:
+                    self.errors.append(exc)
+                    self.stop.set()
         return run
 
     # ---- the run ---------------------------------------------------------------------------------
