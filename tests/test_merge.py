@@ -364,10 +364,13 @@ def test_run_merge_passthrough_resume_shards_session(tiny_model: Path, dst_frame
     assert summary["model_id"] == s.model_id and summary["faces"] == s.faces
     # provenance, on by default: merged frames carry the watermark and the record, the folder a sidecar
     from facelab.provenance.record import read_image_record
-    from facelab.provenance.watermark import detect, model_prefix
+    from facelab.provenance.syncmark import VideoReader
+    from facelab.provenance.watermark import model_prefix
 
     merged_name = next(f for f in frames if f[:-4] not in dropped)
-    found = detect(read_image_rgb(full / merged_name))
+    reader = VideoReader()
+    reader.add(read_image_rgb(full / merged_name))
+    found = reader.read()
     assert found.found and found.payload.model_prefix == model_prefix(s.model_id)
     # the mark stays inside the blended region: outside the saved mask (dilated by the blur reach, 3 px
     # here) the written frame equals dst exactly
