@@ -51,10 +51,21 @@ class FileSink:
         self.marker = marker
         self.parent = parent
         self.writer = VideoWriter(path, size, self.rate, opts.codec, opts.crf, opts.preset)
+        self.last: U8 | None = None
+        self.repeated = 0
 
     def write(self, rgb: U8, index: int) -> bool:
-        # the source's frame number sets the time: a dropped frame leaves its predecessor on screen
-        self.writer.write(rgb, round(index * self.scale))
+        # a constant frame rate at the source's timeline: a frame dropped on the way is filled with the previous
+        # frame out (as a screen recorder does), so the file plays as long as the run did and every reader sees
+        # the source's rate and frame numbers
+        target = round(index * self.scale)
+        if self.last is not None:
+            for _ in range(self.writer.frames, target):
+                self.writer.write(self.last)
+                self.repeated += 1
+        if target >= self.writer.frames:
+            self.writer.write(rgb)
+        self.last = rgb
         return True
 
     def close(self) -> list[str]:
@@ -63,7 +74,9 @@ class FileSink:
             return [f"no frame was output: {self.path} not written"]
         self.writer.close()
         self.marker.finish_video(self.path, parent=self.parent)
-        return [f"{self.writer.frames} frames -> {self.path}, with the provenance record and C2PA manifest"]
+        repeats = (f" ({self.repeated} repeat the frame before them, in place of dropped frames)" if self.repeated
+                   else "")
+        return [f"{self.writer.frames} frames{repeats} -> {self.path}, with the provenance record and C2PA manifest"]
 
 
 class WindowSink:

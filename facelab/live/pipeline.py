@@ -191,8 +191,9 @@ class LivePipeline:
             if work.faces:
                 merged, mask8 = composite(frame, work.faces, work.predictions, self.model.face_type,
                                           self.model.resolution, self.merge_opts)
-                # the mark goes where the faces changed the frame, as in `facelab merge`
-                frame = self.marker.mark(merged, region=mask8, inplace=True)
+                # the mark goes where the faces changed the frame, as in `facelab merge`; its layout follows the
+                # frame's number in the source (the output file's timeline)
+                frame = self.marker.mark(merged, region=mask8, inplace=True, frame=work.cap.index)
             if self.sink.overlay:
                 frame = draw_stats(frame, self.stats.line())
             work.out = frame

@@ -270,9 +270,8 @@ class VideoWriter:
     """A video written frame by frame as the frames come (``facelab live``): encoded into a hidden partial
     file beside ``path`` and renamed over it by ``close``, so ``path`` only ever holds a complete video.
 
-    ``preset``: the x264/x265 speed preset (a live source needs a fast one); ``pts``: each frame's time in
-    frames of ``fps`` (increasing; gaps leave the previous frame on screen, so dropped frames keep the
-    timing true). Odd sizes are padded to even for yuv420p.
+    ``preset``: the x264/x265 speed preset (a live source needs a fast one). Frames are written at a
+    constant ``fps``, one after the other. Odd sizes are padded to even for yuv420p.
     """
 
     def __init__(self, path: Path | str, size: tuple[int, int], fps: float | str | Fraction, codec: VideoCodec = "h264",
@@ -302,12 +301,11 @@ class VideoWriter:
             self._tmp.unlink(missing_ok=True)
             raise
         self.frames = 0
-        self._last_pts = -1
         self._open = True
 
-    def write(self, rgb: Image, pts: int | None = None) -> None:
-        """Encode one RGB frame (the size given at opening) at ``pts`` (default: the next frame)."""
-        pts = self._last_pts + 1 if pts is None else max(int(pts), self._last_pts + 1)
+    def write(self, rgb: Image) -> None:
+        """Encode the next RGB frame (the size given at opening)."""
+        pts = self.frames
         if self._settings.needs_even_size:
             rgb = _pad_to_even(rgb)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
@@ -317,7 +315,6 @@ class VideoWriter:
             self._out.mux(self._stream.encode(frame))
         except AV_ERRORS as err:
             raise InputError(f"encoding failed: {one_line(err)}", self.path) from err
-        self._last_pts = pts
         self.frames += 1
 
     def close(self) -> None:
