@@ -20,6 +20,7 @@ from facelab.core.errors import InputError
 from facelab.core.types import U8
 from facelab.live.options import LiveOptions
 from facelab.media.encode import VideoWriter
+from facelab.provenance.credentials import mime_for
 from facelab.provenance.marker import ProvenanceMarker
 
 V4L2_HINT = ("load v4l2loopback first (Debian/Ubuntu: sudo apt install v4l2loopback-dkms; then "
@@ -76,7 +77,13 @@ class FileSink:
         self.marker.finish_video(self.path, parent=self.parent)
         repeats = (f" ({self.repeated} repeat the frame before them, in place of dropped frames)" if self.repeated
                    else "")
-        return [f"{self.writer.frames} frames{repeats} -> {self.path}, with the provenance record and C2PA manifest"]
+        if self.marker.credentials is None:
+            marks = "the provenance record"
+        elif mime_for(self.path) is None:
+            marks = "the provenance record (C2PA: not possible in this container)"
+        else:
+            marks = "the provenance record and a signed C2PA manifest"
+        return [f"{self.writer.frames} frames{repeats} -> {self.path}, with {marks}"]
 
 
 class WindowSink:
