@@ -25,7 +25,7 @@ from facelab.media.limits import decode_image
 SUBPIXEL_BITS = 4  # polygon rasterisation precision (cv2 `shift`)
 
 # Forehead height as a share of the brow-to-chin distance (anthropometric average: about one half).
-_FOREHEAD = {"whole_face": 0.45, "head": 0.75}
+_FOREHEAD = {"whole_face": 0.45, "dfl_whole_face": 0.45, "head": 0.75}
 
 
 def hull_points(landmarks: Points, face_type: FaceType | str = "full") -> Points:
