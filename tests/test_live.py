@@ -96,6 +96,30 @@ def test_frames_swapped_in_the_face_and_untouched_far_from_it(tiny_model: Path) 
     assert reading.found and reading.payload.model_prefix == wm.model_prefix(model.model_id)
 
 
+def test_a_dfm_runs_live(tiny_model: Path, tmp_path: Path) -> None:
+    """A .dfm (DeepFaceLab's interface, framed as DFL's whole face, here exported from the tiny model) swaps
+    the face live as the model folder does: the face changes, the frame's border does not."""
+    from facelab.export.exporter import export_model
+    from facelab.export.load import load_model
+    from facelab.live.capture import VideoFileSource
+    from facelab.live.options import LiveOptions
+    from facelab.live.pipeline import LivePipeline
+    from facelab.media.video import iter_frames
+    from facelab.provenance.marker import marker_for
+
+    dfm = export_model(tiny_model, tmp_path / "tiny.dfm").path
+    model = load_model(dfm, "cpu")
+    assert model.face_type == "dfl_whole_face"
+    sink = _Collect()
+    opts = LiveOptions(realtime=False, max_frames=4, model_threads=1)
+    s = LivePipeline(model, VideoFileSource(DST, realtime=False), sink, opts, marker_for(model.model_id)).run()
+    assert s.frames_out == 4 and s.faces == 4
+    originals = {i: f for i, f in iter_frames(DST) if i < 4}
+    for i, out in sink.frames.items():
+        diff = np.abs(out.astype(np.int16) - originals[i].astype(np.int16)).max(axis=2)
+        assert (diff > 0).mean() > 0.03 and diff[:10].max() == 0 and diff[:, :10].max() == 0
+
+
 def test_file_output_counts_frames_and_verifies(tiny_model: Path, tmp_path: Path) -> None:
     from facelab.live.options import LiveOptions
     from facelab.live.run import run_live

@@ -1,9 +1,10 @@
 """Per-frame face work of the live pipeline: align each tracked face as the model was trained (its face
 type and resolution), run the model, and composite with merge's compositor.
 
-The crop is cut from the frame with the transform facelab.face.align makes from the landmarks, and the
-face goes back through facelab.merge.compose.merge_frame with a face record carrying that same transform,
-so a live frame is merged exactly as `facelab merge` merges an extracted face.
+Each face gets the face record extraction would write for it (facelab.face.align's transform from the
+landmarks); the model's crop is cut with merge's ``model_transform`` of that record and the face goes back
+through facelab.merge.compose.merge_frame, so a live frame is merged exactly as `facelab merge` merges an
+extracted face.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from facelab import __version__
 from facelab.core.types import F64, U8
 from facelab.export.load import FaceSwapper
 from facelab.face.align import face_transform
+from facelab.faceset.record import MIN_SIZE as RECORD_MIN_SIZE
 from facelab.faceset.record import FaceRecord, SourceInfo
 from facelab.live.track import TrackedFace
-from facelab.merge.compose import FaceInput, Prediction, crop_face, merge_frame
+from facelab.merge.compose import FaceInput, Prediction, crop_face, merge_frame, model_transform
 from facelab.merge.masks import LEARNED_DST_MODES
 from facelab.merge.options import MergeOptions
 
@@ -35,21 +37,30 @@ def _rounded(points: F64) -> list[tuple[float, float]]:
     return [(float(x), float(y)) for x, y in points]
 
 
+RECORD_FACE_TYPE = "whole_face"  # the face type of the records (a model's framing need not be a face type: .dfm)
+
+
 def align_faces(frame: U8, faces: list[TrackedFace], index: int, face_type: str, resolution: int) -> list[AlignedFace]:
-    """Each face cut from the frame as the model's input, with its record."""
+    """Each face cut from the frame as the model's input (``face_type``: the model's framing), with its record.
+
+    The record is a whole_face record of the model's resolution, as extraction would make it from these
+    landmarks; the crop's transform is merge's ``model_transform`` of it, so the compositor works from the
+    same record and transform as for an extracted face (and a .dfm's framing, not a face type of records, works
+    the same way)."""
     h, w = frame.shape[:2]
+    size = max(resolution, RECORD_MIN_SIZE)
     out = []
     for k, face in enumerate(faces):
-        mat = face_transform(face.landmarks, face_type, resolution)
-        lm_crop = face.landmarks @ mat[:, :2].T + mat[:, 2]
+        mat = face_transform(face.landmarks, RECORD_FACE_TYPE, size)
+        lm_face = face.landmarks @ mat[:, :2].T + mat[:, 2]
         lo, hi = face.landmarks.min(axis=0), face.landmarks.max(axis=0)
         record = FaceRecord(
-            face_type=face_type, size=resolution, face_index=k, landmarks=_rounded(lm_crop),
+            face_type=RECORD_FACE_TYPE, size=size, face_index=k, landmarks=_rounded(lm_face),
             source=SourceInfo(frame=f"{index:06d}", index=index, width=w, height=h),
             rect=(float(lo[0]), float(lo[1]), float(hi[0]) + 1.0, float(hi[1]) + 1.0),
             source_landmarks=_rounded(face.landmarks), image_to_face=[[float(v) for v in row] for row in mat],
             detector="live", landmarker="live", tool_version=__version__)
-        out.append(AlignedFace(record, crop_face(frame, mat, resolution)))
+        out.append(AlignedFace(record, crop_face(frame, model_transform(record, face_type, resolution), resolution)))
     return out
 
 
