@@ -23,6 +23,7 @@ from facelab.cli import (
     video,
     xseg,
 )
+from facelab.cli.live import live
 from facelab.cli.progress import console
 from facelab.core.errors import FacelabError
 
@@ -46,6 +47,7 @@ app.command("swap")(swap.swap)
 app.command("demo")(demo.demo)
 app.command("evaluate")(evaluate.evaluate)
 app.command("studio")(studio.studio)
+app.command("live")(live)
 
 
 @app.command("version")
