@@ -16,7 +16,7 @@ from av.container import InputContainer, OutputContainer
 from av.packet import Packet
 from av.video.stream import VideoStream
 
-from facelab.core.atomic import fsync_dir
+from facelab.core.atomic import count_write, fsync_dir, temp_name
 from facelab.core.choices import VIDEO_CODECS, VideoCodec
 from facelab.core.errors import InputError
 from facelab.core.types import Image
@@ -200,7 +200,7 @@ def build_video(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # A unique hidden name beside the target, keeping the suffix so FFmpeg picks the same container.
     # (Not mkstemp: FFmpeg creates the file itself, with the usual umask permissions.)
-    tmp = out_path.with_name(f".{out_path.stem}.{secrets.token_hex(6)}.partial{out_path.suffix}")
+    tmp = temp_name(out_path, secrets.token_hex(6))
     try:
         if audio_from is None:
             _encode(tmp, out_path, frames, first, (width, height), rate, settings, None, progress)
@@ -212,6 +212,7 @@ def build_video(
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(out_path.parent)
+    count_write()
 
 
 def _encode(

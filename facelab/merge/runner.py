@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from facelab.core.atomic import sync_all
+from facelab.core.atomic import remove_stale_temps, sync_all
 from facelab.core.errors import InputError
 from facelab.core.journal import Journal
 from facelab.core.pool import PoolKind, WorkerPool
@@ -90,6 +90,8 @@ def run_merge(
     inputs = load_inputs(Path(model_dir), frames_dir, aligned_dir, out_dir, session, device)
 
     mine = shard_frames(inputs.frames, shard)
+    for folder in (out_dir, out_dir / STATE_DIR):  # what a killed run was writing
+        remove_stale_temps(folder)
     suffix = shard_suffix(shard)
     journal = _open_journal(out_dir / STATE_DIR / f"journal{suffix}.jsonl", session, inputs, frames_dir,
                             aligned_dir)

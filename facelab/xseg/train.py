@@ -172,6 +172,8 @@ class XSegTrainer:
                 done = self.state.iteration - start_it
                 if iterations is not None and done >= iterations:
                     break
+                if self.opts.target_iteration and self.state.iteration >= self.opts.target_iteration:
+                    break
                 if deadline is not None and time.perf_counter() >= deadline:
                     break
                 ts = time.perf_counter()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facelab.core.atomic import fsync_dir, write_json_atomic
+from facelab.core.atomic import count_write, fsync_dir, remove_stale_temps, write_json_atomic
 from facelab.core.errors import InputError
 
 PREFIX = re.compile(r"^\d{5,}~")
@@ -110,6 +110,7 @@ def _rename(source: Path, target: Path) -> None:
         raise InputError(f"refusing to overwrite {target.name} (renaming {source.name})", target.parent)
     try:
         os.rename(source, target)
+        count_write()
     except OSError as exc:
         message = f"cannot rename {source.name} to {target.name}: {exc.strerror or exc}"
         raise InputError(message, source.parent) from None
@@ -183,6 +184,7 @@ def pending(directory: Path) -> bool:
 def recover(directory: Path) -> int:
     """Finish or undo an interrupted sort from its journal; returns the number of files renamed."""
     directory = Path(directory)
+    remove_stale_temps(directory)  # a journal a killed run was writing
     journal = _journal_path(directory)
     if not journal.is_file():
         return 0
