@@ -8,7 +8,9 @@ The default suite tries two or three kill points per cheap command; ``-m slow`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +73,28 @@ def _hashes(sub: str) -> Callable[[Path], dict[str, str]]:
     return lambda root: file_hashes(root / sub, _state_skip)
 
 
+def _pixels(sub: str) -> Callable[[Path], dict[str, str]]:
+    """Merged output: each image's decoded pixels (its metadata holds the provenance record's creation time and
+    a C2PA signature, which differ between any two runs), the sidecar record without its time, other files'
+    bytes."""
+    def snapshot(root: Path) -> dict[str, str]:
+        import cv2
+
+        out = {}
+        for rel, digest in file_hashes(root / sub, _state_skip).items():
+            path = root / sub / rel
+            if path.suffix in (".jpg", ".png"):
+                img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+                assert img is not None, rel
+                digest = hashlib.sha256(img.tobytes() + str(img.shape).encode()).hexdigest()
+            elif path.name == "provenance.json":
+                record = {k: v for k, v in json.loads(path.read_text()).items() if k != "created"}
+                digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+            out[rel] = digest
+        return out
+    return snapshot
+
+
 def _model_facts(sub: str, schema_state: str = "state.json") -> Callable[[Path], dict[str, Any]]:
     """A trained model folder's facts: its files (by name), its iteration, and that it loads."""
     def snapshot(root: Path) -> dict[str, Any]:
@@ -98,7 +122,7 @@ def commands(inputs: Path) -> dict[str, Command]:
         Command("merge", fresh, lambda r: ["merge", "--model-dir", inputs / "model", "--frames", inputs / "dst_frames",
                                            "--aligned", inputs / "dst", "-o", r / "merged", "--workers", "1",
                                            "--format", "jpg"],
-                _hashes("merged"), deterministic=True),
+                _pixels("merged"), deterministic=True),
         Command("sort", _copy_input(inputs, "dst"), lambda r: ["faceset", "sort", r / "dst", "--by", "best-fast",
                                                                 "--target", "12", "--workers", "1"],
                 lambda r: file_hashes(r), deterministic=True),
@@ -116,7 +140,42 @@ def commands(inputs: Path) -> dict[str, Command]:
     ]}
 
 
+def _swap_facts(root: Path) -> dict[str, Any]:
+    """A finished swap: the workspace's files (by name), every step done, the model's iteration, and a video
+    with dst's frame count, rate, size and audio that carries the watermark."""
+    from facelab.media.video import probe_video
+    from facelab.provenance.verify import verify
+
+    ws = root / "ws"
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    video, dst = probe_video(root / "out.mp4"), probe_video(SAMPLES / "dst.mp4")
+    report = verify(root / "out.mp4")
+    return {"files": files, "done": sorted(json.loads((ws / "swap.json").read_text())["done"]),
+            "iteration": json.loads((ws / "model" / "state.json").read_text())["iteration"],
+            "video": (video.frame_count, video.fps_fraction, video.width, video.height, video.has_audio)
+            == (dst.frame_count, dst.fps_fraction, dst.width, dst.height, dst.has_audio),
+            "marked": report.watermark_found and report.record is not None}
+
+
+SWAP = Command("swap", fresh, lambda r: ["swap", SAMPLES / "src.mp4", SAMPLES / "dst.mp4", "-o", r / "out.mp4",
+                                         "--workspace", r / "ws", "--iterations", "2", "--workers", "1",
+                                         "--format", "jpg"],
+               _swap_facts, deterministic=False, timeout=1800)
+
+
+def _report(result: Sweep) -> None:
+    """Append the sweep's figures to $FACELAB_KILL_REPORT (JSON lines), when set: docs/reliability.md's table."""
+    path = os.environ.get("FACELAB_KILL_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"command": result.command, "writes": result.writes, "tried": result.tried,
+                                 "equal": sum(r.equal and r.killed for r in result.results),
+                                 "points": [r.k for r in result.results],
+                                 "failures": [[r.k, r.detail] for r in result.failures]}) + "\n")
+
+
 def _check(result: Sweep) -> None:
+    _report(result)
     assert result.tried > 0, f"{result.command}: no kill point was reached ({result.writes} writes)"
     assert not result.failures, "\n".join(f"{result.command} killed after write {r.k}: {r.detail}"
                                           for r in result.failures)
@@ -126,3 +185,17 @@ def _check(result: Sweep) -> None:
                                          ("train", 2)])
 def test_killed_command_resumes_to_the_same_result(inputs: Path, tmp_path: Path, name: str, points: int) -> None:
     _check(sweep(commands(inputs)[name], tmp_path / "run", points))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,points", [("extract", 12), ("merge", 10), ("sort", 12), ("pack", 10), ("resize", 10),
+                                         ("train", 8), ("xseg-train", 8), ("enhance", 8)])
+def test_kill_sweep(inputs: Path, tmp_path: Path, name: str, points: int) -> None:
+    """Many kill points per command (figures in docs/reliability.md)."""
+    _check(sweep(commands(inputs)[name], tmp_path / "run", points))
+
+
+@pytest.mark.slow
+def test_kill_sweep_swap(tmp_path: Path) -> None:
+    """The one-command workflow, killed at a few points spread over its run (each run takes minutes)."""
+    _check(sweep(SWAP, tmp_path / "run", 4))
