@@ -65,13 +65,18 @@ def file_hashes(folder: Path, skip: Callable[[str], bool] = lambda _: False) -> 
 
 
 def spread(total: int, n: int) -> list[int]:
-    """``n`` kill points spread evenly over writes 1..total-1 (the last write ends the run anyway)."""
-    if total <= 1:
-        return []
+    """``n`` kill points spread evenly over writes 1..total-1 (the last write ends the run anyway): from the
+    first to the last when ``n`` >= 4, else inside the run (1/3 and 2/3 for two)."""
     last = total - 1
+    if last < 1:
+        return []
     if n >= last:
         return list(range(1, total))
-    return sorted({max(1, min(last, round(1 + i * (last - 1) / max(1, n - 1)))) for i in range(n)})
+    if n >= 4:
+        points = [1 + i * (last - 1) / (n - 1) for i in range(n)]
+    else:
+        points = [i * last / (n + 1) for i in range(1, n + 1)]
+    return sorted({max(1, min(last, round(p))) for p in points})
 
 
 @dataclass

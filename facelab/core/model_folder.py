@@ -263,7 +263,13 @@ def save_checkpoint(folder: Path, state: ModelState, modules: dict[str, nn.Modul
     for old in list(folder.glob("weights-*.safetensors")) + list(folder.glob("optimizer-*.safetensors")):
         if old.name not in (weights_name, optim_name):
             old.unlink(missing_ok=True)
-    for sub in (folder, folder / PREVIEWS):  # what a killed run was writing
+    remove_model_temps(folder)
+
+
+def remove_model_temps(folder: Path) -> None:
+    """Delete what killed runs were writing into a model folder (see ``atomic.remove_stale_temps``): a
+    trainer calls it when it starts, and each save."""
+    for sub in (Path(folder), Path(folder) / PREVIEWS):
         remove_stale_temps(sub)
 
 
