@@ -37,6 +37,7 @@ def temp_name(path: Path, token: str) -> Path:
     picks the container by it)."""
     return path.with_name(f".{path.stem}.{os.getpid()}-{token}.partial{path.suffix}")
 
+
 # Test hook (tests/killpoints.py, docs/reliability.md "Kill -9"): with FACELAB_KILL_AFTER_WRITES=k in the
 # environment, the k-th write step of a process (counted by ``count_write`` at each write choke point: here
 # a temporary file complete but not yet renamed, and its rename; journal appends; video encodes; sort
@@ -129,7 +130,9 @@ def remove_stale_temps(folder: Path) -> int:
     """Delete the temporary files that killed processes left in ``folder`` (``atomic_file``'s
     ``.NAME.PID-XXXX.tmp`` whose PID no longer runs); returns how many. A job calls it once, when it
     starts on its output folder: SIGKILL or a power cut skip the clean-up of a write in progress, and
-    without this such files (a whole partial pack, say) would stay forever."""
+    without this such files (a whole partial pack, say) would stay forever. The PID is this machine's:
+    a folder written from two machines at once (not supported: one writer per folder) could lose a
+    temporary file of the other one."""
     removed = 0
     try:
         entries = list(os.scandir(folder))
