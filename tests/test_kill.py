@@ -115,8 +115,10 @@ def _pixels(sub: str) -> Callable[[Path], dict[str, str]]:
     return snapshot
 
 
-def _model_facts(sub: str, schema_state: str = "state.json") -> Callable[[Path], dict[str, Any]]:
-    """A trained model folder's facts: its files (by name), its iteration, and that it loads."""
+def _model_facts(sub: str, schema_state: str = "state.json", weights: bool = False
+                 ) -> Callable[[Path], dict[str, Any]]:
+    """A trained model folder's facts: its files (by name), its iteration, and that it loads; with ``weights``
+    the SHA-256 of every weight tensor too (training that resumes bit-identically)."""
     def snapshot(root: Path) -> dict[str, Any]:
         folder = root / sub
         state = json.loads((folder / schema_state).read_text())
@@ -125,7 +127,10 @@ def _model_facts(sub: str, schema_state: str = "state.json") -> Callable[[Path],
 
         ckpt = load_checkpoint(folder)
         assert ckpt is not None and ckpt.state.iteration == state["iteration"]
-        return {"files": files, "iteration": state["iteration"], "tensors": sorted(ckpt.weights)}
+        facts = {"files": files, "iteration": state["iteration"], "tensors": sorted(ckpt.weights)}
+        if weights:
+            facts["weights"] = {k: hashlib.sha256(v.numpy().tobytes()).hexdigest() for k, v in ckpt.weights.items()}
+        return facts
     return snapshot
 
 
@@ -156,7 +161,7 @@ def commands(inputs: Path) -> dict[str, Command]:
         Command("xseg-train", fresh, lambda r: ["xseg", "train", "--faces", inputs / "xseg_faces", "--model-dir",
                                                 r / "xseg", "--resolution", "64", "--base-channels", "4",
                                                 "--batch-size", "2", "--save-every", "2", "--target-iteration", "6"],
-                _model_facts("xseg"), deterministic=False),
+                _model_facts("xseg", weights=True), deterministic=True),
     ]}
 
 
