@@ -2,8 +2,9 @@
 ends with the result of an uninterrupted run: bit-identical files where the command is deterministic,
 else the same files, each valid. The harness is tests/killpoints.py; docs/reliability.md has the figures.
 
-The default suite tries two or three kill points per cheap command; ``-m slow`` sweeps many per command
-(and the commands too slow for the default suite: xseg train, enhance, swap).
+The default suite tries one or two kill points on four cheap commands (extract, sort, resize, pack);
+``-m slow`` sweeps many per command, every command (train, XSeg train, merge, enhance and swap too).
+Set FACELAB_KILL_REPORT=FILE to collect each sweep's figures as JSON lines.
 """
 
 from __future__ import annotations
