@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from facelab.core.atomic import count_write
 from facelab.core.errors import InputError
 
 VERSION = 1
@@ -89,6 +90,7 @@ class Journal:
         assert self._fh is not None
         self._fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
         self._fh.flush()
+        count_write()
         self._remember(entry)
 
     def _open(self) -> None:

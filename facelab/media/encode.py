@@ -16,7 +16,7 @@ from av.container import InputContainer, OutputContainer
 from av.packet import Packet
 from av.video.stream import VideoStream
 
-from facelab.core.atomic import fsync_dir
+from facelab.core.atomic import count_write, fsync_dir, remove_stale_temps, temp_name
 from facelab.core.choices import VIDEO_CODECS, VideoCodec
 from facelab.core.errors import InputError
 from facelab.core.types import Image
@@ -198,9 +198,10 @@ def build_video(
     if out_path.is_dir():
         raise InputError("is a folder; give a video file name such as out.mp4", out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_path.parent)  # the partial video of a killed run
     # A unique hidden name beside the target, keeping the suffix so FFmpeg picks the same container.
     # (Not mkstemp: FFmpeg creates the file itself, with the usual umask permissions.)
-    tmp = out_path.with_name(f".{out_path.stem}.{secrets.token_hex(6)}.partial{out_path.suffix}")
+    tmp = temp_name(out_path, secrets.token_hex(6))
     try:
         if audio_from is None:
             _encode(tmp, out_path, frames, first, (width, height), rate, settings, None, progress)
@@ -212,6 +213,7 @@ def build_video(
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(out_path.parent)
+    count_write()
 
 
 def _encode(

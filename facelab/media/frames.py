@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facelab.core.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
+from facelab.core.atomic import fsync_dir, remove_stale_temps, write_bytes_atomic, write_json_atomic
 from facelab.core.choices import IMAGE_EXTENSIONS, IMAGE_FORMATS, ImageFormat
 from facelab.core.errors import InputError
 from facelab.core.types import Image
@@ -247,6 +247,7 @@ def extract_frames(
             "extract into an empty folder",
             out_dir,
         )
+    remove_stale_temps(out_dir)  # what a killed run was writing
     write_json_atomic(partial_path, identity)
 
     total = count_at(info, None if fps is None else out_fps)

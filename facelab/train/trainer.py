@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from facelab.core.atomic import write_text_atomic
+from facelab.core.atomic import count_write, write_text_atomic
 from facelab.core.errors import InputError
 from facelab.core.model_folder import (
     ModelState,
@@ -29,6 +29,7 @@ from facelab.core.model_folder import (
     load_checkpoint,
     load_modules,
     load_optimizers,
+    remove_model_temps,
     save_checkpoint,
 )
 from facelab.train import losses as L
@@ -212,6 +213,7 @@ class Trainer:
                 self.state.iteration, self.state.pretrained = 0, True
         if self.is_main:
             self.model_dir.mkdir(parents=True, exist_ok=True)
+            remove_model_temps(self.model_dir)
             write_config(self.model_dir, opts)
             self._trim_metrics()
 
@@ -473,6 +475,7 @@ class Trainer:
                "data_wait": round(s.data_wait, 4)}
         with open(self.model_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
+        count_write()
 
     def _record_run(self, event: str, **extra: Any) -> None:
         """A line of runs.jsonl: ``{"version", "event": "start"|"end", "iteration", "time", "pid", ...}``."""
@@ -482,6 +485,7 @@ class Trainer:
                "time": round(time.time(), 3), "pid": os.getpid(), **extra}
         with open(self.model_dir / RUNS_FILE, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
+        count_write()
 
     def _trim_metrics(self) -> None:
         """After a crash, drop metrics logged after the checkpoint we resumed from."""
