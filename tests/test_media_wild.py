@@ -28,6 +28,7 @@ from facelab.media.encode import build_video
 from facelab.media.frames import extract_frames, list_frames, read_image_rgb
 from facelab.media.limits import MAX_PIXELS_ENV, decode_image
 from facelab.media.video import count_at, iter_frames, probe_video
+from tests.conftest import shared_file
 
 AUDIO_RATE = 44100
 
@@ -424,3 +425,12 @@ def test_cli_one_line_errors(tmp_path: Path) -> None:
         lines = (res.stdout + res.stderr).strip().splitlines()
         assert res.returncode == 2 and len(lines) == 1, res.stdout + res.stderr
         assert "Traceback" not in lines[0] and all(w in lines[0] for w in words), lines[0]
+
+
+def test_edit_list_pre_roll_is_not_read_as_frames() -> None:
+    """An MP4 whose edit list hides 103 of its 158 coded frames (3ddfa_obama: B-frame decode times look
+    irregular, so its presentation times are read): only the 55 frames a player shows are frames."""
+    clip = shared_file("clips/3ddfa_obama.mp4")
+    info = probe_video(clip)
+    assert info.frame_count == 55 and not info.variable_rate
+    assert sum(1 for _ in iter_frames(clip)) == 55

@@ -276,7 +276,8 @@ def _frame_ticks(container: InputContainer, stream: VideoStream, index: bool = T
         ticks = []
         for pkt in container.demux(stream):
             t = pkt.pts if pkt.pts is not None else pkt.dts
-            if pkt.size and t is not None:
+            # discarded packets (an MP4 edit list's pre-roll) are decoded but never shown: not frames
+            if pkt.size and t is not None and not pkt.is_discard:
                 ticks.append(t)
     return np.sort(np.asarray(ticks, dtype=np.int64))
 
