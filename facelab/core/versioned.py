@@ -11,10 +11,27 @@ from facelab import __version__
 from facelab.core.errors import InputError
 
 
+def json_loads(text: str | bytes) -> Any:
+    """``json.loads`` for text from outside: every way it can fail is a ``json.JSONDecodeError``.
+
+    ``json.loads`` alone also raises RecursionError (arrays nested a thousand deep), ValueError (an
+    integer of more than 4300 digits) and UnicodeDecodeError (bytes that are not UTF-8); callers that
+    catch JSONDecodeError would let those through as tracebacks.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", "", 0) from None
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+        raise json.JSONDecodeError(" ".join(str(exc).split())[:120], "", 0) from None
+
+
 def read_json_file(path: Path, what: str) -> Any:
     """The JSON value in ``path``; a one-line InputError naming ``what`` when it cannot be read or parsed."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json_loads(Path(path).read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"not a valid JSON {what} ({' '.join(str(exc).split())})", path) from None
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from facelab.core.atomic import fsync_dir, write_json_atomic
 from facelab.core.errors import InputError
+from facelab.core.versioned import json_loads
 
 PREFIX = re.compile(r"^\d{5,}~")
 JOURNAL_NAME = ".facelab-sort.json"
@@ -155,7 +156,7 @@ def apply_plan(directory: Path, plan: Plan) -> None:
 
 def _read_journal(path: Path) -> tuple[int, list[tuple[str, str, str]]]:
     try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
+        data: Any = json_loads(path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"unreadable sort journal ({exc}); fix or remove it", path) from None
     ok = (isinstance(data, dict) and data.get("schema") == JOURNAL_SCHEMA and data.get("version") == JOURNAL_VERSION
