@@ -345,6 +345,10 @@ def _face_hot(ext: str) -> list[int]:
     return [i for i in range(min(len(data), 4096)) if data[i] == 0xFF] if ext == ".jpg" else [8, 12, 33, 37, 41]
 
 
+def _utf8(text: str) -> str:
+    return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+
+
 def _model_files() -> st.SearchStrategy[dict[str, bytes]]:
     seed = model_seed()
     state = json.loads(seed["state.json"])
@@ -375,8 +379,8 @@ def _model_files() -> st.SearchStrategy[dict[str, bytes]]:
             meta = {"format": "pt"}
             if draw(st.booleans()):
                 mkey = draw(st.sampled_from(["opt.param_groups", "opt.scalars"]))
-                meta[mkey] = draw(json_text([{"lr": 0.001, "params": [0, 1, 2, 3]}] if "groups" in mkey
-                                            else {"0": {"step": 1}}))
+                meta[mkey] = _utf8(draw(json_text([{"lr": 0.001, "params": [0, 1, 2, 3]}] if "groups" in mkey
+                                            else {"0": {"step": 1}})))
             out[name] = st_save(tensors, metadata=meta)
             st_obj = json.loads(json.dumps(state))
             st_obj["sha256"][name] = hashlib.sha256(out[name]).hexdigest()

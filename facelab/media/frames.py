@@ -154,10 +154,15 @@ def read_image_rgb(path: Path | str) -> Image:
         raise InputError("no such file", path) from None
     except OSError as err:
         raise InputError(f"cannot read the file: {err.strerror}", path) from None
+    if not data:
+        raise InputError("empty file", path)
     fast = decode_png(data)
     if fast is not None and fast.ndim == 3 and fast.shape[2] == 3:
         return fast
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        bgr = None
     if bgr is None:
         raise InputError("unreadable image", path)
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
