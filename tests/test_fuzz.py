@@ -594,3 +594,102 @@ def test_corpus(path: Path, tmp_path: Path) -> None:
 
 def test_corpus_is_not_empty() -> None:
     assert len(_corpus_files()) >= 10
+
+
+# ----------------------------------------------------------------------------------------------------
+# headers that claim more than the file holds: refused before anything that size is allocated
+
+
+@contextlib.contextmanager
+def _allocates_under(limit: int) -> Iterator[None]:
+    """Python/numpy allocations (traced) and the process's peak resident size grow by less than ``limit``."""
+    import resource
+    import tracemalloc
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < limit, f"allocated {peak / 2**20:.0f} MiB"
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss < limit
+
+
+def test_safetensors_claims_are_refused(tmp_path: Path) -> None:
+    from facelab.core.errors import InputError
+    from facelab.core.model_folder import read_tensors
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1_000_000, 1_000_000], "data_offsets": [0, 4 * 10**12]}})
+    cases = {
+        "huge-header-length": (10**12).to_bytes(8, "little") + b"{}",
+        "huge-tensor": len(header).to_bytes(8, "little") + header.encode() + b"\0" * 16,
+        "shape-disagrees": (lambda h: len(h).to_bytes(8, "little") + h.encode() + b"\0" * 16)(
+            json.dumps({"w": {"dtype": "F32", "shape": [3, 3], "data_offsets": [0, 16]}})),
+        "unknown-dtype": (lambda h: len(h).to_bytes(8, "little") + h.encode() + b"\0" * 16)(
+            json.dumps({"w": {"dtype": "Q99", "shape": [4], "data_offsets": [0, 16]}})),
+    }
+    for name, data in cases.items():
+        path = _write(tmp_path, f"{name}.safetensors", data)
+        with _allocates_under(64 * 2**20), pytest.raises(InputError, match="corrupted"):
+            read_tensors(path, None)
+
+
+def test_pack_claims_are_refused(tmp_path: Path) -> None:
+    from facelab.core.errors import InputError
+
+    seed = pack_bytes()
+    offset, meta, arrays = _pack_index(seed)
+    footer = fpack._FOOTER
+    _, length, crc, version, end = footer.unpack(seed[-footer.size:])
+    json_len = len(json.dumps(meta).encode())
+    cases = {
+        "index-length": seed[:-footer.size] + footer.pack(offset, 10**12, crc, version, end),
+        "index-offset": seed[:-footer.size] + footer.pack(2**63, length, crc, version, end),
+        "json-length": rebuild_pack(seed, json.dumps(meta).encode(), arrays)[:offset]
+        + fpack._JSON_LEN.pack(10**12) + seed[offset + 8:],
+        "count": rebuild_pack(seed, json.dumps(meta | {"count": 10**12}).encode(), arrays),
+        "shape": rebuild_pack(seed, json.dumps(meta | {"arrays": meta["arrays"] | {
+            "landmarks": meta["arrays"]["landmarks"] | {"shape": [10**9, 68, 2]}}}).encode(), arrays),
+        "face-length": rebuild_pack(seed, json.dumps(meta).encode(),
+                                    arrays[:meta["arrays"]["length"]["start"]] + (2**63 - 1).to_bytes(8, "little")
+                                    + arrays[meta["arrays"]["length"]["start"] + 8:]),
+    }
+    assert json_len > 0
+    for name, data in cases.items():
+        path = _write(tmp_path, f"{name}.fpack", data)
+        with _allocates_under(64 * 2**20), pytest.raises(InputError):
+            parse_pack(path.read_bytes(), tmp_path)
+
+
+def test_image_claims_are_refused() -> None:
+    """A PNG whose metadata inflates past the cap, an IDAT that inflates past its header's size, an
+    IHDR claiming 60,000 x 60,000 pixels, a JPEG claiming 65,535 metadata segments."""
+    from facelab.media.png import SIGNATURE, _chunk
+
+    def deflate(head: bytes, fill: int, mib: int, tail: bytes = b"") -> bytes:
+        z = zlib.compressobj(6)
+        out = [z.compress(head)] + [z.compress(bytes([fill]) * 2**20) for _ in range(mib)]
+        return b"".join([*out, z.compress(tail), z.flush()])
+
+    bomb = deflate(b"{", 32, 2 * md._INFLATE_MAX // 2**20, b"}")  # twice the cap of JSON, in about 100 KB
+    body = b"facelab\x00\x01\x00\x00\x00" + bomb
+    png = face_bytes(".png")
+    itxt = len(body).to_bytes(4, "big") + b"iTXt" + body + zlib.crc32(b"iTXt" + body).to_bytes(4, "big")
+    with _allocates_under(3 * md._INFLATE_MAX), pytest.raises(md.MetadataError, match="too large"):
+        md.extract_json(md.strip_json(png)[:33] + itxt + md.strip_json(png)[33:])
+
+    def png_of(w: int, h: int, payload: bytes) -> bytes:
+        header = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+        return SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", payload) + _chunk(b"IEND", b"")
+
+    idat_bomb = deflate(b"", 0, 200)
+    with _allocates_under(100 * 2**20):
+        assert decode_png(png_of(100, 100, idat_bomb)) is None
+        assert decode_png(png_of(60_000, 60_000, idat_bomb)) is None
+    jpg = md.strip_json(face_bytes(".jpg"))
+    seg_body = md.SIGNATURE + (0).to_bytes(2, "big") + (65535).to_bytes(2, "big") + b"{}"
+    forged = jpg[:2] + b"\xff\xeb" + (len(seg_body) + 2).to_bytes(2, "big") + seg_body + jpg[2:]
+    with pytest.raises(md.MetadataError, match="header says 65535"):
+        md.extract_json(forged)

@@ -341,6 +341,8 @@ class PackFile:
             else:
                 arr = np.frombuffer(self._map, dtype=dtype, count=count, offset=base + start).reshape((n, *shape))
             arrays[key] = arr
+        if n and (int(arrays["offset"].max()) > index_offset or int(arrays["length"].max()) > index_offset):
+            raise ValueError("a face lies outside the data area")  # checked before the sums below could wrap
         offset, length = arrays["offset"].astype(np.int64), arrays["length"].astype(np.int64)
         if n:
             ends = offset + length
