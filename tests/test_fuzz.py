@@ -31,6 +31,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from facelab.core.config import build_options, read_config_file
+from facelab.core.errors import FacelabError
 from facelab.core.journal import Journal
 from facelab.core.model_folder import (
     ModelState,
@@ -429,8 +430,9 @@ def _parse_config(arg: tuple[str, str], folder: Path) -> None:
     ext, text = arg
     path = _write(folder, f"config{ext}", text)
     read_config_file(path, "train")
-    build_options(TrainOptions, path, {})
-    build_options(MergeOptions, path, {"erode": 5})
+    for model, flags in ((TrainOptions, {}), (MergeOptions, {"erode": 5})):  # each section on its own
+        with contextlib.suppress(FacelabError):
+            build_options(model, path, flags)
 
 
 def _parse_session(text: str, folder: Path) -> None:
