@@ -134,14 +134,29 @@ def runs(tasks: Iterable[FrameTask], length: int) -> Iterator[list[FrameTask]]:
 
 # ---- main side ---------------------------------------------------------------------------------
 
+# Decoded video frames queued or in the workers' hands at once, at most (4K and 8K frames are 25 and 100 MB).
+FRAMES_IN_FLIGHT_BYTES = 2 * 1024**3
+
+
+def job_backlog(workers: int, frame_bytes: int, run_length: int) -> int:
+    """How many jobs (runs of up to ``run_length`` decoded frames of ``frame_bytes`` each) may be queued or
+    running: two per worker, fewer when that would hold more than FRAMES_IN_FLIGHT_BYTES of frames (at
+    least one). Folder input passes no pixels (frame_bytes 0): the workers read the files."""
+    backlog = 2 * workers
+    if frame_bytes > 0:
+        backlog = min(backlog, FRAMES_IN_FLIGHT_BYTES // (frame_bytes * run_length))
+    return max(1, backlog)
+
+
 class _Runner:
     """Runs jobs in worker processes (or in this process for one worker), yielding results as they finish."""
 
-    def __init__(self, opts: ExtractOptions, reference: Embedding | None, out_dir: Path) -> None:
+    def __init__(self, opts: ExtractOptions, reference: Embedding | None, out_dir: Path, frame_bytes: int = 0) -> None:
         args = (opts.model_dump_json(), None if reference is None else [float(v) for v in reference], str(out_dir))
         # bounded: frames are decoded only a little ahead of the workers
-        self.pool: WorkerPool[list[dict[str, Any]]] = WorkerPool(opts.workers, "process", initializer=_init,
-                                                                 initargs=args)
+        self.pool: WorkerPool[list[dict[str, Any]]] = WorkerPool(
+            opts.workers, "process", backlog=job_backlog(opts.workers, frame_bytes, opts.track),
+            initializer=_init, initargs=args)
 
     def map(self, kind: str, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
         """Journal entries of finished frames, in completion order."""
@@ -172,7 +187,7 @@ def run_extract(input_path: Path, out_dir: Path, opts: ExtractOptions,
         total(source.count * (2 if opts.smooth else 1))
     if progress is not None and resumed:
         progress(resumed * (2 if opts.smooth else 1))
-    runner = _Runner(opts, reference, out_dir)
+    runner = _Runner(opts, reference, out_dir, source.frame_bytes)
     try:
         if opts.smooth:
             _two_pass(source, journal, runner, opts, written, progress)

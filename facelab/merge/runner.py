@@ -57,7 +57,7 @@ Progress = Callable[[int], None]
 
 
 def run_merge(
-    model_dir: Path,
+    model_dir: Path,  # a model folder, or an ONNX file (.dfm or facelab's own): facelab.export.load
     frames_dir: Path,
     aligned_dir: Path,
     out_dir: Path,
@@ -107,7 +107,7 @@ def run_merge(
         credentials = credentials or ContentCredentials()
         credentials.identity()  # the key and certificate: made or checked before any output is written
         marker = marker_for(inputs.model.model_id, {"frames": frames_dir.name}, credentials)
-    ctx = JobContext(out_dir, inputs.model.options.face_type, inputs.model.resolution, fmt, marker)
+    ctx = JobContext(out_dir, inputs.model.face_type, inputs.model.resolution, fmt, marker)
     try:
         loop = _merge_frames(todo, inputs, session, ctx, n_workers, pool, journal, progress)
     finally:

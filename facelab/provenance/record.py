@@ -33,6 +33,7 @@ from facelab.core.errors import InputError, MetadataError, validation_message
 from facelab.core.versioned import json_loads, read_json_file
 from facelab.media.metadata import detect_format, embed_json, extract_json
 from facelab.media.video import AV_ERRORS, one_line, open_media
+from facelab.provenance import syncmark
 from facelab.provenance import watermark as wm
 
 SCHEMA = "facelab.provenance"
@@ -101,7 +102,7 @@ def make_record(model_id: str, source: dict[str, Any] | None = None, created: st
         model_id=model_id,
         created=created or now_utc(),
         source=source,
-        watermark={"scheme": wm.SCHEME, "version": wm.SCHEME_VERSION, "payload": wm.payload_hex(payload)},
+        watermark={"scheme": syncmark.SCHEME, "version": syncmark.SCHEME_VERSION, "payload": wm.payload_hex(payload)},
     )
 
 
