@@ -44,7 +44,7 @@ settings.register_profile("big", derandomize=False, database=None, **_COMMON)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
 _SCALE = float(os.environ.get("FACELAB_FUZZ_SCALE", {"ci": 1.0, "dev": 1.0, "big": 40.0}.get(PROFILE, 1.0)))
-BIG_EXAMPLES = int(os.environ.get("FACELAB_FUZZ_BIG", "2000"))  # per parser, in the slow test
+BIG_EXAMPLES = int(os.environ.get("FACELAB_FUZZ_BIG", "500"))  # per parser, in the slow test
 
 HANG_SECONDS = 20  # one example running longer than this is a hang
 ALLOC_CAP = 256 * 1024 * 1024  # Python/numpy allocations one example may make (traced), in bytes
