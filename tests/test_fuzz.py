@@ -520,7 +520,7 @@ def run_target(target: Target, n: int, **extra: Any) -> None:
     @settings(max_examples=n, **extra)
     @given(target.strategy())
     def prop(value: Any) -> None:
-        check(target.name, lambda: target.parse(value, folder))
+        check(target.name, lambda: target.parse(value, folder), trace_memory=True)
 
     prop()
 
