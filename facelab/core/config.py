@@ -3,7 +3,6 @@ overridable by a CLI flag. Precedence: model defaults < config file < flags give
 
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from facelab.core.errors import InputError, validation_message
+from facelab.core.versioned import json_loads
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -22,11 +22,15 @@ def read_config_file(path: Path, section: str | None = None) -> dict[str, Any]:
         raise InputError("config file not found", path)
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json_loads(path.read_bytes())
         else:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a valid config file ({exc})", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the config file: {exc.strerror or exc}", path) from None
+    except RecursionError:
+        raise InputError("not a valid config file (nested too deeply)", path) from None
+    except ValueError as exc:  # TOMLDecodeError, JSONDecodeError, UnicodeDecodeError, an integer too long
+        raise InputError(f"not a valid config file ({' '.join(str(exc).split())[:200]})", path) from None
     if not isinstance(data, dict):
         raise InputError("config file must hold a table of options", path)
     if section is not None and isinstance(data.get(section), dict):

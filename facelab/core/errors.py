@@ -37,7 +37,10 @@ def validation_message(exc: ValidationError, whole: str = "options", *, count_mo
     non-printable characters show as ``?``. ``count_more`` adds how many other problems there are, and
     ``limit`` caps the message (the location at half of it), for errors about untrusted files.
     """
-    errors = exc.errors(include_url=False)
+    try:
+        errors = exc.errors(include_url=False)
+    except UnicodeEncodeError:  # the input held text that is not valid Unicode (a lone surrogate)
+        return f"{whole}: text that is not valid Unicode"
     if not errors:
         return "invalid"
     first = errors[0]

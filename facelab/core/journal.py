@@ -23,6 +23,7 @@ from typing import IO, Any, Literal
 
 from facelab.core.atomic import count_write
 from facelab.core.errors import InputError
+from facelab.core.versioned import json_loads
 
 VERSION = 1
 Decision = Literal["keep", "restart"]
@@ -49,11 +50,15 @@ class Journal:
 
     def _load(self, on_change: Callable[[dict[str, Any] | None], Decision] | None) -> None:
         header: dict[str, Any] | None = None
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        try:
+            lines = self.path.read_bytes().splitlines()
+        except OSError as exc:
+            raise InputError(f"cannot read the {self.name} journal: {exc.strerror or exc}", self.path) from None
+        for line in lines:
             try:
-                obj = json.loads(line)
+                obj = json_loads(line)
             except json.JSONDecodeError:
-                continue  # a line torn by a kill
+                continue  # a line torn by a kill (or not UTF-8)
             if not isinstance(obj, dict):
                 continue
             if "journal" in obj:

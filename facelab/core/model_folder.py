@@ -31,10 +31,20 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+)
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
@@ -44,8 +54,8 @@ from torch.optim import Optimizer
 from facelab import __version__
 from facelab.core.atomic import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from facelab.core.config import marked_fields, option_error
-from facelab.core.errors import InputError
-from facelab.core.versioned import read_versioned_json
+from facelab.core.errors import InputError, validation_message
+from facelab.core.versioned import json_loads, read_versioned_json
 
 STATE_SCHEMA = "facelab.model_state"
 WEIGHTS_SCHEMA = "facelab.model"  # in every weights file's metadata (XSeg's too, as before)
@@ -145,9 +155,44 @@ class Checkpoint:
     opt_meta: dict[str, str]
 
 
+_FILE_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,200}\.safetensors$"  # a file of the folder, never a path
+
+
+class _StateFiles(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weights: Annotated[str, StringConstraints(pattern=_FILE_NAME)]
+    optimizer: Annotated[str, StringConstraints(pattern=_FILE_NAME)]
+
+
+class _StateFile(BaseModel):
+    """What state.json must hold before anything in it is used (other keys are kept and ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    iteration: StrictInt = Field(ge=0, lt=2**62)
+    elapsed_s: FiniteFloat = 0.0
+    pretrained: StrictBool = False
+    prior: StrictStr = ""
+    last_losses: dict[str, float] = Field(default_factory=dict)  # NaN allowed: a diverged run's losses
+    saved_at: FiniteFloat = 0.0
+    last_backup_at: FiniteFloat = 0.0
+    files: _StateFiles
+    sha256: dict[str, Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]] = Field(default_factory=dict)
+
+
 def read_state(folder: Path) -> dict[str, Any] | None:
-    """state.json as a checked JSON object, or None before the first save."""
-    return read_versioned_json(Path(folder) / "state.json", STATE_SCHEMA, VERSION, "training state")
+    """state.json as a checked JSON object, or None before the first save. Raises InputError when it does
+    not hold what a checkpoint needs (an iteration, the names of its files, plain names in this folder)."""
+    path = Path(folder) / "state.json"
+    data = read_versioned_json(path, STATE_SCHEMA, VERSION, "training state")
+    if data is None:
+        return None
+    try:
+        _StateFile.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"invalid training state: {validation_message(exc, 'state', limit=160)}", path) from None
+    return data
 
 
 # ---- tensors ----------------------------------------------------------------------------------
@@ -182,12 +227,39 @@ def optimizers_state(optimizers: dict[str, Optimizer]) -> tuple[dict[str, Tensor
     return tensors, meta
 
 
-def load_optimizers(optimizers: dict[str, Optimizer], tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
+def load_optimizers(optimizers: dict[str, Optimizer], tensors: dict[str, Tensor], meta: dict[str, str],
+                    path: Path | None = None) -> None:
+    """Restore each optimiser's state from the optimizer file's tensors and metadata (and the RNG state).
+
+    Raises InputError (naming ``path``, the optimizer file) when they do not fit the optimisers."""
+    try:
+        _load_optimizers(optimizers, tensors, meta)
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(f"the optimizer state does not fit this model ({first})", path) from None
+
+
+def _check_optimizer_state(opt: Optimizer) -> None:
+    """Every state value of a parameter is a number, a one-element tensor (a step count) or a floating
+    tensor of the parameter's shape (moments): what the optimisers keep. A file's other values would only
+    fail at the first step, deep inside the optimiser."""
+    for group in opt.param_groups:
+        for param in group["params"]:
+            for key, val in opt.state.get(param, {}).items():
+                if isinstance(val, Tensor):
+                    if val.numel() != 1 and (val.shape != param.shape or not val.is_floating_point()):
+                        raise ValueError(f"state {key} has shape {tuple(val.shape)} {val.dtype}, the parameter "
+                                         f"{tuple(param.shape)}")
+                elif isinstance(val, bool) or not isinstance(val, int | float):
+                    raise ValueError(f"state {key} is not a number")
+
+
+def _load_optimizers(optimizers: dict[str, Optimizer], tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
     for name, opt in optimizers.items():
         if f"{name}.param_groups" not in meta:
             continue  # e.g. a discriminator switched on after the last save: starts fresh
-        groups = json.loads(meta[f"{name}.param_groups"])
-        scalars = json.loads(meta.get(f"{name}.scalars", "{}"))
+        groups = json_loads(meta[f"{name}.param_groups"])
+        scalars = json_loads(meta.get(f"{name}.scalars", "{}"))
         state: dict[int, dict[str, Any]] = {}
         prefix = f"{name}."
         for key, val in tensors.items():
@@ -203,6 +275,7 @@ def load_optimizers(optimizers: dict[str, Optimizer], tensors: dict[str, Tensor]
                 if k != "params":
                     g[k] = cur[k]
         opt.load_state_dict({"state": state, "param_groups": groups})
+        _check_optimizer_state(opt)
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])
 

@@ -21,6 +21,7 @@ from facelab.core.errors import InputError
 from facelab.core.geometry import transform_points
 from facelab.core.journal import Journal
 from facelab.core.types import Image
+from facelab.core.versioned import json_loads
 from facelab.extract.analyze import DetectedFace
 from facelab.extract.faces import landmarks_to_json, write_face_file
 from facelab.extract.journal import JOURNAL_NAME
@@ -64,7 +65,7 @@ def _journal_header(path: Path) -> dict[str, Any] | None:
     except OSError:
         return None
     try:
-        obj = json.loads(first)
+        obj = json_loads(first)
     except json.JSONDecodeError:
         return None
     return obj if isinstance(obj, dict) and obj.get("journal") == JOURNAL_NAME else None
@@ -159,7 +160,7 @@ def _update_summary(out_dir: Path, journal: Journal) -> None:
     if not summary_path.is_file():
         return
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = json_loads(summary_path.read_bytes())
     except (OSError, json.JSONDecodeError):
         return
     if not isinstance(summary, dict):

@@ -22,6 +22,7 @@ from facelab.core.atomic import remove_stale_temps, write_json_atomic, write_tex
 from facelab.core.journal import Journal
 from facelab.core.pool import WorkerPool
 from facelab.core.types import Image
+from facelab.core.versioned import json_loads
 from facelab.extract.analyze import DetectedFace, FrameAnalyzer
 from facelab.extract.debug import write_debug
 from facelab.extract.faces import face_json, landmarks_to_json, write_faces
@@ -276,5 +277,8 @@ def load_summary(out_dir: Path) -> dict[str, Any] | None:
     path = Path(out_dir) / STATE_DIR / "summary.json"
     if not path.is_file():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json_loads(path.read_bytes())
+    except (OSError, json.JSONDecodeError):
+        return None
     return data if isinstance(data, dict) else None

@@ -10,11 +10,13 @@ training loss.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from facelab.core.errors import InputError
 from facelab.face.models import _packaged
 
 # (expansion t, output channels c, repeats n, first stride s): the paper's Table 2.
@@ -93,6 +95,13 @@ class MobileNetV2(nn.Module):
 def load_mobilenet_v2(path: Path | None = None) -> MobileNetV2:
     """The ImageNet MobileNetV2, in eval mode, from the packaged torchvision-layout weights."""
     net = MobileNetV2()
-    state = torch.load(path or mobilenet_v2_weights(), map_location="cpu", weights_only=True)
-    net.load_state_dict(state, strict=True)
+    where = path or mobilenet_v2_weights()
+    try:
+        # weights_only: the restricted unpickler (tensors and plain containers); a file naming any other
+        # callable, e.g. os.system, is refused before anything runs
+        state = torch.load(where, map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, TypeError, EOFError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(f"not MobileNetV2 weights PyTorch can load safely ({first})", where) from None
     return net.eval()

@@ -26,6 +26,7 @@ from typing import Any
 from facelab.core.atomic import remove_stale_temps, write_json_atomic
 from facelab.core.errors import InputError
 from facelab.core.journal import Journal
+from facelab.core.versioned import json_loads
 from facelab.face.superres import MODEL_NAME, SuperResolver, SuperResOptions
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import read_face, write_face
@@ -72,7 +73,7 @@ def _check_settings(work: Path, settings: dict[str, Any]) -> None:
     path = work / "settings.json"
     if path.is_file():
         try:
-            old = json.loads(path.read_text(encoding="utf-8"))
+            old = json_loads(path.read_bytes())
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"unreadable enhance settings ({exc}); delete the file to start over", path) from None
         if not isinstance(old, dict) or old.get("schema") != SCHEMA:

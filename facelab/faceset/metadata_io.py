@@ -19,6 +19,7 @@ from typing import Any
 
 from facelab.core.atomic import write_json_atomic
 from facelab.core.errors import InputError, MetadataError
+from facelab.core.versioned import json_loads
 from facelab.faceset.folder import list_face_files
 from facelab.faceset.pack import check_name
 from facelab.faceset.record import FaceRecord, parse_record, update_record
@@ -58,7 +59,7 @@ def read_export(path: Path) -> dict[str, FaceRecord]:
     """The validated records of an export file, by file name. Raises InputError / MetadataError."""
     path = Path(path)
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json_loads(path.read_bytes())
     except FileNotFoundError:
         raise InputError("file not found", path) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

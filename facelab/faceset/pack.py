@@ -41,6 +41,7 @@ from facelab.core.atomic import atomic_file, count_write, remove_stale_temps, sy
 from facelab.core.choices import IMAGE_EXTENSIONS
 from facelab.core.errors import InputError
 from facelab.core.types import F64, U8
+from facelab.core.versioned import json_loads
 from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE
 from facelab.faceset.folder import list_face_files
 from facelab.faceset.record import LANDMARK_COUNT, FaceRecord, NotAFaceError, record_from_bytes
@@ -282,7 +283,7 @@ class PackFile:
         if json_len > min(index_length - _JSON_LEN.size, _MAX_JSON):
             raise self._error("damaged pack file (bad index length)")
         try:
-            meta = json.loads(self._pread(json_len, index_offset + _JSON_LEN.size).decode("utf-8"))
+            meta = json_loads(self._pread(json_len, index_offset + _JSON_LEN.size).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise self._error("damaged pack file (the index is not valid JSON)") from None
         head = _JSON_LEN.size + json_len
@@ -316,7 +317,8 @@ class PackFile:
         layout = meta.get("arrays")
         if type(n) is not int or n < 0 or not isinstance(names, list) or len(names) != n:
             raise ValueError("face count and names disagree")
-        if not isinstance(face_types, list) or not set(face_types) <= set(FACE_TYPE_ORDER) or not face_types:
+        if (not isinstance(face_types, list) or not face_types
+                or not all(isinstance(t, str) and t in FACE_TYPE_ORDER for t in face_types)):
             raise ValueError("unknown face types in the index")
         if not isinstance(layout, dict) or set(layout) != set(ARRAYS):
             raise ValueError("the index lacks arrays or has unknown ones")
@@ -340,6 +342,8 @@ class PackFile:
             else:
                 arr = np.frombuffer(self._map, dtype=dtype, count=count, offset=base + start).reshape((n, *shape))
             arrays[key] = arr
+        if n and (int(arrays["offset"].max()) > index_offset or int(arrays["length"].max()) > index_offset):
+            raise ValueError("a face lies outside the data area")  # checked before the sums below could wrap
         offset, length = arrays["offset"].astype(np.int64), arrays["length"].astype(np.int64)
         if n:
             ends = offset + length

@@ -53,14 +53,17 @@ class NotAFaceError(MetadataError):
     """The file is an image (or not even that) without facelab face metadata: not an aligned face."""
 
 
-def _plain(value: Any) -> Any:
-    """numpy arrays and scalars (also inside lists/tuples) to plain Python, so records accept numpy input."""
+def _plain(value: Any, depth: int = 3) -> Any:
+    """numpy arrays and scalars (also inside lists/tuples) to plain Python, so records accept numpy input.
+
+    Only ``depth`` levels of lists are looked into (a record nests at most two: landmarks, the affine): a
+    file's deeply nested list is left for validation to refuse, not walked until the stack runs out."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+    if isinstance(value, (list, tuple)) and depth > 0:
+        return [_plain(v, depth - 1) for v in value]
     return value
 
 

@@ -19,6 +19,7 @@ from facelab.core.atomic import fsync_dir, remove_stale_temps, write_bytes_atomi
 from facelab.core.choices import IMAGE_EXTENSIONS, IMAGE_FORMATS, ImageFormat
 from facelab.core.errors import InputError
 from facelab.core.types import Image
+from facelab.core.versioned import json_loads
 from facelab.media.limits import check_image_bytes, decode_image
 from facelab.media.png import decode_png, encode_png
 from facelab.media.video import count_at, fps_to_str, iter_frames, parse_fps, probe_video
@@ -64,9 +65,16 @@ def frame_name(index: int, ext: str) -> str:
     return f"{index:06d}.{ext.lstrip('.').lower()}"
 
 
+def frame_number(stem: str) -> int | None:
+    """The number of a numbered frame's stem ("000123" -> 123), None for other names (ASCII digits only:
+    "²" is a digit to ``str.isdigit`` but not a number to ``int``)."""
+    return int(stem) if stem.isascii() and stem.isdigit() and len(stem) <= 100 else None
+
+
 def _frame_sort_key(path: Path) -> tuple[int, int, str]:
     # Numeric order for numbered frames, so 1000000.png sorts after 999999.png.
-    return (0, int(path.stem), path.name) if path.stem.isdigit() else (1, 0, path.name)
+    number = frame_number(path.stem)
+    return (0, number, path.name) if number is not None else (1, 0, path.name)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -92,7 +100,7 @@ def list_frames(folder: Path | str) -> list[Path]:
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json_loads(path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"unreadable {path.name}: {' '.join(str(err).split())}", path) from err
 
@@ -147,6 +155,8 @@ def read_image_rgb(path: Path | str) -> Image:
         raise InputError("no such file", path) from None
     except OSError as err:
         raise InputError(f"cannot read the file: {err.strerror}", path) from None
+    if not data:
+        raise InputError("empty file", path)
     check_image_bytes(data, path)  # a header claiming a huge size is refused before decoding
     fast = decode_png(data)
     if fast is not None and fast.ndim == 3 and fast.shape[2] == 3:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from facelab.core.errors import MetadataError
+from facelab.core.versioned import is_unicode
 
 ImageKind = Literal["jpg", "png"]
 
@@ -177,6 +178,8 @@ def _decode_payload(raw: bytes) -> dict[str, Any]:
         raise MetadataError(f"metadata is not valid JSON: {type(exc).__name__}") from None
     if not isinstance(obj, dict):
         raise MetadataError(f"metadata is JSON {type(obj).__name__}, expected an object")
+    if "\\u" in text and not is_unicode(obj):
+        raise MetadataError("metadata holds text that is not valid Unicode (half a surrogate pair)")
     return obj
 
 

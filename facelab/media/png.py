@@ -24,6 +24,7 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
 _CHANNELS = {v: k for k, v in _COLOUR_TYPES.items()}
 _FILTER_NONE, _FILTER_UP = 0, 2
+MAX_PIXELS = 1 << 27  # larger images (beyond 11,585 x 11,585) are left to OpenCV
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -84,13 +85,17 @@ def decode_png(data: bytes) -> U8 | None:
     w, h, depth, colour, _compression, _filter, interlace = header
     if depth != 8 or colour not in _CHANNELS or interlace != 0 or w == 0 or h == 0:
         return None
+    if w * h > MAX_PIXELS:
+        return None  # not inflated here: OpenCV applies its own limit
     channels = _CHANNELS[colour]
     stride = w * channels
-    try:
-        raw = isal_zlib.decompress(b"".join(idat))
+    expected = h * (stride + 1)
+    try:  # never inflate past what the header claims (a small file can inflate to gigabytes)
+        inflater = isal_zlib.decompressobj()
+        raw = inflater.decompress(b"".join(idat), expected + 1)
     except Exception:  # isal_zlib.error (IsalError) on damaged data: let OpenCV report it
         return None
-    if len(raw) != h * (stride + 1):
+    if len(raw) != expected or not inflater.eof:  # eof: the stream ended and its checksum was verified
         return None
     rows = np.frombuffer(raw, dtype=np.uint8).reshape(h, stride + 1)
     kinds = rows[:, 0]

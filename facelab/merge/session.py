@@ -25,6 +25,8 @@ from pydantic import ValidationError
 
 from facelab.core.atomic import write_json_atomic
 from facelab.core.errors import InputError, validation_message
+from facelab.core.versioned import json_loads
+from facelab.media.frames import frame_number
 from facelab.merge.options import RUN_KEYS, MergeOptions
 
 SCHEMA = "facelab.merge_session"
@@ -38,7 +40,8 @@ _RANGE_KEYS = frozenset({"first", "last", "options"})
 def frame_key(stem: str) -> tuple[int, int, str]:
     """Frame order of a frame file's stem: numbered frames by number (as `list_frames` sorts them), then
     other names by name."""
-    return (0, int(stem), stem) if stem.isdigit() else (1, 0, stem)
+    number = frame_number(stem)
+    return (0, number, stem) if number is not None else (1, 0, stem)
 
 
 def _validate(values: dict[str, Any], where: str, path: Path | None) -> MergeOptions:
@@ -209,7 +212,7 @@ def parse_session(data: Any, path: Path | None = None) -> MergeSession:
 def read_session_text(text: str, path: Path | None = None) -> MergeSession:
     """Parse and validate a session file's text (InputError, one line, when it is not JSON or not valid)."""
     try:
-        data = json.loads(text)
+        data = json_loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"unreadable merge session: {' '.join(str(exc).split())}", path) from None
     return parse_session(data, path)

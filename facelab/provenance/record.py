@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from facelab import TOOL_NAME, __version__
 from facelab.core.atomic import count_write, fsync_dir, temp_name, write_bytes_atomic, write_json_atomic
 from facelab.core.errors import InputError, MetadataError, validation_message
-from facelab.core.versioned import read_json_file
+from facelab.core.versioned import json_loads, read_json_file
 from facelab.media.metadata import detect_format, embed_json, extract_json
 from facelab.media.video import AV_ERRORS, one_line, open_media
 from facelab.provenance import syncmark
@@ -222,7 +222,7 @@ def read_video_record(path: Path | str) -> ProvenanceRecord | None:
         if not text or not text.lstrip().startswith("{"):
             continue
         try:
-            obj = json.loads(text)
+            obj = json_loads(text)
         except json.JSONDecodeError:
             continue
         record = parse_record(obj)

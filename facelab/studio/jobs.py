@@ -34,6 +34,7 @@ from typing import IO, Any, Literal
 
 from facelab.core.atomic import write_json_atomic
 from facelab.core.errors import FacelabError
+from facelab.core.versioned import json_loads
 from facelab.studio.events import EventBus
 from facelab.studio.layout import Layout
 
@@ -333,7 +334,7 @@ class JobManager:
 
 def _parse_progress(text: str) -> dict[str, Any] | None:
     try:
-        data = json.loads(text)
+        data = json_loads(text)
     except json.JSONDecodeError:
         return None
     if not isinstance(data, dict):
@@ -346,7 +347,7 @@ def _parse_progress(text: str) -> dict[str, Any] | None:
 
 def _read_info(path: Path) -> JobInfo | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_loads(path.read_bytes())
         return JobInfo(**{k: v for k, v in data.items() if k in JobInfo.__dataclass_fields__})
     except (OSError, ValueError, TypeError):
         return None

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from facelab.core.errors import InputError
+from facelab.core.versioned import json_loads
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_loads(path.read_bytes())
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -27,6 +27,7 @@ from facelab.core.atomic import write_json_atomic
 from facelab.core.config import marked_fields, option_error
 from facelab.core.errors import InputError
 from facelab.core.model_folder import ModelState, backup, read_state
+from facelab.core.versioned import json_loads
 from facelab.studio.context import StudioContext
 from facelab.studio.layout import Layout
 from facelab.train.checkpoint import MODEL_FOLDER, read_config, write_config
@@ -79,7 +80,13 @@ class _Columns:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A finite JSON number (an integer too large for a float is not one)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _parse_lines(text: str) -> list[dict[str, Any]]:
@@ -88,15 +95,15 @@ def _parse_lines(text: str) -> list[dict[str, Any]]:
     if not lines:
         return []
     try:  # one parse for the whole chunk: much faster than a parse per line for long histories
-        objs = json.loads("[" + ",".join(lines) + "]")
+        objs = json_loads("[" + ",".join(lines) + "]")
     except json.JSONDecodeError:
         objs = []
         for ln in lines:
             try:
-                objs.append(json.loads(ln))
+                objs.append(json_loads(ln))
             except json.JSONDecodeError:
                 continue
-    return [o for o in objs if isinstance(o, dict) and _is_number(o.get("iteration"))]
+    return [o for o in objs if isinstance(o, dict) and _is_number(o.get("iteration")) and abs(o["iteration"]) < 2**62]
 
 
 class MetricsFile:
@@ -201,7 +208,7 @@ def read_runs(model: Path) -> list[dict[str, Any]]:
     out = []
     for ln in text.splitlines():
         try:
-            obj = json.loads(ln)
+            obj = json_loads(ln)
         except json.JSONDecodeError:
             continue
         if isinstance(obj, dict) and obj.get("version") == 1 and obj.get("event") in ("start", "end") \
@@ -360,7 +367,7 @@ class Training:
 
     def _pending(self) -> TrainOptions:
         try:
-            data = json.loads(self.pending_file.read_text(encoding="utf-8"))
+            data = json_loads(self.pending_file.read_bytes())
             if isinstance(data, dict) and isinstance(data.get("train"), dict):
                 return TrainOptions.model_validate(data["train"])
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, ValidationError, InputError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -12,6 +13,7 @@ from torch import Tensor
 
 from facelab.core.atomic import write_bytes_atomic
 from facelab.core.types import Image
+from facelab.core.versioned import json_loads
 
 COLUMNS = ("src", "src rec", "src mask", "dst", "dst rec", "dst mask", "swap", "swap mask")
 
@@ -57,16 +59,27 @@ def write_png(path: Path, rgb: Image) -> None:
         write_bytes_atomic(path, buf.tobytes())
 
 
+def _number(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def read_metrics(path: Path) -> list[dict[str, float]]:
+    """The rows of metrics.jsonl with a numeric iteration, each keeping its finite numeric values only
+    (torn lines, lines that are not UTF-8 and other values are skipped)."""
     rows = []
     if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_bytes().splitlines():
             try:
-                obj = json.loads(line)
+                obj = json_loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(obj, dict) and "iteration" in obj:
-                rows.append(obj)
+            if isinstance(obj, dict) and _number(obj.get("iteration")):
+                rows.append({str(k): v for k, v in obj.items() if _number(v)})
     return rows
 
 

@@ -206,7 +206,7 @@ class Trainer:
         else:
             where = self.model_dir / "state.json"
             load_modules(self.modules(), ckpt.weights, where)
-            load_optimizers(self.optimizers(), ckpt.opt_tensors, ckpt.opt_meta)
+            load_optimizers(self.optimizers(), ckpt.opt_tensors, ckpt.opt_meta, where)
             self.state = ckpt.state
             if previous is not None and previous.pretrain and not opts.pretrain:
                 # pretraining ends: the swap proper starts counting from zero (as in DFL)

@@ -16,6 +16,7 @@ from typing import Any
 
 from facelab.core.atomic import write_json_atomic
 from facelab.core.errors import InputError
+from facelab.core.versioned import json_loads
 from facelab.extract.options import ExtractOptions
 from facelab.extract.pipeline import run_extract
 from facelab.media.encode import build_video
@@ -51,12 +52,17 @@ class _Steps:
         self.path = workspace / "swap.json"
         self.data: dict[str, Any] = {"schema": "facelab.swap", "version": 1, "inputs": inputs, "done": {}}
         if self.path.exists():
-            old = json.loads(self.path.read_text(encoding="utf-8"))
-            if old.get("inputs", {}).get("src") not in (None, inputs["src"]) or \
-                    old.get("inputs", {}).get("dst") not in (None, inputs["dst"]):
+            try:
+                old = json_loads(self.path.read_bytes())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise InputError(f"unreadable swap state ({exc}); delete it to start over", self.path) from None
+            old_inputs, done = (old.get("inputs", {}), old.get("done", {})) if isinstance(old, dict) else (None, None)
+            if not isinstance(old_inputs, dict) or not isinstance(done, dict):
+                raise InputError("not a facelab swap state; delete it to start over", self.path)
+            if old_inputs.get("src") not in (None, inputs["src"]) or old_inputs.get("dst") not in (None, inputs["dst"]):
                 raise InputError("this workspace belongs to another src/dst pair; use another --workspace",
                                  workspace)
-            self.data["done"] = dict(old.get("done", {}))
+            self.data["done"] = dict(done)
 
     def done(self, step: str) -> bool:
         return step in self.data["done"]

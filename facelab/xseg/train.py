@@ -127,7 +127,7 @@ class XSegTrainer:
                                  f"{self.face_type}: continue it on {trained_on} faces or start a new model",
                                  self.model_dir)
             load_modules({MODULE: self.net}, ckpt.weights, self.model_dir)
-            load_optimizers({"adam": self.optimizer}, ckpt.opt_tensors, ckpt.opt_meta)
+            load_optimizers({"adam": self.optimizer}, ckpt.opt_tensors, ckpt.opt_meta, self.model_dir)
             self.state = ckpt.state
             self._saved_iteration = ckpt.state.iteration
         else:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from facelab.core.atomic import sync_all, write_bytes_atomic, write_json_atomic
 from facelab.core.errors import InputError, MetadataError
+from facelab.core.versioned import json_loads
 from facelab.faceset.dfl import pickle_data
 from facelab.faceset.dfl.container import dfl_payload, strip_dfl
 from facelab.faceset.dfl.convert import convert
@@ -186,8 +187,8 @@ def _check_settings(out: Path, settings: dict[str, object]) -> None:
     path = out / SETTINGS_NAME
     if path.is_file():
         try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            old = json_loads(path.read_bytes())
+        except (OSError, json.JSONDecodeError):
             old = None
         if not isinstance(old, dict) or old.get("schema") != SETTINGS_SCHEMA:
             raise InputError("is not an import-dfl settings file: import into a new or empty folder", path)

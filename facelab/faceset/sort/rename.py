@@ -26,6 +26,7 @@ from typing import Any
 
 from facelab.core.atomic import count_write, fsync_dir, remove_stale_temps, write_json_atomic
 from facelab.core.errors import InputError
+from facelab.core.versioned import json_loads
 
 PREFIX = re.compile(r"^\d{5,}~")
 JOURNAL_NAME = ".facelab-sort.json"
@@ -172,7 +173,7 @@ def _read_journal(path: Path) -> tuple[int, list[tuple[str, str]], list[tuple[st
     """(phase, trash moves, renames, request) of a journal; the trash and request are absent (empty,
     None) in a journal written before they were recorded."""
     try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
+        data: Any = json_loads(path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"unreadable sort journal ({exc}); fix or remove it", path) from None
     ok = (isinstance(data, dict) and data.get("schema") == JOURNAL_SCHEMA and data.get("version") == JOURNAL_VERSION

@@ -7,7 +7,6 @@ run, resumed afterwards; previews in ``xseg/previews/latest.png``).
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 from facelab.core.config import marked_fields
 from facelab.core.errors import InputError, validation_message
 from facelab.core.model_folder import read_state
+from facelab.core.versioned import json_loads
 from facelab.xseg.infer import XSegModel, load_xseg
 from facelab.xseg.model import read_config, read_face_type, resolve_options
 from facelab.xseg.options import XSegOptions
@@ -27,7 +27,7 @@ SKIP_DIRS = frozenset({"studio", "frames", "merged", "previews", "backups", "ali
 
 def is_xseg_folder(folder: Path) -> bool:
     try:
-        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        data = json_loads((folder / "config.json").read_bytes())
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and data.get("schema") == "facelab.xseg"
