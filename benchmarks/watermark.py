@@ -1,6 +1,7 @@
 """How well the invisible watermark survives what sharing does to a video. Prints JSON.
 
     python benchmarks/watermark.py [--scheme 1|2 ...] [--frames 60] [--cache DIR] [--fp-frames 30]
+                                   [--attacks NAME ...] [--no-fp] [--faces-from attacked|dst] [--host merged|dst]
 
 Inputs (made once and kept in --cache, default /tmp/facelab_wm_bench): a tiny model (64 px DF, trained 2
 iterations on the bundled src/dst faces: the faces' pixels do not matter to the mark, the frames do) merges
@@ -23,7 +24,13 @@ correct or not, per-frame bit accuracy (mean, 5th percentile), and the frames ne
 null when never). False positives: 20 unmarked clips (segments of the bundled and shared clips; no
 mark), each also attacked, are read the same way; a detection is a payload that passes magic + CRC.
 PSNR of the face region (the merge's mask) of each marked frame against the unmarked merge, and the
-marking time per 480p frame against the merge's time per frame (workers=1).
+marking time per 480p frame against the merge's time per frame (workers=1; benchmarks/watermark_cost.py
+measures it by model size, in CPU time).
+
+The 2-iteration model paints smooth blobs that dlib does not take for faces, so by default the reader
+finds no face in most frames and reads them whole (verify's fallback). ``--faces-from dst`` reads inside
+the faces found on the unmarked dst frames instead (where a real swap's faces are); ``--host dst`` marks
+the dst frames themselves inside their faces' whole_face hulls (real skin texture, faces dlib finds).
 """
 
 from __future__ import annotations
