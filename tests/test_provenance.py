@@ -374,6 +374,21 @@ def test_v2_code_corrects_errors(payload: np.ndarray) -> None:
     assert np.array_equal(sm.decode_soft(soft + rng.normal(0, 0.3, soft.size)), payload)
 
 
+def test_v2_embed_saturates_at_the_range(payload: np.ndarray) -> None:
+    """The mark is added with saturation: on a flat frame (no host content) the change is the same at any
+    grey level, clipped to 0..255 near the ends, and only inside the region."""
+    region = np.zeros((160, 192), dtype=np.uint8)
+    region[16:144, 32:176] = 1
+    mid = np.full((160, 192, 3), 128, dtype=np.uint8)
+    step = sm.embed(mid, payload, region=region).astype(np.int16) - 128
+    assert step.any() and step.min() < 0 < step.max()
+    assert not step[region == 0].any()
+    for level in (0, 3, 250, 255):
+        flat = np.full_like(mid, level)
+        marked = sm.embed(flat, payload, region=region)
+        assert np.array_equal(marked, np.clip(level + step, 0, 255).astype(np.uint8)), level
+
+
 @pytest.mark.parametrize("attack", V2_DEFAULT)
 def test_v2_survives(attack: str, attacks: Any, v2_clip: Any, payload: np.ndarray, faces: FaceRegions) -> None:
     res = _read_v2(attacks[attack](v2_clip[2][:V2_FRAMES]), faces)

@@ -168,10 +168,26 @@ def decode_soft(soft: FloatArray) -> BoolArray:
 
 def _wanted_signs(bits: BoolArray) -> FloatArray:
     """The sign each slot's coefficient should have for these payload bits: (8, 8, K)."""
+    return _wanted_signs_cached(np.packbits(np.asarray(bits, dtype=np.bool_)).tobytes())
+
+
+@lru_cache(maxsize=8)
+def _wanted_signs_cached(packed: bytes) -> FloatArray:
+    bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8))[:PAYLOAD_BITS].astype(np.bool_)
     role, sign = slot_table()
     coded = encode_bits(bits)
     bit_sign = np.where(coded[np.maximum(role, 0)], -1.0, 1.0)
     out: FloatArray = sign * np.where(role < 0, 1.0, bit_sign)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _slot_groups() -> npt.NDArray[np.intp]:
+    """Each tile slot's embedding group (8, 8, K): its coded bit, or CODED_BITS for the pilot."""
+    role = slot_table()[0]
+    out: npt.NDArray[np.intp] = np.where(role < 0, CODED_BITS, role)
+    out.setflags(write=False)
     return out
 
 
@@ -232,16 +248,19 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     rows = ((np.arange(by0, by1) - sy // BLOCK) % TILE_BLOCKS)[:, None]
     cols = ((np.arange(bx0, bx1) - sx // BLOCK) % TILE_BLOCKS)[None, :]
     sigma = _wanted_signs(bits)[rows, cols]  # (nby, nbx, K)
-    group = np.where(slot_table()[0] < 0, CODED_BITS, slot_table()[0])[rows, cols]  # pilot: the last group
+    group = _slot_groups()[rows, cols]  # pilot: the last group
     sel = np.broadcast_to(inside[:, :, None], coeffs.shape)
     limit = CLIP * np.median(np.abs(coeffs[inside]), axis=0)  # (K,), as the reader clips
-    counts = np.maximum(np.bincount(group[sel], minlength=CODED_BITS + 1), 1)
+    # Only the slots inside the region take part (the others do not move).
+    g_in, c_in, s_in = group[sel], coeffs[sel], sigma[sel]
+    l_in = np.broadcast_to(limit, coeffs.shape)[sel]
+    counts = np.maximum(np.bincount(g_in, minlength=CODED_BITS + 1), 1)
     # Every slot moves BASE its bit's way; groups whose clipped mean is still short of MARGIN move further,
     # all their slots alike (a few rounds: a move does nothing to a value still beyond the clip).
     push = np.full(CODED_BITS + 1, BASE * strength)
     for _ in range(ROUNDS):
-        stat = sigma * np.clip(coeffs + sigma * push[group], -limit, limit)
-        mean = np.bincount(group[sel], weights=stat[sel], minlength=CODED_BITS + 1) / counts
+        stat = s_in * np.clip(c_in + s_in * push[g_in], -l_in, l_in)
+        mean = np.bincount(g_in, weights=stat, minlength=CODED_BITS + 1) / counts
         push = np.minimum(push + np.maximum(MARGIN * strength - mean, 0.0), CAP * strength)
     delta = sigma * push[group] * sel
     dy = (delta.astype(np.float32) @ _BASIS_FLAT32.T).reshape(nby, nbx, BLOCK, BLOCK).transpose(0, 2, 1, 3)
@@ -251,9 +270,12 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
                       dtype=np.float32)
     if region is not None:
         soft *= np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0
-    step = np.rint(soft).astype(np.int16)[:, :, None]
-    changed = np.clip(area.astype(np.int16) + step, 0, 255)
-    out[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] = changed.astype(np.uint8)
+    # area + rint(soft), saturated to 0..255: a saturating add of the positive part and subtraction of the
+    # negative part (uint8 arithmetic, several times faster than widening the three channels to int16).
+    step = np.rint(soft)
+    up = cv2.cvtColor(np.clip(step, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    down = cv2.cvtColor(np.clip(-step, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    out[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] = cv2.subtract(cv2.add(np.ascontiguousarray(area), up), down)
     return out
 
 

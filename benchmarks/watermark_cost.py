@@ -1,0 +1,159 @@
+"""What the watermark costs against the merge it rides on, by model size. Prints JSON.
+
+    python benchmarks/watermark_cost.py [--presets tiny64 demo quick96] [--frames 40] [--cache DIR]
+
+For each model size (``tiny64``: the 64 px DF model of benchmarks/watermark.py, ae 64 / e 16 / d 16;
+``demo`` and ``quick96``: the training presets' shapes), a model trained 1 iteration on the bundled faces
+(its weights do not matter to the time) merges the first --frames frames of the bundled 480x480 dst clip
+(overlay, RCT, mask mode ``dst``) without provenance, with one worker. Two clocks:
+
+* CPU time (all threads of the process, ``time.process_time``), per frame: the merge of all --frames
+  frames minus the merge of the first half, over the other half (the model load and setup cancel out).
+  On a machine shared with other jobs this is the figure to trust: waiting for a core costs no CPU time.
+* wall time: the merge's loop time (first frame read to last written) over the frames, best of --repeats.
+
+The marking time is ``syncmark.embed`` on the merged frames inside the merge's masks (as merge.jobs marks,
+one thread), the best of the passes run between the merges, in CPU and wall time. The share is marking /
+merge per frame, on each clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from facelab.media.frames import frame_name, read_image_rgb  # noqa: E402
+from facelab.media.video import iter_frames  # noqa: E402
+
+SHAPES: dict[str, dict[str, Any]] = {
+    "tiny64": {"arch": "df-ud", "resolution": 64, "ae_dims": 64, "e_dims": 16, "d_dims": 16, "d_mask_dims": 8},
+}
+
+
+def _shape(name: str) -> dict[str, Any]:
+    from facelab.train.options import PRESETS
+
+    return SHAPES[name] if name in SHAPES else dict(PRESETS[name])
+
+
+def _link_half(cache: Path, n: int) -> None:
+    """``frames_half``: the first half of the frames (links)."""
+    half = cache / "frames_half"
+    if len(list(half.glob("*.png"))) == n // 2:
+        return
+    half.mkdir(parents=True, exist_ok=True)
+    for i in range(n // 2):
+        link = half / frame_name(i, "png")
+        if not link.exists():
+            link.symlink_to(cache / "frames" / frame_name(i, "png"))
+
+
+def prepare(cache: Path, n: int, presets: list[str]) -> None:
+    from facelab.extract.options import ExtractOptions
+    from facelab.extract.pipeline import run_extract
+    from facelab.train.options import TrainOptions
+    from facelab.train.trainer import Trainer
+
+    frames = cache / "frames"
+    if len(list(frames.glob("*.png"))) != n:
+        frames.mkdir(parents=True, exist_ok=True)
+        for old in frames.glob("*.png"):
+            old.unlink()
+        for index, rgb in iter_frames(ROOT / "samples" / "dst.mp4"):
+            if index >= n:
+                break
+            cv2.imwrite(str(frames / frame_name(index, "png")), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    ex = ExtractOptions(size=128, workers=1)
+    if not (cache / "aligned").is_dir() or len(list((cache / "aligned").iterdir())) < n:
+        run_extract(frames, cache / "aligned", ex)
+    for name in presets:
+        model = cache / f"model_{name}"
+        if (model / "done").exists():
+            continue
+        opts = TrainOptions.model_validate(_shape(name) | {"batch_size": 4, "workers": 0, "preview_every": 0,
+                                                           "backup_hours": 0})
+        Trainer(model, opts, cache / "aligned", cache / "aligned").train(iterations=1)
+        (model / "done").write_text("1")
+
+
+def merge_once(cache: Path, name: str, frames: str = "frames") -> tuple[float, float]:
+    """(CPU seconds of the whole merge, wall seconds per frame of its loop), one worker, no provenance."""
+    import shutil
+
+    from facelab.merge.options import MergeOptions
+    from facelab.merge.runner import run_merge
+
+    out = cache / f"merged_{name}"
+    shutil.rmtree(out, ignore_errors=True)
+    c0 = time.process_time()
+    s = run_merge(cache / f"model_{name}", cache / frames, cache / "aligned", out,
+                  MergeOptions(mode="overlay", color_transfer="rct", mask_mode="dst"), workers=1, provenance=False)
+    return time.process_time() - c0, 1.0 / s.loop_frames_per_second
+
+
+def mark_once(cache: Path, name: str) -> tuple[float, float]:
+    """(CPU, wall) seconds per frame of syncmark.embed on the merged frames, inside the merge's masks."""
+    from facelab.provenance import syncmark
+    from facelab.provenance.watermark import make_payload
+
+    out = cache / f"merged_{name}"
+    paths = sorted(out.glob("*.png"))
+    frames = [read_image_rgb(p) for p in paths]
+    masks = [cv2.imread(str(out / "masks" / p.name), cv2.IMREAD_GRAYSCALE) for p in paths]
+    payload = make_payload("3f9a6c01be" + "5d" * 27)
+    c0, t0 = time.process_time(), time.perf_counter()
+    for i, (rgb, mask) in enumerate(zip(frames, masks, strict=True)):
+        syncmark.embed(rgb, payload, region=mask, frame=i)
+    return (time.process_time() - c0) / len(frames), (time.perf_counter() - t0) / len(frames)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--presets", nargs="+", default=["tiny64", "demo", "quick96"])
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/facelab_wm_cost"))
+    args = ap.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    prepare(args.cache, args.frames, args.presets)
+    _link_half(args.cache, args.frames)
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
+        "frames": args.frames, "clip": "samples/dst.mp4 (480x480)", "presets": {}}
+    for name in args.presets:
+        cpu_full, cpu_half, wall, mark = [], [], [], []
+        for _ in range(args.repeats):
+            cpu, _ = merge_once(args.cache, name, "frames_half")
+            cpu_half.append(cpu)
+            cpu, per_frame = merge_once(args.cache, name)
+            cpu_full.append(cpu)
+            wall.append(per_frame)
+            mark.append(mark_once(args.cache, name))
+        rest = args.frames - args.frames // 2
+        merge_cpu = (float(np.median(cpu_full)) - float(np.median(cpu_half))) / rest
+        mark_cpu, mark_wall = min(m[0] for m in mark), min(m[1] for m in mark)
+        result["presets"][name] = {
+            "shape": _shape(name), "merge_cpu_ms_per_frame": round(merge_cpu * 1000, 2),
+            "merge_wall_ms_per_frame": round(min(wall) * 1000, 2), "mark_cpu_ms_per_frame": round(mark_cpu * 1000, 2),
+            "mark_wall_ms_per_frame": round(mark_wall * 1000, 2), "mark_share_cpu": round(mark_cpu / merge_cpu, 3),
+            "mark_share_wall": round(mark_wall / min(wall), 3)}
+        print(f"{name}: {result['presets'][name]}", file=sys.stderr, flush=True)
+    result["load_average_at_end"] = round(os.getloadavg()[0], 1)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
