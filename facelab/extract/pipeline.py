@@ -20,6 +20,7 @@ import numpy as np
 
 from facelab.core.atomic import write_json_atomic, write_text_atomic
 from facelab.core.journal import Journal
+from facelab.core.lock import locked
 from facelab.core.pool import WorkerPool
 from facelab.core.types import Image
 from facelab.extract.analyze import DetectedFace, FrameAnalyzer
@@ -154,6 +155,7 @@ class _Runner:
         self.pool.close(cancel)
 
 
+@locked("extract", write=("out_dir",), read=("input_path",))
 def run_extract(input_path: Path, out_dir: Path, opts: ExtractOptions,
                 progress: Progress | None = None, total: Callable[[int], None] | None = None
                 ) -> ExtractSummary:

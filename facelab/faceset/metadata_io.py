@@ -19,6 +19,7 @@ from typing import Any
 
 from facelab.core.atomic import write_json_atomic
 from facelab.core.errors import InputError, MetadataError
+from facelab.core.lock import locked
 from facelab.faceset.folder import list_face_files
 from facelab.faceset.pack import check_name
 from facelab.faceset.record import FaceRecord, parse_record, update_record
@@ -30,6 +31,7 @@ VERSION = 1
 _SHOWN = 3  # mismatches named in the error line
 
 
+@locked("faceset metadata export", read=("source",))
 def export_metadata(source: Path, out: Path, progress: Callable[[int, int], None] | None = None) -> int:
     """Write the records of every face of ``source`` (folder or pack) to ``out``; returns the count."""
     out = Path(out)
@@ -131,6 +133,7 @@ def _size_problem(path: Path, record: FaceRecord) -> str | None:
     return None
 
 
+@locked("faceset metadata import", write=("folder",))
 def import_metadata(export: Path, folder: Path, progress: Callable[[int, int], None] | None = None) -> ImportResult:
     """Embed the exported records into the files of ``folder`` (pixels kept byte for byte).
 

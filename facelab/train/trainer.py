@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from facelab.core.atomic import write_text_atomic
 from facelab.core.errors import InputError
+from facelab.core.lock import Want, hold
 from facelab.core.model_folder import (
     ModelState,
     backup,
@@ -120,11 +121,18 @@ class Trainer:
         self.opts = opts
         self.ddp = ddp
         self._setup_process()
-        torch.manual_seed(opts.seed)
-        self._setup_data(src_dir, dst_dir)
-        self._setup_nets()
-        self._resume_or_create(previous)
-        self._wrap()
+        # one trainer per model folder (DDP: the main rank writes it); the facesets are read, not changed
+        wants = [Want(Path(src_dir), shared=True), Want(Path(dst_dir), shared=True)]
+        self._locks = hold(self, ([Want(self.model_dir)] if self.is_main else []) + wants, "train")
+        try:
+            torch.manual_seed(opts.seed)
+            self._setup_data(src_dir, dst_dir)
+            self._setup_nets()
+            self._resume_or_create(previous)
+            self._wrap()
+        except BaseException:
+            self._locks.release()
+            raise
         self.preview_batch: tuple[Tensor, Tensor] | None = None  # built on the first preview
         self.losses = LossWindow()
         self._stop = False
@@ -494,6 +502,7 @@ class Trainer:
     def close(self) -> None:
         if self.ddp and dist.is_initialized():
             dist.destroy_process_group()
+        self._locks.release()
 
 
 def _d(t: Tensor) -> Tensor:
