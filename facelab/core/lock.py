@@ -96,22 +96,47 @@ def _command_line() -> str:
     return " ".join(args)
 
 
-def _describe(fd: int) -> str:
-    """The holder as its lock file tells it (informational only)."""
+def _alive(pid: int) -> bool:
     try:
-        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
-        pid, command, since = int(info["pid"]), str(info["command"]), float(info["since"])
-    except (OSError, ValueError, KeyError, TypeError):
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process
+    return True
+
+
+def _describe(fd: int) -> str:
+    """The holder as the lock file tells it (informational only): a writer's line, or the readers' lines
+    (each reader appends one; those of ended processes are passed over)."""
+    try:
+        lines = os.pread(fd, 64 * 1024, 0).decode("utf-8", "replace").splitlines()
+    except OSError:
+        lines = []
+    holders: list[tuple[int, str, str, float]] = []
+    for line in lines:
+        try:
+            info = json.loads(line)
+            holders.append((int(info["pid"]), str(info["command"]), str(info["purpose"]), float(info["since"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    live = [h for h in holders if _alive(h[0])]
+    live.sort(key=lambda h: h[0] == os.getpid())  # another process first: this one only when it is the holder
+    if not live:
         return "another process"
+    pid, command, purpose, since = live[0]
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
-    return f"pid {pid} ({printable(command, 100)}, {info.get('purpose', 'a job')} since {when})"
+    more = f" and {len(live) - 1} more" if len(live) > 1 else ""
+    return f"pid {pid} ({printable(command, 100)}, {printable(purpose, 40)} since {when}){more}"
 
 
-def _record(fd: int, purpose: str) -> None:
+def _record(fd: int, purpose: str, shared: bool) -> None:
+    """Say who holds the lock: a writer replaces the file's content, each reader adds its line."""
     info = {"pid": os.getpid(), "command": _command_line(), "purpose": purpose, "since": time.time()}
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+        if not shared:
+            os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(info) + "\n").encode("utf-8"))  # O_APPEND: readers' lines never overlap
     except OSError:
         pass  # a full disk: the lock holds all the same, only the message loses its details
 
@@ -124,7 +149,7 @@ def _open_locked(path: Path, shared: bool, purpose: str) -> int | None:
     """
     for _ in range(20):
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
         except OSError as exc:
             if shared or exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 return None  # read-only media: nobody can write there either
@@ -169,7 +194,7 @@ def _acquire(want: Want, purpose: str) -> _Held | None:
     fd = _open_locked(path, want.shared, purpose)
     if fd is None:
         return None
-    _record(fd, purpose)
+    _record(fd, purpose, want.shared)
     st = os.fstat(fd)
     held = _Held(fd, (st.st_dev, st.st_ino), path, want.shared, me, created)
     with _GUARD:

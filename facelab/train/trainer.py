@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from facelab.core.atomic import write_text_atomic
+from facelab.core.atomic import append_line, write_text_atomic
 from facelab.core.errors import InputError
 from facelab.core.lock import Want, hold
 from facelab.core.model_folder import (
@@ -479,8 +479,7 @@ class Trainer:
         row = {"iteration": s.iteration, "time": round(time.time(), 3), **{k: round(v, 6) for k, v in s.losses.items()},
                "it_per_s": round(s.it_per_s, 4), "samples_per_s": round(s.samples_per_s, 3),
                "data_wait": round(s.data_wait, 4)}
-        with open(self.model_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
+        append_line(self.model_dir / "metrics.jsonl", json.dumps(row))
 
     def _record_run(self, event: str, **extra: Any) -> None:
         """A line of runs.jsonl: ``{"version", "event": "start"|"end", "iteration", "time", "pid", ...}``."""
@@ -488,8 +487,7 @@ class Trainer:
             return
         row = {"version": RUNS_VERSION, "event": event, "iteration": self.state.iteration,
                "time": round(time.time(), 3), "pid": os.getpid(), **extra}
-        with open(self.model_dir / RUNS_FILE, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
+        append_line(self.model_dir / RUNS_FILE, json.dumps(row))
 
     def _trim_metrics(self) -> None:
         """After a crash, drop metrics logged after the checkpoint we resumed from."""

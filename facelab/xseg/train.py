@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 from torch.nn import functional as F
 
-from facelab.core.atomic import write_bytes_atomic
+from facelab.core.atomic import append_line, write_bytes_atomic
 from facelab.core.errors import InputError
 from facelab.core.lock import Want, hold
 from facelab.core.model_folder import ModelState, load_checkpoint, load_modules, load_optimizers, save_checkpoint
@@ -166,9 +166,8 @@ class XSegTrainer:
         self._saved_iteration = self.state.iteration
         if preview is not None and self.opts.preview:
             write_preview(self.model_dir / "previews" / "latest.png", self.net, *preview, self.state.iteration)
-        with (self.model_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"iteration": self.state.iteration, "elapsed_s": round(self.state.elapsed_s, 2),
-                                 **self.state.last_losses}) + "\n")
+        append_line(self.model_dir / "metrics.jsonl", json.dumps({
+            "iteration": self.state.iteration, "elapsed_s": round(self.state.elapsed_s, 2), **self.state.last_losses}))
 
     def train(self, iterations: int | None = None, minutes: float | None = None,
               on_status: Callable[[Status], None] | None = None) -> ModelState:
