@@ -59,11 +59,14 @@ class FolderBusy(FacelabError):
 
 @dataclass(frozen=True)
 class Want:
-    """A lock to take: ``folder`` shared (a reader) or exclusive (a writer); ``name`` the lock file's."""
+    """A lock to take: ``folder`` shared (a reader) or exclusive (a writer); ``name`` the lock file's.
+    ``create``: a writer's output folder is made for its lock; False for a folder rewritten in place (a
+    missing one is not locked: the job itself says it is missing)."""
 
     folder: Path
     shared: bool = False
     name: str = LOCK_NAME
+    create: bool = True
 
 
 @dataclass
@@ -179,8 +182,8 @@ def _same_file(fd: int, path: Path) -> bool:
 
 def _acquire(want: Want, purpose: str) -> _Held | None:
     folder = Path(want.folder)
-    if want.shared and not folder.is_dir():
-        return None  # nothing to read yet, or a file (a video, a pack): no folder to share
+    if (want.shared or not want.create) and not folder.is_dir():
+        return None  # nothing to read or change yet, or a file (a video, a pack): no folder to hold
     created = not want.shared and not folder.exists()
     if created:
         folder.mkdir(parents=True, exist_ok=True)
@@ -282,11 +285,12 @@ def _paths(value: Any) -> list[Path]:
     return []
 
 
-def locked(purpose: str, write: Sequence[str] = (), read: Sequence[str] = (),
+def locked(purpose: str, write: Sequence[str] = (), read: Sequence[str] = (), modify: Sequence[str] = (),
            wants: Callable[[Mapping[str, Any]], Iterable[Want]] | None = None
            ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a phase entry point: the folders its arguments ``write`` name are held exclusively, those
-    ``read`` names shared, plus what ``wants(arguments)`` returns, for the whole call."""
+    """Decorate a phase entry point: the folders its arguments ``write`` (outputs, made if missing) and
+    ``modify`` (existing folders rewritten in place) name are held exclusively, those ``read`` names
+    shared, plus what ``wants(arguments)`` returns, for the whole call."""
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.signature(fn)
@@ -297,6 +301,7 @@ def locked(purpose: str, write: Sequence[str] = (), read: Sequence[str] = (),
             bound.apply_defaults()
             arguments = bound.arguments
             todo = [Want(p) for name in write for p in _paths(arguments.get(name))]
+            todo += [Want(p, create=False) for name in modify for p in _paths(arguments.get(name))]
             todo += [Want(p, shared=True) for name in read for p in _paths(arguments.get(name))]
             if wants is not None:
                 todo += list(wants(arguments))

@@ -90,7 +90,7 @@ def _enhance_wants(arguments: Mapping[str, Any]) -> list[Want]:
     """The faces written (in place: the source itself) exclusively, the source shared."""
     source, output = Path(arguments["source"]), arguments["output"]
     if arguments["in_place"]:
-        return [Want(source)]
+        return [Want(source, create=False)]
     return [Want(source, shared=True)] + ([] if output is None else [Want(Path(output))])
 
 

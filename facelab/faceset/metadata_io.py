@@ -133,7 +133,7 @@ def _size_problem(path: Path, record: FaceRecord) -> str | None:
     return None
 
 
-@locked("faceset metadata import", write=("folder",))
+@locked("faceset metadata import", modify=("folder",))
 def import_metadata(export: Path, folder: Path, progress: Callable[[int, int], None] | None = None) -> ImportResult:
     """Embed the exported records into the files of ``folder`` (pixels kept byte for byte).
 

@@ -76,7 +76,7 @@ def _finish(directory: Path, scan: FaceScan, plan: Plan, dry_run: bool, recovere
 
 def _faceset_wants(arguments: Mapping[str, Any]) -> list[Want]:
     """A dry run only reads the faceset; a real one renames and moves its faces."""
-    return [Want(Path(arguments["directory"]), shared=bool(arguments["dry_run"]))]
+    return [Want(Path(arguments["directory"]), shared=bool(arguments["dry_run"]), create=False)]
 
 
 @locked("faceset sort", wants=_faceset_wants)
