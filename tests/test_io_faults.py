@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from facelab.core.errors import StorageError
+from facelab.core import model_folder as ckpt_mod
+from facelab.core.errors import StorageError, storage_error
 from facelab.core.model_folder import load_checkpoint
 from facelab.extract.options import ExtractOptions
 from facelab.extract.pipeline import run_extract
@@ -86,23 +87,27 @@ Plan = list[tuple[int, bool, int]]  # (error, one operation only, operation that
 QUICK: Plan = [(errno.ENOSPC, False, 3)]  # the default suite: a disk that fills at the third operation
 
 
-def _plan(run: Callable[[Path], None], tmp: Path, fractions: tuple[float, ...]) -> Plan:
+def _plan(run: Callable[[Path], None], tmp: Path, fractions: tuple[float, ...],
+          prepare: Callable[[Path], None]) -> Plan:
     """ENOSPC and EIO at ``fractions`` of ``run``'s operations (counted in an unfaulted run)."""
+    prepare(tmp / "count")
     with FaultyDisk() as counter:
         run(tmp / "count")
     return [(code, once, at) for code, once in FAULTS for at in _points(counter.ops, fractions)]
 
 
 def _sweep(run: Callable[[Path], None], check_partial: Callable[[Path], None], check_final: Callable[[Path], None],
-           tmp: Path, plan: Plan | tuple[float, ...]) -> tuple[int, int]:
+           tmp: Path, plan: Plan | tuple[float, ...],
+           prepare: Callable[[Path], None] = lambda _: None) -> tuple[int, int]:
     """For each fault of the plan: run into a fresh folder with the fault (a StorageError, or success where
     the fault hit a write that is allowed to fail, such as a folder's fsync), check what is left, run again
     without faults and check the result. Returns (faults injected, runs stopped by a StorageError)."""
     if isinstance(plan, tuple):
-        plan = _plan(run, tmp, plan)
+        plan = _plan(run, tmp, plan, prepare)
     injected = raised = 0
     for code, once, at in plan:
         target = tmp / f"{errno.errorcode[code]}-{at}"
+        prepare(target)
         with FaultyDisk(at=at, code=code, once=once) as disk:
             try:
                 run(target)
@@ -176,6 +181,37 @@ def test_train_checkpoint_survives_a_full_disk_and_io_errors(world: dict[str, Pa
     assert _train_case(world, tmp_path, [*QUICK, (errno.EIO, True, 4)]) == (2, 2)
 
 
+def test_a_failed_second_save_of_one_iteration_keeps_the_first(world: dict[str, Path], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saving iteration N again (Ctrl+C just after an autosave) writes new files: a failure before the new
+    state.json leaves the files the old one names untouched (it used to replace weights-N in place)."""
+    model = tmp_path / "model"
+    t = Trainer(model, TrainOptions.model_validate(TINY), world["aligned"], world["aligned"])
+    try:
+        t.train(iterations=2)
+        first = load_checkpoint(model)
+        assert first is not None and first.state.iteration == 2
+        with torch.no_grad():
+            next(t.ae.parameters()).add_(1.0)  # the second save's weights differ from the first's
+        real = ckpt_mod.write_bytes_atomic
+
+        def full_at_optimizer(path: Path, data: bytes, durable: bool = True) -> None:
+            if path.name.startswith("optimizer-"):
+                raise storage_error(OSError(errno.ENOSPC, "No space left on device"), path) or AssertionError()
+            real(path, data, durable)
+
+        monkeypatch.setattr(ckpt_mod, "write_bytes_atomic", full_at_optimizer)
+        with pytest.raises(StorageError):  # the new weights are written, the optimizer's file fails
+            t.save()
+        monkeypatch.undo()
+    finally:
+        t.close()
+    after = load_checkpoint(model)  # checks every SHA-256 state.json records
+    assert after is not None and after.state.iteration == 2
+    assert all(torch.equal(v, after.weights[k]) for k, v in first.weights.items())
+    assert not _leftovers(model)
+
+
 def _merge_case(world: dict[str, Path], tmp: Path, plan: Plan | tuple[float, ...]) -> tuple[int, int]:
     expected = _pixels(world["merged"])
 
@@ -204,12 +240,12 @@ def _pack_case(world: dict[str, Path], tmp: Path, plan: Plan | tuple[float, ...]
     pack_faceset(world["aligned"], reference)
     previous = b"an older pack, replaced only by a complete new one"
 
+    def prepare(folder: Path) -> None:
+        folder.mkdir()
+        (folder / "faces.fpack").write_bytes(previous)
+
     def run(folder: Path) -> None:
-        folder.mkdir(exist_ok=True)
-        out = folder / "faces.fpack"
-        if not out.exists():
-            out.write_bytes(previous)
-        pack_faceset(world["aligned"], out, overwrite=True)
+        pack_faceset(world["aligned"], folder / "faces.fpack", overwrite=True)
 
     def partial(folder: Path) -> None:
         data = (folder / "faces.fpack").read_bytes()
@@ -221,7 +257,7 @@ def _pack_case(world: dict[str, Path], tmp: Path, plan: Plan | tuple[float, ...]
         with PackFile(folder / "faces.fpack") as pf:
             assert len(pf) == len(list_face_files(world["aligned"]))
 
-    return _sweep(run, partial, final, tmp, plan)
+    return _sweep(run, partial, final, tmp, plan, prepare)
 
 
 def test_pack_survives_a_full_disk_and_io_errors(world: dict[str, Path], tmp_path: Path) -> None:
@@ -233,12 +269,12 @@ def _video_case(world: dict[str, Path], tmp: Path, plan: Plan | tuple[float, ...
     build_video(world["merged"], reference, fps=30)
     previous = b"an older video, replaced only by a complete new one"
 
+    def prepare(folder: Path) -> None:
+        folder.mkdir()
+        (folder / "out.mp4").write_bytes(previous)
+
     def run(folder: Path) -> None:
-        folder.mkdir(exist_ok=True)
-        out = folder / "out.mp4"
-        if not out.exists():
-            out.write_bytes(previous)
-        build_video(world["merged"], out, fps=30)
+        build_video(world["merged"], folder / "out.mp4", fps=30)
 
     def partial(folder: Path) -> None:
         out = folder / "out.mp4"
@@ -258,7 +294,7 @@ def _video_case(world: dict[str, Path], tmp: Path, plan: Plan | tuple[float, ...
     def final(folder: Path) -> None:
         assert same(decoded(folder / "out.mp4"), expected)
 
-    return _sweep(run, partial, final, tmp, plan)
+    return _sweep(run, partial, final, tmp, plan, prepare)
 
 
 def test_video_encode_survives_a_full_disk_and_io_errors(world: dict[str, Path], tmp_path: Path) -> None:
