@@ -54,6 +54,7 @@ bench: install
 	$(PY) benchmarks/faceset_sort.py
 	$(PY) benchmarks/xseg.py
 	$(PY) benchmarks/superres.py
+	$(PY) benchmarks/live.py
 
 clean:
 	rm -rf $(VENV) demo_workspace .pytest_cache .mypy_cache .ruff_cache

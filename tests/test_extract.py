@@ -76,15 +76,18 @@ def test_resume_skips_finished_frames_and_survives_a_torn_journal(tmp_path: Path
     assert first.frames == 12 and first.resumed_frames == 0
     journal = out / "_extract" / "journal.jsonl"
     lines = journal.read_text().splitlines()
-    # as if killed: the last 4 frames never finished, the one before was torn mid-line
-    journal.write_text("\n".join(lines[:-5]) + "\n" + lines[-5][: len(lines[-5]) // 2])
+    # as if killed: the last 3 frames never finished, the one before was torn mid-line
+    journal.write_text("\n".join(lines[:-4]) + "\n" + lines[-4][: len(lines[-4]) // 2])
     for name in ("000011_0.jpg", "000010_0.jpg"):
         (out / name).unlink()
     before = (out / "000000_0.jpg").stat().st_mtime_ns
+    faces_before = {p.name: p.read_bytes() for p in out.glob("*.jpg")}
     second = run_extract(frames, out, opts)
-    assert second.resumed_frames == 7 and second.frames == 12 and second.faces == 12
+    # the first tracking run (frames 0-7, --track 8) is whole: kept; the second, partly done, is redone whole
+    assert second.resumed_frames == 8 and second.frames == 12 and second.faces == 12
     assert (out / "000000_0.jpg").stat().st_mtime_ns == before  # finished work is not redone
     assert (out / "000011_0.jpg").exists()
+    assert all((out / n).read_bytes() == b for n, b in faces_before.items())  # redone bit-identically
     with pytest.raises(Exception, match="size=128"):
         run_extract(frames, out, ExtractOptions(workers=1, size=256))
 

@@ -40,6 +40,8 @@ PHASE_EDGES: dict[tuple[str, str], str] = {
     ("merge", "train"): "merge runs the trained model: it loads it through train.inference",
     ("merge", "xseg"): "the xseg-* mask modes predict masks through xseg.infer (and read labels' masks)",
     ("merge", "provenance"): "every merged output is marked through provenance.marker",
+    ("merge", "export"): "merge runs any model export's loader gives (a model folder or a .dfm / .onnx file) "
+                         "through the FaceSwapper contract",
     ("export", "train"): "export writes a trained model's generator as ONNX; its loader returns model folders "
                          "through train.inference",
     ("evaluate", "extract"): "evaluation finds the faces of the result with extraction's analyzer and options, "

@@ -279,14 +279,19 @@ def test_bad_video_input(small_frames: Path, tmp_path: Path) -> None:
 
 
 def test_decode_error_part_way_names_the_frame(small_frames: Path, tmp_path: Path) -> None:
-    # build_video writes MP4s with the index first (faststart), so a cut copy still opens.
+    # build_video writes MP4s with the index first (faststart), so a cut copy still opens: its data box
+    # (mdat) runs past the end, and it is refused at once; damaged data inside is found by decoding.
     whole = tmp_path / "whole.mp4"
     build_video(small_frames, whole, crf=30)
     data = whole.read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(InputError, match=r"truncated: the file ends at byte \d+ inside its 'mdat' box"):
+        next(iter_frames(cut))
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(data[: int(len(data) * 0.6)] + bytes(len(data) - int(len(data) * 0.6)))
     with pytest.raises(InputError, match=r"decoding failed at frame \d+: file truncated or corrupt"):
-        for _ in iter_frames(cut):
+        for _ in iter_frames(damaged):
             pass
 
 

@@ -313,8 +313,9 @@ def test_options_split_into_per_run_and_per_frame() -> None:
     assert set(MergeOptions.model_fields) == {
         "mode", "mask_mode", "erode", "blur", "skin_mask", "face_scale", "motion_blur", "color_transfer",
         "sharpen_mode", "sharpen_amount", "super_resolution", "detail_transfer", "denoise", "bicubic_degrade",
-        "color_degrade", "direction", "hist_match_threshold", "workers", "image_format", "xseg_model"}
-    assert sorted(RUN_KEYS) == ["direction", "image_format", "super_resolution", "workers", "xseg_model"]
+        "color_degrade", "direction", "hist_match_threshold", "workers", "image_format", "morph_value", "xseg_model"}
+    assert sorted(RUN_KEYS) == ["direction", "image_format", "morph_value", "super_resolution", "workers",
+                                "xseg_model"]
     assert sorted(EXECUTION_KEYS) == ["workers"]
     opts = MergeOptions(mode="seamless", erode=3, workers=2, image_format="jpg")
     assert isinstance(opts.frame, FrameOptions) and opts.frame.mode == "seamless" and opts.frame.erode == 3
@@ -322,7 +323,7 @@ def test_options_split_into_per_run_and_per_frame() -> None:
     assert MergeOptions(**opts.frame.model_dump(), **opts.run.model_dump()) == opts
     base = {"schema": "facelab.merge_session", "version": 1, "options": {}}
     samples: dict[str, Any] = {"workers": 1, "image_format": "jpg", "direction": "dst2src",
-                               "super_resolution": True, "xseg_model": "x"}
+                               "super_resolution": True, "xseg_model": "x", "morph_value": 0.5}
     for key in RUN_KEYS:
         with pytest.raises(InputError, match=rf"frames\.000001\.{key}: cannot change per frame"):
             parse_session(base | {"frames": {"000001": {key: samples[key]}}})
@@ -364,10 +365,13 @@ def test_run_merge_passthrough_resume_shards_session(tiny_model: Path, dst_frame
     assert summary["model_id"] == s.model_id and summary["faces"] == s.faces
     # provenance, on by default: merged frames carry the watermark and the record, the folder a sidecar
     from facelab.provenance.record import read_image_record
-    from facelab.provenance.watermark import detect, model_prefix
+    from facelab.provenance.syncmark import VideoReader
+    from facelab.provenance.watermark import model_prefix
 
     merged_name = next(f for f in frames if f[:-4] not in dropped)
-    found = detect(read_image_rgb(full / merged_name))
+    reader = VideoReader()
+    reader.add(read_image_rgb(full / merged_name))
+    found = reader.read()
     assert found.found and found.payload.model_prefix == model_prefix(s.model_id)
     # the mark stays inside the blended region: outside the saved mask (dilated by the blur reach, 3 px
     # here) the written frame equals dst exactly

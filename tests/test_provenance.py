@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,7 +20,9 @@ from facelab.media.encode import build_video
 from facelab.media.frames import frame_name
 from facelab.media.metadata import embed_json
 from facelab.media.video import iter_frames, probe_video
+from facelab.provenance import syncmark as sm
 from facelab.provenance import watermark as wm
+from facelab.provenance.faces import FaceRegions
 from facelab.provenance.record import (
     STATEMENT,
     ProvenanceRecord,
@@ -292,3 +296,124 @@ def test_cli(tmp_path: Path, marked_video: Path) -> None:
     assert result.exit_code == 0 and "not found" in result.output
     result = runner.invoke(app, ["verify", str(tmp_path / "missing.mp4")])
     assert isinstance(result.exception, InputError)
+
+
+# ----------------------------------------------------------------------------------------------------
+# scheme 2 (syncmark): what survives what on a real clip; the full attack suite is `make test-slow`
+
+
+def _attacks() -> Any:
+    """benchmarks/watermark.py's attack suite (one definition for the benchmark and the tests)."""
+    spec = importlib.util.spec_from_file_location("facelab_watermark_bench", REPO / "benchmarks" / "watermark.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ATTACKS
+
+
+V2_FRAMES = 20
+# the default suite: a codec, a crop, a colour change, a rescale, and both combinations
+V2_DEFAULT = ("h264_crf28", "crop_10%_each_border", "contrast_-20%", "downscale_1/2",
+              pytest.param("combo_downscale_1/2+crf28", marks=pytest.mark.xfail(
+                  reason="not met (docs/provenance.md, What survives what)", strict=True)),
+              "combo_crop_10%+crf28")
+
+
+@pytest.fixture(scope="module")
+def attacks() -> Any:
+    return _attacks()
+
+
+@pytest.fixture(scope="module")
+def faces() -> FaceRegions:
+    return FaceRegions(sm.READ_FACE_TYPE)
+
+
+@pytest.fixture(scope="module")
+def v2_clip(faces: FaceRegions, payload: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """(frames, face regions, marked frames) of the bundled dst clip, marked inside the faces as merge marks."""
+    frames = [rgb for index, rgb in iter_frames(DST) if index < 60]
+    regions = [np.any(faces(rgb), axis=0) for rgb in frames]
+    marked = [sm.embed(rgb, payload, region=r, frame=i) for i, (rgb, r) in enumerate(zip(frames, regions, strict=True))]
+    return frames, regions, marked
+
+
+def _read_v2(frames: list[np.ndarray], faces: FaceRegions) -> sm.Reading:
+    reader = sm.VideoReader()
+    for rgb in frames:
+        found = faces(rgb)
+        reader.add(rgb, np.any(found, axis=0) if found else None)
+    return reader.read()
+
+
+def test_v2_invisible_and_round_trip(v2_clip: Any, payload: np.ndarray, faces: FaceRegions) -> None:
+    frames, regions, marked = v2_clip
+    values = [_region_psnr(a, b, r) for a, b, r in zip(frames, marked, regions, strict=True)]
+    print(f"scheme 2 face-region PSNR: min {min(values):.2f} dB, mean {np.mean(values):.2f} dB")
+    assert min(values) >= 42.0
+    outside = ~np.any(regions, axis=0)
+    assert all(np.array_equal(a[outside], b[outside]) for a, b in zip(frames, marked, strict=True))
+    res = _read_v2(marked[:V2_FRAMES], faces)
+    assert res.found and np.array_equal(res.bits, payload) and res.offset == (0, 0)
+    assert sum(res.frames_found) == V2_FRAMES  # every clean frame decodes on its own
+
+
+def _region_psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    diff = a[region].astype(np.float64) - b[region].astype(np.float64)
+    mse = float(np.mean(diff**2))
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
+
+
+def test_v2_code_corrects_errors(payload: np.ndarray) -> None:
+    coded = sm.encode_bits(payload)
+    assert coded.size == sm.CODED_BITS == 210
+    rng = np.random.default_rng(5)
+    soft = np.where(coded, -1.0, 1.0)
+    flip = rng.choice(coded.size, 20, replace=False)  # 20 of 210 coded bits wrong
+    soft[flip] *= -1.0
+    assert np.array_equal(sm.decode_soft(soft + rng.normal(0, 0.3, soft.size)), payload)
+
+
+@pytest.mark.parametrize("attack", V2_DEFAULT)
+def test_v2_survives(attack: str, attacks: Any, v2_clip: Any, payload: np.ndarray, faces: FaceRegions) -> None:
+    res = _read_v2(attacks[attack](v2_clip[2][:V2_FRAMES]), faces)
+    assert res.found and np.array_equal(res.bits, payload), (attack, res.pilot, res.offset)
+
+
+def test_v2_unmarked_never_detected(attacks: Any, faces: FaceRegions) -> None:
+    """Unmarked frames (the bundled src and dst, and noise), plain and attacked, never decode."""
+    rng = np.random.default_rng(11)
+    noise = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(8)]
+    clips = [[rgb for i, rgb in iter_frames(p) if i < V2_FRAMES] for p in (DST, REPO / "samples" / "src.mp4")]
+    for clip in [*clips, noise]:
+        for attack in ("none (PNG)", "h264_crf28", "crop_5%_left"):
+            res = _read_v2(attacks[attack](clip), faces)
+            assert not res.found and not any(res.frames_found), attack
+
+
+def test_verify_reads_v2_video(tmp_path: Path, v2_clip: Any, payload: np.ndarray) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, rgb in enumerate(v2_clip[2][:V2_FRAMES]):
+        cv2.imwrite(str(folder / frame_name(index, "png")), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "v2.mp4"
+    build_video(folder, out, fps=30, crf=28)
+    report = verify(out)
+    assert report.watermark_found and report.watermark_scheme == f"{sm.SCHEME}/{sm.SCHEME_VERSION}"
+    assert report.payload_hex == wm.payload_hex(payload)
+    assert any("scheme facelab-sync-blocks/2" in line for line in report_lines(report))
+
+
+# not met by scheme 2 on this clip (60 frames): docs/provenance.md, What survives what
+V2_NOT_MET = frozenset({"downscale_1/3", "combo_downscale_1/2+crf28"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", [
+    pytest.param(a, marks=pytest.mark.xfail(reason="target not met (docs/provenance.md)", strict=True))
+    if a in V2_NOT_MET else a for a in _attacks()])
+def test_v2_survives_full_suite(attack: str, attacks: Any, v2_clip: Any, payload: np.ndarray,
+                                faces: FaceRegions) -> None:
+    """Every attack of the benchmark on 60 frames of the bundled clip."""
+    res = _read_v2(attacks[attack](v2_clip[2]), faces)
+    assert res.found and np.array_equal(res.bits, payload), (attack, res.pilot, res.offset)

@@ -283,9 +283,9 @@ def test_a_job_killed_with_the_server_resumes(studio_workspace: Any, studio_serv
         assert r.status_code == 200, r.text
         job = r.json()
         deadline = time.monotonic() + 240  # generous: CI machines may be loaded
-        while time.monotonic() < deadline and len(list(out.glob("*.jpg"))) < 12:
+        while time.monotonic() < deadline and len(list(out.glob("*.jpg"))) < 20:
             time.sleep(0.2)
-        assert len(list(out.glob("*.jpg"))) >= 12
+        assert len(list(out.glob("*.jpg"))) >= 20
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -305,9 +305,9 @@ def test_a_job_killed_with_the_server_resumes(studio_workspace: Any, studio_serv
         done = s.ctx.jobs.wait(600)
         assert done.state == "done", c.get(f"/api/workspace/jobs/{done.id}/log").text
     summary = json.loads((out / "_extract" / "summary.json").read_text())
-    # the frames done before the kill were not redone (a few written faces may not be journaled yet when the
-    # job is interrupted: those frames are done again)
-    assert summary["resumed_frames"] >= 0.7 * before > 0
+    # the frames done before the kill were not redone, but for the tracking run (8 frames) in progress, whose
+    # faces may be written but not yet journaled: it is done again, whole (docs/reliability.md, Kill -9)
+    assert summary["resumed_frames"] % 8 == 0 and summary["resumed_frames"] >= before - 15 > 0
     assert summary["faces"] == len(list(out.glob("*.jpg"))) > before
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from facelab.cli import faceset_enhance, faceset_sort, faceset_tools
+from facelab.cli import faceset_dfl, faceset_enhance, faceset_sort, faceset_tools
 
 app = typer.Typer(
     help="Sort, clean, pack and inspect facesets (folders of aligned faces).",
@@ -22,3 +22,4 @@ app.command("sort")(faceset_sort.sort)
 app.command("dedupe")(faceset_sort.dedupe)
 app.command("filter")(faceset_sort.filter_faces)
 app.command("enhance")(faceset_enhance.enhance)
+app.command("import-dfl")(faceset_dfl.import_dfl)

@@ -9,7 +9,22 @@ import typer
 from rich.markup import escape
 
 from facelab import __version__
-from facelab.cli import demo, evaluate, extract, faceset, merge, pretrain, studio, swap, train, verify, video, xseg
+from facelab.cli import (
+    demo,
+    evaluate,
+    export,
+    extract,
+    faceset,
+    merge,
+    pretrain,
+    studio,
+    swap,
+    train,
+    verify,
+    video,
+    xseg,
+)
+from facelab.cli.live import live
 from facelab.cli.progress import console
 from facelab.core.errors import FacelabError, storage_error
 
@@ -27,11 +42,13 @@ app.add_typer(pretrain.app, name="pretrain")
 app.command("extract")(extract.extract)
 app.command("train")(train.train)
 app.command("merge")(merge.merge)
+app.command("export")(export.export)
 app.command("verify")(verify.verify)
 app.command("swap")(swap.swap)
 app.command("demo")(demo.demo)
 app.command("evaluate")(evaluate.evaluate)
 app.command("studio")(studio.studio)
+app.command("live")(live)
 
 
 @app.command("version")

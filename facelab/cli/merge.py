@@ -18,7 +18,10 @@ from facelab.merge.shard import parse_shard
 
 
 def merge(
-    model_dir: Annotated[Path, typer.Option(help="The trained model folder.", show_default=False)],
+    model_dir: Annotated[Path, typer.Option("--model", "--model-dir",
+                                            help="The trained model folder, or an ONNX model file: a .dfm "
+                                                 "(DeepFaceLab's or `facelab export`'s) or facelab's own .onnx.",
+                                            show_default=False)],
     frames: Annotated[Path, typer.Option(help="Folder of dst frames (facelab video frames).", show_default=False)],
     aligned: Annotated[Path, typer.Option(help="Folder of the dst faces aligned from those frames.",
                                           show_default=False)],

@@ -22,6 +22,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from facelab.core.atomic import count_write
 from facelab.core.errors import InputError, storage_error
 
 VERSION = 1
@@ -93,6 +94,7 @@ class Journal:
             self._fh.flush()
         except OSError as exc:
             self._fail(exc)
+        count_write()
         self._remember(entry)
 
     def _fail(self, exc: OSError) -> None:

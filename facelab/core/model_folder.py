@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from facelab import __version__
-from facelab.core.atomic import write_bytes_atomic, write_json_atomic
+from facelab.core.atomic import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from facelab.core.config import marked_fields, option_error
 from facelab.core.errors import InputError
 from facelab.core.versioned import read_versioned_json
@@ -54,6 +54,8 @@ VERSION = 1
 FIXED: dict[str, Any] = {"fixed": True}
 
 Opts = TypeVar("Opts", bound=BaseModel)
+
+PREVIEWS = "previews"  # the preview images of a model folder (trainer and XSeg)
 
 
 def fixed_options(options: type[BaseModel]) -> tuple[str, ...]:
@@ -265,6 +267,14 @@ def save_checkpoint(folder: Path, state: ModelState, modules: dict[str, nn.Modul
     for old in list(folder.glob("weights-*.safetensors")) + list(folder.glob("optimizer-*.safetensors")):
         if old.name not in (weights_name, optim_name):
             old.unlink(missing_ok=True)
+    remove_model_temps(folder)
+
+
+def remove_model_temps(folder: Path) -> None:
+    """Delete what killed runs were writing into a model folder (see ``atomic.remove_stale_temps``): a
+    trainer calls it when it starts, and each save."""
+    for sub in (Path(folder), Path(folder) / PREVIEWS):
+        remove_stale_temps(sub)
 
 
 def _committed_files(folder: Path) -> set[str]:

@@ -30,11 +30,16 @@ class FaceSwapper(Protocol):
     def swap(self, dst_faces: Tensor, dst_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]: ...
 
 
-def load_model(path: Path, device: str = "auto") -> FaceSwapper:
-    """A model folder (PyTorch) or an ONNX file; InputError naming the problem otherwise."""
+def load_model(path: Path, device: str = "auto", morph_value: float = 1.0) -> FaceSwapper:
+    """A model folder (PyTorch) or an ONNX file (facelab.export.runtime.DfmModel: ``morph_value`` feeds
+    DeepFaceLab's AMP files); InputError naming the problem otherwise."""
     path = Path(path)
     if path.is_dir():
         return load_swap_model(path, device)
+    if not path.exists():
+        raise InputError("model not found: give a model folder or a .dfm / .onnx file", path)
     if path.suffix.lower() in (".dfm", ".onnx"):
-        raise InputError("ONNX models are not supported yet", path)  # filled in by the export phase
+        from facelab.export.runtime import DfmModel  # onnxruntime is imported only for ONNX files
+
+        return DfmModel(path, device, morph_value)
     raise InputError("not a model: give a model folder or a .dfm / .onnx file", path)

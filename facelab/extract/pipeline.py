@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facelab.core.atomic import write_json_atomic, write_text_atomic
+from facelab.core.atomic import remove_stale_temps, write_json_atomic, write_text_atomic
 from facelab.core.journal import Journal
 from facelab.core.lock import locked
 from facelab.core.pool import WorkerPool
@@ -132,16 +132,46 @@ def runs(tasks: Iterable[FrameTask], length: int) -> Iterator[list[FrameTask]]:
         yield group
 
 
+def whole_runs(names: list[str], done: set[str], length: int) -> set[str]:
+    """The frames of ``done`` whose whole tracking run (``length`` frames from a multiple of ``length``) is done.
+
+    A resumed job redoes a run it had only partly finished: tracking makes a frame's faces depend on the
+    frames before it in its run, so a run must start where an uninterrupted job starts it for the faces
+    to come out bit-identical (``runs`` then groups the frames left exactly as a whole job does).
+    """
+    keep: set[str] = set()
+    for start in range(0, len(names), length):
+        group = names[start:start + length]
+        if all(n in done for n in group):
+            keep.update(group)
+    return keep
+
+
 # ---- main side ---------------------------------------------------------------------------------
+
+# Decoded video frames queued or in the workers' hands at once, at most (4K and 8K frames are 25 and 100 MB).
+FRAMES_IN_FLIGHT_BYTES = 2 * 1024**3
+
+
+def job_backlog(workers: int, frame_bytes: int, run_length: int) -> int:
+    """How many jobs (runs of up to ``run_length`` decoded frames of ``frame_bytes`` each) may be queued or
+    running: two per worker, fewer when that would hold more than FRAMES_IN_FLIGHT_BYTES of frames (at
+    least one). Folder input passes no pixels (frame_bytes 0): the workers read the files."""
+    backlog = 2 * workers
+    if frame_bytes > 0:
+        backlog = min(backlog, FRAMES_IN_FLIGHT_BYTES // (frame_bytes * run_length))
+    return max(1, backlog)
+
 
 class _Runner:
     """Runs jobs in worker processes (or in this process for one worker), yielding results as they finish."""
 
-    def __init__(self, opts: ExtractOptions, reference: Embedding | None, out_dir: Path) -> None:
+    def __init__(self, opts: ExtractOptions, reference: Embedding | None, out_dir: Path, frame_bytes: int = 0) -> None:
         args = (opts.model_dump_json(), None if reference is None else [float(v) for v in reference], str(out_dir))
         # bounded: frames are decoded only a little ahead of the workers
-        self.pool: WorkerPool[list[dict[str, Any]]] = WorkerPool(opts.workers, "process", initializer=_init,
-                                                                 initargs=args)
+        self.pool: WorkerPool[list[dict[str, Any]]] = WorkerPool(
+            opts.workers, "process", backlog=job_backlog(opts.workers, frame_bytes, opts.track),
+            initializer=_init, initargs=args)
 
     def map(self, kind: str, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
         """Journal entries of finished frames, in completion order."""
@@ -164,16 +194,19 @@ def run_extract(input_path: Path, out_dir: Path, opts: ExtractOptions,
     reference = reference_embedding(opts.only_like) if opts.only_like is not None else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir, out_dir / STATE_DIR):  # what a killed run was writing
+        remove_stale_temps(folder)
     settings = opts.model_dump(mode="json", exclude={"workers", "debug"})
     settings["input"] = str(input_path)
     journal = open_journal(out_dir / STATE_DIR / "journal.jsonl", settings)
-    written = {n for n in source.names() if frame_done(journal, n) is not None}
+    written = whole_runs(source.names(), {n for n in source.names() if frame_done(journal, n) is not None},
+                         opts.track)
     resumed = len(written)
     if total is not None:
         total(source.count * (2 if opts.smooth else 1))
     if progress is not None and resumed:
         progress(resumed * (2 if opts.smooth else 1))
-    runner = _Runner(opts, reference, out_dir)
+    runner = _Runner(opts, reference, out_dir, source.frame_bytes)
     try:
         if opts.smooth:
             _two_pass(source, journal, runner, opts, written, progress)
@@ -194,7 +227,8 @@ def run_extract(input_path: Path, out_dir: Path, opts: ExtractOptions,
 
 def _two_pass(source: FrameSource, journal: Journal, runner: _Runner, opts: ExtractOptions,
               written: set[str], progress: Progress | None) -> None:
-    detected = {n for n in source.names() if frame_done(journal, n, "detect") is not None}
+    detected = whole_runs(source.names(), {n for n in source.names() if frame_done(journal, n, "detect") is not None},
+                          opts.track)
     if progress is not None:
         progress(len(detected - written))
     for entry in runner.map("detect", ((run, None) for run in runs(source.tasks(detected), opts.track))):

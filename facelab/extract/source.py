@@ -9,7 +9,7 @@ from pathlib import Path
 from facelab.core.errors import InputError
 from facelab.core.types import Image
 from facelab.media.frames import frame_name, list_frames
-from facelab.media.video import iter_frames, parse_fps, probe_video, resampled_count
+from facelab.media.video import count_at, iter_frames, probe_video
 
 
 @dataclass
@@ -29,12 +29,13 @@ class FrameSource:
         self.is_video = self.path.is_file()
         if self.is_video:
             info = probe_video(self.path)
-            self.count = (info.frame_count if fps is None
-                          else resampled_count(info.frame_count, parse_fps(info.fps_fraction), parse_fps(fps)))
+            self.count = count_at(info, fps)
+            self.frame_bytes = info.width * info.height * 3  # one decoded RGB frame
             self._files: list[Path] = []
         else:
             self._files = list_frames(self.path)
             self.count = len(self._files)
+            self.frame_bytes = 0  # the workers read the files: no pixels pass through here
 
     def names(self) -> list[str]:
         if self.is_video:

@@ -12,8 +12,14 @@ box [0, 1]^2. A face type then picks which part of that canonical frame the squa
 | whole_face | 0.40    | 0.10     | full plus the forehead (the DFL default for swaps)  |
 | head       | 0.70    | 0.20     | the whole head with hair, for head swaps            |
 
-The crop's half-side is (0.5 + padding) canonical units, its centre (0.5, 0.5 - shift), both in
+The crop's half-side is (0.5 + padding) canonical units, its centre (0.5 + shift_x, 0.5 - shift), both in
 units of the inner-face box. Any size from 64 to 1024 pixels.
+
+Besides the face types, ``FACE_TYPE_GEOMETRY`` holds other tools' framings that facelab crops for but
+does not extract or train in: ``dfl_whole_face`` is DeepFaceLab's whole face as DeepFaceLive and FaceFusion
+cut it for a .dfm model (derived by tools/derive_dfl_framing.py on 2,796 faces of the demo and quality
+pairs: FaceFusion's five-point template against facelab's canonical fit; see facelab.export.framing).
+``framing_rank`` places such a framing among the face types by size.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ MIN_SIZE, MAX_SIZE = 64, 1024
 class FaceTypeGeometry:
     padding: float
     shift_up: float
+    shift_x: float = 0.0
 
 
 FACE_TYPE_GEOMETRY: dict[str, FaceTypeGeometry] = {
@@ -45,10 +52,25 @@ FACE_TYPE_GEOMETRY: dict[str, FaceTypeGeometry] = {
     "full": FaceTypeGeometry(0.25, 0.0),
     "whole_face": FaceTypeGeometry(0.40, 0.10),
     "head": FaceTypeGeometry(0.70, 0.20),
+    "dfl_whole_face": FaceTypeGeometry(0.5329, 0.0374, 0.0202),  # a framing, not a face type (see above)
 }
 
 # Larger face types contain smaller ones: converting an aligned face to a smaller type is a crop.
 FACE_TYPE_ORDER: tuple[str, ...] = ("half", "mid_full", "full", "whole_face", "head")
+# other tools' framings: the rank among FACE_TYPE_ORDER they count as. dfl_whole_face is a little larger than
+# whole_face (a wider margin, inside head) but shows the same face: a whole_face record serves it (a merge
+# crops from the frame; only a stored mask is cut to the record's crop, and the face it covers is inside both)
+_FRAMING_RANKS = {"dfl_whole_face": 3.0}
+
+
+def framing_rank(face_type: str) -> float:
+    """The size rank of a face type (its FACE_TYPE_ORDER index) or framing: a face extracted as type a
+    holds a crop of type b when rank(a) >= rank(b)."""
+    if face_type in _FRAMING_RANKS:
+        return _FRAMING_RANKS[face_type]
+    if face_type not in FACE_TYPE_ORDER:
+        raise InputError(f"unknown face type {face_type!r}")
+    return float(FACE_TYPE_ORDER.index(face_type))
 
 
 def check_size(size: int) -> int:
@@ -73,7 +95,7 @@ def canonical_to_crop(face_type: FaceType | str, size: int) -> FloatArray:
         raise InputError(f"unknown face type {face_type!r}") from None
     half = 0.5 + g.padding
     scale = size / (2 * half)
-    cx, cy = 0.5, 0.5 - g.shift_up
+    cx, cy = 0.5 + g.shift_x, 0.5 - g.shift_up
     return np.array([[scale, 0.0, size / 2 - scale * cx], [0.0, scale, size / 2 - scale * cy]])
 
 

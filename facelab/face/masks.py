@@ -20,11 +20,12 @@ from facelab.core.geometry import transform_points
 from facelab.core.types import FloatArray, Mask, Points
 from facelab.face.align import compose
 from facelab.face.types import JAW, LEFT_BROW, LEFT_EYE, OUTER_MOUTH, RIGHT_BROW, RIGHT_EYE
+from facelab.media.limits import decode_image
 
 SUBPIXEL_BITS = 4  # polygon rasterisation precision (cv2 `shift`)
 
 # Forehead height as a share of the brow-to-chin distance (anthropometric average: about one half).
-_FOREHEAD = {"whole_face": 0.45, "head": 0.75}
+_FOREHEAD = {"whole_face": 0.45, "dfl_whole_face": 0.45, "head": 0.75}
 
 
 def hull_points(landmarks: Points, face_type: FaceType | str = "full") -> Points:
@@ -114,7 +115,7 @@ def decode_stored_mask(data: str, path: Path | str | None = None) -> Mask:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise MetadataError("xseg_mask is not valid base64", path) from None
-    decoded = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    decoded = decode_image(raw, cv2.IMREAD_GRAYSCALE, path)
     if decoded is None or decoded.ndim != 2 or min(decoded.shape) < 1:
         raise MetadataError("xseg_mask is not a decodable grayscale image", path)
     out: Mask = np.asarray(decoded, dtype=np.float32) * np.float32(1 / 255)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facelab.core.atomic import write_json_atomic
+from facelab.core.atomic import remove_stale_temps, write_json_atomic
 from facelab.core.errors import InputError
 from facelab.core.journal import Journal
 from facelab.core.lock import Want, locked
@@ -124,6 +124,8 @@ def enhance_faceset(
         return summary
     dest.mkdir(parents=True, exist_ok=True)
     work = dest / WORK_DIR
+    for folder in (dest, work):  # what a killed run was writing
+        remove_stale_temps(folder)
     _check_settings(work, {"model": MODEL_NAME, "strength": opts.strength, "in_place": in_place})
     journal = open_journal(work / "journal.jsonl") if in_place else None
     resolver = resolver or SuperResolver(threads=opts.threads, tile=opts.tile, overlap=opts.overlap)

@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
-from facelab.core.atomic import atomic_file, sync_all, write_bytes_atomic
+from facelab.core.atomic import atomic_file, count_write, remove_stale_temps, sync_all, write_bytes_atomic
 from facelab.core.choices import IMAGE_EXTENSIONS
 from facelab.core.errors import InputError
 from facelab.core.lock import locked
@@ -131,6 +131,7 @@ class PackWriter:
         c["yaw"].append(record.pose.yaw if record.pose is not None else np.nan)
         c["pitch"].append(record.pose.pitch if record.pose is not None else np.nan)
         self._write(data)
+        count_write()
 
     def finish(self) -> int:
         """Write the index and the footer; returns the pack's size in bytes."""
@@ -414,6 +415,7 @@ def pack_faceset(folder: Path, out: Path, overwrite: bool = False, progress: Pro
         raise InputError(f"a packed faceset must end in {PACK_SUFFIX}", out)
     if out.exists() and not overwrite:
         raise InputError("already exists (pass --overwrite to replace it)", out)
+    remove_stale_temps(out.parent)  # the partial pack of a killed run
     files = list_face_files(folder)
     foreign: list[Path] = []
     invalid: list[tuple[Path, str]] = []

@@ -25,6 +25,7 @@ from facelab.core.atomic import write_bytes_atomic
 from facelab.core.choices import FaceType
 from facelab.core.errors import InputError, MetadataError, printable, validation_message
 from facelab.core.types import F64, U8
+from facelab.media.limits import decode_image
 from facelab.media.metadata import (
     PNG_SIGNATURE,
     check_complete,
@@ -305,7 +306,7 @@ def read_face(path: Path) -> tuple[U8, FaceRecord]:
     path = Path(path)
     data = _read_bytes(path)
     record = record_from_bytes(data, path)
-    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    decoded = decode_image(data, cv2.IMREAD_COLOR, path)
     if decoded is None:
         raise MetadataError("cannot decode the image pixels", path)
     image: U8 = np.asarray(decoded, dtype=np.uint8)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facelab.core.atomic import write_bytes_atomic
+from facelab.core.atomic import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from facelab.core.choices import FaceType
 from facelab.core.errors import InputError, MetadataError
 from facelab.core.geometry import affine_scale, invert_affine, transform_points
@@ -144,6 +145,22 @@ class ResizeResult:
     invalid: list[tuple[Path, str]] = field(default_factory=list)
 
 
+WORK_DIR = "_resize"
+SETTINGS_SCHEMA = "facelab.resize"
+
+
+def _resumable(out: Path, settings: dict[str, object]) -> bool:
+    """Whether ``out`` is a folder an earlier resize with the same settings was writing (then the faces
+    already there are kept and the others written: a killed resize resumes)."""
+    path = out / WORK_DIR / "settings.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return (isinstance(old, dict) and old.get("schema") == SETTINGS_SCHEMA and old.get("version") == 1
+            and {k: old.get(k) for k in settings} == settings)
+
+
 def _resize_wants(arguments: Mapping[str, Any]) -> list[Want]:
     """The output folder held alone (a pack is one file, written atomically), the source folder shared."""
     out = Path(arguments["out"])
@@ -157,7 +174,8 @@ def resize_faceset(source: Path, out: Path, size: int | None = None, face_type: 
 
     Names and image formats are kept. Foreign images and malformed faces of a folder are skipped (listed
     in the result). Raises InputError for a larger face type, a size out of range, or an ``out`` that
-    already holds faces.
+    already holds faces (unless an interrupted resize with the same settings wrote them: it resumes;
+    ``out/_resize/settings.json`` records them).
     """
     source, out = Path(source), Path(out)
     if size is None and face_type is None:
@@ -171,8 +189,13 @@ def resize_faceset(source: Path, out: Path, size: int | None = None, face_type: 
     to_pack = is_pack_path(out)
     if to_pack and out.exists():
         raise InputError("already exists", out)
-    if not to_pack and out.exists() and (not out.is_dir() or list_face_files(out)):
+    settings: dict[str, object] = {"source": str(source.resolve()), "size": size, "face_type": face_type,
+                                   "jpeg_quality": jpeg_quality}
+    resuming = not to_pack and _resumable(out, settings)
+    if not to_pack and not resuming and out.exists() and (not out.is_dir() or list_face_files(out)):
         raise InputError("already holds face files (or is not a folder): give a new or empty folder", out)
+    for folder in (out.parent,) if to_pack else (out, out / WORK_DIR):  # what a killed run was writing
+        remove_stale_temps(folder)
     store = open_store(source)
     result = ResizeResult(foreign=list(store.foreign), invalid=list(store.invalid))
     if len(store) and face_type is not None:
@@ -189,7 +212,14 @@ def resize_faceset(source: Path, out: Path, size: int | None = None, face_type: 
                     if progress is not None:
                         progress(i + 1, total)
         else:
+            if not resuming:
+                write_json_atomic(out / WORK_DIR / "settings.json", {"schema": SETTINGS_SCHEMA, "version": 1,
+                                                                     **settings})
             for i in range(total):
+                if resuming and (out / store.names[i]).is_file():  # written atomically: whole
+                    if progress is not None:
+                        progress(i + 1, total)
+                    continue
                 data, _ = resize_face_bytes(store.read_bytes(i), store.names[i], store.paths[i], face_type, size,
                                             jpeg_quality)
                 try:

@@ -16,7 +16,7 @@ from av.container import InputContainer, OutputContainer
 from av.packet import Packet
 from av.video.stream import VideoStream
 
-from facelab.core.atomic import fsync_dir
+from facelab.core.atomic import count_write, fsync_dir, remove_stale_temps, temp_name
 from facelab.core.choices import VIDEO_CODECS, VideoCodec
 from facelab.core.errors import InputError, storage_error
 from facelab.core.types import Image
@@ -199,9 +199,10 @@ def build_video(
     if out_path.is_dir():
         raise InputError("is a folder; give a video file name such as out.mp4", out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_path.parent)  # the partial video of a killed run
     # A unique hidden name beside the target, keeping the suffix so FFmpeg picks the same container.
     # (Not mkstemp: FFmpeg creates the file itself, with the usual umask permissions.)
-    tmp = out_path.with_name(f".{out_path.stem}.{secrets.token_hex(6)}.partial{out_path.suffix}")
+    tmp = temp_name(out_path, secrets.token_hex(6))
     try:
         if audio_from is None:
             _encode(tmp, out_path, frames, first, (width, height), rate, settings, None, progress)
@@ -216,6 +217,7 @@ def build_video(
             raise
         raise err from exc
     fsync_dir(out_path.parent)
+    count_write()
 
 
 def _encode(
@@ -268,3 +270,76 @@ def _encode(
         raise storage_error(err, out_path) or InputError(f"encoding failed: {one_line(err)}", out_path) from err
     finally:
         out.close()
+
+
+class VideoWriter:
+    """A video written frame by frame as the frames come (``facelab live``): encoded into a hidden partial
+    file beside ``path`` and renamed over it by ``close``, so ``path`` only ever holds a complete video.
+
+    ``preset``: the x264/x265 speed preset (a live source needs a fast one). Frames are written at a
+    constant ``fps``, one after the other. Odd sizes are padded to even for yuv420p.
+    """
+
+    def __init__(self, path: Path | str, size: tuple[int, int], fps: float | str | Fraction, codec: VideoCodec = "h264",
+                 crf: int = 18, preset: str | None = None) -> None:
+        self.path = Path(path)
+        if not 0 <= crf <= 51:
+            raise InputError(f"CRF must be between 0 and 51, got {crf}")
+        if self.path.is_dir():
+            raise InputError("is a folder; give a video file name such as out.mp4", self.path)
+        self.fps = parse_fps(fps)
+        settings = _encoder_settings(codec, crf, False)
+        if preset is not None:
+            settings = _EncoderSettings(settings.encoder, settings.pix_fmt, {**settings.options, "preset": preset})
+        self._settings = settings
+        width, height = size
+        if settings.needs_even_size:
+            width, height = width + width % 2, height + height % 2
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.stem}.{secrets.token_hex(6)}.partial{self.path.suffix}")
+        try:
+            self._out, self._stream, _ = _open_output(self._tmp, self.path, (width, height), self.fps, settings,
+                                                      None, copy_audio=False)
+        except AV_ERRORS as err:
+            self._tmp.unlink(missing_ok=True)
+            raise InputError(f"cannot write this video: {one_line(err)}", self.path) from err
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
+        self.frames = 0
+        self._open = True
+
+    def write(self, rgb: Image) -> None:
+        """Encode the next RGB frame (the size given at opening)."""
+        pts = self.frames
+        if self._settings.needs_even_size:
+            rgb = _pad_to_even(rgb)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts = pts
+        frame.time_base = 1 / self.fps
+        try:
+            self._out.mux(self._stream.encode(frame))
+        except AV_ERRORS as err:
+            raise InputError(f"encoding failed: {one_line(err)}", self.path) from err
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder, finish the file and rename it over ``path``."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self._out.mux(self._stream.encode(None))
+        finally:
+            self._out.close()
+        os.replace(self._tmp, self.path)
+        fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        """Stop without a file: the partial file is removed."""
+        if self._open:
+            self._open = False
+            try:
+                self._out.close()
+            finally:
+                self._tmp.unlink(missing_ok=True)

@@ -15,12 +15,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facelab.core.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
+from facelab.core.atomic import fsync_dir, remove_stale_temps, write_bytes_atomic, write_json_atomic
 from facelab.core.choices import IMAGE_EXTENSIONS, IMAGE_FORMATS, ImageFormat
 from facelab.core.errors import InputError
 from facelab.core.types import Image
+from facelab.media.limits import check_image_bytes, decode_image
 from facelab.media.png import decode_png, encode_png
-from facelab.media.video import fps_to_str, iter_frames, parse_fps, probe_video, resampled_count
+from facelab.media.video import count_at, fps_to_str, iter_frames, parse_fps, probe_video
 
 FRAME_INFO_NAME = "video.json"
 FRAME_INFO_SCHEMA = "facelab.video"
@@ -146,10 +147,11 @@ def read_image_rgb(path: Path | str) -> Image:
         raise InputError("no such file", path) from None
     except OSError as err:
         raise InputError(f"cannot read the file: {err.strerror}", path) from None
+    check_image_bytes(data, path)  # a header claiming a huge size is refused before decoding
     fast = decode_png(data)
     if fast is not None and fast.ndim == 3 and fast.shape[2] == 3:
         return fast
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    bgr = decode_image(data, cv2.IMREAD_COLOR, path)
     if bgr is None:
         raise InputError("unreadable image", path)
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
@@ -245,9 +247,10 @@ def extract_frames(
             "extract into an empty folder",
             out_dir,
         )
+    remove_stale_temps(out_dir)  # what a killed run was writing
     write_json_atomic(partial_path, identity)
 
-    total = info.frame_count if fps is None else resampled_count(info.frame_count, source_fps, out_fps)
+    total = count_at(info, None if fps is None else out_fps)
     written = skipped = count = 0
     for index, rgb in iter_frames(video, None if fps is None else out_fps):
         target = out_dir / frame_name(index, fmt)

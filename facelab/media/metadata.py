@@ -146,6 +146,20 @@ def check_complete(data: bytes) -> None:
         _png_chunks(data)
 
 
+def jpeg_segments(data: bytes, marker: int) -> list[tuple[int, int, int]]:
+    """(start, body, end) offsets of each JPEG header segment with ``marker`` (0xEF: APP15), in file order.
+
+    ``body`` is the payload after the length field. Raises MetadataError when the header is malformed.
+    """
+    return [(s.start, s.body, s.end) for s in _jpeg_layout(data).segments if s.marker == marker]
+
+
+def png_chunks(data: bytes, ctype: bytes) -> list[tuple[int, int, int]]:
+    """(start, body, end) offsets of each PNG chunk of type ``ctype``; the chunk data is ``data[body:end - 4]``
+    and its CRC the last 4 bytes. Raises MetadataError when the chunk structure is malformed or cut short."""
+    return [(c.start, c.body, c.end) for c in _png_chunks(data) if c.ctype == ctype]
+
+
 # ----------------------------------------------------------------------------------------------------
 # payload
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from facelab.core.types import U8
+from facelab.export.load import FaceSwapper
 from facelab.faceset.record import FaceRecord
 from facelab.merge.compose import FaceInput, Prediction, crop_face, model_transform
 from facelab.merge.jobs import Job
@@ -32,9 +33,13 @@ def needs_dst_mask(session: MergeSession) -> bool:
     return any(o.mask_mode in LEARNED_DST_MODES for o in session.variants())
 
 
-def predict(model: SwapModel, crops: list[U8], direction: str, dst_mask: bool) -> list[Prediction]:
+def predict(model: FaceSwapper, crops: list[U8], direction: str, dst_mask: bool) -> list[Prediction]:
     x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-    face, mask, own = model.swap(x, dst_mask) if direction == "src2dst" else model.swap_reverse(x, dst_mask)
+    if direction == "src2dst":
+        face, mask, own = model.swap(x, dst_mask)
+    else:
+        assert isinstance(model, SwapModel)  # merge.inputs refuses dst2src for other models
+        face, mask, own = model.swap_reverse(x, dst_mask)
     f = face.clamp_(0, 1).permute(0, 2, 3, 1).contiguous().numpy()
     m = mask[:, 0].contiguous().numpy()
     d = None if own is None else own[:, 0].contiguous().numpy()
@@ -45,7 +50,7 @@ class Batcher:
     """Collects frames until a batch holds BATCH_FACES faces, then runs the model on them (when the
     ThreadPlan allows, after ``drain`` let the workers finish) and passes each frame's job to ``submit``."""
 
-    def __init__(self, model: SwapModel, session: MergeSession, xseg: XSegModel | None, motions: Motions,
+    def __init__(self, model: FaceSwapper, session: MergeSession, xseg: XSegModel | None, motions: Motions,
                  plan: ThreadPlan, submit: Callable[[Job], None], drain: Callable[[], None]) -> None:
         self.model = model
         self.session = session
@@ -69,7 +74,7 @@ class Batcher:
     def flush(self) -> None:
         if not self.pending:
             return
-        face_type, res = self.model.options.face_type, self.model.resolution
+        face_type, res = self.model.face_type, self.model.resolution
         crops: list[U8] = []
         for _stem, _, frame, recs in self.pending:
             crops.extend(crop_face(frame, model_transform(r, face_type, res), res) for r in recs)

@@ -83,6 +83,8 @@ class RunOptions(BaseModel):
         description="compositing workers: threads beside the model (worker processes only with the Python API's "
                     "run_merge(pool=\"process\")); default: CPU count, up to 8")
     image_format: ImageFormat = Field("png", description="image format of the merged frames")
+    morph_value: float = Field(1.0, ge=0, le=1, description="for a DeepFaceLab AMP .dfm (a morph_value input): how "
+                               "far towards src the face is morphed, 0..1 (other models ignore it)")
     xseg_model: Path | None = Field(None, description="XSeg model folder (facelab xseg train) for the xseg-* mask "
                                     "modes; without it xseg-dst uses the masks `facelab xseg apply` stored in the "
                                     "dst faces")

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from facelab.core.atomic import sync_all
+from facelab.core.atomic import remove_stale_temps, sync_all
 from facelab.core.errors import InputError
 from facelab.core.journal import Journal
 from facelab.core.lock import LOCK_NAME, Want, locked
@@ -68,7 +68,7 @@ def _merge_wants(arguments: Mapping[str, Any]) -> list[Want]:
 
 @locked("merge", wants=_merge_wants)
 def run_merge(
-    model_dir: Path,
+    model_dir: Path,  # a model folder, or an ONNX file (.dfm or facelab's own): facelab.export.load
     frames_dir: Path,
     aligned_dir: Path,
     out_dir: Path,
@@ -101,11 +101,15 @@ def run_merge(
     inputs = load_inputs(Path(model_dir), frames_dir, aligned_dir, out_dir, session, device)
 
     mine = shard_frames(inputs.frames, shard)
+    for folder in (out_dir, out_dir / STATE_DIR):  # what a killed run was writing
+        remove_stale_temps(folder)
     suffix = shard_suffix(shard)
     journal = _open_journal(out_dir / STATE_DIR / f"journal{suffix}.jsonl", session, inputs, frames_dir,
                             aligned_dir)
     fmt = session.options.image_format
-    todo = [p for p in mine if not _finished(journal, out_dir, p.stem, fmt)]
+    done = {p.stem for p in mine if _finished(journal, out_dir, p.stem, fmt)}
+    todo = [p for group in _batch_groups(mine, inputs.by_frame) if not all(p.stem in done for p in group)
+            for p in group]
     resumed = len(mine) - len(todo)
     if total is not None:
         total(len(mine))
@@ -118,7 +122,7 @@ def run_merge(
         credentials = credentials or ContentCredentials()
         credentials.identity()  # the key and certificate: made or checked before any output is written
         marker = marker_for(inputs.model.model_id, {"frames": frames_dir.name}, credentials)
-    ctx = JobContext(out_dir, inputs.model.options.face_type, inputs.model.resolution, fmt, marker)
+    ctx = JobContext(out_dir, inputs.model.face_type, inputs.model.resolution, fmt, marker)
     try:
         loop = _merge_frames(todo, inputs, session, ctx, n_workers, pool, journal, progress)
     finally:
@@ -148,6 +152,22 @@ def _open_journal(path: Path, session: MergeSession, inputs: MergeInputs, frames
 def _finished(journal: Journal, out_dir: Path, stem: str, fmt: str) -> bool:
     img, msk = output_paths(out_dir, stem, fmt)
     return stem in journal and img.is_file() and msk.is_file()
+
+
+def _batch_groups(frames: list[Path], by_frame: dict[str, list[Any]]) -> list[list[Path]]:
+    """The frames in the groups whose faces go through the model together (``Batcher``: a batch ends at
+    BATCH_FACES faces) in a run over all of ``frames``. A resumed run redoes a group it had only partly
+    done: the model's output for a face can differ in its last bits with the other faces of its batch,
+    so a batch must hold the faces an uninterrupted run gives it for the frames to come out bit-identical."""
+    groups: list[list[Path]] = [[]]
+    faces = 0
+    for p in frames:
+        groups[-1].append(p)
+        faces += len(by_frame.get(p.stem) or [])
+        if faces >= BATCH_FACES:
+            groups.append([])
+            faces = 0
+    return [g for g in groups if g]
 
 
 def _motions(session: MergeSession, inputs: MergeInputs) -> Motions:

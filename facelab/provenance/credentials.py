@@ -24,6 +24,7 @@ import functools
 import hashlib
 import io
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,15 @@ from facelab import TOOL_NAME, __version__
 from facelab.core.atomic import atomic_file
 from facelab.core.errors import InputError
 from facelab.media.metadata import detect_format
-from facelab.provenance.signing import SigningIdentity, SigningOptions, load_identity, local_ca
+from facelab.provenance.signing import (
+    ENV_CERT,
+    ENV_KEY,
+    SigningIdentity,
+    SigningOptions,
+    c2pa_dir,
+    load_identity,
+    local_ca,
+)
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 SOURCE_IDENTITY = "source identity"
@@ -141,16 +150,19 @@ class ContentCredentials:
         return True
 
 
-_IDENTITIES: dict[SigningOptions, SigningIdentity] = {}
+_IDENTITIES: dict[tuple[SigningOptions, str, str | None, str | None], SigningIdentity] = {}
 _IDENTITY_LOCK = threading.Lock()
 _LOCAL = threading.local()
 
 
 def _identity(options: SigningOptions) -> SigningIdentity:
+    """The identity for these options, loaded once per place it comes from (the options, the folder and the
+    environment's certificate and key as they are now: a changed environment loads the identity it names)."""
+    key = (options, str(c2pa_dir(options)), os.environ.get(ENV_CERT), os.environ.get(ENV_KEY))
     with _IDENTITY_LOCK:
-        if options not in _IDENTITIES:
-            _IDENTITIES[options] = load_identity(options)
-        return _IDENTITIES[options]
+        if key not in _IDENTITIES:
+            _IDENTITIES[key] = load_identity(options)
+        return _IDENTITIES[key]
 
 
 def _signer(identity: SigningIdentity) -> tuple[c2pa.Signer, c2pa.Context]:

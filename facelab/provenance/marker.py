@@ -20,9 +20,10 @@ from facelab.core.atomic import write_json_atomic
 from facelab.core.types import U8, BoolArray
 from facelab.core.versioned import read_json_file
 from facelab.media.metadata import embed_json
+from facelab.provenance import syncmark
 from facelab.provenance.credentials import ContentCredentials
 from facelab.provenance.record import ProvenanceRecord, make_record, parse_record, write_sidecar, write_video_record
-from facelab.provenance.watermark import embed, make_payload
+from facelab.provenance.watermark import make_payload
 
 SIDECAR_NAME = "provenance.json"
 
@@ -34,11 +35,12 @@ class ProvenanceMarker:
     credentials: ContentCredentials | None = None
 
     def mark(self, rgb: U8, region: NDArray[np.generic] | None = None,
-             inplace: bool = False) -> U8:
-        """The frame with the invisible watermark (payload: facelab + the model id), inside `region`
-        (the swapped faces) when given, so the rest of the frame stays exactly as it was; ``inplace``
-        marks the given array itself (no copy)."""
-        return embed(rgb, self.payload, region=region, inplace=inplace)
+             inplace: bool = False, frame: int = 0) -> U8:
+        """The frame with the invisible watermark (scheme 2, provenance.syncmark; payload: facelab + the
+        model id), inside `region` (the swapped faces) when given, so the rest of the frame stays exactly
+        as it was; ``inplace`` marks the given array itself (no copy). ``frame``: the frame's index in its
+        video (the mark's layout moves every few frames)."""
+        return syncmark.embed(rgb, self.payload, region=region, inplace=inplace, frame=frame)
 
     @property
     def watermark_claim(self) -> dict[str, Any]:

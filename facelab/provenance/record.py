@@ -28,11 +28,12 @@ import av
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from facelab import TOOL_NAME, __version__
-from facelab.core.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
+from facelab.core.atomic import count_write, fsync_dir, temp_name, write_bytes_atomic, write_json_atomic
 from facelab.core.errors import InputError, MetadataError, storage_error, validation_message
 from facelab.core.versioned import read_json_file
 from facelab.media.metadata import detect_format, embed_json, extract_json
 from facelab.media.video import AV_ERRORS, one_line, open_media
+from facelab.provenance import syncmark
 from facelab.provenance import watermark as wm
 
 SCHEMA = "facelab.provenance"
@@ -101,7 +102,7 @@ def make_record(model_id: str, source: dict[str, Any] | None = None, created: st
         model_id=model_id,
         created=created or now_utc(),
         source=source,
-        watermark={"scheme": wm.SCHEME, "version": wm.SCHEME_VERSION, "payload": wm.payload_hex(payload)},
+        watermark={"scheme": syncmark.SCHEME, "version": syncmark.SCHEME_VERSION, "payload": wm.payload_hex(payload)},
     )
 
 
@@ -167,7 +168,7 @@ def write_video_record(path: Path | str, record: ProvenanceRecord) -> None:
     Every stream is copied packet for packet; the input's other container tags are kept.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.partial{path.suffix}")
+    tmp = temp_name(path, secrets.token_hex(6))
     options = {"movflags": "+faststart"} if path.suffix.lower() in _MOV_SUFFIXES else {}
     try:
         with open_media(path) as src:
@@ -210,6 +211,7 @@ def write_video_record(path: Path | str, record: ProvenanceRecord) -> None:
             raise
         raise full from exc
     fsync_dir(path.parent)
+    count_write()
 
 
 def read_video_record(path: Path | str) -> ProvenanceRecord | None:

@@ -11,12 +11,14 @@ import cv2
 import numpy as np
 
 from facelab.core.errors import InputError
-from facelab.core.types import FloatArray, Image
+from facelab.core.types import BoolArray, FloatArray, Image
+from facelab.media.limits import decode_image
 from facelab.media.metadata import detect_format
 from facelab.media.video import iter_frames, probe_video
+from facelab.provenance import syncmark
 from facelab.provenance import watermark as wm
 from facelab.provenance.credentials import C2paReport, read_credentials
-from facelab.provenance.faces import FaceRegions
+from facelab.provenance.faces import FaceRegions, hulls
 from facelab.provenance.record import ProvenanceRecord, read_image_record, read_sidecar, read_video_record
 
 DEFAULT_MAX_FRAMES = 60
@@ -32,7 +34,8 @@ class VerifyReport:
     watermark_found: bool
     """The payload (voted over the checked frames for a video) passed the magic and CRC check."""
     confidence: float
-    """Mean magnitude of the (voted) soft bit values in [0, 1]: ~1 clean, ~0.04 for an unmarked frame."""
+    """Scheme 2: the pilot's voted soft value in [0, 1] (~0 unmarked, up to ~0.8 clean); scheme 1 (or
+    nothing found): mean magnitude of the voted soft bit values (~1 clean, ~0.04 unmarked)."""
     frames_checked: int
     frames_marked: int
     """Frames whose own watermark decodes (magic and CRC) on its own."""
@@ -43,6 +46,9 @@ class VerifyReport:
     record_source: RecordSource | None
     notes: list[str] = field(default_factory=list)
     c2pa: C2paReport = field(default_factory=lambda: C2paReport("absent"))
+    watermark_scheme: str | None = None
+    """"facelab-sync-blocks/2" (what facelab writes now) or "facelab-dct-qim/1" (older outputs); None
+    when no watermark was found."""
 
     @property
     def record_matches_watermark(self) -> bool | None:
@@ -56,6 +62,7 @@ class VerifyReport:
             "path": str(self.path),
             "kind": self.kind,
             "watermark_found": self.watermark_found,
+            "watermark_scheme": self.watermark_scheme,
             "confidence": round(self.confidence, 4),
             "frames_checked": self.frames_checked,
             "frames_marked": self.frames_marked,
@@ -85,23 +92,63 @@ def _sample_indices(count: int, max_frames: int) -> set[int]:
     return {int(i) for i in np.linspace(0, count - 1, n).round()}
 
 
-def _frame_soft(rgb: Image, regions: FaceRegions) -> FloatArray:
-    """Soft bits read where merge puts the mark: inside a swapped face. Each face is read on its own (a
-    frame may hold swapped and untouched faces, e.g. a side-by-side comparison); the first that decodes
-    wins, then the whole frame (e.g. a frame marked all over); failing both, the strongest reading."""
-    candidates = [wm.soft_bits(rgb, region=r) for r in regions(rgb)] + [wm.soft_bits(rgb)]
+def _frame_soft(rgb: Image, regions: list[BoolArray]) -> FloatArray:
+    """Scheme 1's soft bits read where merge put the mark: inside a swapped face. Each face is read on its
+    own (a frame may hold swapped and untouched faces, e.g. a side-by-side comparison); the first that
+    decodes wins, then the whole frame (e.g. a frame marked all over); failing both, the strongest."""
+    candidates = [wm.soft_bits(rgb, region=r) for r in regions] + [wm.soft_bits(rgb)]
     for soft in candidates:
         if wm.detection_from_soft(soft).found:
             return soft
     return max(candidates, key=wm.confidence_from_soft)
 
 
+MAX_FACE_READERS = 3
+
+
+class _Reading:
+    """Both schemes' readings of a file's frames: scheme 2 (all frames' faces together, synchronised;
+    then each of the first MAX_FACE_READERS faces from the left on its own, for frames holding swapped
+    and untouched faces, e.g. a side-by-side comparison) and scheme 1 (each frame's soft bits, voted)."""
+
+    def __init__(self) -> None:
+        self.faces = FaceRegions()
+        self.v2 = syncmark.VideoReader()
+        self.v2_faces = [syncmark.VideoReader() for _ in range(MAX_FACE_READERS)]
+        self.v1: list[FloatArray] = []
+
+    def add(self, rgb: Image) -> None:
+        landmarks = sorted(self.faces.landmarks(rgb), key=lambda pts: float(np.mean(pts[:, 0])))
+        inside = hulls(rgb, landmarks, syncmark.READ_FACE_TYPE)
+        self.v2.add(rgb, np.any(inside, axis=0) if inside else None)
+        if len(inside) > 1:
+            for reader, region in zip(self.v2_faces, inside, strict=False):
+                reader.add(rgb, region)
+        self.v1.append(_frame_soft(rgb, hulls(rgb, landmarks, "full")))
+
+    def result(self) -> tuple[bool, float, int, str | None, str | None, str | None]:
+        """(found, confidence, frames marked on their own, model prefix, payload hex, scheme)."""
+        for reader in [self.v2, *self.v2_faces]:
+            if not reader.frames:
+                continue
+            new = reader.read()
+            if new.found:
+                return (True, new.confidence, sum(new.frames_found), new.payload.model_prefix,
+                        wm.payload_hex(new.bits), f"{syncmark.SCHEME}/{syncmark.SCHEME_VERSION}")
+        det = wm.detection_from_soft(wm.mean_soft(self.v1))
+        marked = sum(wm.detection_from_soft(s).found for s in self.v1)
+        if det.found:
+            return (True, det.confidence, marked, det.payload.model_prefix, wm.payload_hex(det.bits),
+                    f"{wm.SCHEME}/{wm.SCHEME_VERSION}")
+        return False, det.confidence, marked, None, None, None
+
+
 def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyReport:
     """Check a merged image or video for facelab's watermark and provenance record.
 
-    Videos: up to ``max_frames`` frames spread evenly over the video are decoded; their soft bit values
-    are averaged (voted) into one payload, and each frame is also checked on its own. Raises InputError
-    when the file is missing or cannot be read as an image or a video.
+    Videos: up to ``max_frames`` frames spread evenly over the video are decoded and read together (both
+    watermark schemes: 2, what facelab writes now, then 1), and each frame is also checked on its own.
+    Raises InputError when the file is missing or cannot be read as an image or a video.
     """
     path = Path(path)
     if not path.exists():
@@ -111,22 +158,18 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
     if max_frames < 1:
         raise InputError(f"max_frames must be at least 1, got {max_frames}")
     notes: list[str] = []
-    regions = FaceRegions()
-    softs: list[FloatArray] = []
-    marked = 0
+    reading = _Reading()
     if _is_image(path):
         kind: Literal["image", "video"] = "image"
-        data = np.fromfile(path, dtype=np.uint8)
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        data = path.read_bytes()
+        bgr = decode_image(data, cv2.IMREAD_COLOR, path) if data else None
         if bgr is None:
             raise InputError("cannot decode this image (corrupt or unsupported format)", path)
         rgb: Image = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
         if min(rgb.shape[:2]) < wm.MIN_SIDE:
             notes.append(f"image smaller than {wm.MIN_SIDE}x{wm.MIN_SIDE}: too small to carry a watermark")
         else:
-            soft = _frame_soft(rgb, regions)
-            softs.append(soft)
-            marked += int(wm.detection_from_soft(soft).found)
+            reading.add(rgb)
     else:
         kind = "video"
         info = probe_video(path)
@@ -135,20 +178,19 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
         else:
             wanted = _sample_indices(info.frame_count, max_frames)
             last = max(wanted) if wanted else -1
-            for index, rgb in iter_frames(path):
-                if index > last:
-                    break
-                if index not in wanted:
-                    continue
-                soft = _frame_soft(rgb, regions)
-                softs.append(soft)
-                marked += int(wm.detection_from_soft(soft).found)
-    found, confidence, prefix, hex_payload = False, 0.0, None, None
-    if softs:
-        det = wm.detection_from_soft(wm.mean_soft(softs))
-        found, confidence = det.found, det.confidence
-        if found:
-            prefix, hex_payload = det.payload.model_prefix, wm.payload_hex(det.bits)
+            try:
+                for index, rgb in iter_frames(path):
+                    if index > last:
+                        break
+                    if index not in wanted:
+                        continue
+                    reading.add(rgb)
+            except InputError as exc:  # a damaged (e.g. tampered) video: report on the frames read
+                notes.append(f"video decoding stopped: {exc}")
+    found, confidence, marked, prefix, hex_payload, scheme = False, 0.0, 0, None, None, None
+    checked = len(reading.v1)
+    if checked:
+        found, confidence, marked, prefix, hex_payload, scheme = reading.result()
     record: ProvenanceRecord | None = None
     source: RecordSource | None = None
     try:
@@ -171,7 +213,7 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
         kind=kind,
         watermark_found=found,
         confidence=confidence,
-        frames_checked=len(softs),
+        frames_checked=checked,
         frames_marked=marked,
         payload_model_prefix=prefix,
         payload_hex=hex_payload,
@@ -179,13 +221,14 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
         record_source=source,
         notes=notes,
         c2pa=c2pa,
+        watermark_scheme=scheme,
     )
     if report.record_matches_watermark is False:
         notes.append("the record's model id does not match the watermark's")
     claimed = (c2pa.watermark or {}).get("model_id")
     if isinstance(claimed, str) and prefix is not None and wm.model_prefix(claimed) != prefix:
         notes.append("the C2PA manifest's model id does not match the watermark's")
-    if record is not None and not found and softs:
+    if record is not None and not found and checked:
         notes.append("a provenance record is present but no watermark was found (the mark may have been destroyed)")
     return report
 
@@ -195,7 +238,8 @@ def report_lines(report: VerifyReport) -> list[str]:
     lines = [f"{report.path} ({report.kind})"]
     if report.watermark_found:
         lines.append(
-            f"watermark: FOUND (facelab, model {report.payload_model_prefix}…, confidence {report.confidence:.2f})"
+            f"watermark: FOUND (facelab, model {report.payload_model_prefix}…, confidence {report.confidence:.2f}, "
+            f"scheme {report.watermark_scheme})"
         )
     else:
         lines.append(f"watermark: not found (confidence {report.confidence:.2f})")

@@ -30,6 +30,7 @@ from facelab.core.model_folder import (
     load_checkpoint,
     load_modules,
     load_optimizers,
+    remove_model_temps,
     save_checkpoint,
 )
 from facelab.train import losses as L
@@ -220,6 +221,7 @@ class Trainer:
                 self.state.iteration, self.state.pretrained = 0, True
         if self.is_main:
             self.model_dir.mkdir(parents=True, exist_ok=True)
+            remove_model_temps(self.model_dir)
             write_config(self.model_dir, opts)
             self._trim_metrics()
 

@@ -111,8 +111,10 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
         requested = {**PRESETS[preset], "from_scratch": from_scratch}
         opts = merge_options(stored, requested, set(requested) if stored is None else set())
         trainer = Trainer(model_dir, opts, src_aligned, dst_aligned, previous=stored)
+        # an iteration budget is the model's total: a run killed after a checkpoint trains only the rest
+        left = None if iterations is None else max(0, iterations - trainer.state.iteration)
         try:
-            state = trainer.train(iterations=iterations, minutes=minutes, on_status=on_status)
+            state = trainer.train(iterations=left, minutes=minutes, on_status=on_status)
         finally:
             trainer.close()
         if trainer.interrupted:  # Ctrl+C: saved; the next run resumes training instead of skipping it

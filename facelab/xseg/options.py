@@ -24,3 +24,5 @@ class XSegOptions(BaseModel):
     save_every: int = Field(500, ge=1, description="save (and preview) every N iterations")
     preview: bool = Field(True, description="write previews/latest.png at each save")
     seed: int = Field(0, ge=0, description="random seed of the augmentation stream")
+    target_iteration: int = Field(0, ge=0, description="stop at this iteration (0: no target); unlike --iterations, "
+                                  "a run interrupted and run again ends at the same iteration")

@@ -24,7 +24,14 @@ from torch.nn import functional as F
 from facelab.core.atomic import append_line, write_bytes_atomic
 from facelab.core.errors import InputError
 from facelab.core.lock import Want, hold
-from facelab.core.model_folder import ModelState, load_checkpoint, load_modules, load_optimizers, save_checkpoint
+from facelab.core.model_folder import (
+    ModelState,
+    load_checkpoint,
+    load_modules,
+    load_optimizers,
+    remove_model_temps,
+    save_checkpoint,
+)
 from facelab.faceset.folder import scan_faces
 from facelab.faceset.record import read_face
 from facelab.xseg.augment import AugmentOptions, LabelledFace, make_sample
@@ -122,6 +129,7 @@ class XSegTrainer:
         self.state = ModelState()
         self._saved_iteration: int | None = None  # None: a new model is saved even after zero iterations
         ckpt = None if new else load_checkpoint(self.model_dir)
+        remove_model_temps(self.model_dir)
         if ckpt is not None:
             trained_on = read_face_type(self.model_dir)
             if trained_on is not None and trained_on != self.face_type:
@@ -184,6 +192,8 @@ class XSegTrainer:
             while True:
                 done = self.state.iteration - start_it
                 if iterations is not None and done >= iterations:
+                    break
+                if self.opts.target_iteration and self.state.iteration >= self.opts.target_iteration:
                     break
                 if deadline is not None and time.perf_counter() >= deadline:
                     break

@@ -22,7 +22,7 @@ from facelab.faceset.folder import FaceScan, scan_faces
 from facelab.faceset.sort.dedupe import DEFAULT_DEDUPE_THRESHOLD, duplicate_groups, keep_sharpest
 from facelab.faceset.sort.identity import main_identity, reference_identity
 from facelab.faceset.sort.methods import DEFAULT_BEST_TARGET, SORT_METHODS, SortInput
-from facelab.faceset.sort.rename import Plan, apply_plan, pending, plan_moves, recover
+from facelab.faceset.sort.rename import Plan, apply_plan, journal_request, pending, plan_moves, recover, strip_prefix
 
 Progress = Callable[[int], None]
 Total = Callable[[int], None]
@@ -44,17 +44,33 @@ class JobReport:
     scores: dict[Path, float] = field(default_factory=dict)  # sort: the value each face was ranked by, if any
 
 
-def _prepare(directory: Path, dry_run: bool) -> tuple[FaceScan, int]:
+Request = dict[str, object]
+
+
+def _prepare(directory: Path, dry_run: bool, request: Request) -> tuple[FaceScan, int, bool]:
+    """The folder's faces after finishing an interrupted plan, the files that took, and whether that plan
+    was this same request's (then the job is done: a killed job run again ends as if never killed)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError("folder not found" if not directory.exists() else "not a folder", directory)
-    recovered = 0
+    recovered, finished = 0, False
     if pending(directory):
         if dry_run:
             raise InputError("an interrupted sort left a journal here; run once without --dry-run to finish it",
                              directory)
+        finished = journal_request(directory) == request
         recovered = recover(directory)
-    return scan_faces(directory), recovered
+    scan = scan_faces(directory)
+    # in the order of the names before any sort: ties and greedy choices then do not depend on an earlier
+    # sort's prefixes, so sorting a sorted folder again by the same method keeps its order
+    scan.faces.sort(key=lambda face: (strip_prefix(face[0].name), face[0].name))
+    return scan, recovered, finished
+
+
+def _done(directory: Path, scan: FaceScan, recovered: int) -> JobReport:
+    """The report of a job whose interrupted plan was just finished."""
+    return JobReport(directory=Path(directory), plan=Plan(), dry_run=False, faces=len(scan.faces),
+                     foreign=scan.foreign, invalid=scan.invalid, recovered=recovered)
 
 
 def _features(scan: FaceScan, wanted: frozenset[str], workers: int, progress: Progress | None,
@@ -66,9 +82,10 @@ def _features(scan: FaceScan, wanted: frozenset[str], workers: int, progress: Pr
     return compute_features(scan.faces, wanted, workers=workers, progress=progress)
 
 
-def _finish(directory: Path, scan: FaceScan, plan: Plan, dry_run: bool, recovered: int) -> JobReport:
+def _finish(directory: Path, scan: FaceScan, plan: Plan, dry_run: bool, recovered: int,
+            request: Request) -> JobReport:
     if not dry_run and not plan.empty:
-        apply_plan(directory, plan)
+        apply_plan(directory, plan, request)
     return JobReport(directory=Path(directory), plan=plan, dry_run=dry_run, faces=len(scan.faces),
                      foreign=scan.foreign, invalid=scan.invalid, recovered=recovered)
 
@@ -87,12 +104,15 @@ def sort_faceset(directory: Path, method: str, *, target: int = DEFAULT_BEST_TAR
     spec = SORT_METHODS.get(method)
     if target < 1:
         raise InputError(f"--target must be at least 1, got {target}")
-    scan, recovered = _prepare(directory, dry_run)
+    request: Request = {"job": "sort", "method": method, "target": target}
+    scan, recovered, finished = _prepare(directory, dry_run, request)
+    if finished:
+        return _done(directory, scan, recovered)
     features = _features(scan, spec.features, workers, progress, total)
     result = spec.run(SortInput(faces=scan.faces, features=features, target=target))
     paths = [path for path, _ in scan.faces]
     plan = plan_moves(directory, [paths[i] for i in result.order], [paths[i] for i in result.trash])
-    report = _finish(directory, scan, plan, dry_run, recovered)
+    report = _finish(directory, scan, plan, dry_run, recovered, request)
     report.scores = dict(zip(paths, result.scores, strict=True)) if result.scores else {}
     return report
 
@@ -103,7 +123,10 @@ def dedupe_faceset(directory: Path, *, threshold: float = DEFAULT_DEDUPE_THRESHO
     """Move near-identical faces to ``DIR_trash``, keeping the sharpest of each group; names are kept."""
     if threshold < 0:
         raise InputError(f"--threshold must be 0 or more, got {threshold}")
-    scan, recovered = _prepare(directory, dry_run)
+    request: Request = {"job": "dedupe", "threshold": threshold}
+    scan, recovered, finished = _prepare(directory, dry_run, request)
+    if finished:
+        return _done(directory, scan, recovered)
     features = _features(scan, frozenset({"thumb", "sharpness"}), workers, progress, total)
     paths = [path for path, _ in scan.faces]
     groups: list[list[int]] = []
@@ -112,7 +135,7 @@ def dedupe_faceset(directory: Path, *, threshold: float = DEFAULT_DEDUPE_THRESHO
         groups = duplicate_groups(thumbs, threshold)
     _, removed = keep_sharpest(groups, [f.sharpness or 0.0 for f in features])
     plan = Plan(trash=plan_moves(directory, [], [paths[i] for i in removed]).trash)
-    report = _finish(directory, scan, plan, dry_run, recovered)
+    report = _finish(directory, scan, plan, dry_run, recovered, request)
     report.groups = [[paths[i] for i in g] for g in groups]
     return report
 
@@ -126,7 +149,11 @@ def filter_faceset(directory: Path, *, reference: Path | None = None, threshold:
     if threshold <= 0:
         raise InputError(f"--threshold must be more than 0, got {threshold}")
     ref = reference_identity(reference) if reference is not None else None
-    scan, recovered = _prepare(directory, dry_run)
+    request: Request = {"job": "filter", "reference": None if reference is None else str(reference),
+                        "threshold": threshold}
+    scan, recovered, finished = _prepare(directory, dry_run, request)
+    if finished:
+        return _done(directory, scan, recovered)
     features = _features(scan, frozenset({"identity"}), workers, progress, total)
     paths = [path for path, _ in scan.faces]
     distances: dict[Path, float] = {}
@@ -139,6 +166,6 @@ def filter_faceset(directory: Path, *, reference: Path | None = None, threshold:
             if d > threshold:
                 removed.append(path)
     plan = Plan(trash=plan_moves(directory, [], removed).trash)
-    report = _finish(directory, scan, plan, dry_run, recovered)
+    report = _finish(directory, scan, plan, dry_run, recovered, request)
     report.distances = distances
     return report

@@ -4,12 +4,15 @@ Sorted names are ``<rank>~<name>``: the rank zero-padded to 5 digits (more for 1
 then the name the file had before any sort. The tilde keeps the prefix apart from frame numbers such as
 extraction's ``000123_0.jpg``, so re-sorting strips only prefixes a sort added.
 
-Applying a plan: faces for the trash are moved first, one rename each (a face is either still in the
-folder or in the trash). The renames go through temporary names in two phases (all files to
-``<name>.facelab-sort``, then all to their final names), so a file can take a name another file had
-without either being overwritten. A journal in the folder (``.facelab-sort.json``, written atomically
-before the first rename and updated between the phases) lets ``recover`` finish an interrupted sort:
-before phase two it puts the files back, after it goes forward.
+Applying a plan: a journal in the folder (``.facelab-sort.json``, written atomically before the first
+move and updated between the phases) records the whole plan and the job that made it. Faces for the
+trash are moved first, one rename each (a face is either still in the folder or in the trash). The
+renames go through temporary names in two phases (all files to ``<name>.facelab-sort``, then all to their
+final names), so a file can take a name another file had without either being overwritten. ``recover``
+finishes an interrupted plan from the journal, forward: the rest of the trash moves, then the renames,
+so a killed job's plan is carried out exactly as decided (deciding again on a half-moved folder could
+choose other faces); the job, run again with the same request, then finds its work done
+(``journal_request``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facelab.core.atomic import fsync_dir, write_json_atomic
+from facelab.core.atomic import count_write, fsync_dir, remove_stale_temps, write_json_atomic
 from facelab.core.errors import InputError
 
 PREFIX = re.compile(r"^\d{5,}~")
@@ -110,42 +113,43 @@ def _rename(source: Path, target: Path) -> None:
         raise InputError(f"refusing to overwrite {target.name} (renaming {source.name})", target.parent)
     try:
         os.rename(source, target)
+        count_write()
     except OSError as exc:
         message = f"cannot rename {source.name} to {target.name}: {exc.strerror or exc}"
         raise InputError(message, source.parent) from None
 
 
-def _write_journal(directory: Path, renames: list[Move], phase: int) -> None:
+def _write_journal(directory: Path, plan: Plan, phase: int, request: dict[str, Any] | None) -> None:
     write_json_atomic(_journal_path(directory), {
-        "schema": JOURNAL_SCHEMA, "version": JOURNAL_VERSION, "phase": phase,
-        "renames": [[m.source.name, m.source.name + TEMP_SUFFIX, m.target.name] for m in renames],
+        "schema": JOURNAL_SCHEMA, "version": JOURNAL_VERSION, "phase": phase, "request": request,
+        "trash": [[m.source.name, m.target.name] for m in plan.trash],
+        "renames": [[m.source.name, m.source.name + TEMP_SUFFIX, m.target.name] for m in plan.renames],
     })
 
 
-def apply_plan(directory: Path, plan: Plan) -> None:
-    """Carry out a plan (see the module's notes on safety). Finishes an interrupted earlier sort first."""
+def apply_plan(directory: Path, plan: Plan, request: dict[str, Any] | None = None) -> None:
+    """Carry out a plan (see the module's notes on safety). Finishes an interrupted earlier plan first.
+    ``request``: what the job was asked (kept in the journal until the plan is done)."""
     directory = Path(directory)
     recover(directory)
-    if plan.trash:
-        bin_dir = plan.trash[0].target.parent
-        try:
-            bin_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot make the trash folder: {exc.strerror or exc}", bin_dir) from None
-        for move in plan.trash:
-            _rename(move.source, move.target)
-        fsync_dir(bin_dir)
-        fsync_dir(directory)
-    if not plan.renames:
+    if plan.empty:
         return
     for move in plan.renames:
         if Path(str(move.source) + TEMP_SUFFIX).exists():
             raise InputError(f"a temporary file {move.source.name + TEMP_SUFFIX} is in the way", directory)
-    _write_journal(directory, plan.renames, phase=1)
+    if plan.trash:
+        _make_bin(plan.trash[0].target.parent)
+    _write_journal(directory, plan, 1, request)
+    if plan.trash:
+        for move in plan.trash:
+            _rename(move.source, move.target)
+        fsync_dir(plan.trash[0].target.parent)
+        fsync_dir(directory)
     for move in plan.renames:
         _rename(move.source, Path(str(move.source) + TEMP_SUFFIX))
     fsync_dir(directory)
-    _write_journal(directory, plan.renames, phase=2)
+    if plan.renames:
+        _write_journal(directory, plan, 2, request)
     for move in plan.renames:
         _rename(Path(str(move.source) + TEMP_SUFFIX), move.target)
     fsync_dir(directory)
@@ -153,7 +157,20 @@ def apply_plan(directory: Path, plan: Plan) -> None:
     fsync_dir(directory)
 
 
-def _read_journal(path: Path) -> tuple[int, list[tuple[str, str, str]]]:
+def _make_bin(bin_dir: Path) -> None:
+    try:
+        bin_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make the trash folder: {exc.strerror or exc}", bin_dir) from None
+
+
+def _valid_name(n: object) -> bool:
+    return isinstance(n, str) and bool(n) and "/" not in n and "\\" not in n and n not in (".", "..")
+
+
+def _read_journal(path: Path) -> tuple[int, list[tuple[str, str]], list[tuple[str, str, str]], Any]:
+    """(phase, trash moves, renames, request) of a journal; the trash and request are absent (empty,
+    None) in a journal written before they were recorded."""
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -163,16 +180,35 @@ def _read_journal(path: Path) -> tuple[int, list[tuple[str, str, str]]]:
     entries: list[tuple[str, str, str]] = []
     if ok:
         for entry in data["renames"]:
-            valid = (isinstance(entry, list) and len(entry) == 3
-                     and all(isinstance(n, str) and n and "/" not in n and "\\" not in n and n not in (".", "..")
-                             for n in entry))
+            valid = isinstance(entry, list) and len(entry) == 3 and all(_valid_name(n) for n in entry)
             if not valid:
                 ok = False
                 break
             entries.append((entry[0], entry[1], entry[2]))
+    trash: list[tuple[str, str]] = []
+    moves = data.get("trash", []) if isinstance(data, dict) else []
+    if not isinstance(moves, list):
+        ok = False
+    elif ok:
+        for move in moves:
+            if not (isinstance(move, list) and len(move) == 2 and all(_valid_name(n) for n in move)):
+                ok = False
+                break
+            trash.append((move[0], move[1]))
     if not ok:
         raise InputError("not a valid sort journal (schema facelab.sort-journal, version 1); fix or remove it", path)
-    return int(data["phase"]), entries
+    request = data.get("request")
+    return int(data["phase"]), trash, entries, request if isinstance(request, dict) else None
+
+
+def journal_request(directory: Path) -> dict[str, Any] | None:
+    """The request of the job an interrupted plan in ``directory`` belongs to (None: no journal, or none
+    recorded). Read it before ``recover``, which removes the journal."""
+    journal = _journal_path(directory)
+    if not journal.is_file():
+        return None
+    request: dict[str, Any] | None = _read_journal(journal)[3]
+    return request
 
 
 def pending(directory: Path) -> bool:
@@ -181,17 +217,29 @@ def pending(directory: Path) -> bool:
 
 
 def recover(directory: Path) -> int:
-    """Finish or undo an interrupted sort from its journal; returns the number of files renamed."""
+    """Finish an interrupted plan from its journal (forward: the trash moves, then the renames); returns the
+    number of files moved or renamed."""
     directory = Path(directory)
+    remove_stale_temps(directory)  # a journal a killed run was writing
     journal = _journal_path(directory)
     if not journal.is_file():
         return 0
-    phase, entries = _read_journal(journal)
+    phase, trash, entries, _ = _read_journal(journal)
     moved = 0
-    for original, temp, final in entries:
+    bin_dir = trash_dir(directory)
+    for name, binned in trash:
+        if (directory / name).exists() and not (bin_dir / binned).exists():
+            _make_bin(bin_dir)
+            _rename(directory / name, bin_dir / binned)
+            moved += 1
+    if phase == 1:  # some files may still have their old names: all to temporary names first
+        for original, temp, _final in entries:
+            if (directory / original).exists() and not (directory / temp).exists():
+                _rename(directory / original, directory / temp)
+    for _original, temp, final in entries:
         temp_path = directory / temp
         if temp_path.exists():
-            _rename(temp_path, directory / (original if phase == 1 else final))
+            _rename(temp_path, directory / final)
             moved += 1
     fsync_dir(directory)
     journal.unlink()

@@ -1,0 +1,413 @@
+"""How well the invisible watermark survives what sharing does to a video. Prints JSON.
+
+    python benchmarks/watermark.py [--scheme 1|2 ...] [--frames 60] [--cache DIR] [--fp-frames 30]
+
+Inputs (made once and kept in --cache, default /tmp/facelab_wm_bench): a tiny model (64 px DF, trained 2
+iterations on the bundled src/dst faces: the faces' pixels do not matter to the mark, the frames do) merges
+the first --frames frames of three dst clips: the bundled samples/dst.mp4 (the same clip as the shared
+lp_d18.mp4) and the shared lp_d9.mp4 and lp_d12.mp4, with mask mode ``dst`` (the landmark hull, which a
+trained model's learned mask approximates; a 2-iteration model's learned mask covers the whole crop). The
+merge runs without provenance, so each merged frame exists unmarked, with the mask the merge saved; each
+scheme then marks it where merge marks (the mask), as merge.jobs does.
+
+Attacks (each on the marked frames, as a video; every one ends in a lossy encode except the pure
+geometric and colour ones, which are applied to PNG-exact frames and then encoded at CRF 23 like any
+upload): H.264 CRF 23/28/32, H.265 CRF 28, downscale 1/2 and 1/3 and back to the original size, crop
+10% from each border, crop 5% from the left, brightness +-20% (an additive +-51 luma offset on R, G, B,
+clipped), contrast +-20% (gain about mid-grey), saturation x1.5 and x0.5, a 1-degree rotation about the
+centre, 30->25 fps (frames dropped by timestamp), downscale 1/2 + CRF 28, crop 10% + CRF 28.
+
+Per attack and clip: the voted payload (soft values averaged over all frames, as ``facelab verify`` does)
+correct or not, per-frame bit accuracy (mean, 5th percentile), and the frames needed for a correct vote
+(the smallest n such that the vote over frames 0..n-1 is correct and stays correct for every larger n;
+null when never). False positives: 20 unmarked clips (segments of the bundled and shared clips; no
+mark), each also attacked, are read the same way; a detection is a payload that passes magic + CRC.
+PSNR of the face region (the merge's mask) of each marked frame against the unmarked merge, and the
+marking time per 480p frame against the merge's time per frame (workers=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import av  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from facelab.media.frames import frame_name, read_image_rgb  # noqa: E402
+from facelab.media.video import iter_frames  # noqa: E402
+
+SHARED = Path("/work/shared/data/clips")
+MARKED_CLIPS = {"samples_dst": ROOT / "samples" / "dst.mp4", "lp_d9": SHARED / "lp_d9.mp4",
+                "lp_d12": SHARED / "lp_d12.mp4"}
+MODEL_ID = "3f9a6c01be" + "5d" * 27
+
+Frames = list[np.ndarray]
+
+
+# ----------------------------------------------------------------------------------------------------
+# inputs
+
+
+def _write_frames(clip: Path, folder: Path, n: int, start: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, rgb in iter_frames(clip):
+        if index >= start + n:
+            break
+        if index >= start:
+            cv2.imwrite(str(folder / frame_name(index - start, "png")), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def _read_folder(folder: Path) -> Frames:
+    return [read_image_rgb(p) for p in sorted(folder.glob("*.png"))]
+
+
+def prepare(cache: Path, n: int) -> dict[str, Any]:
+    """Frames, faces, a tiny model and the unmarked merges (with masks) of the three dst clips."""
+    from facelab.extract.options import ExtractOptions
+    from facelab.extract.pipeline import run_extract
+    from facelab.merge.options import MergeOptions
+    from facelab.merge.runner import run_merge
+    from facelab.train.options import TrainOptions
+    from facelab.train.trainer import Trainer
+
+    info_path = cache / "prepared.json"
+    if info_path.exists():
+        info: dict[str, Any] = json.loads(info_path.read_text())
+        if info.get("frames") == n and info.get("mask_mode") == "dst":
+            return info
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    ex = ExtractOptions(size=128, workers=1)
+    _write_frames(ROOT / "samples" / "src.mp4", cache / "src_frames", n)
+    run_extract(cache / "src_frames", cache / "src_aligned", ex)
+    for name, clip in MARKED_CLIPS.items():
+        _write_frames(clip, cache / name / "frames", n)
+        run_extract(cache / name / "frames", cache / name / "aligned", ex)
+    shape = {"arch": "df-ud", "resolution": 64, "ae_dims": 64, "e_dims": 16, "d_dims": 16, "d_mask_dims": 8}
+    opts = TrainOptions.model_validate(shape | {"batch_size": 4, "workers": 0, "preview_every": 0,
+                                                "backup_hours": 0})
+    Trainer(cache / "model", opts, cache / "src_aligned", cache / "samples_dst" / "aligned").train(iterations=2)
+    merge_s: dict[str, float] = {}
+    for name in MARKED_CLIPS:
+        s = run_merge(cache / "model", cache / name / "frames", cache / name / "aligned", cache / name / "merged",
+                      MergeOptions(mode="overlay", color_transfer="rct", mask_mode="dst"), workers=1, provenance=False)
+        merge_s[name] = 1.0 / s.loop_frames_per_second
+    info = {"frames": n, "mask_mode": "dst", "merge_seconds_per_frame": merge_s}
+    info_path.write_text(json.dumps(info))
+    return info
+
+
+def merged_clip(cache: Path, name: str) -> tuple[Frames, Frames]:
+    """(unmarked merged frames, their masks)."""
+    out = cache / name / "merged"
+    frames = _read_folder(out)
+    masks = [cv2.imread(str(out / "masks" / p.name), cv2.IMREAD_GRAYSCALE) for p in sorted(out.glob("*.png"))]
+    return frames, masks
+
+
+# ----------------------------------------------------------------------------------------------------
+# attacks
+
+
+def encode(frames: Frames, codec: str = "libx264", crf: int = 23, fps: int = 30) -> Frames:
+    """Frames through a lossy encode and back (yuv420p, even size, as platforms deliver)."""
+    h, w = frames[0].shape[:2]
+    h2, w2 = h - h % 2, w - w % 2
+    import io
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w2, h2, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        if codec == "libx265":
+            stream.options["x265-params"] = "log-level=error"
+        for rgb in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h2, :w2]), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    buf.seek(0)
+    with av.open(buf, "r") as inp:
+        return [f.to_ndarray(format="rgb24") for f in inp.decode(video=0)]
+
+
+def _each(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Frames], Frames]:
+    return lambda frames: [fn(f) for f in frames]
+
+
+def _rescale(factor: float, crf: int) -> Callable[[Frames], Frames]:
+    """Downscale (area), encode at the small size, decode, and scale back up (bilinear) to the original size."""
+    def go(frames: Frames) -> Frames:
+        h, w = frames[0].shape[:2]
+        small = [cv2.resize(f, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA) for f in frames]
+        return [cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in encode(small, crf=crf)]
+    return go
+
+
+def _crop(top: float, bottom: float, left: float, right: float) -> Callable[[np.ndarray], np.ndarray]:
+    def go(rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        return np.ascontiguousarray(rgb[round(h * top):h - round(h * bottom), round(w * left):w - round(w * right)])
+    return go
+
+
+def _brightness(delta: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda rgb: np.clip(rgb.astype(np.float32) + delta * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def _contrast(gain: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda rgb: np.clip((rgb.astype(np.float32) - 128.0) * gain + 128.0, 0, 255).round().astype(np.uint8)
+
+
+def _saturation(gain: float) -> Callable[[np.ndarray], np.ndarray]:
+    def go(rgb: np.ndarray) -> np.ndarray:
+        f = rgb.astype(np.float32)
+        y = (f @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
+        return np.clip(y + (f - y) * gain, 0, 255).round().astype(np.uint8)
+    return go
+
+
+def _rotate(degrees: float) -> Callable[[np.ndarray], np.ndarray]:
+    def go(rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        mat = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), degrees, 1.0)
+        return cv2.warpAffine(rgb, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return go
+
+
+def _fps_30_to_25(frames: Frames) -> Frames:
+    """Keep the frame shown at each 1/25 s tick (every sixth frame dropped), encoded at 25 fps, CRF 23."""
+    n_out = int(len(frames) * Fraction(25, 30))
+    kept = [frames[int(i * Fraction(30, 25))] for i in range(n_out)]
+    return encode(kept, crf=23, fps=25)
+
+
+def _then(first: Callable[[Frames], Frames], second: Callable[[Frames], Frames]) -> Callable[[Frames], Frames]:
+    return lambda frames: second(first(frames))
+
+
+def _crf(value: int, codec: str = "libx264") -> Callable[[Frames], Frames]:
+    return lambda frames: encode(frames, codec, value)
+
+
+ATTACKS: dict[str, Callable[[Frames], Frames]] = {
+    "none (PNG)": lambda frames: list(frames),
+    "h264_crf23": _crf(23),
+    "h264_crf28": _crf(28),
+    "h264_crf32": _crf(32),
+    "h265_crf28": _crf(28, "libx265"),
+    "downscale_1/2": _rescale(1 / 2, 23),
+    "downscale_1/3": _rescale(1 / 3, 23),
+    "crop_10%_each_border": _then(_each(_crop(0.1, 0.1, 0.1, 0.1)), _crf(23)),
+    "crop_5%_left": _then(_each(_crop(0, 0, 0.05, 0)), _crf(23)),
+    "brightness_+20%": _then(_each(_brightness(0.2)), _crf(23)),
+    "brightness_-20%": _then(_each(_brightness(-0.2)), _crf(23)),
+    "contrast_+20%": _then(_each(_contrast(1.2)), _crf(23)),
+    "contrast_-20%": _then(_each(_contrast(0.8)), _crf(23)),
+    "saturation_x1.5": _then(_each(_saturation(1.5)), _crf(23)),
+    "saturation_x0.5": _then(_each(_saturation(0.5)), _crf(23)),
+    "rotate_1deg": _then(_each(_rotate(1.0)), _crf(23)),
+    "fps_30_to_25": _fps_30_to_25,
+    "combo_downscale_1/2+crf28": _rescale(1 / 2, 28),
+    "combo_crop_10%+crf28": _then(_each(_crop(0.1, 0.1, 0.1, 0.1)), _crf(28)),
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# reading, as `facelab verify` reads
+
+
+class Faces:
+    """dlib faces of a frame, once, as hulls of both face types the schemes read."""
+
+    def __init__(self) -> None:
+        from facelab.face.detect import create_detector
+        from facelab.face.landmarks import create_landmarker
+
+        self.det, self.lmk = create_detector("dlib"), create_landmarker("dlib")
+
+    def __call__(self, rgb: np.ndarray) -> list[np.ndarray]:
+        return [self.lmk.landmarks(rgb, box)[0] for box in self.det.detect(rgb)]
+
+
+def _hulls(rgb: np.ndarray, faces: list[np.ndarray], face_type: str) -> list[np.ndarray]:
+    from facelab.face.masks import face_hull_mask
+
+    return [face_hull_mask(pts, rgb.shape[:2], face_type) > 0.5 for pts in faces]
+
+
+def _needed(correct: list[bool]) -> int | None:
+    """Frames needed: the smallest n whose vote is correct and stays correct for every larger n."""
+    n = None
+    for i in range(len(correct) - 1, -1, -1):
+        if not correct[i]:
+            break
+        n = i + 1
+    return n
+
+
+def read_v1(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray | None) -> dict[str, Any]:
+    from facelab.provenance import watermark as wm
+
+    softs = []
+    for rgb, pts in zip(frames, faces, strict=True):
+        cands = [wm.soft_bits(rgb, region=r) for r in _hulls(rgb, pts, "full")] + [wm.soft_bits(rgb)]
+        good = [s for s in cands if wm.detection_from_soft(s).found]
+        softs.append(good[0] if good else max(cands, key=wm.confidence_from_soft))
+    det = wm.detection_from_soft(wm.mean_soft(softs))
+    out: dict[str, Any] = {"found": det.found, "frames_found": sum(wm.detection_from_soft(s).found for s in softs)}
+    if payload is not None:
+        accs = [float(np.mean(wm.bits_from_soft(s) == payload)) for s in softs]
+        cum = np.cumsum(np.stack(softs), axis=0)
+        votes = [bool(np.array_equal(wm.bits_from_soft(c), payload)) for c in cum]
+        out |= {"correct": bool(det.found and np.array_equal(det.bits, payload)),
+                "bit_accuracy_mean": round(float(np.mean(accs)), 4),
+                "bit_accuracy_p5": round(float(np.percentile(accs, 5)), 4), "frames_needed": _needed(votes)}
+    return out
+
+
+def read_v2(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray | None) -> dict[str, Any]:
+    from facelab.provenance import syncmark as sm
+
+    reader = sm.VideoReader()
+    for rgb, pts in zip(frames, faces, strict=True):
+        hulls = _hulls(rgb, pts, sm.READ_FACE_TYPE)
+        reader.add(rgb, np.any(hulls, axis=0) if hulls else None)
+    res = reader.read()
+    out: dict[str, Any] = {"found": res.found, "frames_found": sum(res.frames_found), "offset": list(res.offset),
+                           "pilot": round(res.pilot, 3)}
+    if payload is not None:
+        accs = [float(np.mean(b == payload)) for b in res.frame_bits]
+        votes = [bool(np.array_equal(reader.read(first=n, per_frame=False).bits, payload))
+                 for n in range(1, len(frames) + 1)]
+        out |= {"correct": bool(res.found and np.array_equal(res.bits, payload)),
+                "bit_accuracy_mean": round(float(np.mean(accs)), 4),
+                "bit_accuracy_p5": round(float(np.percentile(accs, 5)), 4), "frames_needed": _needed(votes)}
+    return out
+
+
+READERS = {1: read_v1, 2: read_v2}
+
+
+def mark(scheme: int, frames: Frames, masks: Frames, payload: np.ndarray) -> tuple[Frames, float]:
+    """The frames marked as merge marks them (inside the mask), and the mean seconds per frame."""
+    from facelab.provenance import syncmark as sm
+    from facelab.provenance import watermark as wm
+
+    out, t0 = [], time.perf_counter()
+    for i, (rgb, m) in enumerate(zip(frames, masks, strict=True)):
+        out.append(wm.embed(rgb, payload, region=m) if scheme == 1 else sm.embed(rgb, payload, region=m, frame=i))
+    return out, (time.perf_counter() - t0) / len(frames)
+
+
+def face_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    sel = mask > 0
+    mse = float(np.mean((a[sel].astype(np.float64) - b[sel].astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
+
+
+UNMARKED = [("samples_src", ROOT / "samples" / "src.mp4"), ("samples_dst", ROOT / "samples" / "dst.mp4")] + [
+    (c, SHARED / f"{c}.mp4") for c in ("lp_d0", "lp_d3", "lp_d6", "lp_d9", "lp_d10", "lp_d12",
+                                       "fr_short_hamilton_clip", "3ddfa_obama")]
+
+
+def unmarked_clips(n: int) -> Iterator[tuple[str, Frames]]:
+    """20 unmarked clips: two segments (from frame 0 and from the middle) of the ten bundled and shared clips."""
+    for name, path in UNMARKED:
+        frames = [rgb for _, rgb in iter_frames(path)]
+        starts = (0, max(0, len(frames) // 2))
+        for start in starts:
+            seg = frames[start:start + n]
+            if max(seg[0].shape[:2]) > 720:  # 1280x720 obama: to 640x360, as a platform's feed would
+                seg = [cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA) for f in seg]
+            yield f"{name}@{start}", seg
+
+
+def main() -> None:
+    from facelab.provenance import watermark as wm
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scheme", type=int, nargs="+", default=[1, 2], choices=(1, 2))
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--fp-frames", type=int, default=20)
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/facelab_wm_bench"))
+    ap.add_argument("--attacks", nargs="*", default=None)
+    ap.add_argument("--no-fp", action="store_true")
+    args = ap.parse_args()
+    attacks = {k: v for k, v in ATTACKS.items() if args.attacks is None or k in args.attacks}
+    info = prepare(args.cache, args.frames)
+    payload = wm.make_payload(MODEL_ID)
+    finder = Faces()
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
+        "frames_per_clip": args.frames, "merge_seconds_per_frame": info["merge_seconds_per_frame"], "schemes": {}}
+    t_start = time.perf_counter()
+    for scheme in args.scheme:
+        res: dict[str, Any] = {"clips": {}, "attacks": {}}
+        costs, psnrs = [], []
+        marked_clips = {}
+        for name in MARKED_CLIPS:
+            frames, masks = merged_clip(args.cache, name)
+            marked, cost = mark(scheme, frames, masks, payload)
+            costs.append(cost)
+            p = [face_psnr(a, b, m) for a, b, m in zip(frames, marked, masks, strict=True)]
+            psnrs += p
+            res["clips"][name] = {"size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
+                                  "face_psnr_min": round(min(p), 2), "face_psnr_mean": round(float(np.mean(p)), 2),
+                                  "mark_ms_per_frame": round(cost * 1000, 2)}
+            marked_clips[name] = marked
+        merge_s = float(np.mean(list(info["merge_seconds_per_frame"].values())))
+        res["mark_ms_per_frame"] = round(float(np.mean(costs)) * 1000, 2)
+        res["mark_share_of_merge"] = round(float(np.mean(costs)) / merge_s, 3)
+        res["face_psnr_min"] = round(min(psnrs), 2)
+        for attack, fn in attacks.items():
+            per = {}
+            for name, marked in marked_clips.items():
+                attacked = fn(marked)
+                faces = [finder(f) for f in attacked]
+                per[name] = READERS[scheme](attacked, faces, payload)
+            res["attacks"][attack] = per
+            print(f"scheme {scheme} {attack}: " + ", ".join(
+                f"{n} {'ok' if r['correct'] else 'FAIL'} {r['bit_accuracy_mean']:.3f}" for n, r in per.items()),
+                file=sys.stderr, flush=True)
+        res["attacks_passed"] = sum(all(r["correct"] for r in per.values()) for per in res["attacks"].values())
+        res["attacks_total"] = len(res["attacks"])
+        result["schemes"][str(scheme)] = res
+    if not args.no_fp:
+        fp: dict[str, Any] = {str(s): {"detections": 0, "reads": 0, "found": []} for s in args.scheme}
+        for clip_name, seg in unmarked_clips(args.fp_frames):
+            for attack, fn in attacks.items():
+                attacked = fn(seg)
+                faces = [finder(f) for f in attacked]
+                for scheme in args.scheme:
+                    r = READERS[scheme](attacked, faces, None)
+                    fp[str(scheme)]["reads"] += 1
+                    if r["found"]:
+                        fp[str(scheme)]["detections"] += 1
+                        fp[str(scheme)]["found"].append(f"{clip_name} {attack}")
+            print(f"unmarked {clip_name}: " + ", ".join(f"v{s} {v['detections']}" for s, v in fp.items()),
+                  file=sys.stderr, flush=True)
+        result["false_positives"] = fp
+    result["seconds"] = round(time.perf_counter() - t_start, 1)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Options of `facelab export`: flags, config file section [export], library calls."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from facelab.export.contract import ExportFormat
+
+
+class ExportOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    config_section: ClassVar[str] = "export"
+
+    format: ExportFormat = Field("dfm", description="dfm: DeepFaceLab's interface (DeepFaceLive, FaceFusion), faces "
+                                 "framed as DFL's whole face; onnx: facelab's own (NCHW RGB, the model's face type)")
+    fp16: bool = Field(False, description="weights and compute in half precision (half the file; the inputs and "
+                       "outputs stay float32)")

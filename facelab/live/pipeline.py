@@ -1,0 +1,293 @@
+"""The live pipeline: capture -> detect (and track) -> align -> swap -> merge (and watermark) -> output,
+as in DeepFaceLive, each group of stages in its own thread so they overlap.
+
+Threads: capture; detect + align; swap (the model); merge + watermark; output in the calling thread
+(a Tk window must live in the main thread, and Ctrl+C arrives there). Stages hand frames on through
+``Channel``s of one frame, and a stage takes its next frame only when the next stage has room for the
+result: the slowest stage sets the pace, no frame queues up behind it, and the frame the model gets is the
+newest the detection stage could prepare. From a live
+source (camera, stream, a file played at its frame rate) the capture channel keeps only the newest frame:
+a frame still waiting when the next arrives is dropped, so latency never builds up; from a file played as
+fast as possible nothing is dropped. The detection stage also overlaps its work with the model's.
+
+OpenCV, dlib, numpy and PyTorch release the GIL in their heavy calls, so threads overlap on several
+cores; the model's own threads are ``model_threads``. Ctrl+C (SIGINT) sets the stop flag: every stage
+leaves at its next hand-over, the threads are joined, and the output is finished (a complete, marked
+video file). A second Ctrl+C interrupts at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Generic, TypeVar
+
+import torch
+
+from facelab.core.types import U8
+from facelab.export.load import FaceSwapper
+from facelab.live.capture import Captured, Source
+from facelab.live.faces import AlignedFace, align_faces, composite, cpu_bf16, needs_dst_mask, predict
+from facelab.live.options import LiveOptions
+from facelab.live.outputs import Sink, draw_stats
+from facelab.live.stats import LiveStats, LiveSummary
+from facelab.live.track import FaceTracker
+from facelab.merge.compose import Prediction
+from facelab.provenance.marker import ProvenanceMarker
+
+T = TypeVar("T")
+_JOIN_S = 5.0  # a stage still busy after this (a camera read that never returns) is left behind (daemon)
+
+
+class _End:
+    """The end of the stream, handed down the stages."""
+
+
+END = _End()
+
+
+class Channel(Generic[T]):
+    """A hand-over of at most ``size`` items between two stages; ``latest``: a put never waits, it replaces
+    the oldest waiting item (counted in ``replaced``). Both ends return at once when ``stop`` is set."""
+
+    def __init__(self, stop: threading.Event, size: int = 1, latest: bool = False) -> None:
+        self.items: deque[T | _End] = deque()
+        self.size = size
+        self.latest = latest
+        self.stop = stop
+        self.cond = threading.Condition()
+        self.replaced = 0
+
+    def put(self, item: T | _End) -> None:
+        with self.cond:
+            if self.latest and not isinstance(item, _End):
+                while len(self.items) >= self.size:
+                    self.items.popleft()
+                    self.replaced += 1
+            else:
+                while len(self.items) >= self.size and not self.stop.is_set():
+                    self.cond.wait(0.1)
+            self.items.append(item)
+            self.cond.notify_all()
+
+    def wait_room(self) -> None:
+        """Wait until a put would not wait (or stop)."""
+        with self.cond:
+            while len(self.items) >= self.size and not self.stop.is_set():
+                self.cond.wait(0.1)
+
+    def get(self) -> T | _End:
+        with self.cond:
+            while not self.items:
+                if self.stop.is_set():
+                    return END
+                self.cond.wait(0.1)
+            item = self.items.popleft()
+            self.cond.notify_all()
+            return item
+
+    def wake(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+
+@dataclass
+class Work:
+    """One frame on its way through the stages."""
+
+    cap: Captured
+    faces: list[AlignedFace] = field(default_factory=list)
+    predictions: list[Prediction] = field(default_factory=list)
+    out: U8 | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage: wall-clock time
+    cpu: dict[str, float] = field(default_factory=dict)  # per stage: CPU time of the stage's thread
+
+
+@contextmanager
+def _timed(work: Work, stage: str) -> Iterator[None]:
+    t0, c0 = time.perf_counter(), time.thread_time()
+    yield
+    work.seconds[stage] = time.perf_counter() - t0
+    work.cpu[stage] = time.thread_time() - c0
+
+
+class _Stopper:
+    """Ctrl+C sets the stop flag (once); a second one raises KeyboardInterrupt. Only in the main thread."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.previous: Any = None
+        self.installed = threading.current_thread() is threading.main_thread()
+
+    def __enter__(self) -> _Stopper:
+        if self.installed:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+class LivePipeline:
+    def __init__(self, model: FaceSwapper, source: Source, sink: Sink, opts: LiveOptions, marker: ProvenanceMarker,
+                 report: Callable[[str], None] | None = None) -> None:
+        self.model = model
+        self.source = source
+        self.sink = sink
+        self.opts = opts
+        self.merge_opts = opts.merge_options()
+        self.dst_mask = needs_dst_mask(self.merge_opts)
+        self.bf16 = cpu_bf16(model, opts.precision)
+        self.marker = marker
+        self.report = report
+        self.tracker = FaceTracker(opts, float(source.fps))
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.stats = LiveStats()
+        self.notes: list[str] = []
+        self.interrupted = False
+
+    # ---- stages ----------------------------------------------------------------------------------
+
+    def _capture(self, out: Channel[Work]) -> None:
+        frames = self.source.frames()
+        while not self.stop.is_set():
+            c0 = time.thread_time()  # a paced source's sleep takes no CPU time
+            cap = next(frames, None)
+            if cap is None:
+                break
+            work = Work(cap)
+            work.seconds["capture"] = cap.read_s
+            work.cpu["capture"] = time.thread_time() - c0
+            out.put(work)
+        out.put(END)
+
+    def _detect_align(self, work: Work) -> None:
+        with _timed(work, "detect"):
+            faces = self.tracker.update(work.cap.image, work.cap.index)
+        with _timed(work, "align"):
+            work.faces = align_faces(work.cap.image, faces, work.cap.index, self.model.face_type,
+                                     self.model.resolution)
+
+    def _swap(self, work: Work) -> None:
+        with _timed(work, "swap"):
+            work.predictions = predict(self.model, [f.crop for f in work.faces], self.dst_mask, self.bf16)
+
+    def _merge(self, work: Work) -> None:
+        with _timed(work, "merge"):
+            frame = work.cap.image
+            if work.faces:
+                merged, mask8 = composite(frame, work.faces, work.predictions, self.model.face_type,
+                                          self.model.resolution, self.merge_opts)
+                # the mark goes where the faces changed the frame, as in `facelab merge`; its layout follows the
+                # frame's number in the source (the output file's timeline)
+                frame = self.marker.mark(merged, region=mask8, inplace=True, frame=work.cap.index)
+            if self.sink.overlay:
+                frame = draw_stats(frame, self.stats.line())
+            work.out = frame
+
+    def _stage(self, fn: Callable[[Work], None], inp: Channel[Work], out: Channel[Work]) -> None:
+        while True:
+            # a stage takes its next frame only when the next stage can take the result at once: a frame is
+            # never processed early only to wait (growing stale) while the next stage is busy
+            out.wait_room()
+            item = inp.get()
+            if isinstance(item, _End):
+                out.put(END)
+                return
+            fn(item)
+            out.put(item)
+
+    def _guard(self, target: Callable[..., None], *args: Any) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:
+                if self.stop.is_set():  # while stopping (or after another error): the output is already complete
+                    self.notes.append(f"while stopping, {threading.current_thread().name}: {exc}")
+                else:
+                    self.errors.append(exc)
+                    self.stop.set()
+        return run
+
+    # ---- the run ---------------------------------------------------------------------------------
+
+    def run(self) -> LiveSummary:
+        """Run until the source ends, ``max_frames`` are out, the window closes, Ctrl+C or an error (raised
+        here after the threads are joined and the output finished)."""
+        torch.set_num_threads(self.opts.model_threads)
+        stop = self.stop
+        captured: Channel[Work] = Channel(stop, latest=self.source.live)
+        aligned: Channel[Work] = Channel(stop)
+        swapped: Channel[Work] = Channel(stop)
+        merged: Channel[Work] = Channel(stop)
+        threads = [
+            threading.Thread(target=self._guard(self._capture, captured), name="live-capture", daemon=True),
+            threading.Thread(target=self._guard(self._stage, self._detect_align, captured, aligned),
+                             name="live-detect", daemon=True),
+            threading.Thread(target=self._guard(self._stage, self._swap, aligned, swapped), name="live-swap",
+                             daemon=True),
+            threading.Thread(target=self._guard(self._stage, self._merge, swapped, merged), name="live-merge",
+                             daemon=True),
+        ]
+        self.stats = LiveStats()
+        with _Stopper(stop):
+            for t in threads:
+                t.start()
+            try:
+                self._output(merged)
+            finally:
+                stop.set()
+                for ch in (captured, aligned, swapped, merged):
+                    ch.wake()
+                for t in threads:
+                    t.join(_JOIN_S)
+                self.notes.extend(self._close_sink())
+        if self.errors:
+            raise self.errors[0]
+        if captured.replaced:
+            self.notes.append(f"{captured.replaced} frames dropped while the pipeline was busy (live source)")
+        return self.stats.summary(self.source.name, self.sink.name, self.tracker.detections, self.notes)
+
+    def _close_sink(self) -> list[str]:
+        try:
+            return self.sink.close()
+        except BaseException as exc:
+            self.errors.append(exc)
+            return []
+
+    def _output(self, merged: Channel[Work]) -> None:
+        last_report = time.perf_counter()
+        for work in self._until_end(merged):
+            assert work.out is not None
+            with _timed(work, "output"):
+                keep_going = self.sink.write(work.out, work.cap.index)
+            self.stats.frame_done(work.cap.index, work.cap.t_in, work.seconds, work.cpu, len(work.faces))
+            if not keep_going or (self.opts.max_frames and self.stats.frames_out >= self.opts.max_frames):
+                break
+            now = time.perf_counter()
+            if self.report is not None and self.opts.stats_every > 0 and now - last_report >= self.opts.stats_every:
+                self.report(self.stats.line())
+                last_report = now
+        if self.stop.is_set() and not self.errors:
+            self.interrupted = True
+            self.notes.append("stopped by Ctrl+C")
+
+    def _until_end(self, merged: Channel[Work]) -> Iterator[Work]:
+        while True:
+            item = merged.get()
+            if isinstance(item, _End):
+                return
+            yield item

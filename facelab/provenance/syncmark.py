@@ -1,0 +1,465 @@
+"""The watermark, version 2: a mark made to survive re-encoding, scaling, cropping, rotation and colour changes.
+
+Scheme ("facelab-sync-blocks", version 2)
+------------------------------------------
+* Payload: the same 64 bits as version 1 (16-bit magic, 40 bits of the model id, CRC-8), so a detection
+  is a decode whose magic and CRC both check out: a random decode passes with probability 2**-24.
+* Error correction: the 64 bits and a 6-bit zero tail go through a rate-1/3 convolutional code
+  (constraint length 7, generators 133/171/165 octal): 210 coded bits, decoded by soft Viterbi.
+* Units: the luma Y is cut into 16x16 blocks; each block carries K = 4 slots, one per DCT frequency
+  (1,1), (0,2), (2,0), (1,2) (periods of 16 to 32 pixels: they survive H.264/H.265, downscaling and a
+  slight rotation far better than 8x8 blocks' frequencies, and the face's own shading disturbs them
+  less than (0,1) and (1,0)). A slot's bit is the sign of its coefficient: unchanged by a brightness
+  offset (AC only) and by any contrast gain.
+* Embedding is informed: every slot moves BASE its bit's way, and each coded bit's group (all its slots
+  in the marked region) moves further, up to CAP, until the mean of its clipped, sign-corrected
+  coefficients reaches MARGIN, so the face's own content does not outvote the mark.
+* Layout: 128x128 tiles (8 x 8 blocks, 256 slots) repeat over the frame; a keyed table gives each slot
+  its role (46 pilot slots with a keyed sign, 210 coded bits, each with a keyed sign flip: the pattern is
+  noise-like whatever the payload).
+* Synchronisation: cropping shifts the tiling by an unknown offset. The reader computes every slot value
+  at every pixel position (four 16x16 filters), clips each at its median magnitude, folds the values
+  modulo the tile, and correlates them with the pilot by FFT: all 16384 offsets at once. Per video, the
+  pilot scores of all frames are summed (a crop is the same on every frame), and the payload is read at
+  the best offset; failing that, at offset 0 (the geometry intact). Two decodes: false positives
+  2 * 2**-24 per file.
+* Soft decoding: each coded bit's soft value is the keyed sum of its slots over the tile copies in the
+  face and the frames, divided by the sum of their magnitudes; each frequency's slots are weighted by
+  how well the pilot survived at that frequency (an attack that wipes out one frequency costs its weight,
+  not the payload).
+
+Not handled: a scale change that is not undone (a crop resized back to the frame size), or a rotation of
+more than a few degrees: the reader would need a scale/rotation search for those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from facelab.core.types import BoolArray, FloatArray, Image
+from facelab.provenance.watermark import (
+    MIN_SIDE,
+    PAYLOAD_BITS,
+    PayloadInfo,
+    _check_frame,
+    _dct_matrix,
+    _hash,
+    parse_payload,
+)
+
+SCHEME = "facelab-sync-blocks"
+SCHEME_VERSION = 2
+
+BLOCK = 16
+TILE_BLOCKS = 8
+TILE = BLOCK * TILE_BLOCKS  # 128 px
+# The coefficients (row, column frequency) of each block that carry slots: periods of 16 to 32 pixels
+# along each axis. Measured on the bundled clip against (0,1), (1,0), (2,1), (2,2) and 8x8 blocks: the
+# lowest ones carry the face's own shading (its coefficients are about 3 times larger, more than the mark
+# can outweigh at 42 dB), higher ones and 8x8 blocks survive CRF 32 and downscaling worse.
+COEFFS: tuple[tuple[int, int], ...] = ((1, 1), (0, 2), (2, 0), (1, 2))
+K = len(COEFFS)
+N_SLOTS = TILE_BLOCKS * TILE_BLOCKS * K  # 256
+CONSTRAINT = 7  # convolutional code: constraint length 7, rate 1/3 (generators 133, 171, 165 octal)
+GENERATORS = (0o133, 0o171, 0o165)
+CODED_BITS = (PAYLOAD_BITS + CONSTRAINT - 1) * len(GENERATORS)  # 210: the payload and a zero tail, coded
+N_PILOT = N_SLOTS - CODED_BITS  # 46
+BASE = 16.0  # every slot's coefficient moves at least this far its bit's way
+MARGIN = 16.0  # wanted mean of a group's clipped, sign-corrected coefficient
+CAP = 21.0  # most a coefficient moves
+ROUNDS = 4
+SOFTEN = 1.2
+CLIP = 1.0  # values are clipped at CLIP x their median magnitude before summing
+_KEY = 0x7379_6E63_7061_6972  # seeds the slot table
+# The tiling's start (y, x) in pixels, by layout: frame f uses layout (f // LAYOUT_FRAMES) % len(SHIFTS).
+# One layout: moving the tiling every 10 frames (to move the slots over the face) was measured to hurt,
+# as a codec's P-frames keep the previous layout's pattern for a while; the machinery stays for a try.
+SHIFTS: tuple[tuple[int, int], ...] = ((0, 0),)
+LAYOUT_FRAMES = 10
+LAYOUT_WINDOW = 2  # the reader picks a frame's layout on frames t-2..t+2
+READ_FACE_TYPE = "whole_face"  # the reader looks inside the dlib hull of this face type
+
+_LUMA32 = np.array([[0.299, 0.587, 0.114]], dtype=np.float32)
+_D = _dct_matrix(BLOCK)
+_BASIS = np.stack([np.outer(_D[u], _D[v]) for u, v in COEFFS])  # (K, 16, 16)
+_BASIS32 = _BASIS.astype(np.float32)
+_BASIS_FLAT32 = np.ascontiguousarray(_BASIS.reshape(K, BLOCK * BLOCK).T, dtype=np.float32)  # (256, K)
+
+
+@lru_cache(maxsize=1)
+def slot_table() -> tuple[npt.NDArray[np.intp], FloatArray]:
+    """For the tile's slots (block row 0..7, block column 0..7, coefficient 0..K-1): the coded bit each
+    carries (-1: pilot) and its keyed sign (+1/-1)."""
+    idx = np.arange(N_SLOTS, dtype=np.int64)
+    order = np.argsort(_hash(np.full_like(idx, _KEY), idx, np.full_like(idx, 1)))
+    role = np.full(N_SLOTS, -1, dtype=np.intp)
+    role[order[N_PILOT:]] = np.arange(CODED_BITS)
+    sign = np.where((_hash(np.full_like(idx, _KEY), idx, np.full_like(idx, 2)) >> np.uint64(63)) == 1, -1.0, 1.0)
+    role_t = role.reshape(TILE_BLOCKS, TILE_BLOCKS, K)
+    sign_t = sign.reshape(TILE_BLOCKS, TILE_BLOCKS, K)
+    role_t.setflags(write=False)
+    sign_t.setflags(write=False)
+    return role_t, sign_t
+
+
+def _conv_table() -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """For each of the 64 encoder states (the last 6 input bits) and input bit: the next state and the
+    3 output bits packed in an int."""
+    states = 1 << (CONSTRAINT - 1)
+    nxt = np.zeros((states, 2), dtype=np.intp)
+    outs = np.zeros((states, 2, len(GENERATORS)), dtype=np.intp)
+    for st in range(states):
+        for b in (0, 1):
+            reg = (b << (CONSTRAINT - 1)) | st  # newest bit highest
+            nxt[st, b] = reg >> 1
+            for g, gen in enumerate(GENERATORS):
+                outs[st, b, g] = bin(reg & gen).count("1") & 1
+    return nxt, outs
+
+
+_NEXT, _OUTS = _conv_table()
+
+
+def encode_bits(bits: BoolArray) -> BoolArray:
+    """The payload bits and a zero tail through the rate-1/3 convolutional code: 210 coded bits."""
+    state, out = 0, []
+    for b in list(np.asarray(bits, dtype=np.intp)) + [0] * (CONSTRAINT - 1):
+        out.extend(_OUTS[state, b])
+        state = int(_NEXT[state, b])
+    return np.array(out, dtype=np.bool_)
+
+
+def decode_soft(soft: FloatArray) -> BoolArray:
+    """Soft Viterbi decoding of the 210 coded soft values (positive: 0) into the 64 payload bits (the
+    encoder starts and, after the tail, ends in state 0)."""
+    n_steps = PAYLOAD_BITS + CONSTRAINT - 1
+    sv = np.asarray(soft, dtype=np.float64).reshape(n_steps, len(GENERATORS))
+    states = 1 << (CONSTRAINT - 1)
+    metric = np.full(states, -np.inf)
+    metric[0] = 0.0
+    signs = 1.0 - 2.0 * _OUTS  # (states, 2, G): +1 for a 0 output
+    back = np.zeros((n_steps, states), dtype=np.intp)  # the predecessor code: state * 2 + input
+    src = np.repeat(np.arange(states), 2)
+    inp = np.tile(np.arange(2), states)
+    dst = _NEXT[src, inp]
+    for t in range(n_steps):
+        cand = metric[src] + signs[src, inp] @ sv[t]
+        new = np.full(states, -np.inf)
+        np.maximum.at(new, dst, cand)
+        winner = np.full(states, -1, dtype=np.intp)
+        hit = cand >= new[dst]
+        winner[dst[hit]] = (src * 2 + inp)[hit]
+        back[t] = winner
+        metric = new
+    state, bits = 0, []
+    for t in range(n_steps - 1, -1, -1):
+        code = back[t, state]
+        bits.append(code & 1)
+        state = code >> 1
+    out: BoolArray = np.array(bits[::-1][:PAYLOAD_BITS], dtype=np.bool_)
+    return out
+
+
+def _wanted_signs(bits: BoolArray) -> FloatArray:
+    """The sign each slot's coefficient should have for these payload bits: (8, 8, K)."""
+    role, sign = slot_table()
+    coded = encode_bits(bits)
+    bit_sign = np.where(coded[np.maximum(role, 0)], -1.0, 1.0)
+    out: FloatArray = sign * np.where(role < 0, 1.0, bit_sign)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# embed
+
+
+def _luma(rgb: Image) -> npt.NDArray[np.float32]:
+    out = cv2.transform(np.ascontiguousarray(rgb).astype(np.float32), _LUMA32)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _blocks_inside(region: npt.NDArray[np.generic], y0: int, x0: int, nby: int, nbx: int) -> BoolArray:
+    inside = np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0
+    out: BoolArray = inside.reshape(nby, BLOCK, nbx, BLOCK).all(axis=(1, 3))
+    return out
+
+
+def layout_shift(frame: int) -> tuple[int, int]:
+    """Where frame ``frame``'s tiling starts (pixels, y and x): the layout changes every LAYOUT_FRAMES frames."""
+    return SHIFTS[(max(frame, 0) // LAYOUT_FRAMES) % len(SHIFTS)]
+
+
+def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDArray[np.generic] | None = None,
+          inplace: bool = False, strength: float = 1.0, frame: int = 0) -> Image:
+    """A copy of the RGB uint8 frame carrying the 64 payload bits (``inplace``: the frame itself, changed).
+
+    ``region`` (H x W, nonzero = may change): only 16x16 blocks lying wholly inside it are changed,
+    every other pixel stays exactly as it was. ``strength`` scales the margin and the cap. ``frame``: the
+    frame's index in its video (it picks the layout).
+    """
+    _check_frame(rgb)
+    bits = np.asarray(payload_bits, dtype=np.bool_).reshape(-1)
+    if bits.size != PAYLOAD_BITS:
+        raise ValueError(f"expected {PAYLOAD_BITS} payload bits, got {bits.size}")
+    if not 0.0 < strength <= 4.0:
+        raise ValueError(f"strength must be in (0, 4], got {strength}")
+    h, w = rgb.shape[:2]
+    out: Image = rgb if inplace else rgb.copy()
+    by0, by1, bx0, bx1 = 0, h // BLOCK, 0, w // BLOCK
+    if region is not None:
+        arr = np.asarray(region)[: by1 * BLOCK, : bx1 * BLOCK]
+        if arr.dtype != np.uint8:
+            arr = (arr != 0).astype(np.uint8)
+        x, y, bw, bh = cv2.boundingRect(arr)
+        by0, bx0, by1, bx1 = -(-y // BLOCK), -(-x // BLOCK), (y + bh) // BLOCK, (x + bw) // BLOCK
+        if bw == 0 or by1 <= by0 or bx1 <= bx0:
+            return out
+    nby, nbx = by1 - by0, bx1 - bx0
+    y0, x0 = by0 * BLOCK, bx0 * BLOCK
+    area = rgb[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK]
+    lum = _luma(area).reshape(nby, BLOCK, nbx, BLOCK).transpose(0, 2, 1, 3).reshape(nby, nbx, BLOCK * BLOCK)
+    coeffs = (lum @ _BASIS_FLAT32).astype(np.float64)  # (nby, nbx, K)
+    inside = np.ones((nby, nbx), dtype=np.bool_) if region is None else _blocks_inside(region, y0, x0, nby, nbx)
+    if not inside.any():
+        return out
+    sy, sx = layout_shift(frame)
+    rows = ((np.arange(by0, by1) - sy // BLOCK) % TILE_BLOCKS)[:, None]
+    cols = ((np.arange(bx0, bx1) - sx // BLOCK) % TILE_BLOCKS)[None, :]
+    sigma = _wanted_signs(bits)[rows, cols]  # (nby, nbx, K)
+    group = np.where(slot_table()[0] < 0, CODED_BITS, slot_table()[0])[rows, cols]  # pilot: the last group
+    sel = np.broadcast_to(inside[:, :, None], coeffs.shape)
+    limit = CLIP * np.median(np.abs(coeffs[inside]), axis=0)  # (K,), as the reader clips
+    counts = np.maximum(np.bincount(group[sel], minlength=CODED_BITS + 1), 1)
+    # Every slot moves BASE its bit's way; groups whose clipped mean is still short of MARGIN move further,
+    # all their slots alike (a few rounds: a move does nothing to a value still beyond the clip).
+    push = np.full(CODED_BITS + 1, BASE * strength)
+    for _ in range(ROUNDS):
+        stat = sigma * np.clip(coeffs + sigma * push[group], -limit, limit)
+        mean = np.bincount(group[sel], weights=stat[sel], minlength=CODED_BITS + 1) / counts
+        push = np.minimum(push + np.maximum(MARGIN * strength - mean, 0.0), CAP * strength)
+    delta = sigma * push[group] * sel
+    dy = (delta.astype(np.float32) @ _BASIS_FLAT32.T).reshape(nby, nbx, BLOCK, BLOCK).transpose(0, 2, 1, 3)
+    # The luma change is added equally to R, G and B (Y changes by exactly that, chroma not at all).
+    # Softened (Gaussian, sigma SOFTEN px) so block edges leave no step a viewer could see as a grid.
+    soft = np.asarray(cv2.GaussianBlur(np.ascontiguousarray(dy.reshape(nby * BLOCK, nbx * BLOCK)), (0, 0), SOFTEN),
+                      dtype=np.float32)
+    if region is not None:
+        soft *= np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0
+    step = np.rint(soft).astype(np.int16)[:, :, None]
+    changed = np.clip(area.astype(np.int16) + step, 0, 255)
+    out[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] = changed.astype(np.uint8)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# read
+
+
+def fold_frame(rgb: Image, region: npt.NDArray[np.generic] | None = None) -> tuple[FloatArray, FloatArray]:
+    """A frame's slot values at every pixel position (the coefficients of the block starting there), clipped
+    and folded modulo the tile: (K, 128, 128) sums of the values and (K, 128, 128) sums of their
+    magnitudes, over the block positions inside ``region`` (default: the whole frame)."""
+    _check_frame(rgb)
+    lum = _luma(rgb)
+    h, w = lum.shape
+    vh, vw = h - BLOCK + 1, w - BLOCK + 1  # positions whose block lies in the frame
+    weight: npt.NDArray[np.float32] | None = None
+    if region is not None:
+        reg = (np.asarray(region) != 0).astype(np.float32)
+        box = cv2.boxFilter(reg, -1, (BLOCK, BLOCK), anchor=(0, 0), normalize=True,
+                            borderType=cv2.BORDER_CONSTANT)
+        weight = (box[:vh, :vw] > 0.999).astype(np.float32)
+        if weight.sum() < 1:
+            weight = None
+    sums = np.zeros((K, TILE, TILE))
+    mags = np.zeros((K, TILE, TILE))
+    for k in range(K):
+        resp = cv2.filter2D(lum, cv2.CV_32F, _BASIS32[k], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+        d = np.asarray(resp[:vh, :vw], dtype=np.float32)
+        inside = np.abs(d if weight is None else d[weight > 0])
+        limit = max(CLIP * float(np.median(inside)), 1e-3)
+        np.clip(d, -limit, limit, out=d)
+        if weight is not None:
+            d *= weight
+        sums[k] = _fold(d)
+        mags[k] = _fold(np.abs(d))
+    return sums, mags
+
+
+def _fold(arr: npt.NDArray[np.floating]) -> FloatArray:
+    h, w = arr.shape
+    ph, pw = -(-h // TILE) * TILE, -(-w // TILE) * TILE
+    padded = np.zeros((ph, pw), dtype=np.float64)
+    padded[:h, :w] = arr
+    out: FloatArray = padded.reshape(ph // TILE, TILE, pw // TILE, TILE).sum(axis=(0, 2))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _slot_positions() -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The tile position (row px, col px) and coefficient of every slot, flattened like slot_table."""
+    r, c, k = np.meshgrid(np.arange(TILE_BLOCKS), np.arange(TILE_BLOCKS), np.arange(K), indexing="ij")
+    return (r * BLOCK).reshape(-1), (c * BLOCK).reshape(-1), k.reshape(-1)
+
+
+def pilot_scores(sums: FloatArray) -> FloatArray:
+    """The pilot correlation of folded values at every tile offset (oy, ox): (128, 128)."""
+    role, sign = slot_table()
+    ru, rv, rk = _slot_positions()
+    pilot = role.reshape(-1) < 0
+    score = np.zeros((TILE, TILE))
+    spectra = np.fft.rfft2(sums)
+    for k in range(K):
+        tmpl = np.zeros((TILE, TILE))
+        m = pilot & (rk == k)
+        tmpl[ru[m], rv[m]] = sign.reshape(-1)[m]
+        score += np.fft.irfft2(spectra[k] * np.conj(np.fft.rfft2(tmpl)), s=(TILE, TILE))
+    return score
+
+
+def _shifted(score: FloatArray, shift: tuple[int, int]) -> FloatArray:
+    """score(o + shift) as a map over o."""
+    out: FloatArray = np.roll(score, (-shift[0], -shift[1]), axis=(0, 1))
+    return out
+
+
+def slot_values(sums: FloatArray, mags: FloatArray, oy: int, ox: int) -> tuple[FloatArray, FloatArray]:
+    """Every slot's keyed folded value and folded magnitude at the tile offset (slot_table order)."""
+    _, sign = slot_table()
+    ru, rv, rk = _slot_positions()
+    u, v = (ru + oy) % TILE, (rv + ox) % TILE
+    return sums[rk, u, v] * sign.reshape(-1), mags[rk, u, v]
+
+
+def _groups() -> npt.NDArray[np.intp]:
+    role = slot_table()[0].reshape(-1)
+    out: npt.NDArray[np.intp] = np.where(role < 0, CODED_BITS, role)
+    return out
+
+
+def coefficient_weights(vals: FloatArray, sizes: FloatArray) -> FloatArray:
+    """How much to trust each coefficient (K,): its pilot slots' soft value (what survived of the mark at
+    that frequency; 0 where an attack wiped it out), floored at a small positive value."""
+    _, _, rk = _slot_positions()
+    pilot = _groups() == CODED_BITS
+    num = np.bincount(rk[pilot], weights=vals[pilot], minlength=K)
+    den = np.bincount(rk[pilot], weights=sizes[pilot], minlength=K)
+    out: FloatArray = np.maximum(num / np.maximum(den, 1e-9), 0.02)
+    return out
+
+
+def soft_values(vals: FloatArray, sizes: FloatArray, weights: FloatArray | None = None) -> tuple[FloatArray, float]:
+    """The 210 coded bits' soft values in [-1, 1] (positive: 0) and the pilot's, from slot values; each
+    coefficient's slots weighted (``coefficient_weights``) when given."""
+    _, _, rk = _slot_positions()
+    group = _groups()
+    w = np.ones(K) if weights is None else weights
+    num = np.bincount(group, weights=vals * w[rk], minlength=CODED_BITS + 1)
+    den = np.bincount(group, weights=sizes * w[rk], minlength=CODED_BITS + 1)
+    ratio = num / np.maximum(den, 1e-9)
+    return ratio[:CODED_BITS], float(ratio[CODED_BITS])
+
+
+@dataclass(frozen=True)
+class Reading:
+    found: bool
+    """The payload at the synchronised offset passes the magic and CRC check."""
+    soft: FloatArray
+    """The 210 voted soft coded bits."""
+    bits: BoolArray
+    payload: PayloadInfo
+    offset: tuple[int, int]
+    pilot: float
+    """Soft value of the pilot slots at the offset: ~0 unmarked, up to 1."""
+    frames_found: list[bool] = field(default_factory=list)
+    """Each frame read on its own at the offset: does its payload decode?"""
+    frame_bits: list[BoolArray] = field(default_factory=list)
+
+    @property
+    def confidence(self) -> float:
+        """The pilot's soft value, clipped to [0, 1]."""
+        return float(np.clip(self.pilot, 0.0, 1.0))
+
+
+def _decision(soft: FloatArray) -> tuple[BoolArray, PayloadInfo]:
+    bits = decode_soft(soft)
+    return bits, parse_payload(bits)
+
+
+class VideoReader:
+    """Accumulates frames of one video (or one image) and reads the mark once: sync over all frames (each
+    frame's layout chosen by its own pilot), then the voted payload and each frame's own payload."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[FloatArray, FloatArray, FloatArray]] = []
+
+    def add(self, rgb: Image, region: npt.NDArray[np.generic] | None = None) -> None:
+        sums, mags = fold_frame(rgb, region)
+        self.frames.append((sums, mags, pilot_scores(sums)))
+
+    @staticmethod
+    def _smoothed(frames: list[tuple[FloatArray, FloatArray, FloatArray]]) -> list[FloatArray]:
+        """Each frame's pilot score map summed with its neighbours' (within LAYOUT_WINDOW): frames share
+        a layout in runs of LAYOUT_FRAMES, so the layout is chosen on several frames' evidence."""
+        scores = np.stack([f[2] for f in frames])
+        cum = np.concatenate([np.zeros((1, TILE, TILE)), np.cumsum(scores, axis=0)])
+        n = len(frames)
+        return [cum[min(n, t + LAYOUT_WINDOW + 1)] - cum[max(0, t - LAYOUT_WINDOW)] for t in range(n)]
+
+    def _slots(self, frames: list[tuple[FloatArray, FloatArray, FloatArray]], smoothed: list[FloatArray],
+               offset: tuple[int, int]) -> list[tuple[FloatArray, FloatArray]]:
+        """Each frame's slot values at the offset, in the layout its pilot (and its neighbours') prefers."""
+        out = []
+        for (sums, mags, _), score in zip(frames, smoothed, strict=True):
+            best = max(SHIFTS, key=lambda sh: score[(offset[0] + sh[0]) % TILE, (offset[1] + sh[1]) % TILE])
+            out.append(slot_values(sums, mags, (offset[0] + best[0]) % TILE, (offset[1] + best[1]) % TILE))
+        return out
+
+    def read(self, first: int | None = None, per_frame: bool = True) -> Reading:
+        """The reading of the first ``first`` frames (default: all). The offset tried first is the one
+        where the pilot correlates best (summed over frames); then no offset (the frame's geometry intact)."""
+        frames = self.frames[:first]
+        if not frames:
+            raise ValueError("no frames to read")
+        smoothed = self._smoothed(frames)
+        total = np.sum([np.max([_shifted(sc, sh) for sh in SHIFTS], axis=0) for sc in smoothed], axis=0)
+        oy, ox = np.unravel_index(int(np.argmax(total)), total.shape)
+        reading: Reading | None = None
+        slots: list[tuple[FloatArray, FloatArray]] = []
+        weights: FloatArray = np.ones(K)
+        for offset in dict.fromkeys([(int(oy), int(ox)), (0, 0)]):
+            slots = self._slots(frames, smoothed, offset)
+            vals, sizes = np.sum([v for v, _ in slots], axis=0), np.sum([z for _, z in slots], axis=0)
+            weights = coefficient_weights(vals, sizes)
+            soft, pilot = soft_values(vals, sizes, weights)
+            bits, info = _decision(soft)
+            reading = Reading(found=info.valid, soft=soft, bits=bits, payload=info, offset=offset, pilot=pilot)
+            if info.valid:
+                break
+        assert reading is not None
+        if per_frame:
+            decided = [_decision(soft_values(v, z, weights)[0]) for v, z in slots]
+            reading = Reading(reading.found, reading.soft, reading.bits, reading.payload, reading.offset,
+                              reading.pilot, [i.valid for _, i in decided], [b for b, _ in decided])
+        return reading
+
+
+__all__ = [
+    "MIN_SIDE",
+    "SCHEME",
+    "SCHEME_VERSION",
+    "Reading",
+    "VideoReader",
+    "embed",
+    "fold_frame",
+    "pilot_scores",
+    "slot_table",
+    "slot_values",
+    "soft_values",
+]
