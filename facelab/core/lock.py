@@ -6,7 +6,8 @@ reader shares it; a second writer, or a writer while someone reads (a sort while
 faceset), is refused at once with a one-line ``FolderBusy`` naming the holder. The kernel drops the
 lock when its process ends, however it ends (kill -9 included): there are no stale locks to clean up.
 The file's content (holder pid, command line, start time), written after the lock is taken, only
-helps that message; it is never trusted for exclusion.
+helps that message; it is never trusted for exclusion. The last holder removes the file, and a folder
+made only to hold a lock is removed again, so a refused job leaves nothing behind.
 
 Locks nest within one thread (a workflow holding a folder may call a phase that takes it again); two
 threads of one process exclude each other like two processes. A folder that cannot hold a lock file
