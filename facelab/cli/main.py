@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
 from rich.markup import escape
@@ -25,7 +26,7 @@ from facelab.cli import (
 )
 from facelab.cli.live import live
 from facelab.cli.progress import console
-from facelab.core.errors import FacelabError
+from facelab.core.errors import FacelabError, storage_error
 
 app = typer.Typer(
     name="facelab",
@@ -57,12 +58,22 @@ def version() -> None:
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    """Entry point: user errors (and a full disk, an I/O error) become one line on stderr and exit code 2, never a
+    traceback."""
     try:
         app()
     except FacelabError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(exc)
+    except OSError as exc:  # a full disk or an I/O error below facelab's own writers (a codec's, a library's)
+        err = storage_error(exc)
+        if err is None:
+            raise
+        _fail(err)
+
+
+def _fail(exc: FacelabError) -> NoReturn:
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

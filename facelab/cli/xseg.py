@@ -51,26 +51,29 @@ def train(
     stored = read_config(model_dir)
     opts = resolve_options(stored, flags)
     trainer = XSegTrainer(model_dir, opts, faces, new=stored is None)
-    console.print(f"{'resuming' if stored else 'new'} XSeg model {model_dir}: {opts.resolution}px, "
-                  f"iteration {trainer.state.iteration}, {len(trainer.faces)} labelled faces", highlight=False)
-    start, t0, as_json = trainer.state.iteration, time.monotonic(), progress_json_enabled()
-    with Live(Text("starting..."), console=console, refresh_per_second=2) as live:
+    try:
+        console.print(f"{'resuming' if stored else 'new'} XSeg model {model_dir}: {opts.resolution}px, "
+                      f"iteration {trainer.state.iteration}, {len(trainer.faces)} labelled faces", highlight=False)
+        start, t0, as_json = trainer.state.iteration, time.monotonic(), progress_json_enabled()
+        with Live(Text("starting..."), console=console, refresh_per_second=2) as live:
 
-        def report(s: Status) -> None:
-            live.update(_status(s))
-            if as_json:  # the studio's jobs: (done, total) of this run, in iterations or seconds
-                what = f"xseg training, iteration {s.iteration}"
-                if iterations is not None:
-                    emit_progress(what, s.iteration - start, iterations)
-                elif minutes is not None:
-                    emit_progress(what, round(time.monotonic() - t0), round(minutes * 60))
-                else:
-                    emit_progress(what, s.iteration, None)
+            def report(s: Status) -> None:
+                live.update(_status(s))
+                if as_json:  # the studio's jobs: (done, total) of this run, in iterations or seconds
+                    what = f"xseg training, iteration {s.iteration}"
+                    if iterations is not None:
+                        emit_progress(what, s.iteration - start, iterations)
+                    elif minutes is not None:
+                        emit_progress(what, round(time.monotonic() - t0), round(minutes * 60))
+                    else:
+                        emit_progress(what, s.iteration, None)
 
-        state = trainer.train(iterations, minutes, on_status=report)
-    console.print(f"saved at iteration {state.iteration} in {model_dir} "
-                  f"(preview: {model_dir}/previews/latest.png)", highlight=False)
+            state = trainer.train(iterations, minutes, on_status=report)
+        console.print(f"saved at iteration {state.iteration} in {model_dir} "
+                      f"(preview: {model_dir}/previews/latest.png)", highlight=False)
 
+    finally:
+        trainer.close()
 
 with_parameters(train, model_parameters(XSegOptions))
 

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from facelab.core.errors import storage_error
+
 
 def _file_mode() -> int:
     """The mode a plainly created file gets under the current umask (mkstemp would give 0600)."""
@@ -83,6 +85,25 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a log (metrics, runs), not atomic but whole: a line torn by an earlier failed write
+    is ended first, so readers lose that one line only. A storage error becomes a StorageError naming path."""
+    path = Path(path)
+    try:
+        with open(path, "a+b") as fh:
+            torn = False
+            if fh.seek(0, os.SEEK_END) > 0:
+                fh.seek(-1, os.SEEK_END)
+                torn = fh.read(1) != b"\n"
+            fh.write((("\n" if torn else "") + line.rstrip("\n") + "\n").encode("utf-8"))
+    except OSError as exc:
+        err = storage_error(exc, path)
+        if err is None:
+            raise
+        raise err from exc
+    count_write()
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename durable by syncing the folder that holds it (no-op where unsupported)."""
     try:
@@ -105,10 +126,19 @@ def atomic_file(path: Path, durable: bool = True, sync_folder: bool = True,
     ``durable``: fsync the file before the rename; ``sync_folder``: fsync the folder after it (the rename
     itself survives a power cut); ``readable``: opened for reading too (a writer that seeks back and reads
     what it wrote). For outputs too large to build in memory.
+
+    A storage error (disk full, I/O error: ``STORAGE_ERRNOS``) becomes a one-line StorageError naming
+    ``path``; the previous file stays as it was and the temporary file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        err = storage_error(exc, path)
+        if err is None:
+            raise
+        raise err from exc
     try:
         os.fchmod(fd, _MODE)
         with os.fdopen(fd, "w+b" if readable else "wb") as fh:
@@ -118,9 +148,12 @@ def atomic_file(path: Path, durable: bool = True, sync_folder: bool = True,
                 os.fsync(fh.fileno())
         count_write()  # a kill here leaves the temporary file (see remove_stale_temps) and the old target
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        err = storage_error(exc, path)
+        if err is None or err is exc:
+            raise
+        raise err from exc
     if sync_folder:
         fsync_dir(path.parent)
     count_write()

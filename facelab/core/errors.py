@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -17,6 +19,27 @@ class InputError(FacelabError):
     def __init__(self, message: str, path: Path | str | None = None) -> None:
         self.path = None if path is None else Path(path)
         super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+# what the disk or the file system says, not the program: no space, quota, I/O error, read-only, too large
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+
+
+class StorageError(FacelabError):
+    """Writing a file failed for a reason of the storage (disk full, I/O error, ...). Whatever was written
+    before is intact (every write that matters is atomic), and the next run resumes."""
+
+
+def storage_error(exc: BaseException, path: Path | str | None = None) -> StorageError | None:
+    """``exc`` as a one-line StorageError ("No space left on device while writing X") when it is an
+    OSError of the storage (STORAGE_ERRNOS), else None. ``path`` names the file (default: the error's)."""
+    if isinstance(exc, StorageError):
+        return exc
+    if not isinstance(exc, OSError) or exc.errno not in STORAGE_ERRNOS:
+        return None
+    target = path if path is not None else exc.filename
+    reason = os.strerror(exc.errno) if exc.errno is not None else str(exc)
+    return StorageError(f"{reason} while writing {target}" if target is not None else reason)
 
 
 class MetadataError(InputError):

@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from facelab.core.atomic import count_write
-from facelab.core.errors import InputError
+from facelab.core.errors import InputError, storage_error
 from facelab.core.versioned import json_loads
 
 VERSION = 1
@@ -90,13 +91,28 @@ class Journal:
 
     def append(self, entry: dict[str, Any]) -> None:
         """Write one entry (a dict with the key field) and flush it to the OS (fsync: ``sync``)."""
-        if self._fh is None:
-            self._open()
-        assert self._fh is not None
-        self._fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
-        self._fh.flush()
+        try:
+            if self._fh is None:
+                self._open()
+            assert self._fh is not None
+            self._fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            self._fh.flush()
+        except OSError as exc:
+            self._fail(exc)
         count_write()
         self._remember(entry)
+
+    def _fail(self, exc: OSError) -> None:
+        """A failed write (disk full, I/O error): the file is closed (a torn last line is ignored when it
+        is read again) and the error raised, as a one-line StorageError where it is one."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            with suppress(OSError):  # the buffered rest could not be written either
+                fh.close()
+        err = storage_error(exc, self.path)
+        if err is None:
+            raise exc
+        raise err from exc
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,11 +130,15 @@ class Journal:
 
     def sync(self) -> None:
         if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                self._fail(exc)
 
     def close(self) -> None:
         if self._fh is not None:
             self.sync()
-            self._fh.close()
-            self._fh = None
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None

@@ -317,7 +317,11 @@ def save_checkpoint(folder: Path, state: ModelState, modules: dict[str, nn.Modul
     """Write the weights (``<module>.<tensor>``) and optimiser state of iteration ``state.iteration``, then
     state.json naming them."""
     it = state.iteration
-    weights_name, optim_name = f"weights-{it:08d}.safetensors", f"optimizer-{it:08d}.safetensors"
+    # a second save of one iteration (Ctrl+C just after an autosave) must not replace the files the current
+    # state.json names before its own state.json is written: a failure between the two would leave a
+    # state.json whose checksums no longer match its files
+    committed = _committed_files(folder)
+    weights_name, optim_name = _fresh_name("weights", it, committed), _fresh_name("optimizer", it, committed)
     weights = st_save(modules_state(modules), metadata={"format": "pt", "schema": WEIGHTS_SCHEMA})
     opt_tensors, opt_meta = optimizers_state(optimizers)
     optim = st_save(opt_tensors, metadata={"format": "pt", **opt_meta})
@@ -344,6 +348,22 @@ def remove_model_temps(folder: Path) -> None:
     trainer calls it when it starts, and each save."""
     for sub in (Path(folder), Path(folder) / PREVIEWS):
         remove_stale_temps(sub)
+
+
+def _committed_files(folder: Path) -> set[str]:
+    """The file names the current state.json names (none when there is none or it cannot be read)."""
+    try:
+        files = json.loads((folder / "state.json").read_text(encoding="utf-8")).get("files", {})
+        return {str(v) for v in files.values()} if isinstance(files, dict) else set()
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def _fresh_name(kind: str, iteration: int, taken: set[str]) -> str:
+    name, n = f"{kind}-{iteration:08d}.safetensors", 1
+    while name in taken:
+        name, n = f"{kind}-{iteration:08d}-{n}.safetensors", n + 1
+    return name
 
 
 def load_checkpoint(folder: Path, optimizer: bool = True) -> Checkpoint | None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from facelab.core.atomic import remove_stale_temps, write_json_atomic, write_text_atomic
 from facelab.core.journal import Journal
+from facelab.core.lock import locked
 from facelab.core.pool import WorkerPool
 from facelab.core.types import Image
 from facelab.core.versioned import json_loads
@@ -185,6 +186,7 @@ class _Runner:
         self.pool.close(cancel)
 
 
+@locked("extract", write=("out_dir",), read=("input_path",))
 def run_extract(input_path: Path, out_dir: Path, opts: ExtractOptions,
                 progress: Progress | None = None, total: Callable[[int], None] | None = None
                 ) -> ExtractSummary:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from facelab.core.atomic import remove_stale_temps, write_json_atomic
 from facelab.core.errors import InputError
 from facelab.core.journal import Journal
+from facelab.core.lock import Want, locked
 from facelab.core.versioned import json_loads
 from facelab.face.superres import MODEL_NAME, SuperResolver, SuperResOptions
 from facelab.faceset.folder import scan_faces
@@ -85,6 +86,16 @@ def _check_settings(work: Path, settings: dict[str, Any]) -> None:
     write_json_atomic(path, {"schema": SCHEMA, "version": VERSION, **settings})
 
 
+
+def _enhance_wants(arguments: Mapping[str, Any]) -> list[Want]:
+    """The faces written (in place: the source itself) exclusively, the source shared."""
+    source, output = Path(arguments["source"]), arguments["output"]
+    if arguments["in_place"]:
+        return [Want(source, create=False)]
+    return [Want(source, shared=True)] + ([] if output is None else [Want(Path(output))])
+
+
+@locked("faceset enhance", wants=_enhance_wants)
 def enhance_faceset(
     source: Path,
     output: Path | None,

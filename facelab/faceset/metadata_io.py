@@ -19,6 +19,7 @@ from typing import Any
 
 from facelab.core.atomic import write_json_atomic
 from facelab.core.errors import InputError, MetadataError
+from facelab.core.lock import locked
 from facelab.core.versioned import json_loads
 from facelab.faceset.folder import list_face_files
 from facelab.faceset.pack import check_name
@@ -31,6 +32,7 @@ VERSION = 1
 _SHOWN = 3  # mismatches named in the error line
 
 
+@locked("faceset metadata export", read=("source",))
 def export_metadata(source: Path, out: Path, progress: Callable[[int, int], None] | None = None) -> int:
     """Write the records of every face of ``source`` (folder or pack) to ``out``; returns the count."""
     out = Path(out)
@@ -132,6 +134,7 @@ def _size_problem(path: Path, record: FaceRecord) -> str | None:
     return None
 
 
+@locked("faceset metadata import", modify=("folder",))
 def import_metadata(export: Path, folder: Path, progress: Callable[[int, int], None] | None = None) -> ImportResult:
     """Embed the exported records into the files of ``folder`` (pixels kept byte for byte).
 

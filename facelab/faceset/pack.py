@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 from facelab.core.atomic import atomic_file, count_write, remove_stale_temps, sync_all, write_bytes_atomic
 from facelab.core.choices import IMAGE_EXTENSIONS
 from facelab.core.errors import InputError
+from facelab.core.lock import locked
 from facelab.core.types import F64, U8
 from facelab.core.versioned import json_loads
 from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE
@@ -406,6 +407,7 @@ class PackResult:
     invalid: list[tuple[Path, str]]  # skipped: malformed face files, with reasons
 
 
+@locked("faceset pack", read=("folder",))
 def pack_faceset(folder: Path, out: Path, overwrite: bool = False, progress: Progress | None = None) -> PackResult:
     """Pack the face files of ``folder`` into ``out`` (``.fpack``), each byte for byte, in natural order.
 
@@ -442,6 +444,7 @@ def pack_faceset(folder: Path, out: Path, overwrite: bool = False, progress: Pro
     return PackResult(len(writer), out.stat().st_size, foreign, invalid)
 
 
+@locked("faceset unpack", write=("out",))
 def unpack_faceset(pack: Path, out: Path, progress: Progress | None = None) -> int:
     """Write every face of ``pack`` into the folder ``out`` under its own name, byte for byte.
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ from facelab.core.atomic import remove_stale_temps, write_bytes_atomic, write_js
 from facelab.core.choices import FaceType
 from facelab.core.errors import InputError, MetadataError
 from facelab.core.geometry import affine_scale, invert_affine, transform_points
+from facelab.core.lock import Want, locked
 from facelab.core.types import U8, FloatArray
 from facelab.face.align import FACE_TYPE_ORDER, check_size, compose, convert_transform
 from facelab.face.masks import face_hull_mask
@@ -159,6 +161,13 @@ def _resumable(out: Path, settings: dict[str, object]) -> bool:
             and {k: old.get(k) for k in settings} == settings)
 
 
+def _resize_wants(arguments: Mapping[str, Any]) -> list[Want]:
+    """The output folder held alone (a pack is one file, written atomically), the source folder shared."""
+    out = Path(arguments["out"])
+    return [Want(Path(arguments["source"]), shared=True)] + ([] if is_pack_path(out) else [Want(out)])
+
+
+@locked("faceset resize", wants=_resize_wants)
 def resize_faceset(source: Path, out: Path, size: int | None = None, face_type: FaceType | None = None,
                    jpeg_quality: int = 95, progress: Callable[[int, int], None] | None = None) -> ResizeResult:
     """Resize every face of ``source`` (folder or pack) into ``out``: a new folder, or a pack (``.fpack``).

@@ -18,7 +18,7 @@ from av.video.stream import VideoStream
 
 from facelab.core.atomic import count_write, fsync_dir, remove_stale_temps, temp_name
 from facelab.core.choices import VIDEO_CODECS, VideoCodec
-from facelab.core.errors import InputError
+from facelab.core.errors import InputError, storage_error
 from facelab.core.types import Image
 from facelab.media.frames import ProgressCallback, list_frames, read_frame_info, read_image_rgb
 from facelab.media.video import AV_ERRORS, one_line, open_media, parse_fps
@@ -141,7 +141,8 @@ def _open_output(
     try:
         out = av.open(str(path), mode="w", container_options=options)
     except AV_ERRORS as err:
-        raise InputError(f"cannot write a video to this file name ({one_line(err)}); use .mp4 or .mkv", shown) from err
+        raise storage_error(err, shown) or InputError(
+            f"cannot write a video to this file name ({one_line(err)}); use .mp4 or .mkv", shown) from err
     try:
         try:
             stream = out.add_stream(settings.encoder, rate=fps, options=dict(settings.options))
@@ -209,9 +210,12 @@ def build_video(
             with open_media(audio_from) as audio_source:
                 _encode(tmp, out_path, frames, first, (width, height), rate, settings, audio_source, progress)
         os.replace(tmp, out_path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise
+        err = storage_error(exc, out_path)  # a full disk: one line naming the video, not its temporary file
+        if err is None or err is exc:
+            raise
+        raise err from exc
     fsync_dir(out_path.parent)
     count_write()
 
@@ -238,7 +242,7 @@ def _encode(
             # The output container cannot take the source audio codec as it is: re-encode it to AAC.
             out, stream, audio = _open_output(tmp, out_path, size, fps, settings, source, copy_audio=False)
     except AV_ERRORS as err:
-        raise InputError(f"cannot write this video: {one_line(err)}", out_path) from err
+        raise storage_error(err, out_path) or InputError(f"cannot write this video: {one_line(err)}", out_path) from err
     try:
         expected = first.shape
         for index, path in enumerate(frames):
@@ -263,7 +267,7 @@ def _encode(
         if audio is not None:
             audio.mux_until(None)
     except AV_ERRORS as err:
-        raise InputError(f"encoding failed: {one_line(err)}", out_path) from err
+        raise storage_error(err, out_path) or InputError(f"encoding failed: {one_line(err)}", out_path) from err
     finally:
         out.close()
 

@@ -24,7 +24,7 @@ one folder (each shard keeps its own journal and summary, ``merge-shard-I-of-N.j
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import torch
 from facelab.core.atomic import remove_stale_temps, sync_all
 from facelab.core.errors import InputError
 from facelab.core.journal import Journal
+from facelab.core.lock import LOCK_NAME, Want, locked
 from facelab.core.pool import PoolKind, WorkerPool
 from facelab.core.types import U8
 from facelab.media.frames import read_image_rgb
@@ -56,6 +57,16 @@ JOURNAL_NAME = "facelab.merge"
 Progress = Callable[[int], None]
 
 
+def _merge_wants(arguments: Mapping[str, Any]) -> list[Want]:
+    """The output folder: a whole merge holds it alone; shards share it, each holding its own shard's
+    lock (two runs of one shard collide, N shards run side by side). The inputs are read (shared)."""
+    out, shard = Path(arguments["out_dir"]), arguments["shard"]
+    own = [Want(out)] if shard is None else [
+        Want(out, shared=True), Want(out, name=LOCK_NAME.replace(".lock", f"{shard_suffix(shard)}.lock"))]
+    return own + [Want(Path(arguments[name]), shared=True) for name in ("frames_dir", "aligned_dir")]
+
+
+@locked("merge", wants=_merge_wants)
 def run_merge(
     model_dir: Path,  # a model folder, or an ONNX file (.dfm or facelab's own): facelab.export.load
     frames_dir: Path,

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from facelab import TOOL_NAME, __version__
 from facelab.core.atomic import count_write, fsync_dir, temp_name, write_bytes_atomic, write_json_atomic
-from facelab.core.errors import InputError, MetadataError, validation_message
+from facelab.core.errors import InputError, MetadataError, storage_error, validation_message
 from facelab.core.versioned import json_loads, read_json_file
 from facelab.media.metadata import detect_format, embed_json, extract_json
 from facelab.media.video import AV_ERRORS, one_line, open_media
@@ -198,15 +198,18 @@ def write_video_record(path: Path | str, record: ProvenanceRecord) -> None:
                     packet.stream = mapping[packet.stream.index]
                     out.mux(packet)
             except AV_ERRORS as err:
-                raise InputError(f"cannot remux the video: {one_line(err)}", path) from err
+                raise storage_error(err, path) or InputError(f"cannot remux the video: {one_line(err)}", path) from err
             finally:
                 out.close()
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise
+        full = storage_error(exc, path)  # a full disk: one line naming the video, not its temporary file
+        if full is None or full is exc:
+            raise
+        raise full from exc
     fsync_dir(path.parent)
     count_write()
 

@@ -21,8 +21,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from facelab.core.atomic import count_write, write_text_atomic
+from facelab.core.atomic import append_line, write_text_atomic
 from facelab.core.errors import InputError
+from facelab.core.lock import Want, hold
 from facelab.core.model_folder import (
     ModelState,
     backup,
@@ -121,11 +122,18 @@ class Trainer:
         self.opts = opts
         self.ddp = ddp
         self._setup_process()
-        torch.manual_seed(opts.seed)
-        self._setup_data(src_dir, dst_dir)
-        self._setup_nets()
-        self._resume_or_create(previous)
-        self._wrap()
+        # one trainer per model folder (DDP: the main rank writes it); the facesets are read, not changed
+        wants = [Want(Path(src_dir), shared=True), Want(Path(dst_dir), shared=True)]
+        self._locks = hold(self, ([Want(self.model_dir)] if self.is_main else []) + wants, "train")
+        try:
+            torch.manual_seed(opts.seed)
+            self._setup_data(src_dir, dst_dir)
+            self._setup_nets()
+            self._resume_or_create(previous)
+            self._wrap()
+        except BaseException:
+            self._locks.release()
+            raise
         self.preview_batch: tuple[Tensor, Tensor] | None = None  # built on the first preview
         self.losses = LossWindow()
         self._stop = False
@@ -473,9 +481,7 @@ class Trainer:
         row = {"iteration": s.iteration, "time": round(time.time(), 3), **{k: round(v, 6) for k, v in s.losses.items()},
                "it_per_s": round(s.it_per_s, 4), "samples_per_s": round(s.samples_per_s, 3),
                "data_wait": round(s.data_wait, 4)}
-        with open(self.model_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
-        count_write()
+        append_line(self.model_dir / "metrics.jsonl", json.dumps(row))
 
     def _record_run(self, event: str, **extra: Any) -> None:
         """A line of runs.jsonl: ``{"version", "event": "start"|"end", "iteration", "time", "pid", ...}``."""
@@ -483,9 +489,7 @@ class Trainer:
             return
         row = {"version": RUNS_VERSION, "event": event, "iteration": self.state.iteration,
                "time": round(time.time(), 3), "pid": os.getpid(), **extra}
-        with open(self.model_dir / RUNS_FILE, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
-        count_write()
+        append_line(self.model_dir / RUNS_FILE, json.dumps(row))
 
     def _trim_metrics(self) -> None:
         """After a crash, drop metrics logged after the checkpoint we resumed from."""
@@ -498,6 +502,7 @@ class Trainer:
     def close(self) -> None:
         if self.ddp and dist.is_initialized():
             dist.destroy_process_group()
+        self._locks.release()
 
 
 def _d(t: Tensor) -> Tensor:

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facelab.core.atomic import write_bytes_atomic
 from facelab.media.encode import build_video
 from facelab.media.frames import encode_image, list_frames, read_image_rgb
 from facelab.provenance.marker import ProvenanceMarker
@@ -32,7 +33,7 @@ def side_by_side(left_dir: Path, right_dir: Path, out: Path, fps: str | float | 
                 if m is not None and m.any():
                     b = marker.mark(b, region=m > 0, frame=int(p.stem) if p.stem.isdigit() else 0)
             frame = np.hstack([a, b])
-            (folder / f"{p.stem}.png").write_bytes(encode_image(frame))
+            write_bytes_atomic(folder / f"{p.stem}.png", encode_image(frame), durable=False)
         build_video(folder, out, fps=fps, audio_from=audio_from)
     marker.finish_video(out, parent=audio_from)
     return out

@@ -16,6 +16,7 @@ from typing import Any
 
 from facelab.core.atomic import write_json_atomic
 from facelab.core.errors import InputError
+from facelab.core.lock import locked
 from facelab.core.versioned import json_loads
 from facelab.extract.options import ExtractOptions
 from facelab.extract.pipeline import run_extract
@@ -77,6 +78,7 @@ class _Steps:
         write_json_atomic(self.path, self.data)
 
 
+@locked("swap", write=("workspace",))
 def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "demo", minutes: float | None = 15.0,
              iterations: int | None = None, merge: MergeOptions | None = None, workers: int | None = None,
              from_scratch: bool = False, say: Say = lambda _: None,

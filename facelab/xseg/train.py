@@ -21,8 +21,9 @@ from numpy.typing import NDArray
 from torch import Tensor
 from torch.nn import functional as F
 
-from facelab.core.atomic import write_bytes_atomic
+from facelab.core.atomic import append_line, write_bytes_atomic
 from facelab.core.errors import InputError
+from facelab.core.lock import Want, hold
 from facelab.core.model_folder import (
     ModelState,
     load_checkpoint,
@@ -110,6 +111,15 @@ class XSegTrainer:
         self.model_dir = Path(model_dir)
         self.opts = opts
         self.augment = augment or AugmentOptions()
+        wants = [Want(self.model_dir)] + [Want(Path(f), shared=True) for f in folders]
+        self._locks = hold(self, wants, "xseg train")  # until close() (or this trainer is collected)
+        try:
+            self._setup(model_dir, opts, folders, new)
+        except BaseException:
+            self._locks.release()
+            raise
+
+    def _setup(self, model_dir: Path, opts: XSegOptions, folders: Sequence[Path], new: bool) -> None:
         self.faces, self.face_type = load_labelled_typed(folders, opts.resolution)
         with torch.random.fork_rng():  # a new model's initial weights depend on the seed only
             torch.manual_seed(opts.seed)
@@ -133,6 +143,10 @@ class XSegTrainer:
         else:
             self.model_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.model_dir, opts, self.face_type)
+
+    def close(self) -> None:
+        """Release the model folder (the faces are read only while training)."""
+        self._locks.release()
 
     def batch(self) -> tuple[Tensor, Tensor]:
         """The samples of the current iteration, drawn from a stream seeded by (seed, iteration): a resumed
@@ -160,9 +174,8 @@ class XSegTrainer:
         self._saved_iteration = self.state.iteration
         if preview is not None and self.opts.preview:
             write_preview(self.model_dir / "previews" / "latest.png", self.net, *preview, self.state.iteration)
-        with (self.model_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"iteration": self.state.iteration, "elapsed_s": round(self.state.elapsed_s, 2),
-                                 **self.state.last_losses}) + "\n")
+        append_line(self.model_dir / "metrics.jsonl", json.dumps({
+            "iteration": self.state.iteration, "elapsed_s": round(self.state.elapsed_s, 2), **self.state.last_losses}))
 
     def train(self, iterations: int | None = None, minutes: float | None = None,
               on_status: Callable[[Status], None] | None = None) -> ModelState:

@@ -7,13 +7,15 @@ unless it is a dry run. Files without face metadata are reported and left alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from facelab.core.errors import InputError
+from facelab.core.lock import Want, locked
 from facelab.face.identity import SAME_PERSON_THRESHOLD
 from facelab.faceset.features import FaceFeatures, compute_features
 from facelab.faceset.folder import FaceScan, scan_faces
@@ -88,6 +90,13 @@ def _finish(directory: Path, scan: FaceScan, plan: Plan, dry_run: bool, recovere
                      foreign=scan.foreign, invalid=scan.invalid, recovered=recovered)
 
 
+
+def _faceset_wants(arguments: Mapping[str, Any]) -> list[Want]:
+    """A dry run only reads the faceset; a real one renames and moves its faces."""
+    return [Want(Path(arguments["directory"]), shared=bool(arguments["dry_run"]), create=False)]
+
+
+@locked("faceset sort", wants=_faceset_wants)
 def sort_faceset(directory: Path, method: str, *, target: int = DEFAULT_BEST_TARGET, dry_run: bool = False,
                  workers: int = 1, progress: Progress | None = None, total: Total | None = None) -> JobReport:
     """Sort the faces of ``directory`` by ``method``: renamed in order (``00000~name``), faces the method
@@ -108,6 +117,7 @@ def sort_faceset(directory: Path, method: str, *, target: int = DEFAULT_BEST_TAR
     return report
 
 
+@locked("faceset dedupe", wants=_faceset_wants)
 def dedupe_faceset(directory: Path, *, threshold: float = DEFAULT_DEDUPE_THRESHOLD, dry_run: bool = False,
                    workers: int = 1, progress: Progress | None = None, total: Total | None = None) -> JobReport:
     """Move near-identical faces to ``DIR_trash``, keeping the sharpest of each group; names are kept."""
@@ -130,6 +140,7 @@ def dedupe_faceset(directory: Path, *, threshold: float = DEFAULT_DEDUPE_THRESHO
     return report
 
 
+@locked("faceset filter", wants=_faceset_wants)
 def filter_faceset(directory: Path, *, reference: Path | None = None, threshold: float = SAME_PERSON_THRESHOLD,
                    dry_run: bool = False, workers: int = 1, progress: Progress | None = None,
                    total: Total | None = None) -> JobReport:
