@@ -173,7 +173,7 @@ def remove_stale_temps(folder: Path) -> int:
         return 0
     for entry in entries:
         m = _TEMP_NAME.match(entry.name)
-        if m is None or not entry.is_file(follow_symlinks=False) or _alive(int(m.group(1))):
+        if m is None or not entry.is_file(follow_symlinks=False) or pid_alive(int(m.group(1))):
             continue
         try:
             os.unlink(entry.path)
@@ -183,12 +183,13 @@ def remove_stale_temps(folder: Path) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except OSError:
         return True  # another user's process
     return True
 

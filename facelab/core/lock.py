@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from facelab.core.atomic import pid_alive
 from facelab.core.errors import FacelabError, InputError, printable
 
 LOCK_NAME = ".facelab.lock"
@@ -100,16 +101,6 @@ def _command_line() -> str:
     return " ".join(args)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's process
-    return True
-
-
 def _describe(fd: int) -> str:
     """The holder as the lock file tells it (informational only): a writer's line, or the readers' lines
     (each reader appends one; those of ended processes are passed over)."""
@@ -124,7 +115,7 @@ def _describe(fd: int) -> str:
             holders.append((int(info["pid"]), str(info["command"]), str(info["purpose"]), float(info["since"])))
         except (ValueError, KeyError, TypeError):
             continue
-    live = [h for h in holders if _alive(h[0])]
+    live = [h for h in holders if pid_alive(h[0])]
     live.sort(key=lambda h: h[0] == os.getpid())  # another process first: this one only when it is the holder
     if not live:
         return "another process"
