@@ -50,6 +50,7 @@ from facelab.provenance.watermark import (
     _check_frame,
     _dct_matrix,
     _hash,
+    check_embed_args,
     parse_payload,
 )
 
@@ -219,12 +220,7 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     every other pixel stays exactly as it was. ``strength`` scales the margin and the cap. ``frame``: the
     frame's index in its video (it picks the layout).
     """
-    _check_frame(rgb)
-    bits = np.asarray(payload_bits, dtype=np.bool_).reshape(-1)
-    if bits.size != PAYLOAD_BITS:
-        raise ValueError(f"expected {PAYLOAD_BITS} payload bits, got {bits.size}")
-    if not 0.0 < strength <= 4.0:
-        raise ValueError(f"strength must be in (0, 4], got {strength}")
+    bits = check_embed_args(rgb, payload_bits, strength, 4.0)
     h, w = rgb.shape[:2]
     out: Image = rgb if inplace else rgb.copy()
     by0, by1, bx0, bx1 = 0, h // BLOCK, 0, w // BLOCK

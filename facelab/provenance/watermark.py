@@ -206,6 +206,18 @@ def _layout(nby: int, nbx: int) -> tuple[npt.NDArray[np.intp], FloatArray]:
     return np.ascontiguousarray(bit_index), dither
 
 
+def check_embed_args(rgb: Image, payload_bits: Sequence[bool] | BoolArray, strength: float,
+                     max_strength: float) -> BoolArray:
+    """The embedders' shared checks (frame shape and type, payload length, strength range): the bits as an array."""
+    _check_frame(rgb)
+    bits = np.asarray(payload_bits, dtype=np.bool_).reshape(-1)
+    if bits.size != PAYLOAD_BITS:
+        raise ValueError(f"expected {PAYLOAD_BITS} payload bits, got {bits.size}")
+    if not 0.0 < strength <= max_strength:
+        raise ValueError(f"strength must be in (0, {max_strength:g}], got {strength}")
+    return bits
+
+
 def _check_frame(rgb: Image) -> None:
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 RGB frame, got shape {getattr(rgb, 'shape', None)}")
@@ -257,12 +269,7 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, strength: float 
     every pixel of the other blocks is left exactly as it was (merge marks only the swapped face, so the
     plate around it stays bit-exact). Extraction needs no region: unmarked blocks average out.
     """
-    _check_frame(rgb)
-    bits = np.asarray(payload_bits, dtype=np.bool_).reshape(-1)
-    if bits.size != PAYLOAD_BITS:
-        raise ValueError(f"expected {PAYLOAD_BITS} payload bits, got {bits.size}")
-    if not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    bits = check_embed_args(rgb, payload_bits, strength, 1.0)
     h, w = rgb.shape[:2]
     nby, nbx = h // BLOCK, w // BLOCK
     bit_index, dither = _layout(nby, nbx)

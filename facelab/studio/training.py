@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from facelab.core.atomic import write_json_atomic
+from facelab.core.atomic import pid_alive, write_json_atomic
 from facelab.core.config import marked_fields, option_error
 from facelab.core.errors import InputError
 from facelab.core.model_folder import ModelState, backup, read_state
@@ -234,12 +234,8 @@ def resume_marks(runs: list[dict[str, Any]], last_iteration: int | None) -> list
 
 
 def _pid_is_facelab(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
