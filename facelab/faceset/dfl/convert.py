@@ -133,7 +133,8 @@ def _geometry(meta: dict[str, Any], landmarks: F64) -> tuple[F64, F64]:
     else:
         src = _array(meta["source_landmarks"], (68, 2), "source_landmarks")
         mat = np.asarray(umeyama(src, landmarks), dtype=np.float64)
-    det = float(mat[0, 0] * mat[1, 1] - mat[0, 1] * mat[1, 0])
+    a, b, c, d = (float(v) for v in (mat[0, 0], mat[0, 1], mat[1, 0], mat[1, 1]))
+    det = a * d - b * c  # Python floats: a huge claim overflows to inf quietly, refused below
     if not math.isfinite(det) or abs(det) < 1e-12:
         raise _fail("image_to_face_mat is not invertible")
     if has_src:
