@@ -114,7 +114,7 @@ def main() -> None:
             key, _, value = item.partition("=")
             flags[key.replace("-", "_")] = value
         opts = LiveOptions.model_validate(flags)
-        model = load_model(model_path, "cpu")
+        model = load_model(model_path, "cpu", threads=opts.model_threads)
         marker = marker_for(model.model_id)
         source = VideoFileSource(args.clip, realtime=opts.realtime)
         dst_mask = needs_dst_mask(opts.merge_options())

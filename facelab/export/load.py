@@ -30,9 +30,10 @@ class FaceSwapper(Protocol):
     def swap(self, dst_faces: Tensor, dst_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]: ...
 
 
-def load_model(path: Path, device: str = "auto", morph_value: float = 1.0) -> FaceSwapper:
+def load_model(path: Path, device: str = "auto", morph_value: float = 1.0, threads: int | None = None) -> FaceSwapper:
     """A model folder (PyTorch) or an ONNX file (facelab.export.runtime.DfmModel: ``morph_value`` feeds
-    DeepFaceLab's AMP files); InputError naming the problem otherwise."""
+    DeepFaceLab's AMP files; ``threads``: its CPU threads, else onnxruntime's default of one per core; a
+    PyTorch model's threads are the caller's ``torch.set_num_threads``); InputError naming the problem otherwise."""
     path = Path(path)
     if path.is_dir():
         return load_swap_model(path, device)
@@ -41,5 +42,5 @@ def load_model(path: Path, device: str = "auto", morph_value: float = 1.0) -> Fa
     if path.suffix.lower() in (".dfm", ".onnx"):
         from facelab.export.runtime import DfmModel  # onnxruntime is imported only for ONNX files
 
-        return DfmModel(path, device, morph_value)
+        return DfmModel(path, device, morph_value, threads)
     raise InputError("not a model: give a model folder or a .dfm / .onnx file", path)

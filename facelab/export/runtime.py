@@ -64,7 +64,7 @@ def _infos(items: list[Any]) -> list[TensorInfo]:
 class DfmModel:
     """An ONNX face-swap model on onnxruntime (see the module docstring)."""
 
-    def __init__(self, path: Path, device: str = "auto", morph_value: float = 1.0) -> None:
+    def __init__(self, path: Path, device: str = "auto", morph_value: float = 1.0, threads: int | None = None) -> None:
         path = Path(path)
         if not path.is_file():
             raise InputError("model file not found", path)
@@ -72,6 +72,9 @@ class DfmModel:
             raise InputError(f"morph value must be within 0..1, got {morph_value}")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: the CLI reports what matters in one line
+        if threads is not None:  # live gives the model its share of the cores (default: one per core)
+            options.intra_op_num_threads = max(1, threads)
+            options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers_for(device))
         except InputError:

@@ -27,7 +27,7 @@ def run_live(model_path: Path, input_spec: str, output_spec: str, opts: LiveOpti
     """
     opts = opts or LiveOptions()
     check_sink(output_spec)
-    model = load_model(Path(model_path), opts.device)
+    model = load_model(Path(model_path), opts.device, threads=opts.model_threads)
     source = open_source(input_spec, opts.realtime)
     try:
         marker = marker_for(model.model_id, {"live": source.name}, credentials)
