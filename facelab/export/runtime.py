@@ -9,7 +9,6 @@ full src identity).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor
 
+from facelab.core.digest import file_sha256
 from facelab.core.errors import InputError
 from facelab.core.types import F32
 from facelab.export.contract import (
@@ -35,14 +35,6 @@ from facelab.face.align import FACE_TYPE_GEOMETRY
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def providers_for(device: str) -> list[str]:

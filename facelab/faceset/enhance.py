@@ -15,7 +15,6 @@ folder is never half one strength and half another, and an in-place folder is ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from facelab.core.atomic import remove_stale_temps, write_json_atomic
+from facelab.core.digest import file_sha256
 from facelab.core.errors import InputError
 from facelab.core.journal import Journal
 from facelab.core.lock import Want, locked
@@ -46,10 +46,6 @@ class EnhanceSummary:
     seconds_per_face: float = 0.0
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 JOURNAL_NAME = "facelab.enhance"
 
 
@@ -66,7 +62,7 @@ def face_done(journal: Journal, path: Path) -> bool:
         return False
     before = {e["before"] for e in entries if isinstance(e.get("before"), str)}
     afters = [e["after"] for e in entries if isinstance(e.get("after"), str)]
-    digest = _sha256(path)
+    digest = file_sha256(path)
     return (bool(afters) and digest == afters[-1]) or (bool(before) and digest not in before)
 
 
@@ -142,10 +138,10 @@ def enhance_faceset(
                 image, record = read_face(path)
                 enhanced = resolver.enhance(image, opts.strength)
                 if journal is not None:
-                    journal.append({"file": path.name, "before": _sha256(path)})
+                    journal.append({"file": path.name, "before": file_sha256(path)})
                 write_face(target, enhanced, record, jpeg_quality=jpeg_quality)
                 if journal is not None:
-                    journal.append({"file": path.name, "after": _sha256(target)})
+                    journal.append({"file": path.name, "after": file_sha256(target)})
                 spent += time.perf_counter() - t0
                 summary.enhanced += 1
             if progress is not None:

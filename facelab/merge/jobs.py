@@ -21,7 +21,7 @@ from facelab.core.atomic import write_bytes_atomic
 from facelab.core.errors import InputError
 from facelab.core.pool import PoolKind, WorkerPool
 from facelab.core.types import U8
-from facelab.media.frames import encode_image, read_image_rgb
+from facelab.media.frames import encode_image, frame_number, read_image_rgb
 from facelab.merge.compose import FaceInput, merge_frame
 from facelab.merge.options import MergeOptions
 from facelab.provenance.marker import ProvenanceMarker
@@ -99,17 +99,12 @@ def _work_frame(job: Job, ctx: JobContext | None) -> dict[str, Any]:
     if ctx.marker is not None:
         # the mark stays where the saved 8-bit mask is nonzero, so "outside the mask" means untouched
         merged = ctx.marker.mark(merged, region=mask8, inplace=True,  # merged is this job's own array
-                                 frame=_frame_index(job.stem))
+                                 frame=frame_number(job.stem) or 0)
         _write(img_path, ctx.marker.tag(_encode(merged, ctx.image_format), img_path.name, job.source))
     else:
         _write(img_path, _encode(merged, ctx.image_format))
     _write(mask_path, _encode_mask(mask8))
     return {"frame": job.stem, "faces": len(job.faces)}
-
-
-def _frame_index(stem: str) -> int:
-    """A frame's index from its name (000123 -> 123; 0 for another name): the watermark's layout uses it."""
-    return int(stem) if stem.isdigit() else 0
 
 
 def _pass_through(source: Path, img_path: Path, mask_path: Path, fmt: str) -> None:

@@ -21,7 +21,6 @@ manifests, no trust-list download, and ``core.allowed_network_hosts`` is empty.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import json
 import os
@@ -34,6 +33,7 @@ import c2pa
 
 from facelab import TOOL_NAME, __version__
 from facelab.core.atomic import atomic_file
+from facelab.core.digest import file_sha256 as core_file_sha256
 from facelab.core.errors import InputError
 from facelab.media.metadata import detect_format
 from facelab.provenance.signing import (
@@ -74,11 +74,7 @@ def mime_for(path: Path) -> str | None:
 
 @functools.lru_cache(maxsize=64)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return core_file_sha256(path)  # cached per (path, size, mtime): ingredients are hashed once
 
 
 def file_sha256(path: Path) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 
 from facelab.core.atomic import write_bytes_atomic
 from facelab.media.encode import build_video
-from facelab.media.frames import encode_image, list_frames, read_image_rgb
+from facelab.media.frames import encode_image, frame_number, list_frames, read_image_rgb
 from facelab.provenance.marker import ProvenanceMarker
 
 
@@ -31,7 +31,7 @@ def side_by_side(left_dir: Path, right_dir: Path, out: Path, fps: str | float | 
             if p.stem in right and mask_file.exists():
                 m = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE)
                 if m is not None and m.any():
-                    b = marker.mark(b, region=m > 0, frame=int(p.stem) if p.stem.isdigit() else 0)
+                    b = marker.mark(b, region=m > 0, frame=frame_number(p.stem) or 0)
             frame = np.hstack([a, b])
             write_bytes_atomic(folder / f"{p.stem}.png", encode_image(frame), durable=False)
         build_video(folder, out, fps=fps, audio_from=audio_from)
