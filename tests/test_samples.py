@@ -26,6 +26,7 @@ from facelab.train.samples import (
     balanced_weights,
     infinite,
     make_loader,
+    matched_mouth_weights,
     mouth_bins,
     sampling_weights,
     uniform_yaw_weights,
@@ -412,3 +413,29 @@ def test_uniform_mouth_balances_mouth_openings(sample_faces: tuple[Path, Path]) 
     assert both is not None and both.sum() == pytest.approx(1.0) and (both > 0).all()
     assert sampling_weights(faces, uniform_yaw=False, uniform_mouth=False) is None
     np.testing.assert_allclose(balanced_weights(np.array([0, 0, 0, 5])), [1 / 6, 1 / 6, 1 / 6, 1 / 2])
+
+
+def test_mouth_match_draws_src_mouths_in_dst_proportions(sample_faces: tuple[Path, Path]) -> None:
+    """src's mouth-opening bins drawn at strength 1 in dst's proportions (over the bins src has), at 0 as
+    src's own (every face equally likely), halfway between at 0.5; uniform_mouth gives way to it."""
+    src, dst = FaceSet(sample_faces[0]), FaceSet(sample_faces[1])
+    own, ref = mouth_bins(src.landmarks), mouth_bins(dst.landmarks)
+    present = np.unique(own)
+    p_own = np.array([(own == b).mean() for b in present])
+    p_ref = np.array([(ref == b).mean() for b in present])
+    assert np.abs(p_own - p_ref).max() > 0.1  # the two clips open their mouths differently
+    np.testing.assert_allclose(matched_mouth_weights(src.landmarks, dst.landmarks, 0.0), 1 / len(own))
+    for s in (0.5, 1.0):
+        w = matched_mouth_weights(src.landmarks, dst.landmarks, s)
+        want = (1 - s) * p_own + s * p_ref
+        np.testing.assert_allclose([w[own == b].sum() for b in present], want / want.sum(), rtol=1e-9)
+        for b in present:  # within a bin every face is equally likely
+            assert np.ptp(w[own == b]) < 1e-12
+    via = sampling_weights(src, uniform_yaw=False, uniform_mouth=True, mouth_match=(dst.landmarks, 1.0))
+    np.testing.assert_allclose(via, matched_mouth_weights(src.landmarks, dst.landmarks, 1.0))
+    with pytest.raises(ValueError):
+        matched_mouth_weights(src.landmarks, dst.landmarks, 1.5)
+    # a bin dst has and src lacks cannot be drawn: only src's bins get mass, and it sums to 1
+    lonely = src.landmarks[own == present[0]]
+    w1 = matched_mouth_weights(lonely, dst.landmarks, 1.0)
+    np.testing.assert_allclose(w1, 1 / len(lonely))

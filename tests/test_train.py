@@ -21,6 +21,7 @@ from facelab.core.errors import InputError
 from facelab.core.model_folder import load_checkpoint
 from facelab.train.checkpoint import merge_options, read_config
 from facelab.train.options import TrainOptions
+from facelab.train.samples import InfiniteSampler
 from facelab.train.trainer import Trainer
 
 TINY: dict[str, Any] = {"arch": "df-ud", "resolution": 64, "ae_dims": 64, "e_dims": 16, "d_dims": 16,
@@ -55,9 +56,11 @@ def test_every_option_trains_a_step(sample_faces: tuple[Path, Path], tmp_path: P
     src, dst = sample_faces
     opts = tiny(arch="liae-udtc", true_face_power=0.1, gan_power=0.1, face_style_power=10, bg_style_power=10,
                 eyes_mouth_prio=True, blur_out_mask=True, lr_dropout=0.3, optimizer="adabelief", clipgrad=True,
-                ct_mode="rct", random_hsv_power=0.1, uniform_yaw=True, precision="bf16", init="ca",
+                ct_mode="rct", random_hsv_power=0.1, uniform_yaw=True, mouth_match=0.5, precision="bf16", init="ca",
                 preview_every=2)
     t = Trainer(tmp_path / "m", opts, src, dst)
+    sampler = t.src_loader.sampler
+    assert isinstance(sampler, InfiniteSampler) and sampler.weights is not None  # yaw x src's mouths matched to dst
     state = t.train(iterations=3)
     assert state.iteration == 3
     weights = load_file(tmp_path / "m" / "weights-00000003.safetensors")

@@ -77,6 +77,10 @@ class TrainOptions(BaseModel):
     uniform_yaw: bool = Field(False, description="sample faces evenly across yaw")
     uniform_mouth: bool = Field(False, description="sample faces evenly across mouth openings (closed, slightly "
                                 "open, open, wide), so each side's rare expressions are learnt too")
+    mouth_match: float = Field(0.0, ge=0, le=1, description="draw src's faces with mouth openings in dst's "
+                               "proportions (closed, slightly open, open, wide): 0 src's own, 1 dst's, between a "
+                               "mix; src's decoder then learns the expressions dst will ask of it (replaces "
+                               "uniform_mouth on the src side)")
     pretrain: bool = Field(False, description="pretrain on the src set alone; turning it off restarts at 0")
     from_scratch: bool = Field(False, description="start a new model from random weights, not from the shipped "
                                "face prior of its shape (see facelab pretrain list)")

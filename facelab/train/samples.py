@@ -485,13 +485,40 @@ def mouth_bins(landmarks: NDArray[np.float64]) -> NDArray[np.int64]:
     return np.digitize(mouth_openings(landmarks), MOUTH_BIN_EDGES).astype(np.int64)
 
 
-def sampling_weights(faces: FaceSet, uniform_yaw: bool, uniform_mouth: bool) -> NDArray[np.float64] | None:
-    """The sampler's weights: None (uniform), or balanced over yaw bins, mouth-opening bins or both (the
-    product of the two balancing weights, renormalised: joint bins would be too sparse to balance)."""
+def matched_mouth_weights(landmarks: NDArray[np.float64], reference: NDArray[np.float64],
+                          strength: float) -> NDArray[np.float64]:
+    """Sampling weights (summing to 1) under which the faces' mouth-opening bins (``mouth_bins``) are drawn in
+    the proportions (1 - strength) * their own + strength * the reference faces', over the bins these faces
+    have (a bin they lack cannot be drawn: its share is spread over the others in proportion); within a bin
+    all faces are equally likely. ``strength`` 0: every face equally likely; 1: the reference's proportions."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    own = mouth_bins(landmarks)
+    ref = mouth_bins(reference)
+    if len(own) == 0 or len(ref) == 0:
+        raise ValueError("nothing to weigh")
+    nbins = len(MOUTH_BIN_EDGES) + 1
+    p_own = np.bincount(own, minlength=nbins) / len(own)
+    p_ref = np.bincount(ref, minlength=nbins) / len(ref)
+    target = np.where(p_own > 0, (1.0 - strength) * p_own + strength * p_ref, 0.0)
+    target = target / target.sum() if target.sum() > 0 else p_own
+    w = target[own] / p_own[own]
+    out: NDArray[np.float64] = w / w.sum()
+    return out
+
+
+def sampling_weights(faces: FaceSet, uniform_yaw: bool, uniform_mouth: bool,
+                     mouth_match: tuple[NDArray[np.float64], float] | None = None) -> NDArray[np.float64] | None:
+    """The sampler's weights: None (uniform), or balanced over yaw bins, mouth-opening bins or both, or with
+    the mouth openings drawn towards another set's proportions (``mouth_match``: (that set's landmarks,
+    strength), ``matched_mouth_weights``; it replaces ``uniform_mouth``). Several: the product of the
+    weights, renormalised (joint bins would be too sparse to balance)."""
     parts = []
     if uniform_yaw:
         parts.append(uniform_yaw_weights(faces.yaws))
-    if uniform_mouth:
+    if mouth_match is not None and mouth_match[1] > 0:
+        parts.append(matched_mouth_weights(faces.landmarks, mouth_match[0], mouth_match[1]))
+    elif uniform_mouth:
         parts.append(balanced_weights(mouth_bins(faces.landmarks)))
     if not parts:
         return None
@@ -565,6 +592,7 @@ def make_loader(
     pin_memory: bool = False,
     distributed: tuple[int, int] | None = None,
     uniform_mouth: bool | None = None,
+    mouth_match: tuple[NDArray[np.float64], float] | None = None,
 ) -> DataLoader[dict[str, torch.Tensor]]:
     """An endless loader of shuffled batches (indices drawn with replacement; drop_last).
 
@@ -572,7 +600,8 @@ def make_loader(
     ``workers`` == 0: samples are made in this process, and the dataset is reseeded here.
     ``distributed`` = (rank, world): every rank draws its own index and augmentation streams (seed, rank).
     ``seed`` None: not reproducible. ``uniform_yaw``, ``uniform_mouth``: faces weighted by
-    ``sampling_weights`` (None: the dataset's ``opts.uniform_yaw`` / ``opts.uniform_mouth``).
+    ``sampling_weights`` (None: the dataset's ``opts.uniform_yaw`` / ``opts.uniform_mouth``); ``mouth_match``:
+    (another set's landmarks, strength), mouth openings drawn towards that set's proportions.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -587,7 +616,7 @@ def make_loader(
         uniform_yaw = dataset.opts.uniform_yaw
     if uniform_mouth is None:
         uniform_mouth = dataset.opts.uniform_mouth
-    weights = sampling_weights(dataset.faces, uniform_yaw, uniform_mouth)
+    weights = sampling_weights(dataset.faces, uniform_yaw, uniform_mouth, mouth_match)
     sampler = InfiniteSampler(len(dataset), weights, seed=entropy[0] % 2**63)
     if workers == 0:
         dataset.reseed(np.random.SeedSequence([*entropy, 1 << 30]))

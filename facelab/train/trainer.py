@@ -165,8 +165,10 @@ class Trainer:
         self.dst_data = FaceSampleDataset(dst_set, self._sample_options("dst"))
         pin = self.device.type == "cuda"
         dist_arg = (self.rank, self.world) if self.ddp else None
+        # src's mouth openings drawn towards dst's proportions (``mouth_match``; not when pretraining: one set)
+        match = (dst_set.landmarks, opts.mouth_match) if opts.mouth_match > 0 and not opts.pretrain else None
         self.src_loader = make_loader(self.src_data, self.batch, opts.workers, opts.seed, opts.uniform_yaw, pin,
-                                      dist_arg, opts.uniform_mouth)
+                                      dist_arg, opts.uniform_mouth, match)
         self.dst_loader = make_loader(self.dst_data, self.batch, opts.workers, opts.seed + 7919, opts.uniform_yaw,
                                       pin, dist_arg, opts.uniform_mouth)
 
