@@ -48,6 +48,9 @@ class LiveOptions(FrameOptions):
                                "both; lower it when other jobs share the CPU)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="a PyTorch model on the CPU: bf16 autocast (auto: where the CPU has native bf16) or fp32")
+    trace: Literal["fused", "trace", "off"] = Field(
+        "fused", description="a PyTorch model on the CPU: run a frozen TorchScript trace of it (fused: with oneDNN "
+        "Graph fusion; less CPU per face), or the eager model (off); falls back to eager when tracing fails")
     fps: float | None = Field(None, gt=0, le=240, description="frame rate of the output video file and the virtual "
                               "camera (default: the source's)")
     codec: VideoCodec = Field("h264", description="video codec of the output file")

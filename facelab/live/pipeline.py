@@ -33,7 +33,7 @@ import torch
 from facelab.core.types import U8
 from facelab.export.load import FaceSwapper
 from facelab.live.capture import Captured, Source
-from facelab.live.faces import AlignedFace, align_faces, composite, cpu_bf16, needs_dst_mask, predict
+from facelab.live.faces import AlignedFace, align_faces, composite, cpu_bf16, freeze_model, needs_dst_mask, predict
 from facelab.live.options import LiveOptions
 from facelab.live.outputs import Sink, draw_stats
 from facelab.live.stats import LiveStats, LiveSummary
@@ -150,6 +150,8 @@ class LivePipeline:
         self.merge_opts = opts.merge_options()
         self.dst_mask = needs_dst_mask(self.merge_opts)
         self.bf16 = cpu_bf16(model, opts.precision)
+        torch.set_num_threads(opts.model_threads)
+        self.runtime = freeze_model(model, opts.trace, self.dst_mask, self.bf16)  # what runs the model
         self.marker = marker
         self.report = report
         self.tracker = FaceTracker(opts, float(source.fps))
@@ -259,7 +261,7 @@ class LivePipeline:
             raise self.errors[0]
         if captured.replaced:
             self.notes.append(f"{captured.replaced} frames dropped while the pipeline was busy (live source)")
-        return self.stats.summary(self.source.name, self.sink.name, self.tracker.detections, self.notes)
+        return self.stats.summary(self.source.name, self.sink.name, self.tracker.detections, self.notes, self.runtime)
 
     def _close_sink(self) -> list[str]:
         try:
