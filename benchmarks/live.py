@@ -4,7 +4,7 @@ latency (median, p95), with a clip played as a live source at its own frame rate
     python benchmarks/live.py [--model DIR | --model X.dfm] [--clip CLIP] [--no-realtime]
                               [--output none|FILE.mp4] [--detect-every N] [--model-threads N]
                               [--precision auto|fp32|bf16] [--trace fused|trace|off | --no-trace]
-                              [--ab-model] [--set KEY=VALUE ...]
+                              [--no-pace] [--ab-model] [--set KEY=VALUE ...]
 
 Default clip: the shared set's lp_d18 (480x480, 30 fps; samples/dst.mp4 when the shared set is absent).
 Without --model a quick96-size model (DF-UD 96 px, DeepFaceLab's Quick96 shape) is made for the run and
@@ -15,7 +15,8 @@ is due in the paced source to the moment the output stage is done with it. The J
 load (`uptime`) before and after: on a shared machine the figure depends on it.
 
 The live defaults are on unless switched off: the model folder's swap as a frozen TorchScript trace with
-oneDNN fusion (``--trace``; ``--no-trace`` runs it eager); the JSON's ``model_runs`` says what ran. The bare
+oneDNN fusion (``--trace``; ``--no-trace`` runs it eager; the JSON's ``model_runs`` says what ran), and the
+detection stage started just in time for the model (``--no-pace``: as soon as the model took a frame). The bare
 model figure (batch 1, wall and CPU ms of the calling thread: all of it with one model thread) is taken with
 what the pipeline runs; ``--ab-model`` adds eager, trace and fused figures taken interleaved in this process.
 """
@@ -119,6 +120,8 @@ def main() -> None:
     ap.add_argument("--trace", choices=("fused", "trace", "off"), default=None,
                     help="the model folder's swap: frozen trace with oneDNN fusion (the default), frozen trace, eager")
     ap.add_argument("--no-trace", dest="trace", action="store_const", const="off", help="the same as --trace off")
+    ap.add_argument("--no-pace", action="store_true", help="start detection as soon as the model took a frame "
+                    "(not just in time for the model)")
     ap.add_argument("--ab-model", action="store_true", help="also time the bare model eager, traced and fused, "
                     "interleaved")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -137,6 +140,8 @@ def main() -> None:
             flags["model_threads"] = args.model_threads
         if args.trace is not None:
             flags["trace"] = args.trace
+        if args.no_pace:
+            flags["pace_detection"] = False
         for item in args.set:
             key, _, value = item.partition("=")
             flags[key.replace("-", "_")] = value
@@ -165,6 +170,7 @@ def main() -> None:
         "cpu_ms_per_frame": round(sum(s.stage_cpu_ms.values()), 1), "bare_model_ms_batch1": bare_wall,
         "bare_model_cpu_ms_batch1": bare_cpu, "model_ab": ab,
         "set": args.set, "precision": opts.precision, "bf16": pipeline.bf16, "trace": opts.trace,
+        "pace_detection": opts.pace_detection,
         "model_runs": s.model_runs,
         "detections": s.detections, "faces": s.faces,
         "target": {"fps": 20, "latency_ms_median": 120,

@@ -36,6 +36,9 @@ class LiveOptions(FrameOptions):
         "dlib", description="landmark model (auto: face mesh at large yaw, else dlib; slower)")
     detect_every: int = Field(8, ge=1, le=100, description="detect faces anew every N frames; between, each face is "
                               "tracked by its landmarks from the previous frame (1: detect on every frame)")
+    pace_detection: bool = Field(True, description="from a live source, start detecting a frame just in time for "
+                                 "the model (when it is due to be free, less the detection's usual time) rather than "
+                                 "as soon as it took the previous one: the frame is fresher by about the model's time")
     detect_max_side: int = Field(640, ge=160, description="detect on frames downscaled to this longest side")
     max_faces: int = Field(1, ge=0, description="swap the N largest faces; 0 swaps all")
     min_face_size: int = Field(40, ge=0, description="ignore faces whose box is smaller (pixels)")

@@ -5,7 +5,9 @@ Threads: capture; detect + align; swap (the model); merge + watermark; output in
 (a Tk window must live in the main thread, and Ctrl+C arrives there). Stages hand frames on through
 ``Channel``s of one frame, and a stage takes its next frame only when the next stage has room for the
 result: the slowest stage sets the pace, no frame queues up behind it, and the frame the model gets is the
-newest the detection stage could prepare. From a live
+newest the detection stage could prepare. From a live source the detection stage also starts just in time
+(``pace_detection``): not as soon as the model took the previous frame, but when the model is due to be free
+less the detection's own usual time, so the frame it takes is fresher by about the model's time. From a live
 source (camera, stream, a file played at its frame rate) the capture channel keeps only the newest frame:
 a frame still waiting when the next arrives is dropped, so latency never builds up; from a file played as
 fast as possible nothing is dropped. The detection stage also overlaps its work with the model's.
@@ -43,6 +45,9 @@ from facelab.provenance.marker import ProvenanceMarker
 
 T = TypeVar("T")
 _JOIN_S = 5.0  # a stage still busy after this (a camera read that never returns) is left behind (daemon)
+_PACE_WEIGHT = 0.2  # of the newest frame in a stage's running mean duration
+_PACE_MARGIN = 0.25  # of the detection's usual time, plus _PACE_MARGIN_S: slack so the model never waits for it
+_PACE_MARGIN_S = 0.002
 
 
 class _End:
@@ -63,6 +68,7 @@ class Channel(Generic[T]):
         self.stop = stop
         self.cond = threading.Condition()
         self.replaced = 0
+        self.taken_at = 0.0  # perf_counter time of the last get
 
     def put(self, item: T | _End) -> None:
         with self.cond:
@@ -89,12 +95,17 @@ class Channel(Generic[T]):
                     return END
                 self.cond.wait(0.1)
             item = self.items.popleft()
+            self.taken_at = time.perf_counter()
             self.cond.notify_all()
             return item
 
     def wake(self) -> None:
         with self.cond:
             self.cond.notify_all()
+
+
+def _mean(usual: float, seconds: float) -> float:
+    return seconds if usual == 0 else (1 - _PACE_WEIGHT) * usual + _PACE_WEIGHT * seconds
 
 
 @dataclass
@@ -155,6 +166,9 @@ class LivePipeline:
         self.marker = marker
         self.report = report
         self.tracker = FaceTracker(opts, float(source.fps))
+        self.swap_usual = 0.0  # the swap stage's usual seconds a frame (a running mean)
+        self.detect_usual = {True: 0.0, False: 0.0}  # the detect + align stage's usual seconds: detection, tracking
+        self.paced = opts.pace_detection and source.live
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.stats = LiveStats()
@@ -176,16 +190,32 @@ class LivePipeline:
             out.put(work)
         out.put(END)
 
+    def _just_in_time(self, aligned: Channel[Work]) -> None:
+        """Wait (a live source's detection stage, once the model took its previous frame, before this stage
+        takes the next) until the model is due to be free (the time it took that frame plus its usual time)
+        less this stage's usual time and a margin: the frame this stage then takes waits the least."""
+        if not self.paced:
+            return
+        usual = self.detect_usual[self.tracker.will_detect()]
+        due = aligned.taken_at + self.swap_usual - usual * (1 + _PACE_MARGIN) - _PACE_MARGIN_S
+        wait = due - time.perf_counter()
+        if wait > 0:
+            self.stop.wait(wait)
+
     def _detect_align(self, work: Work) -> None:
+        full = self.tracker.will_detect()
+        t0 = time.perf_counter()
         with _timed(work, "detect"):
             faces = self.tracker.update(work.cap.image, work.cap.index)
         with _timed(work, "align"):
             work.faces = align_faces(work.cap.image, faces, work.cap.index, self.model.face_type,
                                      self.model.resolution)
+        self.detect_usual[full] = _mean(self.detect_usual[full], time.perf_counter() - t0)
 
     def _swap(self, work: Work) -> None:
         with _timed(work, "swap"):
             work.predictions = predict(self.model, [f.crop for f in work.faces], self.dst_mask, self.bf16)
+        self.swap_usual = _mean(self.swap_usual, work.seconds["swap"])
 
     def _merge(self, work: Work) -> None:
         with _timed(work, "merge"):
@@ -200,11 +230,14 @@ class LivePipeline:
                 frame = draw_stats(frame, self.stats.line())
             work.out = frame
 
-    def _stage(self, fn: Callable[[Work], None], inp: Channel[Work], out: Channel[Work]) -> None:
+    def _stage(self, fn: Callable[[Work], None], inp: Channel[Work], out: Channel[Work],
+               before: Callable[[Channel[Work]], None] | None = None) -> None:
         while True:
             # a stage takes its next frame only when the next stage can take the result at once: a frame is
             # never processed early only to wait (growing stale) while the next stage is busy
             out.wait_room()
+            if before is not None:
+                before(out)
             item = inp.get()
             if isinstance(item, _End):
                 out.put(END)
@@ -237,7 +270,7 @@ class LivePipeline:
         merged: Channel[Work] = Channel(stop)
         threads = [
             threading.Thread(target=self._guard(self._capture, captured), name="live-capture", daemon=True),
-            threading.Thread(target=self._guard(self._stage, self._detect_align, captured, aligned),
+            threading.Thread(target=self._guard(self._stage, self._detect_align, captured, aligned, self._just_in_time),
                              name="live-detect", daemon=True),
             threading.Thread(target=self._guard(self._stage, self._swap, aligned, swapped), name="live-swap",
                              daemon=True),
