@@ -2,7 +2,7 @@
 latency (median, p95), with a clip played as a live source at its own frame rate. Prints JSON.
 
     python benchmarks/live.py [--model DIR | --model X.dfm] [--clip CLIP] [--no-realtime]
-                              [--output none|FILE.mp4] [--detect-every N] [--model-threads N]
+                              [--output none|FILE.mp4] [--detect-every N] [--model-threads N] [--swap-workers N]
                               [--precision auto|fp32|bf16] [--trace fused|trace|off | --no-trace]
                               [--no-pace] [--ab-model] [--set KEY=VALUE ...]
 
@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--output", default="none", help="none, or a video file to encode")
     ap.add_argument("--detect-every", type=int, default=None)
     ap.add_argument("--model-threads", type=int, default=None)
+    ap.add_argument("--swap-workers", type=int, default=None)
     ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None)
     ap.add_argument("--trace", choices=("fused", "trace", "off"), default=None,
                     help="the model folder's swap: frozen trace with oneDNN fusion (the default), frozen trace, eager")
@@ -138,6 +139,8 @@ def main() -> None:
             flags["precision"] = args.precision
         if args.model_threads is not None:
             flags["model_threads"] = args.model_threads
+        if args.swap_workers is not None:
+            flags["swap_workers"] = args.swap_workers
         if args.trace is not None:
             flags["trace"] = args.trace
         if args.no_pace:
@@ -163,7 +166,8 @@ def main() -> None:
         "clip_fps": float(source.fps), "realtime": opts.realtime, "output": args.output,
         "model": ("quick96-size model (df-ud 96 px) trained 2 iterations for this run" if made else str(model_path)),
         "model_resolution": model.resolution, "face_type": model.face_type,
-        "cpu_count": os.cpu_count(), "model_threads": opts.model_threads, "detect_every": opts.detect_every,
+        "cpu_count": os.cpu_count(), "model_threads": opts.model_threads,
+        "swap_workers": opts.swap_workers, "detect_every": opts.detect_every,
         "fps": s.fps, "frames_out": s.frames_out, "source_frames": s.source_frames, "dropped": s.dropped,
         "latency_ms_median": s.latency_ms_median, "latency_ms_p95": s.latency_ms_p95,
         "stage_ms": s.stage_ms, "stage_cpu_ms": s.stage_cpu_ms,

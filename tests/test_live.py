@@ -147,6 +147,39 @@ def test_frozen_trace_matches_the_eager_model_on_a_real_face(tiny_model: Path, b
     assert np.abs(predict(model, crops, False, bf16)[0].face - want.face).max() == 0
 
 
+def test_two_swap_workers_keep_frames_in_order(tiny_model: Path) -> None:
+    """With two swap workers (a live source) frames come out in increasing order, each swapped and marked; a
+    frame overtaken by a later one is dropped (counted), never output late."""
+    from facelab.export.load import load_model
+    from facelab.live.capture import VideoFileSource
+    from facelab.live.options import LiveOptions
+    from facelab.live.pipeline import LivePipeline
+    from facelab.media.video import iter_frames
+    from facelab.provenance import syncmark
+    from facelab.provenance import watermark as wm
+    from facelab.provenance.marker import marker_for
+
+    model = load_model(tiny_model, "cpu")
+    order: list[int] = []
+
+    class Ordered(_Collect):
+        def write(self, rgb: U8, index: int) -> bool:
+            order.append(index)
+            return super().write(rgb, index)
+
+    sink = Ordered()
+    opts = LiveOptions(max_frames=12, model_threads=1, swap_workers=2, stats_every=0)
+    s = LivePipeline(model, VideoFileSource(DST, realtime=True), sink, opts, marker_for(model.model_id)).run()
+    assert s.frames_out == 12 and order == sorted(order) and len(set(order)) == 12
+    assert s.dropped == s.source_frames - 12 and s.faces == 12
+    originals = {i: f for i, f in iter_frames(DST) if i <= max(order)}
+    reader = syncmark.VideoReader()
+    for i, out in sink.frames.items():
+        assert (out != originals[i]).any(axis=2).mean() > 0.03  # swapped
+        reader.add(out)
+    assert reader.read().payload.model_prefix == wm.model_prefix(model.model_id)
+
+
 def test_a_dfm_runs_live(tiny_model: Path, tmp_path: Path) -> None:
     """A .dfm (DeepFaceLab's interface, framed as DFL's whole face, here exported from the tiny model) swaps
     the face live as the model folder does: the face changes, the frame's border does not."""

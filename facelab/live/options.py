@@ -49,6 +49,9 @@ class LiveOptions(FrameOptions):
                                description="CPU threads of the model (default: CPU count - 1, at least 2 and at "
                                "most 8: the other stages need a core, but on 2 cores the model gains more from "
                                "both; lower it when other jobs share the CPU)")
+    swap_workers: int = Field(1, ge=1, le=8, description="threads running the model on frames side by side (from a "
+                              "live source; each with --model-threads threads): more frames per second where one "
+                              "model call cannot use the cores, at the same latency")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="a PyTorch model on the CPU: bf16 autocast (auto: where the CPU has native bf16) or fp32")
     trace: Literal["fused", "trace", "off"] = Field(

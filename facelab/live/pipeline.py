@@ -68,7 +68,7 @@ class Channel(Generic[T]):
         self.stop = stop
         self.cond = threading.Condition()
         self.replaced = 0
-        self.taken_at = 0.0  # perf_counter time of the last get
+        self.busy: dict[int, float] = {}  # consumer thread -> when it took the item it is working on (see ``done``)
 
     def put(self, item: T | _End) -> None:
         with self.cond:
@@ -89,15 +89,28 @@ class Channel(Generic[T]):
                 self.cond.wait(0.1)
 
     def get(self) -> T | _End:
+        """The next item; the end of the stream stays in the channel, so that every consumer gets it."""
         with self.cond:
             while not self.items:
                 if self.stop.is_set():
                     return END
                 self.cond.wait(0.1)
+            if isinstance(self.items[0], _End):
+                return END
             item = self.items.popleft()
-            self.taken_at = time.perf_counter()
+            self.busy[threading.get_ident()] = time.perf_counter()
             self.cond.notify_all()
             return item
+
+    def done(self) -> None:
+        """The calling consumer is done with the item it took."""
+        with self.cond:
+            self.busy.pop(threading.get_ident(), None)
+
+    def busy_since(self) -> list[float]:
+        """When each consumer still working on an item took it."""
+        with self.cond:
+            return list(self.busy.values())
 
     def wake(self) -> None:
         with self.cond:
@@ -118,6 +131,21 @@ class Work:
     out: U8 | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: wall-clock time
     cpu: dict[str, float] = field(default_factory=dict)  # per stage: CPU time of the stage's thread
+    skip: bool = False  # dropped on the way (a stale frame)
+
+
+class _Workers:
+    """The workers of one stage, counting down as they end."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.lock = threading.Lock()
+
+    def last_out(self) -> bool:
+        """Called by each worker as it ends: whether it is the last one."""
+        with self.lock:
+            self.left -= 1
+            return self.left == 0
 
 
 @contextmanager
@@ -169,6 +197,10 @@ class LivePipeline:
         self.swap_usual = 0.0  # the swap stage's usual seconds a frame (a running mean)
         self.detect_usual = {True: 0.0, False: 0.0}  # the detect + align stage's usual seconds: detection, tracking
         self.paced = opts.pace_detection and source.live
+        # frames from several swap workers may come out of order: the merge stage drops a stale one, which only
+        # a live source may do (a file swapped as fast as possible keeps every frame: one worker)
+        self.swap_workers = opts.swap_workers if source.live else 1
+        self.last_merged = -1
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.stats = LiveStats()
@@ -191,13 +223,15 @@ class LivePipeline:
         out.put(END)
 
     def _just_in_time(self, aligned: Channel[Work]) -> None:
-        """Wait (a live source's detection stage, once the model took its previous frame, before this stage
-        takes the next) until the model is due to be free (the time it took that frame plus its usual time)
-        less this stage's usual time and a margin: the frame this stage then takes waits the least."""
-        if not self.paced:
+        """Wait (a live source's detection stage, once a swap worker took its previous frame, before this
+        stage takes the next) until the first swap worker is due to be free (the time it took its frame plus
+        the usual swap time) less this stage's usual time and a margin: the frame this stage then takes waits
+        the least. No wait while a swap worker is free."""
+        busy = aligned.busy_since()
+        if not self.paced or len(busy) < self.swap_workers:
             return
         usual = self.detect_usual[self.tracker.will_detect()]
-        due = aligned.taken_at + self.swap_usual - usual * (1 + _PACE_MARGIN) - _PACE_MARGIN_S
+        due = min(busy) + self.swap_usual - usual * (1 + _PACE_MARGIN) - _PACE_MARGIN_S
         wait = due - time.perf_counter()
         if wait > 0:
             self.stop.wait(wait)
@@ -218,6 +252,10 @@ class LivePipeline:
         self.swap_usual = _mean(self.swap_usual, work.seconds["swap"])
 
     def _merge(self, work: Work) -> None:
+        if work.cap.index <= self.last_merged:  # overtaken by a later frame on another swap worker: stale
+            work.skip = True
+            return
+        self.last_merged = work.cap.index
         with _timed(work, "merge"):
             frame = work.cap.image
             if work.faces:
@@ -231,7 +269,9 @@ class LivePipeline:
             work.out = frame
 
     def _stage(self, fn: Callable[[Work], None], inp: Channel[Work], out: Channel[Work],
-               before: Callable[[Channel[Work]], None] | None = None) -> None:
+               before: Callable[[Channel[Work]], None] | None = None, workers: _Workers | None = None) -> None:
+        """One worker of a stage (``workers``: the stage's workers, of which the last to end passes the end
+        of the stream on)."""
         while True:
             # a stage takes its next frame only when the next stage can take the result at once: a frame is
             # never processed early only to wait (growing stale) while the next stage is busy
@@ -240,10 +280,13 @@ class LivePipeline:
                 before(out)
             item = inp.get()
             if isinstance(item, _End):
-                out.put(END)
+                if workers is None or workers.last_out():
+                    out.put(END)
                 return
             fn(item)
-            out.put(item)
+            inp.done()
+            if not item.skip:
+                out.put(item)
 
     def _guard(self, target: Callable[..., None], *args: Any) -> Callable[[], None]:
         def run() -> None:
@@ -266,14 +309,16 @@ class LivePipeline:
         stop = self.stop
         captured: Channel[Work] = Channel(stop, latest=self.source.live)
         aligned: Channel[Work] = Channel(stop)
-        swapped: Channel[Work] = Channel(stop)
+        swapped: Channel[Work] = Channel(stop, size=self.swap_workers)
         merged: Channel[Work] = Channel(stop)
+        workers = _Workers(self.swap_workers)
+        swappers = [threading.Thread(target=self._guard(self._stage, self._swap, aligned, swapped, None, workers),
+                                     name=f"live-swap-{k}", daemon=True) for k in range(self.swap_workers)]
         threads = [
             threading.Thread(target=self._guard(self._capture, captured), name="live-capture", daemon=True),
             threading.Thread(target=self._guard(self._stage, self._detect_align, captured, aligned, self._just_in_time),
                              name="live-detect", daemon=True),
-            threading.Thread(target=self._guard(self._stage, self._swap, aligned, swapped), name="live-swap",
-                             daemon=True),
+            *swappers,
             threading.Thread(target=self._guard(self._stage, self._merge, swapped, merged), name="live-merge",
                              daemon=True),
         ]
