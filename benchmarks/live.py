@@ -175,6 +175,7 @@ def main() -> None:
         "bare_model_cpu_ms_batch1": bare_cpu, "model_ab": ab,
         "set": args.set, "precision": opts.precision, "bf16": pipeline.bf16, "trace": opts.trace,
         "pace_detection": opts.pace_detection,
+        "dst_mask": pipeline.dst_mask, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
         "model_runs": s.model_runs,
         "detections": s.detections, "faces": s.faces,
         "target": {"fps": 20, "latency_ms_median": 120,
