@@ -147,6 +147,20 @@ def test_frozen_trace_matches_the_eager_model_on_a_real_face(tiny_model: Path, b
     assert np.abs(predict(model, crops, False, bf16)[0].face - want.face).max() == 0
 
 
+def test_detection_waits_until_just_before_the_model_is_free() -> None:
+    """The detection stage starts its next frame when the model is due to be free less the detection's own
+    time (and a margin), not at once; never while a swap worker is free, nor when the model is overdue."""
+    from facelab.live.pipeline import detection_wait
+
+    # the model took its frame at t=10.000 s and takes 50 ms; detection takes 8 ms (+ a quarter + 2 ms margin)
+    assert detection_wait([10.0], 1, 0.050, 0.008, 10.0) == pytest.approx(0.050 - 0.010 - 0.002)
+    assert detection_wait([10.0], 1, 0.050, 0.008, 10.030) == pytest.approx(0.008)
+    assert detection_wait([10.0], 1, 0.050, 0.008, 10.045) == 0.0  # overdue: at once
+    assert detection_wait([], 1, 0.050, 0.008, 10.0) == 0.0  # the model is idle
+    assert detection_wait([10.0], 2, 0.050, 0.008, 10.0) == 0.0  # a second worker is free
+    assert detection_wait([10.0, 10.020], 2, 0.050, 0.008, 10.020) == pytest.approx(0.018)  # the first one due
+
+
 def test_two_swap_workers_keep_frames_in_order(tiny_model: Path) -> None:
     """With two swap workers (a live source) frames come out in increasing order, each swapped and marked; a
     frame overtaken by a later one is dropped (counted), never output late."""

@@ -117,6 +117,16 @@ class Channel(Generic[T]):
             self.cond.notify_all()
 
 
+def detection_wait(busy_since: list[float], workers: int, swap_s: float, detect_s: float, now: float) -> float:
+    """Seconds the detection stage waits before taking its next frame: until the first of the ``workers`` swap
+    workers is due to be free (it took its frame at ``busy_since``, a swap takes ``swap_s``) less the
+    detection's own ``detect_s`` and a margin; 0 while a worker is free."""
+    if len(busy_since) < workers:
+        return 0.0
+    due = min(busy_since) + swap_s - detect_s * (1 + _PACE_MARGIN) - _PACE_MARGIN_S
+    return max(0.0, due - now)
+
+
 def _mean(usual: float, seconds: float) -> float:
     return seconds if usual == 0 else (1 - _PACE_WEIGHT) * usual + _PACE_WEIGHT * seconds
 
@@ -227,12 +237,10 @@ class LivePipeline:
         stage takes the next) until the first swap worker is due to be free (the time it took its frame plus
         the usual swap time) less this stage's usual time and a margin: the frame this stage then takes waits
         the least. No wait while a swap worker is free."""
-        busy = aligned.busy_since()
-        if not self.paced or len(busy) < self.swap_workers:
+        if not self.paced:
             return
-        usual = self.detect_usual[self.tracker.will_detect()]
-        due = min(busy) + self.swap_usual - usual * (1 + _PACE_MARGIN) - _PACE_MARGIN_S
-        wait = due - time.perf_counter()
+        wait = detection_wait(aligned.busy_since(), self.swap_workers, self.swap_usual,
+                              self.detect_usual[self.tracker.will_detect()], time.perf_counter())
         if wait > 0:
             self.stop.wait(wait)
 
