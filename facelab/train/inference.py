@@ -9,6 +9,7 @@ Its outputs are checked against the eager model's on the tracing input; any fail
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,15 +30,32 @@ FreezeMode = Literal["fused", "trace"]
 FROZEN_TOLERANCE = 0.02  # max |frozen - eager| on a 0..1 scale the frozen path may differ by (bf16 rounding: ~0.004)
 
 
-@contextlib.contextmanager
-def _onednn_fusion(enabled: bool) -> Iterator[None]:
-    """oneDNN Graph fusion of TorchScript graphs on the CPU (a process-wide switch, restored after)."""
-    before = bool(torch.jit.onednn_fusion_enabled())  # type: ignore[no-untyped-call]
-    torch.jit.enable_onednn_fusion(enabled)
-    try:
-        yield
-    finally:
-        torch.jit.enable_onednn_fusion(before)
+class _FusionSwitch:
+    """oneDNN Graph fusion of TorchScript graphs on the CPU (a process-wide switch): on while any caller is
+    inside ``on()`` (live's swap workers run side by side), then back as it was before the first."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.before = False
+
+    @contextlib.contextmanager
+    def on(self) -> Iterator[None]:
+        with self.lock:
+            if self.users == 0:
+                self.before = bool(torch.jit.onednn_fusion_enabled())  # type: ignore[no-untyped-call]
+                torch.jit.enable_onednn_fusion(True)
+            self.users += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.users -= 1
+                if self.users == 0:
+                    torch.jit.enable_onednn_fusion(self.before)
+
+
+_FUSION = _FusionSwitch()
 
 
 class _SwapPath(torch.nn.Module):
@@ -63,7 +81,7 @@ class FrozenSwap:
     mode: FreezeMode
 
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        with _onednn_fusion(self.mode == "fused"):
+        with _FUSION.on() if self.mode == "fused" else contextlib.nullcontext():
             out = self.module(x)
         return out[0], out[1], out[2] if self.own_mask else None
 
