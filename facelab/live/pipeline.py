@@ -1,7 +1,8 @@
 """The live pipeline: capture -> detect (and track) -> align -> swap -> merge (and watermark) -> output,
 as in DeepFaceLive, each group of stages in its own thread so they overlap.
 
-Threads: capture; detect + align; swap (the model); merge + watermark; output in the calling thread
+Threads: capture; detect + align; swap (the model: ``swap_workers`` threads from a live source, frames side
+by side, a frame overtaken by a later one dropped at the merge); merge + watermark; output in the calling thread
 (a Tk window must live in the main thread, and Ctrl+C arrives there). Stages hand frames on through
 ``Channel``s of one frame, and a stage takes its next frame only when the next stage has room for the
 result: the slowest stage sets the pace, no frame queues up behind it, and the frame the model gets is the
