@@ -96,6 +96,104 @@ def test_frames_swapped_in_the_face_and_untouched_far_from_it(tiny_model: Path) 
     assert reading.found and reading.payload.model_prefix == wm.model_prefix(model.model_id)
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_frozen_trace_matches_the_eager_model_on_a_real_face(tiny_model: Path, bf16: bool,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frozen TorchScript trace live runs by default (with and without oneDNN fusion) gives the eager
+    model's face and masks on a face aligned from the bundled clip, within bf16 rounding; a trace that fails
+    leaves the model eager, still swapping."""
+    import torch
+
+    from facelab.export.load import load_model
+    from facelab.live.faces import align_faces, freeze_model, predict
+    from facelab.live.options import LiveOptions
+    from facelab.live.track import FaceTracker
+    from facelab.media.video import iter_frames
+    from facelab.train.inference import SwapModel
+
+    torch.set_num_threads(1)
+    model = load_model(tiny_model, "cpu")
+    assert isinstance(model, SwapModel)
+    frame = next(f for i, f in iter_frames(DST) if i == 5)
+    faces = FaceTracker(LiveOptions(), 30.0).update(frame, 5)
+    crops = [f.crop for f in align_faces(frame, faces, 5, model.face_type, model.resolution)]
+    assert len(crops) == 1 and crops[0].std() > 20  # a real face, not a flat crop
+    for dst_mask in (False, True):
+        assert freeze_model(model, "off", dst_mask, bf16) == "eager" and model.frozen is None
+        want = predict(model, crops, dst_mask, bf16)[0]
+        for how, runs in (("trace", "frozen trace"), ("fused", "frozen trace, oneDNN fusion")):
+            assert freeze_model(model, how, dst_mask, bf16) == runs and model.frozen is not None
+            got = predict(model, crops, dst_mask, bf16)[0]
+            pairs = [(got.face, want.face), (got.mask, want.mask)]
+            if dst_mask:
+                assert got.dst_mask is not None and want.dst_mask is not None
+                pairs.append((got.dst_mask, want.dst_mask))
+            else:
+                assert got.dst_mask is None
+            for g, w in pairs:
+                assert g.shape == w.shape and g.dtype == w.dtype == np.float32
+                d = np.abs(g - w)
+                assert d.max() <= (0.01 if bf16 else 1e-4) and d.mean() <= (1e-3 if bf16 else 1e-5), (how, d.max())
+            # a swap asking for the other dst mask than the trace was made for runs eager, as it should
+            other = predict(model, crops, not dst_mask, bf16)[0]
+            assert (other.dst_mask is None) == dst_mask
+
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("no tracing here")
+
+    monkeypatch.setattr(torch.jit, "trace", broken)
+    runs = freeze_model(model, "fused", False, bf16)
+    assert runs.startswith("eager (tracing failed: RuntimeError") and model.frozen is None
+    assert np.abs(predict(model, crops, False, bf16)[0].face - want.face).max() == 0
+
+
+def test_detection_waits_until_just_before_the_model_is_free() -> None:
+    """The detection stage starts its next frame when the model is due to be free less the detection's own
+    time (and a margin), not at once; never while a swap worker is free, nor when the model is overdue."""
+    from facelab.live.pipeline import detection_wait
+
+    # the model took its frame at t=10.000 s and takes 50 ms; detection takes 8 ms (+ a quarter + 2 ms margin)
+    assert detection_wait([10.0], 1, 0.050, 0.008, 10.0) == pytest.approx(0.050 - 0.010 - 0.002)
+    assert detection_wait([10.0], 1, 0.050, 0.008, 10.030) == pytest.approx(0.008)
+    assert detection_wait([10.0], 1, 0.050, 0.008, 10.045) == 0.0  # overdue: at once
+    assert detection_wait([], 1, 0.050, 0.008, 10.0) == 0.0  # the model is idle
+    assert detection_wait([10.0], 2, 0.050, 0.008, 10.0) == 0.0  # a second worker is free
+    assert detection_wait([10.0, 10.020], 2, 0.050, 0.008, 10.020) == pytest.approx(0.018)  # the first one due
+
+
+def test_two_swap_workers_keep_frames_in_order(tiny_model: Path) -> None:
+    """With two swap workers (a live source) frames come out in increasing order, each swapped and marked; a
+    frame overtaken by a later one is dropped (counted), never output late."""
+    from facelab.export.load import load_model
+    from facelab.live.capture import VideoFileSource
+    from facelab.live.options import LiveOptions
+    from facelab.live.pipeline import LivePipeline
+    from facelab.media.video import iter_frames
+    from facelab.provenance import syncmark
+    from facelab.provenance import watermark as wm
+    from facelab.provenance.marker import marker_for
+
+    model = load_model(tiny_model, "cpu")
+    order: list[int] = []
+
+    class Ordered(_Collect):
+        def write(self, rgb: U8, index: int) -> bool:
+            order.append(index)
+            return super().write(rgb, index)
+
+    sink = Ordered()
+    opts = LiveOptions(max_frames=12, model_threads=1, swap_workers=2, stats_every=0)
+    s = LivePipeline(model, VideoFileSource(DST, realtime=True), sink, opts, marker_for(model.model_id)).run()
+    assert s.frames_out == 12 and order == sorted(order) and len(set(order)) == 12
+    assert s.dropped == s.source_frames - 12 and s.faces == 12
+    originals = {i: f for i, f in iter_frames(DST) if i <= max(order)}
+    reader = syncmark.VideoReader()
+    for i, out in sink.frames.items():
+        assert (out != originals[i]).any(axis=2).mean() > 0.03  # swapped
+        reader.add(out)
+    assert reader.read().payload.model_prefix == wm.model_prefix(model.model_id)
+
+
 def test_a_dfm_runs_live(tiny_model: Path, tmp_path: Path) -> None:
     """A .dfm (DeepFaceLab's interface, framed as DFL's whole face, here exported from the tiny model) swaps
     the face live as the model folder does: the face changes, the frame's border does not."""

@@ -53,7 +53,7 @@ def live(
         typer.echo(note)
     typer.echo(f"{s.frames_out} frames out of {s.source_frames} ({s.dropped} dropped), {s.fps} fps, latency median "
                f"{s.latency_ms_median} ms / p95 {s.latency_ms_p95} ms; ms per frame: "
-               + ", ".join(f"{k} {v}" for k, v in s.stage_ms.items()))
+               + ", ".join(f"{k} {v}" for k, v in s.stage_ms.items()) + f"; model: {s.model_runs}")
 
 
 with_parameters(live, model_parameters(LiveOptions))

@@ -66,7 +66,9 @@ def nonskin_border(face_rgb: U8 | F32, landmarks: Points, face_type: str = "full
     centre = np.median(sample, axis=0)
     cov = np.cov((sample - centre).T) + np.eye(3) * _COLOR_FLOOR
     d = lab - centre
-    dist = np.sqrt(np.einsum("...i,ij,...j->...", d, np.linalg.inv(cov), d))
+    # the Mahalanobis distance as (d @ inv) . d: the same values as the three-operand einsum (to ~1e-13) in a fifth
+    # of its time (0.14 against 0.77 ms on a 96 px crop), which live pays on every frame
+    dist = np.sqrt(np.einsum("...i,...i->...", d @ np.linalg.inv(cov), d))
     ramp = np.clip((dist - SKIN_UNTIL) / (NOT_SKIN_FROM - SKIN_UNTIL), 0.0, 1.0).astype(np.float32)
     band_px = hull & ~inner & ~feats
     out[band_px] = ramp[band_px]

@@ -36,6 +36,9 @@ class LiveOptions(FrameOptions):
         "dlib", description="landmark model (auto: face mesh at large yaw, else dlib; slower)")
     detect_every: int = Field(8, ge=1, le=100, description="detect faces anew every N frames; between, each face is "
                               "tracked by its landmarks from the previous frame (1: detect on every frame)")
+    pace_detection: bool = Field(True, description="from a live source, start detecting a frame just in time for "
+                                 "the model (when it is due to be free, less the detection's usual time) rather than "
+                                 "as soon as it took the previous one: the frame is fresher by about the model's time")
     detect_max_side: int = Field(640, ge=160, description="detect on frames downscaled to this longest side")
     max_faces: int = Field(1, ge=0, description="swap the N largest faces; 0 swaps all")
     min_face_size: int = Field(40, ge=0, description="ignore faces whose box is smaller (pixels)")
@@ -46,8 +49,14 @@ class LiveOptions(FrameOptions):
                                description="CPU threads of the model (default: CPU count - 1, at least 2 and at "
                                "most 8: the other stages need a core, but on 2 cores the model gains more from "
                                "both; lower it when other jobs share the CPU)")
+    swap_workers: int = Field(1, ge=1, le=8, description="threads running the model on frames side by side (from a "
+                              "live source; each with --model-threads threads): more frames per second where one "
+                              "model call cannot use the cores, at the same latency")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="a PyTorch model on the CPU: bf16 autocast (auto: where the CPU has native bf16) or fp32")
+    trace: Literal["fused", "trace", "off"] = Field(
+        "fused", description="a PyTorch model on the CPU: run a frozen TorchScript trace of it (fused: with oneDNN "
+        "Graph fusion; less CPU per face), or the eager model (off); falls back to eager when tracing fails")
     fps: float | None = Field(None, gt=0, le=240, description="frame rate of the output video file and the virtual "
                               "camera (default: the source's)")
     codec: VideoCodec = Field("h264", description="video codec of the output file")

@@ -1,11 +1,14 @@
 """The live pipeline: capture -> detect (and track) -> align -> swap -> merge (and watermark) -> output,
 as in DeepFaceLive, each group of stages in its own thread so they overlap.
 
-Threads: capture; detect + align; swap (the model); merge + watermark; output in the calling thread
+Threads: capture; detect + align; swap (the model: ``swap_workers`` threads from a live source, frames side
+by side, a frame overtaken by a later one dropped at the merge); merge + watermark; output in the calling thread
 (a Tk window must live in the main thread, and Ctrl+C arrives there). Stages hand frames on through
 ``Channel``s of one frame, and a stage takes its next frame only when the next stage has room for the
 result: the slowest stage sets the pace, no frame queues up behind it, and the frame the model gets is the
-newest the detection stage could prepare. From a live
+newest the detection stage could prepare. From a live source the detection stage also starts just in time
+(``pace_detection``): not as soon as the model took the previous frame, but when the model is due to be free
+less the detection's own usual time, so the frame it takes is fresher by about the model's time. From a live
 source (camera, stream, a file played at its frame rate) the capture channel keeps only the newest frame:
 a frame still waiting when the next arrives is dropped, so latency never builds up; from a file played as
 fast as possible nothing is dropped. The detection stage also overlaps its work with the model's.
@@ -33,7 +36,7 @@ import torch
 from facelab.core.types import U8
 from facelab.export.load import FaceSwapper
 from facelab.live.capture import Captured, Source
-from facelab.live.faces import AlignedFace, align_faces, composite, cpu_bf16, needs_dst_mask, predict
+from facelab.live.faces import AlignedFace, align_faces, composite, cpu_bf16, freeze_model, needs_dst_mask, predict
 from facelab.live.options import LiveOptions
 from facelab.live.outputs import Sink, draw_stats
 from facelab.live.stats import LiveStats, LiveSummary
@@ -43,6 +46,9 @@ from facelab.provenance.marker import ProvenanceMarker
 
 T = TypeVar("T")
 _JOIN_S = 5.0  # a stage still busy after this (a camera read that never returns) is left behind (daemon)
+_PACE_WEIGHT = 0.2  # of the newest frame in a stage's running mean duration
+_PACE_MARGIN = 0.25  # of the detection's usual time, plus _PACE_MARGIN_S: slack so the model never waits for it
+_PACE_MARGIN_S = 0.002
 
 
 class _End:
@@ -63,6 +69,7 @@ class Channel(Generic[T]):
         self.stop = stop
         self.cond = threading.Condition()
         self.replaced = 0
+        self.busy: dict[int, float] = {}  # consumer thread -> when it took the item it is working on (see ``done``)
 
     def put(self, item: T | _End) -> None:
         with self.cond:
@@ -83,18 +90,46 @@ class Channel(Generic[T]):
                 self.cond.wait(0.1)
 
     def get(self) -> T | _End:
+        """The next item; the end of the stream stays in the channel, so that every consumer gets it."""
         with self.cond:
             while not self.items:
                 if self.stop.is_set():
                     return END
                 self.cond.wait(0.1)
+            if isinstance(self.items[0], _End):
+                return END
             item = self.items.popleft()
+            self.busy[threading.get_ident()] = time.perf_counter()
             self.cond.notify_all()
             return item
+
+    def done(self) -> None:
+        """The calling consumer is done with the item it took."""
+        with self.cond:
+            self.busy.pop(threading.get_ident(), None)
+
+    def busy_since(self) -> list[float]:
+        """When each consumer still working on an item took it."""
+        with self.cond:
+            return list(self.busy.values())
 
     def wake(self) -> None:
         with self.cond:
             self.cond.notify_all()
+
+
+def detection_wait(busy_since: list[float], workers: int, swap_s: float, detect_s: float, now: float) -> float:
+    """Seconds the detection stage waits before taking its next frame: until the first of the ``workers`` swap
+    workers is due to be free (it took its frame at ``busy_since``, a swap takes ``swap_s``) less the
+    detection's own ``detect_s`` and a margin; 0 while a worker is free."""
+    if len(busy_since) < workers:
+        return 0.0
+    due = min(busy_since) + swap_s - detect_s * (1 + _PACE_MARGIN) - _PACE_MARGIN_S
+    return max(0.0, due - now)
+
+
+def _mean(usual: float, seconds: float) -> float:
+    return seconds if usual == 0 else (1 - _PACE_WEIGHT) * usual + _PACE_WEIGHT * seconds
 
 
 @dataclass
@@ -107,6 +142,21 @@ class Work:
     out: U8 | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: wall-clock time
     cpu: dict[str, float] = field(default_factory=dict)  # per stage: CPU time of the stage's thread
+    skip: bool = False  # dropped on the way (a stale frame)
+
+
+class _Workers:
+    """The workers of one stage, counting down as they end."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.lock = threading.Lock()
+
+    def last_out(self) -> bool:
+        """Called by each worker as it ends: whether it is the last one."""
+        with self.lock:
+            self.left -= 1
+            return self.left == 0
 
 
 @contextmanager
@@ -150,9 +200,18 @@ class LivePipeline:
         self.merge_opts = opts.merge_options()
         self.dst_mask = needs_dst_mask(self.merge_opts)
         self.bf16 = cpu_bf16(model, opts.precision)
+        torch.set_num_threads(opts.model_threads)
+        self.runtime = freeze_model(model, opts.trace, self.dst_mask, self.bf16)  # what runs the model
         self.marker = marker
         self.report = report
         self.tracker = FaceTracker(opts, float(source.fps))
+        self.swap_usual = 0.0  # the swap stage's usual seconds a frame (a running mean)
+        self.detect_usual = {True: 0.0, False: 0.0}  # the detect + align stage's usual seconds: detection, tracking
+        self.paced = opts.pace_detection and source.live
+        # frames from several swap workers may come out of order: the merge stage drops a stale one, which only
+        # a live source may do (a file swapped as fast as possible keeps every frame: one worker)
+        self.swap_workers = opts.swap_workers if source.live else 1
+        self.last_merged = -1
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.stats = LiveStats()
@@ -174,18 +233,38 @@ class LivePipeline:
             out.put(work)
         out.put(END)
 
+    def _just_in_time(self, aligned: Channel[Work]) -> None:
+        """Wait (a live source's detection stage, once a swap worker took its previous frame, before this
+        stage takes the next) until the first swap worker is due to be free (the time it took its frame plus
+        the usual swap time) less this stage's usual time and a margin: the frame this stage then takes waits
+        the least. No wait while a swap worker is free."""
+        if not self.paced:
+            return
+        wait = detection_wait(aligned.busy_since(), self.swap_workers, self.swap_usual,
+                              self.detect_usual[self.tracker.will_detect()], time.perf_counter())
+        if wait > 0:
+            self.stop.wait(wait)
+
     def _detect_align(self, work: Work) -> None:
+        full = self.tracker.will_detect()
+        t0 = time.perf_counter()
         with _timed(work, "detect"):
             faces = self.tracker.update(work.cap.image, work.cap.index)
         with _timed(work, "align"):
             work.faces = align_faces(work.cap.image, faces, work.cap.index, self.model.face_type,
                                      self.model.resolution)
+        self.detect_usual[full] = _mean(self.detect_usual[full], time.perf_counter() - t0)
 
     def _swap(self, work: Work) -> None:
         with _timed(work, "swap"):
             work.predictions = predict(self.model, [f.crop for f in work.faces], self.dst_mask, self.bf16)
+        self.swap_usual = _mean(self.swap_usual, work.seconds["swap"])
 
     def _merge(self, work: Work) -> None:
+        if work.cap.index <= self.last_merged:  # overtaken by a later frame on another swap worker: stale
+            work.skip = True
+            return
+        self.last_merged = work.cap.index
         with _timed(work, "merge"):
             frame = work.cap.image
             if work.faces:
@@ -198,17 +277,25 @@ class LivePipeline:
                 frame = draw_stats(frame, self.stats.line())
             work.out = frame
 
-    def _stage(self, fn: Callable[[Work], None], inp: Channel[Work], out: Channel[Work]) -> None:
+    def _stage(self, fn: Callable[[Work], None], inp: Channel[Work], out: Channel[Work],
+               before: Callable[[Channel[Work]], None] | None = None, workers: _Workers | None = None) -> None:
+        """One worker of a stage (``workers``: the stage's workers, of which the last to end passes the end
+        of the stream on)."""
         while True:
             # a stage takes its next frame only when the next stage can take the result at once: a frame is
             # never processed early only to wait (growing stale) while the next stage is busy
             out.wait_room()
+            if before is not None:
+                before(out)
             item = inp.get()
             if isinstance(item, _End):
-                out.put(END)
+                if workers is None or workers.last_out():
+                    out.put(END)
                 return
             fn(item)
-            out.put(item)
+            inp.done()
+            if not item.skip:
+                out.put(item)
 
     def _guard(self, target: Callable[..., None], *args: Any) -> Callable[[], None]:
         def run() -> None:
@@ -231,14 +318,16 @@ class LivePipeline:
         stop = self.stop
         captured: Channel[Work] = Channel(stop, latest=self.source.live)
         aligned: Channel[Work] = Channel(stop)
-        swapped: Channel[Work] = Channel(stop)
+        swapped: Channel[Work] = Channel(stop, size=self.swap_workers)
         merged: Channel[Work] = Channel(stop)
+        workers = _Workers(self.swap_workers)
+        swappers = [threading.Thread(target=self._guard(self._stage, self._swap, aligned, swapped, None, workers),
+                                     name=f"live-swap-{k}", daemon=True) for k in range(self.swap_workers)]
         threads = [
             threading.Thread(target=self._guard(self._capture, captured), name="live-capture", daemon=True),
-            threading.Thread(target=self._guard(self._stage, self._detect_align, captured, aligned),
+            threading.Thread(target=self._guard(self._stage, self._detect_align, captured, aligned, self._just_in_time),
                              name="live-detect", daemon=True),
-            threading.Thread(target=self._guard(self._stage, self._swap, aligned, swapped), name="live-swap",
-                             daemon=True),
+            *swappers,
             threading.Thread(target=self._guard(self._stage, self._merge, swapped, merged), name="live-merge",
                              daemon=True),
         ]
@@ -259,7 +348,7 @@ class LivePipeline:
             raise self.errors[0]
         if captured.replaced:
             self.notes.append(f"{captured.replaced} frames dropped while the pipeline was busy (live source)")
-        return self.stats.summary(self.source.name, self.sink.name, self.tracker.detections, self.notes)
+        return self.stats.summary(self.source.name, self.sink.name, self.tracker.detections, self.notes, self.runtime)
 
     def _close_sink(self) -> list[str]:
         try:

@@ -37,6 +37,7 @@ class LiveSummary:
     latency_ms_median: float
     latency_ms_p95: float
     notes: list[str] = field(default_factory=list)
+    model_runs: str = ""  # what ran the model (facelab.live.faces.freeze_model: frozen trace, eager, onnxruntime)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -88,7 +89,7 @@ class LiveStats:
         lat_ms = float(np.median(lat)) * 1000.0 if lat else 0.0
         return f"{fps:.1f} fps | latency {lat_ms:.0f} ms | ms: {stages} | dropped {max(dropped, 0)}"
 
-    def summary(self, source: str, output: str, detections: int, notes: list[str]) -> LiveSummary:
+    def summary(self, source: str, output: str, detections: int, notes: list[str], model_runs: str = "") -> LiveSummary:
         with self._lock:
             seconds = time.perf_counter() - self.started
             n = self.frames_out
@@ -101,4 +102,4 @@ class LiveStats:
                 stage_cpu_ms={s: round(self.cpu_totals[s] / n * 1000.0, 2) if n else 0.0 for s in STAGES},
                 latency_ms_median=round(float(np.median(lat)), 1),
                 latency_ms_p95=round(float(np.percentile(lat, 95)), 1),
-                notes=notes)
+                notes=notes, model_runs=model_runs)

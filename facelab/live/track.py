@@ -55,10 +55,14 @@ class FaceTracker:
         self.next_track = 0
         self.detections = 0  # full detections run (a statistic)
 
+    def will_detect(self) -> bool:
+        """Whether the next frame gets a full detection (else the faces are tracked, unless one is lost)."""
+        return not (self.faces and self.since_detection < self.detect_every - 1)
+
     def update(self, image: Image, index: int) -> list[TrackedFace]:
         """The faces of the frame numbered ``index`` in the source (its time for the smoothing)."""
         raw: list[Points] | None = None
-        if self.faces and self.since_detection < self.detect_every - 1:
+        if not self.will_detect():
             raw = self._follow(image)
         if raw is None:
             raw = self._detect(image)

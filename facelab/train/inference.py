@@ -1,9 +1,20 @@
-"""A trained model for inference (merge, evaluation, export): load a model folder, swap faces."""
+"""A trained model for inference (merge, evaluation, export, live): load a model folder, swap faces.
+
+``SwapModel.freeze`` replaces the eager swap path by a frozen TorchScript trace of it (``torch.jit.trace`` +
+``torch.jit.freeze``, under bf16 autocast when asked, optionally run with oneDNN Graph fusion): the same
+weights and operations with less Python and dispatch per call, for the CPU and batch-by-batch callers (live).
+Its outputs are checked against the eager model's on the tracing input; any failure leaves the model eager.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -15,6 +26,65 @@ from facelab.train.device import autocast, resolve_device
 from facelab.train.nets import ARCHITECTURES, AutoEncoder, create_autoencoder
 from facelab.train.options import TrainOptions
 
+FreezeMode = Literal["fused", "trace"]
+FROZEN_TOLERANCE = 0.02  # max |frozen - eager| on a 0..1 scale the frozen path may differ by (bf16 rounding: ~0.004)
+
+
+class _FusionSwitch:
+    """oneDNN Graph fusion of TorchScript graphs on the CPU (a process-wide switch): on while any caller is
+    inside ``on()`` (live's swap workers run side by side), then back as it was before the first."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.before = False
+
+    @contextlib.contextmanager
+    def on(self) -> Iterator[None]:
+        with self.lock:
+            if self.users == 0:
+                self.before = bool(torch.jit.onednn_fusion_enabled())  # type: ignore[no-untyped-call]
+                torch.jit.enable_onednn_fusion(True)
+            self.users += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.users -= 1
+                if self.users == 0:
+                    torch.jit.enable_onednn_fusion(self.before)
+
+
+_FUSION = _FusionSwitch()
+
+
+class _SwapPath(torch.nn.Module):
+    """The forward swap path (dst faces -> face, mask[, dst's own mask]) as a module to trace."""
+
+    def __init__(self, ae: AutoEncoder, own_mask: bool) -> None:
+        super().__init__()
+        self.ae = ae
+        self.own_mask = own_mask
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        face, mask, own = self.ae.predict(x, False, self.own_mask)
+        return (face.float(), mask.float()) if own is None else (face.float(), mask.float(), own.float())
+
+
+@dataclass(frozen=True)
+class FrozenSwap:
+    """A frozen trace of the swap path for one choice of dst mask, precision and fusion."""
+
+    module: torch.jit.ScriptModule
+    own_mask: bool
+    bf16: bool
+    mode: FreezeMode
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        with _FUSION.on() if self.mode == "fused" else contextlib.nullcontext():
+            out = self.module(x)
+        return out[0], out[1], out[2] if self.own_mask else None
+
 
 @dataclass
 class SwapModel:
@@ -25,6 +95,7 @@ class SwapModel:
     device: torch.device
     iteration: int
     model_id: str  # sha256 of the weights file: names this exact model in provenance records
+    frozen: FrozenSwap | None = field(default=None, repr=False)  # see ``freeze``
 
     @property
     def resolution(self) -> int:
@@ -45,7 +116,43 @@ class SwapModel:
         """For a batch of dst faces (B,3,R,R) in [0,1]: (swapped face, its predicted mask, and with
         ``dst_mask`` dst's own predicted mask), float32 on the CPU. The faces are encoded once, and dst's
         mask comes from the mask branch alone."""
+        if self.frozen is not None and self.frozen.own_mask == dst_mask:
+            face, mask, own = self.frozen(dst_faces.to(self.device, torch.float32))
+            return face.cpu(), mask.cpu(), None if own is None else own.cpu()
         return self._predict(dst_faces, False, dst_mask)
+
+    def freeze(self, example: Tensor, own_mask: bool, bf16: bool, mode: FreezeMode = "fused") -> str | None:
+        """Make ``swap(x, own_mask)`` run a frozen TorchScript trace of the swap path (under CPU bf16 autocast
+        with ``bf16``; ``mode`` fused: run with oneDNN Graph fusion). Traced on ``example`` (a batch of faces
+        as ``swap`` takes them) and kept only when its outputs there are within FROZEN_TOLERANCE of the eager
+        model's under the same precision; warmed up (the profiling runs that fusion needs). Returns None when
+        frozen, else why not (the model stays eager). CPU only; ``swap`` with the other ``own_mask``, and
+        ``swap_reverse``, stay eager."""
+        self.frozen = None
+        if self.device.type != "cpu":
+            return "not on the CPU"
+        x = example.to(self.device, torch.float32)
+        try:
+            # torch 2.13 calls TorchScript deprecated (for torch.compile, which needs a C++ compiler at run time)
+            with warnings.catch_warnings(), torch.inference_mode(), \
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), \
+                    autocast(self.device, self.options.precision):  # as ``_predict`` runs it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                want = self.ae.predict(x, False, own_mask)
+                traced = torch.jit.trace(_SwapPath(self.ae, own_mask).eval(), x,  # type: ignore[no-untyped-call]
+                                         check_trace=False)
+                frozen = FrozenSwap(torch.jit.freeze(traced), own_mask, bf16, mode)
+            with torch.inference_mode():
+                for _ in range(3):  # the profiling executor optimizes (and fuses) after its first runs
+                    got = frozen(x)
+        except Exception as exc:  # any tracing failure: the eager model still works
+            return f"tracing failed: {type(exc).__name__}: {exc}"
+        pairs = [(g, w) for g, w in zip(got, want, strict=True) if g is not None and w is not None]
+        diff = max(float((g - w.float()).abs().max()) for g, w in pairs)
+        if not diff <= FROZEN_TOLERANCE:
+            return f"the trace's output differs from the eager model's by {diff:.4f}"
+        self.frozen = frozen
+        return None
 
     @torch.no_grad()
     def swap_reverse(self, src_faces: Tensor, src_mask: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
