@@ -29,7 +29,11 @@ marking time per 480p frame against the merge's time per frame (workers=1; bench
 measures it by model size, in CPU time).
 
 The 2-iteration model paints smooth blobs that dlib does not take for faces, so by default the reader
-finds no face in most frames and reads them whole (verify's fallback). ``--faces-from dst`` reads inside
+finds no face in most frames and reads them whole (verify's fallback), then, failing that, where the pilot
+locates the mark (syncmark's located reading, as verify does; --no-locate: without it). Scheme 2's results
+also give the fraction of the 210 coded bits whose voted sign is right in the first reading and in the
+located one, and the share of the frame the located reading read; per-frame bit accuracy is that of the
+reading verify reports (the located one where it decoded). ``--faces-from dst`` reads inside
 the faces found on the unmarked dst frames instead (where a real swap's faces are); ``--host dst`` marks
 the dst frames themselves inside their faces' whole_face hulls (real skin texture, faces dlib finds).
 """

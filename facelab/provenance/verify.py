@@ -113,8 +113,8 @@ class _Reading:
     untouched faces, e.g. a side-by-side comparison) and scheme 1 (each frame's soft bits, voted).
 
     Decodes that could pass the magic and CRC check by chance (2**-24 each): scheme 2's reading of all
-    faces at most 3 (best offset, offset 0, located), each single-face reading at most 2, scheme 1's 1:
-    at most 10 per file, 4 for a file with at most one face per frame."""
+    faces at most 4 (best offset, offset 0, located at each), each single-face reading at most 2, scheme
+    1's 1: at most 11 per file, 5 for a file with at most one face per frame."""
 
     def __init__(self) -> None:
         self.faces = FaceRegions()
