@@ -2,7 +2,7 @@
 
     python benchmarks/watermark.py [--scheme 1|2 ...] [--frames 60] [--cache DIR] [--fp-frames 30]
                                    [--attacks NAME ...] [--no-fp] [--faces-from attacked|dst] [--host merged|dst]
-                                   [--no-locate]
+                                   [--no-locate] [--fp-only]
 
 Inputs (made once and kept in --cache, default /tmp/facelab_wm_bench): a tiny model (64 px DF, trained 2
 iterations on the bundled src/dst faces: the faces' pixels do not matter to the mark, the frames do) merges
@@ -402,6 +402,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/facelab_wm_bench"))
     ap.add_argument("--attacks", nargs="*", default=None)
     ap.add_argument("--no-fp", action="store_true")
+    ap.add_argument("--fp-only", action="store_true", help="only the false-positive reads of unmarked clips")
     ap.add_argument("--faces-from", choices=("attacked", "dst"), default="attacked",
                     help="where the reader's face regions come from: dlib on each attacked frame, as `facelab "
                          "verify` reads (default), or dlib on the unmarked dst frames (where a real swap's faces "
@@ -434,7 +435,7 @@ def main() -> None:
     result["faces_from"], result["host"], result["located_reading"] = args.faces_from, args.host, LOCATE
     dst_faces = {name: dst_landmarks(args.cache, name, finder) for name in MARKED_CLIPS} if args.faces_from == "dst" \
         else {}
-    for scheme in args.scheme:
+    for scheme in [] if args.fp_only else args.scheme:
         res: dict[str, Any] = {"clips": {}, "attacks": {}}
         costs, psnrs = [], []
         marked_clips = {}
