@@ -2,6 +2,7 @@
 
     python benchmarks/watermark.py [--scheme 1|2 ...] [--frames 60] [--cache DIR] [--fp-frames 30]
                                    [--attacks NAME ...] [--no-fp] [--faces-from attacked|dst] [--host merged|dst]
+                                   [--no-locate] [--fp-only]
 
 Inputs (made once and kept in --cache, default /tmp/facelab_wm_bench): a tiny model (64 px DF, trained 2
 iterations on the bundled src/dst faces: the faces' pixels do not matter to the mark, the frames do) merges
@@ -28,7 +29,11 @@ marking time per 480p frame against the merge's time per frame (workers=1; bench
 measures it by model size, in CPU time).
 
 The 2-iteration model paints smooth blobs that dlib does not take for faces, so by default the reader
-finds no face in most frames and reads them whole (verify's fallback). ``--faces-from dst`` reads inside
+finds no face in most frames and reads them whole (verify's fallback), then, failing that, where the pilot
+locates the mark (syncmark's located reading, as verify does; --no-locate: without it). Scheme 2's results
+also give the fraction of the 210 coded bits whose voted sign is right in the first reading and in the
+located one, and the share of the frame the located reading read; per-frame bit accuracy is that of the
+reading verify reports (the located one where it decoded). ``--faces-from dst`` reads inside
 the faces found on the unmarked dst frames instead (where a real swap's faces are); ``--host dst`` marks
 the dst frames themselves inside their faces' whole_face hulls (real skin texture, faces dlib finds).
 """
@@ -316,23 +321,35 @@ def read_v1(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray |
     return out
 
 
+LOCATE = True  # scheme 2 reads as verify reads (read_best: the located reading when the first fails)
+
+
 def read_v2(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray | None) -> dict[str, Any]:
+    """Scheme 2 read as ``facelab verify`` reads (all faces together, the whole frame where none is found;
+    failing that, the located reading). With a payload, also the fraction of the 210 coded bits whose voted
+    sign is right in the first reading and in the located one, whichever verify reports."""
     from facelab.provenance import syncmark as sm
 
     reader = sm.VideoReader()
     for rgb, pts in zip(frames, faces, strict=True):
         hulls = _hulls(rgb, pts, sm.READ_FACE_TYPE)
         reader.add(rgb, np.any(hulls, axis=0) if hulls else None)
-    res = reader.read()
+    read = reader.read_best if LOCATE else reader.read
+    res = read()
     out: dict[str, Any] = {"found": res.found, "frames_found": sum(res.frames_found), "offset": list(res.offset),
-                           "pilot": round(res.pilot, 3)}
+                           "pilot": round(res.pilot, 3), "located": res.located is not None}
     if payload is not None:
+        coded = sm.encode_bits(payload)
         accs = [float(np.mean(b == payload)) for b in res.frame_bits]
-        votes = [bool(np.array_equal(reader.read(first=n, per_frame=False).bits, payload))
+        votes = [bool(np.array_equal(read(first=n, per_frame=False).bits, payload))
                  for n in range(1, len(frames) + 1)]
+        located = reader.read_located(per_frame=False)
         out |= {"correct": bool(res.found and np.array_equal(res.bits, payload)),
                 "bit_accuracy_mean": round(float(np.mean(accs)), 4),
-                "bit_accuracy_p5": round(float(np.percentile(accs, 5)), 4), "frames_needed": _needed(votes)}
+                "bit_accuracy_p5": round(float(np.percentile(accs, 5)), 4), "frames_needed": _needed(votes),
+                "coded_accuracy_first": round(float(np.mean((reader.read(per_frame=False).soft < 0) == coded)), 4),
+                "coded_accuracy_located": round(float(np.mean((located.soft < 0) == coded)), 4),
+                "located_share": round(float(located.located or 0.0), 3)}
     return out
 
 
@@ -385,6 +402,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/facelab_wm_bench"))
     ap.add_argument("--attacks", nargs="*", default=None)
     ap.add_argument("--no-fp", action="store_true")
+    ap.add_argument("--fp-only", action="store_true", help="only the false-positive reads of unmarked clips")
     ap.add_argument("--faces-from", choices=("attacked", "dst"), default="attacked",
                     help="where the reader's face regions come from: dlib on each attacked frame, as `facelab "
                          "verify` reads (default), or dlib on the unmarked dst frames (where a real swap's faces "
@@ -396,7 +414,11 @@ def main() -> None:
                          "frames inside their faces' whole_face hulls (a stand-in for a well-trained model, whose "
                          "faces have real skin texture and are found by dlib; the merged faces of the benchmark's "
                          "2-iteration model are smooth blobs)")
+    ap.add_argument("--no-locate", action="store_true",
+                    help="scheme 2: no located reading (as verify read before 2026-11-30 evening)")
     args = ap.parse_args()
+    global LOCATE
+    LOCATE = not args.no_locate
     attacks = {k: v for k, v in ATTACKS.items() if args.attacks is None or k in args.attacks}
     if args.faces_from == "dst":
         bad = sorted(set(attacks) & MOVES_FACES)
@@ -410,10 +432,10 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
         "frames_per_clip": args.frames, "merge_seconds_per_frame": info["merge_seconds_per_frame"], "schemes": {}}
     t_start = time.perf_counter()
-    result["faces_from"], result["host"] = args.faces_from, args.host
+    result["faces_from"], result["host"], result["located_reading"] = args.faces_from, args.host, LOCATE
     dst_faces = {name: dst_landmarks(args.cache, name, finder) for name in MARKED_CLIPS} if args.faces_from == "dst" \
         else {}
-    for scheme in args.scheme:
+    for scheme in [] if args.fp_only else args.scheme:
         res: dict[str, Any] = {"clips": {}, "attacks": {}}
         costs, psnrs = [], []
         marked_clips = {}

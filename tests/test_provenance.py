@@ -339,11 +339,12 @@ def v2_clip(faces: FaceRegions, payload: np.ndarray) -> tuple[list[np.ndarray], 
 
 
 def _read_v2(frames: list[np.ndarray], faces: FaceRegions) -> sm.Reading:
+    """Scheme 2 read as verify reads it: in the faces (the whole frame where none is found), then located."""
     reader = sm.VideoReader()
     for rgb in frames:
         found = faces(rgb)
         reader.add(rgb, np.any(found, axis=0) if found else None)
-    return reader.read()
+    return reader.read_best()
 
 
 def test_v2_invisible_and_round_trip(v2_clip: Any, payload: np.ndarray, faces: FaceRegions) -> None:
@@ -406,6 +407,52 @@ def test_v2_unmarked_never_detected(attacks: Any, faces: FaceRegions) -> None:
             assert not res.found and not any(res.frames_found), attack
 
 
+def _whole_reader(frames: list[np.ndarray]) -> sm.VideoReader:
+    """A reader given the whole frames (no face regions: as verify reads frames where dlib finds no face)."""
+    reader = sm.VideoReader()
+    for rgb in frames:
+        reader.add(rgb)
+    return reader
+
+
+def test_v2_located_reading_finds_what_the_whole_frame_misses(attacks: Any, v2_clip: Any, payload: np.ndarray) -> None:
+    """The bundled clip marked in its face hull, through H.264 CRF 28, read without its faces: the whole
+    frame (the face about a quarter of it) does not decode, the located reading does, from blocks that lie
+    in the face, and every frame decodes on its own in them."""
+    _, regions, marked = v2_clip
+    reader = _whole_reader(attacks["h264_crf28"](marked[:V2_FRAMES]))
+    assert not reader.read().found
+    res = reader.read_located()
+    assert res.found and np.array_equal(res.bits, payload) and res.offset == (0, 0)
+    assert res.located is not None and 0.05 < res.located < 0.3
+    assert sum(res.frames_found) == V2_FRAMES
+    offsets, chosen = reader.locate(offset=res.offset)
+    assert offsets == [(0, 0)] * V2_FRAMES
+    ny, nx = chosen.shape
+    face = regions[0][: ny * sm.BLOCK, : nx * sm.BLOCK].reshape(ny, sm.BLOCK, nx, sm.BLOCK).mean(axis=(1, 3))
+    assert face[chosen].mean() > 0.8  # the chosen blocks are (almost all) the face's
+    best = reader.read_best()
+    assert best.found and best.located is not None and np.array_equal(best.bits, payload)
+
+
+def test_v2_located_reading_never_decodes_unmarked(attacks: Any) -> None:
+    """Unmarked frames (the bundled src and dst, two segments each, and noise), plain and attacked, read
+    whole: the located reading chooses blocks and decodes, and never passes the magic and CRC check."""
+    rng = np.random.default_rng(12)
+    noise = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(8)]
+    clips = [noise]
+    for path in (DST, REPO / "samples" / "src.mp4"):
+        frames = [rgb for _, rgb in iter_frames(path)]
+        clips += [frames[:V2_FRAMES], frames[len(frames) // 2:len(frames) // 2 + V2_FRAMES]]
+    for clip in clips:
+        for attack in ("none (PNG)", "h264_crf28", "downscale_1/2", "crop_5%_left"):
+            reader = _whole_reader(attacks[attack](clip))
+            assert reader.locate()[1].any()
+            res = reader.read_located()
+            assert not res.found and not any(res.frames_found), attack
+            assert not reader.read_best().found, attack
+
+
 def test_verify_reads_v2_video(tmp_path: Path, v2_clip: Any, payload: np.ndarray) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -417,6 +464,34 @@ def test_verify_reads_v2_video(tmp_path: Path, v2_clip: Any, payload: np.ndarray
     assert report.watermark_found and report.watermark_scheme == f"{sm.SCHEME}/{sm.SCHEME_VERSION}"
     assert report.payload_hex == wm.payload_hex(payload)
     assert any("scheme facelab-sync-blocks/2" in line for line in report_lines(report))
+
+
+def test_verify_locates_a_mark_away_from_the_faces(tmp_path: Path, v2_clip: Any, payload: np.ndarray,
+                                                   faces: FaceRegions) -> None:
+    """A mark where no face is (a 208 px square of the bundled clip's top left corner, less the face hull
+    that reaches into it), H.264 CRF 28: the reading in the faces dlib finds and the whole frames' miss it,
+    verify finds it through the located reading."""
+    frames, faces_in, _ = v2_clip
+    square = np.zeros(frames[0].shape[:2], dtype=np.bool_)
+    square[16:224, 16:224] = True
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, rgb in enumerate(frames[:V2_FRAMES]):
+        region = square & ~faces_in[index]
+        marked = sm.embed(rgb, payload, region=region, frame=index)
+        assert np.array_equal(marked[faces_in[index]], rgb[faces_in[index]])  # the face is untouched
+        cv2.imwrite(str(folder / frame_name(index, "png")), cv2.cvtColor(marked, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "corner.mp4"
+    build_video(folder, out, fps=30, crf=28)
+    decoded = [rgb for _, rgb in iter_frames(out)]
+    in_faces = sm.VideoReader()
+    for rgb in decoded:
+        found = faces(rgb)
+        in_faces.add(rgb, np.any(found, axis=0) if found else None)
+    assert not in_faces.read().found and not _whole_reader(decoded).read().found
+    report = verify(out)
+    assert report.watermark_found and report.payload_hex == wm.payload_hex(payload)
+    assert report.watermark_scheme == f"{sm.SCHEME}/{sm.SCHEME_VERSION}"
 
 
 # not met by scheme 2 on this clip (60 frames): docs/provenance.md, What survives what
