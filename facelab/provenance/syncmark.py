@@ -242,8 +242,7 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     nby, nbx = by1 - by0, bx1 - bx0
     y0, x0 = by0 * BLOCK, bx0 * BLOCK
     area = rgb[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK]
-    lum = _luma(area).reshape(nby, BLOCK, nbx, BLOCK).transpose(0, 2, 1, 3).reshape(nby, nbx, BLOCK * BLOCK)
-    coeffs = (lum @ _BASIS_FLAT32).astype(np.float64)  # (nby, nbx, K)
+    coeffs = block_coefficients(_luma(area), (0, 0))  # (nby, nbx, K)
     inside = np.ones((nby, nbx), dtype=np.bool_) if region is None else _blocks_inside(region, y0, x0, nby, nbx)
     if not inside.any():
         return out
@@ -607,7 +606,11 @@ class VideoReader:
         frames): (each frame's tile offset, the chosen blocks of the grid that offset puts on the frame,
         blocks down x across)."""
         smoothed, best = self._sync_whole(first)
-        offsets = self._offsets(smoothed, best if offset is None else offset)
+        return self._locate(smoothed, best if offset is None else offset)
+
+    def _locate(self, smoothed: list[FloatArray], offset: tuple[int, int]) -> tuple[list[tuple[int, int]], BoolArray]:
+        """``locate`` at a tile offset, given the whole frames' smoothed pilot score maps."""
+        offsets = self._offsets(smoothed, offset)
         maps = [_pilot_map(self._block_coefficients(i, (oy % BLOCK, ox % BLOCK)), (oy, ox))
                 for i, (oy, ox) in enumerate(offsets)]
         ny, nx = min(m.shape[0] for m in maps), min(m.shape[1] for m in maps)
@@ -631,10 +634,10 @@ class VideoReader:
         one the pilot finds on the whole frames, then offset 0 (on real skin, the unmarked rest of the frame
         can outvote the mark in the whole frame's synchronisation). At most two decodes (none where no block
         stands out)."""
-        best = self._sync_whole(first)[1]
+        smoothed, best = self._sync_whole(first)  # once, for both offsets
         reading: Reading | None = None
         for offset in dict.fromkeys([best, (0, 0)]):
-            offsets, chosen = self.locate(first, offset)
+            offsets, chosen = self._locate(smoothed, offset)
             share = float(chosen.mean()) if chosen.size else 0.0
             if not chosen.any():
                 bits = np.zeros(PAYLOAD_BITS, dtype=np.bool_)
