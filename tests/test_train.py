@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -21,7 +22,7 @@ from facelab.core.errors import InputError
 from facelab.core.model_folder import load_checkpoint
 from facelab.train.checkpoint import merge_options, read_config
 from facelab.train.options import TrainOptions
-from facelab.train.samples import InfiniteSampler
+from facelab.train.samples import InfiniteSampler, sampling_weights
 from facelab.train.trainer import Trainer
 
 TINY: dict[str, Any] = {"arch": "df-ud", "resolution": 64, "ae_dims": 64, "e_dims": 16, "d_dims": 16,
@@ -61,6 +62,8 @@ def test_every_option_trains_a_step(sample_faces: tuple[Path, Path], tmp_path: P
     t = Trainer(tmp_path / "m", opts, src, dst)
     sampler = t.src_loader.sampler
     assert isinstance(sampler, InfiniteSampler) and sampler.weights is not None  # yaw x src's mouths matched to dst
+    yaw_only = sampling_weights(t.src_set, uniform_yaw=True, uniform_mouth=False)
+    assert yaw_only is not None and not np.allclose(sampler.weights.numpy(), yaw_only)  # mouth_match reached it
     state = t.train(iterations=3)
     assert state.iteration == 3
     weights = load_file(tmp_path / "m" / "weights-00000003.safetensors")
