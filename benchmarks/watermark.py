@@ -2,7 +2,7 @@
 
     python benchmarks/watermark.py [--scheme 1|2 ...] [--frames 60] [--cache DIR] [--fp-frames 30]
                                    [--attacks NAME ...] [--no-fp] [--faces-from attacked|dst] [--host merged|dst]
-                                   [--no-locate] [--fp-only]
+                                   [--no-locate] [--fp-only] [--host merged|dst|swap] [--region frame|face]
 
 Inputs (made once and kept in --cache, default /tmp/facelab_wm_bench): a tiny model (64 px DF, trained 2
 iterations on the bundled src/dst faces: the faces' pixels do not matter to the mark, the frames do) merges
@@ -35,7 +35,11 @@ also give the fraction of the 210 coded bits whose voted sign is right in the fi
 located one, and the share of the frame the located reading read; per-frame bit accuracy is that of the
 reading verify reports (the located one where it decoded). ``--faces-from dst`` reads inside
 the faces found on the unmarked dst frames instead (where a real swap's faces are); ``--host dst`` marks
-the dst frames themselves inside their faces' whole_face hulls (real skin texture, faces dlib finds).
+the dst frames themselves inside their faces' whole_face hulls (real skin texture, faces dlib finds);
+``--host swap`` marks a real (short) swap: the demo preset from the shipped prior, fine-tuned 150 iterations
+on the bundled pair and merged with the default options (smooth faces, as the demo budget paints them).
+``--region`` is merge's ``watermark_region``: ``frame`` (the default) marks each frame holding a face whole,
+texture-masked; ``face`` only inside the mask, at one strength.
 """
 
 from __future__ import annotations
@@ -123,9 +127,38 @@ def prepare(cache: Path, n: int) -> dict[str, Any]:
     return info
 
 
-def merged_clip(cache: Path, name: str) -> tuple[Frames, Frames]:
+SWAP_ITERATIONS = 150
+
+
+def prepare_swap(cache: Path) -> None:
+    """A demo-preset model started from the shipped face prior and fine-tuned SWAP_ITERATIONS iterations on
+    the bundled src and dst faces, merged with the default merge options (unmarked) into each clip's
+    ``swapped`` folder: smooth faces like the ones the demo budget gives (the mark is most visible there),
+    which dlib finds as faces."""
+    from facelab.merge.options import MergeOptions
+    from facelab.merge.runner import run_merge
+    from facelab.train.options import PRESETS, TrainOptions
+    from facelab.train.trainer import Trainer
+
+    done = cache / "swap_model" / "prepared.json"
+    if done.exists():
+        return
+    opts = TrainOptions.model_validate(PRESETS["demo"] | {"workers": 0, "preview_every": 0, "backup_hours": 0})
+    trainer = Trainer(cache / "swap_model", opts, cache / "src_aligned", cache / "samples_dst" / "aligned")
+    try:
+        trainer.train(iterations=max(0, SWAP_ITERATIONS - trainer.state.iteration))  # resumes a killed run
+    finally:
+        trainer.close()
+    for name in MARKED_CLIPS:
+        shutil.rmtree(cache / name / "swapped", ignore_errors=True)
+        run_merge(cache / "swap_model", cache / name / "frames", cache / name / "aligned", cache / name / "swapped",
+                  MergeOptions(), workers=1, provenance=False)
+    done.write_text(json.dumps({"iterations": SWAP_ITERATIONS}))
+
+
+def merged_clip(cache: Path, name: str, folder: str = "merged") -> tuple[Frames, Frames]:
     """(unmarked merged frames, their masks)."""
-    out = cache / name / "merged"
+    out = cache / name / folder
     frames = _read_folder(out)
     masks = [cv2.imread(str(out / "masks" / p.name), cv2.IMREAD_GRAYSCALE) for p in sorted(out.glob("*.png"))]
     return frames, masks
@@ -356,15 +389,30 @@ def read_v2(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray |
 READERS = {1: read_v1, 2: read_v2}
 
 
+REGION = "frame"
+
+
 def mark(scheme: int, frames: Frames, masks: Frames, payload: np.ndarray) -> tuple[Frames, float]:
-    """The frames marked as merge marks them (inside the mask), and the mean seconds per frame."""
+    """The frames marked as merge marks them (REGION "frame", merge's default: a frame with a face whole,
+    texture-masked; "face": inside the mask), and the mean seconds per frame."""
     from facelab.provenance import syncmark as sm
     from facelab.provenance import watermark as wm
 
     out, t0 = [], time.perf_counter()
     for i, (rgb, m) in enumerate(zip(frames, masks, strict=True)):
-        out.append(wm.embed(rgb, payload, region=m) if scheme == 1 else sm.embed(rgb, payload, region=m, frame=i))
+        if scheme == 1:
+            out.append(wm.embed(rgb, payload, region=m))
+        elif REGION == "frame":
+            out.append(sm.embed(rgb, payload, frame=i, texture=True) if m.any() else rgb)
+        else:
+            out.append(sm.embed(rgb, payload, region=m, frame=i))
     return out, (time.perf_counter() - t0) / len(frames)
+
+
+def mean_change(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean absolute change in levels (all channels), inside ``mask`` when given."""
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return float(d[mask > 0].mean() if mask is not None and (mask > 0).any() else d.mean())
 
 
 def face_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -409,22 +457,30 @@ def main() -> None:
                          "are: the benchmark's 2-iteration model paints blobs that dlib does not see as faces, so "
                          "'attacked' reads most frames whole); 'dst' only for attacks that keep each frame's "
                          "geometry and timing")
-    ap.add_argument("--host", choices=("merged", "dst"), default="merged",
+    ap.add_argument("--host", choices=("merged", "dst", "swap"), default="merged",
                     help="what is marked: the merged frames inside the merge's mask (default), or the unmarked dst "
                          "frames inside their faces' whole_face hulls (a stand-in for a well-trained model, whose "
                          "faces have real skin texture and are found by dlib; the merged faces of the benchmark's "
-                         "2-iteration model are smooth blobs)")
+                         "2-iteration model are smooth blobs), or a demo-preset swap (the shipped prior fine-tuned "
+                         f"{SWAP_ITERATIONS} iterations, merged with the default options: smooth faces, as the demo "
+                         "budget makes them)")
+    ap.add_argument("--region", choices=("frame", "face"), default="frame",
+                    help="scheme 2: where merge marks (its watermark_region option): the whole frame, texture-masked "
+                         "(default), or only inside the face mask")
     ap.add_argument("--no-locate", action="store_true",
                     help="scheme 2: no located reading (as verify read before 2026-11-30 evening)")
     args = ap.parse_args()
-    global LOCATE
+    global LOCATE, REGION
     LOCATE = not args.no_locate
+    REGION = args.region
     attacks = {k: v for k, v in ATTACKS.items() if args.attacks is None or k in args.attacks}
     if args.faces_from == "dst":
         bad = sorted(set(attacks) & MOVES_FACES)
         if bad:
             ap.error(f"--faces-from dst cannot follow the faces through {', '.join(bad)}")
     info = prepare(args.cache, args.frames)
+    if args.host == "swap":
+        prepare_swap(args.cache)
     payload = wm.make_payload(MODEL_ID)
     finder = Faces()
     result: dict[str, Any] = {
@@ -433,6 +489,7 @@ def main() -> None:
         "frames_per_clip": args.frames, "merge_seconds_per_frame": info["merge_seconds_per_frame"], "schemes": {}}
     t_start = time.perf_counter()
     result["faces_from"], result["host"], result["located_reading"] = args.faces_from, args.host, LOCATE
+    result["region"] = REGION
     dst_faces = {name: dst_landmarks(args.cache, name, finder) for name in MARKED_CLIPS} if args.faces_from == "dst" \
         else {}
     for scheme in [] if args.fp_only else args.scheme:
@@ -440,14 +497,19 @@ def main() -> None:
         costs, psnrs = [], []
         marked_clips = {}
         for name in MARKED_CLIPS:
-            host = merged_clip(args.cache, name) if args.host == "merged" else dst_host(args.cache, name, finder)
+            host = merged_clip(args.cache, name) if args.host == "merged" else merged_clip(
+                args.cache, name, "swapped") if args.host == "swap" else dst_host(args.cache, name, finder)
             frames, masks = host
             marked, cost = mark(scheme, frames, masks, payload)
             costs.append(cost)
             p = [face_psnr(a, b, m) for a, b, m in zip(frames, marked, masks, strict=True)]
             psnrs += p
+            face_d = [mean_change(a, b, m) for a, b, m in zip(frames, marked, masks, strict=True)]
+            frame_d = [mean_change(a, b) for a, b in zip(frames, marked, strict=True)]
             res["clips"][name] = {"size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
                                   "face_psnr_min": round(min(p), 2), "face_psnr_mean": round(float(np.mean(p)), 2),
+                                  "face_mean_change": round(float(np.mean(face_d)), 3),
+                                  "frame_mean_change": round(float(np.mean(frame_d)), 3),
                                   "mark_ms_per_frame": round(cost * 1000, 2)}
             marked_clips[name] = marked
         merge_s = float(np.mean(list(info["merge_seconds_per_frame"].values())))

@@ -12,8 +12,9 @@ For each model size (``tiny64``: the 64 px DF model of benchmarks/watermark.py, 
   On a machine shared with other jobs this is the figure to trust: waiting for a core costs no CPU time.
 * wall time: the merge's loop time (first frame read to last written) over the frames, best of --repeats.
 
-The marking time is ``syncmark.embed`` on the merged frames inside the merge's masks (as merge.jobs marks,
-one thread), the best of the passes run between the merges, in CPU and wall time. The share is marking /
+The marking time is ``syncmark.embed`` on the merged frames as merge.jobs marks them (``--region``:
+frame, the default, the whole frame texture-masked; face: inside the merge's masks; one thread), the best
+of the passes run between the merges, in CPU and wall time. The share is marking /
 merge per frame, on each clock.
 """
 
@@ -103,8 +104,12 @@ def merge_once(cache: Path, name: str, frames: str = "frames") -> tuple[float, f
     return time.process_time() - c0, 1.0 / s.loop_frames_per_second
 
 
+REGION = "frame"
+
+
 def mark_once(cache: Path, name: str) -> tuple[float, float]:
-    """(CPU, wall) seconds per frame of syncmark.embed on the merged frames, inside the merge's masks."""
+    """(CPU, wall) seconds per frame of syncmark.embed on the merged frames as merge marks them (REGION:
+    "frame", the default, the whole frame texture-masked; "face": inside the merge's masks)."""
     from facelab.provenance import syncmark
     from facelab.provenance.watermark import make_payload
 
@@ -115,7 +120,10 @@ def mark_once(cache: Path, name: str) -> tuple[float, float]:
     payload = make_payload("3f9a6c01be" + "5d" * 27)
     c0, t0 = time.process_time(), time.perf_counter()
     for i, (rgb, mask) in enumerate(zip(frames, masks, strict=True)):
-        syncmark.embed(rgb, payload, region=mask, frame=i)
+        if REGION == "frame":
+            syncmark.embed(rgb, payload, frame=i, texture=True)
+        else:
+            syncmark.embed(rgb, payload, region=mask, frame=i)
     return (time.process_time() - c0) / len(frames), (time.perf_counter() - t0) / len(frames)
 
 
@@ -123,9 +131,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--presets", nargs="+", default=["tiny64", "demo", "quick96"])
     ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--region", choices=("frame", "face"), default="frame",
+                    help="where merge marks (its watermark_region option)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/facelab_wm_cost"))
     args = ap.parse_args()
+    global REGION
+    REGION = args.region
     args.cache.mkdir(parents=True, exist_ok=True)
     prepare(args.cache, args.frames, args.presets)
     _link_half(args.cache, args.frames)

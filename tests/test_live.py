@@ -72,7 +72,8 @@ def test_frames_swapped_in_the_face_and_untouched_far_from_it(tiny_model: Path) 
     from facelab.provenance.marker import marker_for
 
     model = load_model(tiny_model, "cpu")
-    opts = LiveOptions(realtime=False, max_frames=24, model_threads=1, detect_every=6)
+    # watermark_region "face": the mark too stays in the face (the default marks the whole frame: below)
+    opts = LiveOptions(realtime=False, max_frames=24, model_threads=1, detect_every=6, watermark_region="face")
     sink = _Collect()
     marker = marker_for(model.model_id)
     summary = LivePipeline(model, VideoFileSource(DST, realtime=False), sink, opts, marker).run()
@@ -94,6 +95,16 @@ def test_frames_swapped_in_the_face_and_untouched_far_from_it(tiny_model: Path) 
         reader.add(f)
     reading = reader.read()
     assert reading.found and reading.payload.model_prefix == wm.model_prefix(model.model_id)
+    # the default, "frame": the mark covers the frame (its borders change too) and reads from whole frames
+    whole = _Collect()
+    LivePipeline(model, VideoFileSource(DST, realtime=False), whole,
+                 opts.model_copy(update={"watermark_region": "frame", "max_frames": 12}), marker).run()
+    reader = syncmark.VideoReader()
+    for i, out in whole.frames.items():
+        diff = np.abs(out.astype(np.int16) - originals[i].astype(np.int16)).max(axis=2)
+        assert diff[:16].any() and diff[-16:].any(), i
+        reader.add(out)
+    assert reader.read().found
 
 
 @pytest.mark.parametrize("bf16", [False, True])
@@ -209,7 +220,7 @@ def test_a_dfm_runs_live(tiny_model: Path, tmp_path: Path) -> None:
     model = load_model(dfm, "cpu")
     assert model.face_type == "dfl_whole_face"
     sink = _Collect()
-    opts = LiveOptions(realtime=False, max_frames=4, model_threads=1)
+    opts = LiveOptions(realtime=False, max_frames=4, model_threads=1, watermark_region="face")  # borders exact
     s = LivePipeline(model, VideoFileSource(DST, realtime=False), sink, opts, marker_for(model.model_id)).run()
     assert s.frames_out == 4 and s.faces == 4
     originals = {i: f for i, f in iter_frames(DST) if i < 4}

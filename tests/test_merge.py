@@ -313,7 +313,8 @@ def test_options_split_into_per_run_and_per_frame() -> None:
     assert set(MergeOptions.model_fields) == {
         "mode", "mask_mode", "erode", "blur", "skin_mask", "face_scale", "motion_blur", "color_transfer",
         "sharpen_mode", "sharpen_amount", "super_resolution", "detail_transfer", "denoise", "bicubic_degrade",
-        "color_degrade", "direction", "hist_match_threshold", "workers", "image_format", "morph_value", "xseg_model"}
+        "color_degrade", "direction", "hist_match_threshold", "workers", "image_format", "morph_value", "xseg_model",
+        "watermark_region"}
     assert sorted(RUN_KEYS) == ["direction", "image_format", "morph_value", "super_resolution", "workers",
                                 "xseg_model"]
     assert sorted(EXECUTION_KEYS) == ["workers"]
@@ -352,7 +353,7 @@ def _names(folder: Path) -> set[str]:
 def test_run_merge_passthrough_resume_shards_session(tiny_model: Path, dst_frames: Path,
                                                      sample_faces: tuple[Path, Path], tmp_path: Path) -> None:
     aligned, dropped = _aligned_copy(sample_faces[1], tmp_path / "aligned", drop=3)
-    opts = MergeOptions(mode="overlay", color_transfer="rct")
+    opts = MergeOptions(mode="overlay", color_transfer="rct", watermark_region="face")
     full = tmp_path / "full"
     s = run_merge(tiny_model, dst_frames, aligned, full, opts, workers=2)
     frames = sorted(p.name for p in dst_frames.glob("*.png"))
@@ -397,6 +398,17 @@ def test_run_merge_passthrough_resume_shards_session(tiny_model: Path, dst_frame
     plain = tmp_path / "plain.mp4"
     build_video(dst_frames, plain, fps=6, crf=23)
     assert not verify(plain).watermark_found
+    # the default watermark_region "frame": the whole frame of a merged frame carries the mark (outside the
+    # mask too), frames without faces stay bit-identical, and a merged frame read whole decodes
+    whole = tmp_path / "whole"
+    run_merge(tiny_model, dst_frames, aligned, whole, opts.model_copy(update={"watermark_region": "frame"}), workers=2)
+    for stem in dropped:
+        assert (whole / f"{stem}.png").read_bytes() == (dst_frames / f"{stem}.png").read_bytes()
+    marked_whole = read_image_rgb(whole / merged_name)
+    assert (marked_whole != want).any(axis=2)[outside].mean() > 0.05  # the mark reaches beyond the face
+    reader = VideoReader()
+    reader.add(marked_whole)
+    assert reader.read().found
 
     # resume: nothing to redo
     again = run_merge(tiny_model, dst_frames, aligned, full, opts, workers=1)

@@ -272,7 +272,8 @@ class LivePipeline:
                                           self.model.resolution, self.merge_opts)
                 # the mark goes where the faces changed the frame, as in `facelab merge`; its layout follows the
                 # frame's number in the source (the output file's timeline)
-                frame = self.marker.mark(merged, region=mask8, inplace=True, frame=work.cap.index)
+                frame = self.marker.mark(merged, region=mask8, inplace=True, frame=work.cap.index,
+                                         where=self.merge_opts.watermark_region)
             if self.sink.overlay:
                 frame = draw_stats(frame, self.stats.line())
             work.out = frame

@@ -97,9 +97,10 @@ def _work_frame(job: Job, ctx: JobContext | None) -> dict[str, Any]:
     merged, mask8 = merge_frame(job.frame, job.faces, ctx.face_type, ctx.resolution, job.options,
                                rng=np.random.default_rng(int(hashlib.sha1(job.stem.encode()).hexdigest()[:8], 16)))
     if ctx.marker is not None:
-        # the mark stays where the saved 8-bit mask is nonzero, so "outside the mask" means untouched
+        # watermark_region "face": the mark stays where the saved 8-bit mask is nonzero, so "outside the mask"
+        # means untouched; "frame": the whole frame
         merged = ctx.marker.mark(merged, region=mask8, inplace=True,  # merged is this job's own array
-                                 frame=frame_number(job.stem) or 0)
+                                 frame=frame_number(job.stem) or 0, where=job.options.watermark_region)
         _write(img_path, ctx.marker.tag(_encode(merged, ctx.image_format), img_path.name, job.source))
     else:
         _write(img_path, _encode(merged, ctx.image_format))

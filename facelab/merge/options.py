@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,6 +63,11 @@ class FrameOptions(BaseModel):
                                    "to this percent, to match a soft frame")
     color_degrade: float = Field(0.0, ge=0, le=100, description="reduce the swapped face's colour depth "
                                  "(posterise), strength in percent")
+    watermark_region: Literal["frame", "face"] = Field(
+        "frame", description="where the invisible watermark goes on a frame with a swapped face: frame (the whole "
+        "frame, scaled to each place's texture: weak on flat, smooth skin, stronger on hair, edges and real texture; "
+        "survives re-encoding far better) or face (only inside the blended face mask, so every other pixel stays "
+        "exactly as in dst)")
     hist_match_threshold: int = Field(238, ge=0, le=255, description="hist-match: ignore predicted pixels brighter "
                                       "than this")
 

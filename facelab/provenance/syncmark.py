@@ -28,8 +28,12 @@ Scheme ("facelab-sync-blocks", version 2)
   keyed values summed over the frames, the scores are smoothed over 7 x 7 blocks, and the payload is read
   again in the blocks scoring above 1.5 standard deviations over the mean and their neighbours; then the
   same at offset 0 (on real skin the unmarked rest of the frame can outvote the mark in the whole
-  frame's synchronisation). ``VideoReader.read_best``, what verify reports, makes at most four decodes:
-  false positives at most 4 * 2**-24 per file.
+  frame's synchronisation). ``VideoReader.read_best``, what verify reports, reads the regions, then the
+  whole frames where regions were given (merge's default mark covers the frame), then located: at most six
+  decodes, false positives at most 6 * 2**-24 per file.
+* Texture masking (``embed(texture=True)``, merge's default whole-frame mark): each block moves by its
+  texture_gain, a fraction on flat, smooth areas (a smooth swapped face), more on hair, edges and real
+  texture, with no more energy than a uniform mark. The reader is the same.
 * Soft decoding: each coded bit's soft value is the keyed sum of its slots over the tile copies in the
   face and the frames, divided by the sum of their magnitudes; each frequency's slots are weighted by
   how well the pilot survived at that frequency (an attack that wipes out one frequency costs its weight,
@@ -84,6 +88,19 @@ CAP = 21.0  # most a coefficient moves
 ROUNDS = 4
 SOFTEN = 1.2
 CLIP = 1.0  # values are clipped at CLIP x their median magnitude before summing
+# Texture masking (a just-noticeable-difference gain): each block's slots move by push x its gain, the
+# gain being the block's texture (the RMS of the luma's band above TEX_SIGMA px over the block, a little
+# of it spread to the neighbours: TEX_SPREAD blocks)
+# over TEX_REF, within GAIN_MIN..GAIN_MAX, then scaled down where needed so the marked blocks' mean squared
+# gain stays <= 1 (no more energy than a uniform mark: the face PSNR holds). Flat, smooth skin (the faces a
+# short training paints) gets a fraction, where a uniform mark shows as a mottled texture; eyes, brows,
+# lips, hair and real skin texture, which hide it and which codecs keep, get more. Measured on smooth
+# swapped and real faces: docs/provenance.md (the mark shows on smooth swapped faces).
+TEX_SIGMA = 1.5
+TEX_SPREAD = 0.25
+TEX_REF = 3.0
+GAIN_MIN = 0.25
+GAIN_MAX = 2.0
 _KEY = 0x7379_6E63_7061_6972  # seeds the slot table
 # The tiling's start (y, x) in pixels, by layout: frame f uses layout (f // LAYOUT_FRAMES) % len(SHIFTS).
 # One layout: moving the tiling every 10 frames (to move the slots over the face) was measured to hurt,
@@ -219,13 +236,31 @@ def layout_shift(frame: int) -> tuple[int, int]:
     return SHIFTS[(max(frame, 0) // LAYOUT_FRAMES) % len(SHIFTS)]
 
 
+def texture_gain(lum: npt.NDArray[np.float32], inside: BoolArray) -> FloatArray:
+    """Each whole 16x16 block's embedding gain (blocks down, blocks across) from the luma plane of its area
+    (texture masking, see TEX_REF); the mean squared gain of the ``inside`` blocks is at most 1."""
+    nby, nbx = inside.shape
+    area = np.ascontiguousarray(lum[: nby * BLOCK, : nbx * BLOCK])
+    band = np.asarray(area - cv2.GaussianBlur(area, (0, 0), TEX_SIGMA), dtype=np.float32)
+    energy = cv2.resize(band * band, (nbx, nby), interpolation=cv2.INTER_AREA)  # each block's mean
+    if TEX_SPREAD > 0:  # a little of the neighbours' texture
+        energy = cv2.GaussianBlur(energy, (0, 0), TEX_SPREAD)
+    rms = np.sqrt(np.maximum(energy, 0.0))
+    gain = np.clip(rms.astype(np.float64) / TEX_REF, GAIN_MIN, GAIN_MAX)
+    if inside.any():
+        gain /= max(1.0, float(np.sqrt(np.mean(gain[inside] ** 2))))
+    out: FloatArray = gain
+    return out
+
+
 def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDArray[np.generic] | None = None,
-          inplace: bool = False, strength: float = 1.0, frame: int = 0) -> Image:
+          inplace: bool = False, strength: float = 1.0, frame: int = 0, texture: bool = False) -> Image:
     """A copy of the RGB uint8 frame carrying the 64 payload bits (``inplace``: the frame itself, changed).
 
     ``region`` (H x W, nonzero = may change): only 16x16 blocks lying wholly inside it are changed,
     every other pixel stays exactly as it was. ``strength`` scales the margin and the cap. ``frame``: the
-    frame's index in its video (it picks the layout).
+    frame's index in its video (it picks the layout). ``texture``: scale each block's change by its
+    texture_gain (texture masking; merge's whole-frame mark), else the same strength everywhere.
     """
     bits = check_embed_args(rgb, payload_bits, strength, 4.0)
     h, w = rgb.shape[:2]
@@ -242,7 +277,8 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     nby, nbx = by1 - by0, bx1 - bx0
     y0, x0 = by0 * BLOCK, bx0 * BLOCK
     area = rgb[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK]
-    coeffs = block_coefficients(_luma(area), (0, 0))  # (nby, nbx, K)
+    lum = _luma(area)
+    coeffs = block_coefficients(lum, (0, 0))  # (nby, nbx, K)
     inside = np.ones((nby, nbx), dtype=np.bool_) if region is None else _blocks_inside(region, y0, x0, nby, nbx)
     if not inside.any():
         return out
@@ -254,17 +290,20 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     sel = np.broadcast_to(inside[:, :, None], coeffs.shape)
     limit = CLIP * np.median(np.abs(coeffs[inside]), axis=0)  # (K,), as the reader clips
     # Only the slots inside the region take part (the others do not move).
-    g_in, c_in, s_in = group[sel], coeffs[sel], sigma[sel]
+    gain = np.broadcast_to((texture_gain(lum, inside) if texture else np.ones(inside.shape))[:, :, None],
+                           coeffs.shape)
+    g_in, c_in, s_in, a_in = group[sel], coeffs[sel], sigma[sel], gain[sel]
     l_in = np.broadcast_to(limit, coeffs.shape)[sel]
     counts = np.maximum(np.bincount(g_in, minlength=CODED_BITS + 1), 1)
-    # Every slot moves BASE its bit's way; groups whose clipped mean is still short of MARGIN move further,
-    # all their slots alike (a few rounds: a move does nothing to a value still beyond the clip).
+    # Every slot moves BASE x its block's gain its bit's way; groups whose clipped mean is still short of
+    # MARGIN move further, each slot by its gain (a few rounds: a move does nothing to a value still beyond
+    # the clip).
     push = np.full(CODED_BITS + 1, BASE * strength)
     for _ in range(ROUNDS):
-        stat = s_in * np.clip(c_in + s_in * push[g_in], -l_in, l_in)
+        stat = s_in * np.clip(c_in + s_in * push[g_in] * a_in, -l_in, l_in)
         mean = np.bincount(g_in, weights=stat, minlength=CODED_BITS + 1) / counts
         push = np.minimum(push + np.maximum(MARGIN * strength - mean, 0.0), CAP * strength)
-    delta = sigma * push[group] * sel
+    delta = sigma * push[group] * gain * sel
     dy = (delta.astype(np.float32) @ _BASIS_FLAT32.T).reshape(nby, nbx, BLOCK, BLOCK).transpose(0, 2, 1, 3)
     # The luma change is added equally to R, G and B (Y changes by exactly that, chroma not at all).
     # Softened (Gaussian, sigma SOFTEN px) so block edges leave no step a viewer could see as a grid.
@@ -563,6 +602,17 @@ class VideoReader:
         frames = self.frames[:first]
         if not frames:
             raise ValueError("no frames to read")
+        return self._read_frames(frames, per_frame)
+
+    def read_whole(self, first: int | None = None, per_frame: bool = True) -> Reading:
+        """``read`` of the whole frames, whatever regions they were added with (merge's default mark covers
+        the whole frame: its smooth swapped face alone may carry too little of it). At most two decodes."""
+        n = len(self.frames[:first])
+        if not n:
+            raise ValueError("no frames to read")
+        return self._read_frames(self._whole_frames(n), per_frame)
+
+    def _read_frames(self, frames: list[Frame], per_frame: bool) -> Reading:
         smoothed = self._smoothed(frames)
         reading: Reading | None = None
         slots: Slots = []
@@ -653,11 +703,16 @@ class VideoReader:
         return reading
 
     def read_best(self, first: int | None = None, per_frame: bool = True) -> Reading:
-        """What ``facelab verify`` reports: ``read``; failing that, ``read_located`` (at most four
-        decodes: four chances of 2**-24 for an unmarked video to pass the magic and CRC check)."""
+        """What ``facelab verify`` reports: ``read``; failing that, where frames were added with regions,
+        ``read_whole``; failing that, ``read_located`` (at most six decodes: six chances of 2**-24 for an
+        unmarked video to pass the magic and CRC check)."""
         plain = self.read(first, per_frame)
         if plain.found:
             return plain
+        if any(w is None for w in self._whole[:first]):
+            whole = self.read_whole(first, per_frame)
+            if whole.found:
+                return whole
         located = self.read_located(first, per_frame)
         return located if located.found else plain
 

@@ -63,7 +63,7 @@ def merged_pixels(frame: U8, stem: str, faces: list[FaceInput], face_type: str, 
     """The merged frame as `facelab merge` writes it (before encoding); ``frame`` is not modified."""
     merged, mask8 = merge_frame(frame, faces, face_type, resolution, opts, rng=frame_rng(stem))
     if marker is not None:
-        merged = marker.mark(merged, region=mask8, inplace=True)
+        merged = marker.mark(merged, region=mask8, inplace=True, where=opts.watermark_region)
     return merged
 
 
