@@ -2,7 +2,7 @@
 
     python benchmarks/export.py --model-dir /work/qws/demo/models/demo-wf-scratch-it2800 \
         --frames /work/qws/demo/dst/frames --dst-aligned /work/qws/demo/dst/aligned \
-        --src-aligned /work/qws/demo/src/aligned [--count 24] [--ort-python /work/ort115/bin/python]
+        --src-aligned /work/qws/demo/src/aligned [--count 24] [--int8] [--ort-python /work/ort115/bin/python]
 
 1. Framing: on every face of the aligned folders, the mean corner displacement (crop pixels at 224, the
    DeepFaceLive default) between FaceFusion's ``dfl_whole_face`` five-point crop and facelab's whole_face
@@ -19,7 +19,9 @@
      crop directly at its own resolution (the difference the in-graph resampling removes).
    For the last two, also the mean absolute difference (0..255) of the output frame from
    ``facelab_crop``'s inside the face (landmark hull): how far the .dfm's result is from facelab's own.
-3. Export time and file size, fp32 and fp16; the onnxruntime versions that loaded the file.
+   With ``--int8`` also ``int8_dfm_merge``: the merge of the ``--quantize int8`` export (calibrated on
+   ``--dst-aligned``), and its difference from facelab's merge and per frame from the fp32 .dfm's merge.
+3. Export time and file size, fp32 and fp16 (and int8); the onnxruntime versions that loaded the file.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def crop(frame: np.ndarray, mat: np.ndarray, r: int) -> np.ndarray:
     return np.asarray(cv2.warpAffine(frame, mat, (r, r), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
 
 
-def identity(args: argparse.Namespace, dfm: Path, tmp: Path) -> dict[str, object]:
+def identity(args: argparse.Namespace, dfm: Path, tmp: Path, int8: Path | None = None) -> dict[str, object]:
     embedder = create_embedder()
     src_emb, n_src = faceset_embedding(args.src_aligned, embedder)
     faces = scan_faces(args.dst_aligned).faces
@@ -108,9 +110,13 @@ def identity(args: argparse.Namespace, dfm: Path, tmp: Path) -> dict[str, object
     naive_r = torch_model.resolution
     dists: dict[str, list[float]] = {k: [] for k in ("dst_frame", "facelab_merge", "dfm_merge", "facelab_crop",
                                                      "facefusion_crop", "naive_dfm")}
+    merges = [("facelab_merge", args.model_dir), ("dfm_merge", dfm)]
+    if int8 is not None:
+        dists["int8_dfm_merge"] = []
+        merges.append(("int8_dfm_merge", int8))
     pixel_diff: dict[str, list[float]] = {"facefusion_crop": [], "naive_dfm": []}
     merged = {}
-    for name, model_path in (("facelab_merge", args.model_dir), ("dfm_merge", dfm)):
+    for name, model_path in merges:
         out = tmp / name
         run_merge(model_path, sub, args.dst_aligned, out, MergeOptions(), workers=2, provenance=False, device="cpu")
         merged[name] = out
@@ -139,7 +145,11 @@ def identity(args: argparse.Namespace, dfm: Path, tmp: Path) -> dict[str, object
         for name in pixel_diff:
             pixel_diff[name].append(float(np.abs(outs[name] - outs["facelab_crop"])[hull].mean()))
     means = {k: round(float(np.mean(v)), 4) for k, v in dists.items()}
-    return {"frames": len(picks), "src_faces_averaged": n_src, "mean_distance_to_src": means,
+    extra = {} if int8 is None else {
+        "int8_dfm_merge_minus_facelab_merge": round(means["int8_dfm_merge"] - means["facelab_merge"], 4),
+        "int8_dfm_merge_minus_dfm_merge_per_frame_max_abs": round(float(np.abs(
+            np.array(dists["int8_dfm_merge"]) - np.array(dists["dfm_merge"])).max()), 4)}
+    return {**extra, "frames": len(picks), "src_faces_averaged": n_src, "mean_distance_to_src": means,
             "dfm_merge_minus_facelab_merge": round(means["dfm_merge"] - means["facelab_merge"], 4),
             "facefusion_crop_minus_facelab_merge": round(means["facefusion_crop"] - means["facelab_merge"], 4),
             "facefusion_crop_minus_facelab_crop": round(means["facefusion_crop"] - means["facelab_crop"], 4),
@@ -155,26 +165,32 @@ def main() -> None:
     ap.add_argument("--dst-aligned", type=Path, required=True)
     ap.add_argument("--src-aligned", type=Path, required=True)
     ap.add_argument("--count", type=int, default=24)
+    ap.add_argument("--int8", action="store_true", help="also export --quantize int8 (calibrated on --dst-aligned) "
+                    "and merge with it")
     ap.add_argument("--ort-python", type=Path, help="another Python with onnxruntime (e.g. 1.15.1) to load the file")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_str:
         tmp = Path(tmp_str)
         exports = {}
-        for fp16 in (False, True):
-            path = tmp / f"model{'-fp16' if fp16 else ''}.dfm"
+        kinds = {"fp32": ExportOptions(), "fp16": ExportOptions(fp16=True)}
+        if args.int8:
+            kinds["int8"] = ExportOptions(quantize="int8", calibration=args.dst_aligned)
+        for kind, opts in kinds.items():
+            path = tmp / f"model-{kind}.dfm"
             t0 = time.perf_counter()
-            r = export_model(args.model_dir, path, ExportOptions(fp16=fp16))
-            exports["fp16" if fp16 else "fp32"] = {"seconds": round(time.perf_counter() - t0, 2),
-                                                   "megabytes": round(r.bytes / 1e6, 2), "resolution": r.resolution}
+            r = export_model(args.model_dir, path, opts)
+            exports[kind] = {"seconds": round(time.perf_counter() - t0, 2),
+                             "megabytes": round(r.bytes / 1e6, 2), "resolution": r.resolution}
             loaded = [f"onnxruntime {ort.__version__}"]
             if args.ort_python is not None:
                 run = subprocess.run([str(args.ort_python), str(ROOT / "tools" / "ort_check.py"), str(path)],
                                      capture_output=True, text=True, check=False)
                 loaded.append(f"onnxruntime {json.loads(run.stdout)['onnxruntime']}" if run.returncode == 0
                               else f"FAILED in {args.ort_python}: {run.stderr.strip().splitlines()[-1:]}")
-            exports["fp16" if fp16 else "fp32"]["loaded_by"] = loaded
+            exports[kind]["loaded_by"] = loaded
         result = {"model": str(args.model_dir), "framing": framing([args.dst_aligned, args.src_aligned]),
-                  "export": exports, "identity": identity(args, tmp / "model.dfm", tmp),
+                  "export": exports, "identity": identity(args, tmp / "model-fp32.dfm", tmp,
+                                                         tmp / "model-int8.dfm" if args.int8 else None),
                   "torch_threads": torch.get_num_threads()}
     print(json.dumps(result, indent=2))
 

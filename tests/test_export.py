@@ -95,11 +95,11 @@ def _ort(data: bytes) -> Any:
     return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
 
 
-def _check_contract(proto: onnx.ModelProto, res: int) -> None:
+def _check_contract(proto: onnx.ModelProto, res: int, opset: int = contract.OPSET) -> None:
     """Names, order, shapes and dtypes exactly the .dfm contract; IR version and opset loadable by ORT 1.15."""
     assert proto.ir_version <= contract.MAX_IR_VERSION
     opsets = {o.domain: o.version for o in proto.opset_import}
-    assert opsets.get("", 0) == contract.OPSET <= contract.MAX_OPSET and set(opsets) <= {"", "ai.onnx"}
+    assert opsets.get("", 0) == opset <= contract.MAX_OPSET and set(opsets) <= {"", "ai.onnx"}
 
     def dims(v: onnx.ValueInfoProto) -> list[int | str]:
         return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim]
@@ -376,11 +376,108 @@ def test_export_writes_atomically_and_names_what_it_made(tiny_trained: Path, tmp
         export_model(tiny_trained, tmp_path / "nowhere" / "m.dfm")
 
 
+# ---- int8 ---------------------------------------------------------------------------------------------------
+
+# int8 against fp32 on src faces when calibrated on dst's (0..1 scale). Measured: the 2-iteration test model
+# max 0.0015 / mean 0.0003 (its outputs have little spread); a 411-iteration quick96 model on faces of another
+# clip max 0.05 / mean 0.0045 (docs/export.md); He-initialised random weights (outputs spanning 0..1, activations
+# far from a trained model's) mean 0.010-0.020.
+INT8_MAX_ABS = 0.02
+INT8_MEAN_ABS = 0.005
+INT8_RANDOM_MEAN_ABS = 0.03
+INT8_IDENTITY = 0.02  # the swapped face's dlib distance to src, mean change from the fp32 file's (criterion: 0.05)
+
+
+def test_int8_export_keeps_the_contract_and_the_face(tiny_trained: Path, sample_faces: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    """--quantize int8, calibrated on the dst faces: the contract (at QUANT_OPSET, float32 in and out), int8
+    convolutions, a smaller file, and on src faces it never saw, outputs and the swapped face's identity close to
+    the fp32 file's."""
+    from facelab.face.identity import create_embedder, distance
+
+    r32 = export_model(tiny_trained, tmp_path / "fp32.dfm", ExportOptions())
+    r8 = export_model(tiny_trained, tmp_path / "int8.dfm", ExportOptions(quantize="int8",
+                                                                         calibration=sample_faces[1]))
+    assert (r8.quantize, r8.calibration, r8.resolution) == ("int8", sample_faces[1], r32.resolution)
+    proto = onnx.load(str(r8.path))
+    _check_contract(proto, r8.resolution, contract.QUANT_OPSET)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("QuantizeLinear") >= ops.count("Conv") > 0 and "MatMul" in ops  # the resampling stays float
+    assert r8.bytes < 0.5 * r32.bytes, (r8.bytes, r32.bytes)
+    faces = scan_faces(sample_faces[0]).faces[::6][:8]
+    records = [read_face(p) for p, _ in faces]
+    x = _crops([(np.ascontiguousarray(b[..., ::-1]), rec) for b, rec in records], DFL_FRAMING, r8.resolution)
+    x_bgr = np.ascontiguousarray(x[..., ::-1])
+    outs = [_ort(r.path.read_bytes()).run(None, {contract.DFM_INPUT: x_bgr}) for r in (r32, r8)]
+    diff = [np.abs(a - b) for a, b in zip(*outs, strict=True)]
+    assert max(float(d.max()) for d in diff) < INT8_MAX_ABS and max(float(d.mean()) for d in diff) < INT8_MEAN_ABS, \
+        [(float(d.max()), float(d.mean())) for d in diff]
+    embedder = create_embedder()
+    src = np.mean([embedder.embed(np.ascontiguousarray(b[..., ::-1]), rec.landmarks_array()) for b, rec in
+                   (read_face(p) for p, _ in scan_faces(sample_faces[0]).faces[::3])], axis=0)
+    change = []
+    for k, (_, rec) in enumerate(records):
+        mat = convert_transform(np.eye(3)[:2], rec.face_type, rec.size, DFL_FRAMING, r8.resolution)
+        lm = rec.landmarks_array() @ mat[:, :2].T + mat[:, 2]
+        d = [distance(embedder.embed((np.clip(o[1][k, ..., ::-1], 0, 1) * 255 + 0.5).astype(np.uint8), lm), src)
+             for o in outs]
+        change.append(d[1] - d[0])
+    assert abs(float(np.mean(change))) < INT8_IDENTITY, change
+    # DfmModel (merge, live) runs it through the same interface
+    face, _mask, own = DfmModel(r8.path, "cpu").swap(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    assert face.shape == (len(x), 3, r8.resolution, r8.resolution) and own is not None
+
+
+@pytest.mark.parametrize(("arch", "resolution", "face_type"), [("df-ud", 96, "full"), ("liae-ud", 64, "whole_face")])
+def test_int8_of_random_weights_stays_close(arch: str, resolution: int, face_type: str,
+                                            sample_faces: tuple[Path, Path]) -> None:
+    """Outputs that span 0..1 (He-initialised weights), calibrated on dst faces, run on src faces."""
+    from facelab.export.quantize import calibration_inputs, float_nodes, quantize_int8
+
+    graph, res, _ = build_graph(_swap_model(arch, resolution, face_type, TINY), "dfm")
+    data = to_onnx_bytes(graph, res, "dfm")
+    int8 = quantize_int8(data, calibration_inputs(sample_faces[1], DFL_FRAMING, res, "dfm"), "dfm")
+    proto = onnx.load_from_string(int8)
+    _check_contract(proto, res, contract.QUANT_OPSET)
+    kept = set(float_nodes(onnx.load_from_string(data).graph))
+    weights = {i.name for i in proto.graph.initializer}
+    float_convs = [n.name for n in proto.graph.node if n.op_type == "Conv" and n.input[1] in weights]
+    assert sorted(float_convs) == sorted(c for c in kept if c.endswith("Conv"))
+    assert len(float_convs) == 4, float_convs  # the first, face out, src mask out, dst mask out
+    x = calibration_inputs(sample_faces[0], DFL_FRAMING, res, "dfm", count=8)
+    want = _ort(data).run(None, {contract.DFM_INPUT: x})
+    got = _ort(int8).run(None, {contract.DFM_INPUT: x})
+    assert all(float(w.std()) > 0.2 for w in want)
+    means = [float(np.abs(g - w).mean()) for g, w in zip(got, want, strict=True)]
+    assert max(means) < INT8_RANDOM_MEAN_ABS, means
+
+
+def test_int8_options_are_checked(tiny_trained: Path, sample_faces: tuple[Path, Path], tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--calibration FOLDER"):
+        export_model(tiny_trained, tmp_path / "m.dfm", ExportOptions(quantize="int8"))  # no workspace around it
+    with pytest.raises(InputError, match="exclude each other"):
+        export_model(tiny_trained, tmp_path / "m.dfm", ExportOptions(quantize="int8", fp16=True,
+                                                                     calibration=sample_faces[1]))
+    with pytest.raises(InputError, match="no aligned faces"):
+        export_model(tiny_trained, tmp_path / "m.dfm", ExportOptions(quantize="int8", calibration=tmp_path))
+    workspace = tmp_path / "ws"
+    (workspace / "dst").mkdir(parents=True)
+    (workspace / "dst" / "aligned").symlink_to(sample_faces[1], target_is_directory=True)
+    (workspace / "model").symlink_to(tiny_trained, target_is_directory=True)
+    out = tmp_path / "cli.dfm"
+    res = runner.invoke(app, ["export", "--model-dir", str(workspace / "model"), "-o", str(out),
+                              "--quantize", "int8"])
+    assert res.exit_code == 0, res.output
+    assert "int8" in res.output and out.is_file()
+    assert {o.version for o in onnx.load(str(out)).opset_import} == {contract.QUANT_OPSET}
+
+
 @pytest.mark.skipif(not os.environ.get("FACELAB_ORT115_PYTHON"),
                     reason="set FACELAB_ORT115_PYTHON to a Python with onnxruntime 1.15.1 (see tools/ort_check.py)")
-def test_loads_in_onnxruntime_1_15(tiny_trained: Path, tmp_path: Path) -> None:
-    for fp16 in (False, True):
-        path = export_model(tiny_trained, tmp_path / f"m{int(fp16)}.dfm", ExportOptions(fp16=fp16)).path
+def test_loads_in_onnxruntime_1_15(tiny_trained: Path, sample_faces: tuple[Path, Path], tmp_path: Path) -> None:
+    int8 = ExportOptions(quantize="int8", calibration=sample_faces[1])
+    for k, opts in enumerate((ExportOptions(), ExportOptions(fp16=True), int8)):
+        path = export_model(tiny_trained, tmp_path / f"m{k}.dfm", opts).path
         proc = subprocess.run([os.environ["FACELAB_ORT115_PYTHON"], str(ROOT / "tools" / "ort_check.py"),
                                str(path)], capture_output=True, text=True, check=True)
         report = json.loads(proc.stdout)

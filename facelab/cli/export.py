@@ -13,7 +13,7 @@ from facelab.core.config import build_options
 from facelab.export.exporter import export_model
 from facelab.export.options import ExportOptions
 
-_STEPS = ("loading the model", "tracing the generator", "writing")
+_STEPS = ("loading the model", "tracing the generator", "quantizing", "writing")
 
 
 def export(
@@ -28,8 +28,10 @@ def export(
     with progress_bar("exporting", total=len(_STEPS)) as bar:
         r = export_model(model_dir, output, opts, progress=lambda step: bar.update(_STEPS.index(step), len(_STEPS)))
         bar.update(len(_STEPS), len(_STEPS))
+    precision = "int8 (calibrated on " + str(r.calibration) + ")" if r.quantize == "int8" else \
+        "fp16" if r.fp16 else "fp32"
     console.print(f"{r.format} -> {r.path}: {r.bytes / 1e6:.1f} MB, {r.resolution} px {r.face_type} faces "
-                  f"(model: {r.model_resolution} px {r.model_face_type}), {'fp16' if r.fp16 else 'fp32'}, "
+                  f"(model: {r.model_resolution} px {r.model_face_type}), {precision}, "
                   f"{r.seconds:.1f} s", highlight=False)
 
 

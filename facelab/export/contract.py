@@ -13,8 +13,8 @@ facelab's own (``--format onnx``): input ``face`` float32 [N, 3, R, R], NCHW, RG
 face type; outputs ``swap`` [N,3,R,R], ``swap_mask`` [N,1,R,R], ``dst_mask`` [N,1,R,R]. Its face type and
 the model it came from are in the file's metadata (``METADATA_*``); docs/export.md describes both.
 
-Both are written at ``OPSET`` (DeepFaceLab's own) and must load in onnxruntime 1.15.1, the version
-DeepFaceLive ships: IR version <= ``MAX_IR_VERSION``, opset <= ``MAX_OPSET``.
+Both are written at ``OPSET`` (DeepFaceLab's own; ``QUANT_OPSET`` when quantized to int8) and must load in
+onnxruntime 1.15.1, the version DeepFaceLive ships: IR version <= ``MAX_IR_VERSION``, opset <= ``MAX_OPSET``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from facelab.core.errors import InputError
 
 ExportFormat = Literal["dfm", "onnx"]
 EXPORT_FORMATS: tuple[str, ...] = ("dfm", "onnx")
+Quantization = Literal["none", "int8"]
 
 OPSET = 12
+QUANT_OPSET = 13  # an int8 file (--quantize int8): per-channel QuantizeLinear/DequantizeLinear need opset 13
 MAX_IR_VERSION = 9  # onnxruntime 1.15
 MAX_OPSET = 19
 

@@ -11,7 +11,7 @@ The generator is wrapped in a module that does the layout and colour conversion 
 NCHW RGB for facelab's) and, for a .dfm of a model trained in another framing than DeepFaceLab's whole
 face, the fixed resampling between the two framings (facelab.export.framing). ``fp16`` runs the generator
 in half precision (weights and compute) while the file's inputs and outputs stay float32, so the
-contract holds.
+contract holds. ``quantize="int8"`` then quantizes the fp32 graph's generator (facelab.export.quantize).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from facelab.export.contract import (
 )
 from facelab.export.framing import DFL_FRAMING, dfl_resolution, resampling
 from facelab.export.options import ExportOptions
+from facelab.export.quantize import calibration_inputs, default_calibration, quantize_int8
 from facelab.train.inference import SwapModel, load_swap_model
 from facelab.train.nets import AutoEncoder
 
@@ -127,6 +128,8 @@ class ExportResult:
     bytes: int
     seconds: float
     model_id: str  # of the source weights
+    quantize: str = "none"  # "int8": the generator quantized (facelab.export.quantize)
+    calibration: Path | None = None  # the aligned faces int8 was calibrated on
 
 
 def build_graph(model: SwapModel, fmt: ExportFormat, fp16: bool = False) -> tuple[nn.Module, int, str]:
@@ -150,12 +153,23 @@ def export_model(model_dir: Path, out: Path, options: ExportOptions | None = Non
         raise InputError("the output is a folder: give a file name (e.g. model.dfm)", out)
     if not out.parent.is_dir():
         raise InputError("the output's folder does not exist", out.parent)
+    if opts.quantize != "none" and fp16:
+        raise InputError("--quantize int8 and --fp16 exclude each other: int8 is quantized from the fp32 graph")
+    calibration = None
+    if opts.quantize == "int8":
+        calibration = opts.calibration or default_calibration(Path(model_dir))
+        if calibration is None:
+            raise InputError("--quantize int8 calibrates on aligned dst faces: give --calibration FOLDER (no "
+                             "dst/aligned folder beside the model's)", model_dir)
     say = progress or (lambda _: None)
     say("loading the model")
     model = load_swap_model(Path(model_dir), "cpu")
     graph, res, framing = build_graph(model, fmt, fp16)
     say("tracing the generator")
     data = to_onnx_bytes(graph, res, fmt)
+    if calibration is not None:
+        say("quantizing")
+        data = quantize_int8(data, calibration_inputs(calibration, framing, res, fmt), fmt)
     proto = onnx.load_from_string(data)
     meta = {METADATA_FORMAT: fmt, METADATA_FACE_TYPE: framing, METADATA_MODEL_ID: model.model_id,
             METADATA_VERSION: __version__}
@@ -165,7 +179,7 @@ def export_model(model_dir: Path, out: Path, options: ExportOptions | None = Non
     say("writing")
     write_bytes_atomic(out, data)
     return ExportResult(out, fmt, res, framing, model.resolution, model.face_type, fp16, len(data),
-                        round(time.perf_counter() - t0, 3), model.model_id)
+                        round(time.perf_counter() - t0, 3), model.model_id, opts.quantize, calibration)
 
 
 def to_onnx_bytes(graph: nn.Module, resolution: int, fmt: ExportFormat) -> bytes:
