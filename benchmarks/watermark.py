@@ -403,7 +403,7 @@ def mark(scheme: int, frames: Frames, masks: Frames, payload: np.ndarray) -> tup
         if scheme == 1:
             out.append(wm.embed(rgb, payload, region=m))
         elif REGION == "frame":
-            out.append(sm.embed(rgb, payload, frame=i, texture=True) if m.any() else rgb)
+            out.append(sm.embed(rgb, payload, frame=i, texture=True, within=m) if m.any() else rgb)
         else:
             out.append(sm.embed(rgb, payload, region=m, frame=i))
     return out, (time.perf_counter() - t0) / len(frames)

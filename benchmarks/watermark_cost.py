@@ -121,7 +121,7 @@ def mark_once(cache: Path, name: str) -> tuple[float, float]:
     c0, t0 = time.process_time(), time.perf_counter()
     for i, (rgb, mask) in enumerate(zip(frames, masks, strict=True)):
         if REGION == "frame":
-            syncmark.embed(rgb, payload, frame=i, texture=True)
+            syncmark.embed(rgb, payload, frame=i, texture=True, within=mask)
         else:
             syncmark.embed(rgb, payload, region=mask, frame=i)
     return (time.process_time() - c0) / len(frames), (time.perf_counter() - t0) / len(frames)

@@ -369,8 +369,8 @@ def test_v2_mark_follows_the_texture(v2_clip: Any, payload: np.ndarray, faces: F
     """Texture masking: the bundled clip with its faces smoothed as a short training paints them (Gaussian,
     sigma 3 px, inside the face), marked whole as merge marks by default: on the smooth face the mark is a
     fraction of what the real skin of the same frames gets (a uniform mark showed as a mottled texture there),
-    within a level or two, the gain's mean square is at most 1, and the frames still decode through H.264
-    CRF 28."""
+    within a level or two, the gain's mean square is at most 1 (and the real face's PSNR >= 42 dB), and the
+    frames still decode through H.264 CRF 28."""
     frames, regions, _ = v2_clip
     diffs_real, diffs_smooth, marked = [], [], []
     for i in range(V2_FRAMES):
@@ -379,8 +379,9 @@ def test_v2_mark_follows_the_texture(v2_clip: Any, payload: np.ndarray, faces: F
         out = sm.embed(smooth, payload, frame=i, texture=True)
         marked.append(out)
         diffs_smooth.append(np.abs(out.astype(np.int16) - smooth.astype(np.int16))[region])
-        real = sm.embed(rgb, payload, frame=i, texture=True)
+        real = sm.embed(rgb, payload, frame=i, texture=True, within=region)
         diffs_real.append(np.abs(real.astype(np.int16) - rgb.astype(np.int16))[region])
+        assert _region_psnr(rgb, real, region) >= 42.0  # no more energy in the face than a uniform mark
         lum = sm._luma(smooth)
         inside = np.ones((lum.shape[0] // sm.BLOCK, lum.shape[1] // sm.BLOCK), dtype=np.bool_)
         assert np.sqrt(np.mean(sm.texture_gain(lum, inside) ** 2)) <= 1.0 + 1e-9

@@ -44,7 +44,7 @@ class ProvenanceMarker:
         if where not in ("face", "frame"):
             raise ValueError(f"watermark region must be face or frame, got {where!r}")
         if where == "frame":
-            return syncmark.embed(rgb, self.payload, inplace=inplace, frame=frame, texture=True)
+            return syncmark.embed(rgb, self.payload, inplace=inplace, frame=frame, texture=True, within=region)
         return syncmark.embed(rgb, self.payload, region=region, inplace=inplace, frame=frame)
 
     @property

@@ -231,14 +231,21 @@ def _blocks_inside(region: npt.NDArray[np.generic], y0: int, x0: int, nby: int, 
     return out
 
 
+def _blocks_touched(region: npt.NDArray[np.generic], y0: int, x0: int, nby: int, nbx: int) -> BoolArray:
+    touched = np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0
+    out: BoolArray = touched.reshape(nby, BLOCK, nbx, BLOCK).any(axis=(1, 3))
+    return out
+
+
 def layout_shift(frame: int) -> tuple[int, int]:
     """Where frame ``frame``'s tiling starts (pixels, y and x): the layout changes every LAYOUT_FRAMES frames."""
     return SHIFTS[(max(frame, 0) // LAYOUT_FRAMES) % len(SHIFTS)]
 
 
-def texture_gain(lum: npt.NDArray[np.float32], inside: BoolArray) -> FloatArray:
+def texture_gain(lum: npt.NDArray[np.float32], inside: BoolArray, within: BoolArray | None = None) -> FloatArray:
     """Each whole 16x16 block's embedding gain (blocks down, blocks across) from the luma plane of its area
-    (texture masking, see TEX_REF); the mean squared gain of the ``inside`` blocks is at most 1."""
+    (texture masking, see TEX_REF); the mean squared gain of the ``inside`` blocks is at most 1, and so is
+    that of the ``within`` blocks (merge's whole-frame mark: the face's, so its PSNR holds too)."""
     nby, nbx = inside.shape
     area = np.ascontiguousarray(lum[: nby * BLOCK, : nbx * BLOCK])
     band = np.asarray(area - cv2.GaussianBlur(area, (0, 0), TEX_SIGMA), dtype=np.float32)
@@ -247,20 +254,24 @@ def texture_gain(lum: npt.NDArray[np.float32], inside: BoolArray) -> FloatArray:
         energy = cv2.GaussianBlur(energy, (0, 0), TEX_SPREAD)
     rms = np.sqrt(np.maximum(energy, 0.0))
     gain = np.clip(rms.astype(np.float64) / TEX_REF, GAIN_MIN, GAIN_MAX)
-    if inside.any():
-        gain /= max(1.0, float(np.sqrt(np.mean(gain[inside] ** 2))))
+    for sel in (inside, within):
+        if sel is not None and sel.any():
+            gain /= max(1.0, float(np.sqrt(np.mean(gain[sel] ** 2))))
     out: FloatArray = gain
     return out
 
 
 def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDArray[np.generic] | None = None,
-          inplace: bool = False, strength: float = 1.0, frame: int = 0, texture: bool = False) -> Image:
+          inplace: bool = False, strength: float = 1.0, frame: int = 0, texture: bool = False,
+          within: npt.NDArray[np.generic] | None = None) -> Image:
     """A copy of the RGB uint8 frame carrying the 64 payload bits (``inplace``: the frame itself, changed).
 
     ``region`` (H x W, nonzero = may change): only 16x16 blocks lying wholly inside it are changed,
     every other pixel stays exactly as it was. ``strength`` scales the margin and the cap. ``frame``: the
     frame's index in its video (it picks the layout). ``texture``: scale each block's change by its
-    texture_gain (texture masking; merge's whole-frame mark), else the same strength everywhere.
+    texture_gain (texture masking; merge's whole-frame mark), else the same strength everywhere; ``within``
+    (H x W, with ``texture``): a region (the swapped faces) whose blocks get no more energy than a uniform
+    mark's either.
     """
     bits = check_embed_args(rgb, payload_bits, strength, 4.0)
     h, w = rgb.shape[:2]
@@ -290,7 +301,10 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     sel = np.broadcast_to(inside[:, :, None], coeffs.shape)
     limit = CLIP * np.median(np.abs(coeffs[inside]), axis=0)  # (K,), as the reader clips
     # Only the slots inside the region take part (the others do not move).
-    gain = np.broadcast_to((texture_gain(lum, inside) if texture else np.ones(inside.shape))[:, :, None],
+    near = None
+    if texture and within is not None:  # the blocks the region touches
+        near = _blocks_touched(within, y0, x0, nby, nbx)
+    gain = np.broadcast_to((texture_gain(lum, inside, near) if texture else np.ones(inside.shape))[:, :, None],
                            coeffs.shape)
     g_in, c_in, s_in, a_in = group[sel], coeffs[sel], sigma[sel], gain[sel]
     l_in = np.broadcast_to(limit, coeffs.shape)[sel]
