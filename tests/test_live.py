@@ -312,7 +312,10 @@ def test_stream_input(tiny_model: Path, tmp_path: Path) -> None:
         s = run_live(tiny_model, url, str(out), LiveOptions(max_frames=8, model_threads=1, stats_every=0))
     finally:
         server.shutdown()
-    assert s.source == url and s.frames_out == 8 and s.faces == 8
+    # a stream comes as fast as the server sends it: how many frames the pipeline takes before the clip's 216
+    # have arrived depends on the machine's speed (the rest are dropped, as a live source's are); up to 8
+    assert s.source == url and 3 <= s.frames_out <= 8 and s.faces == s.frames_out
+    assert s.frames_out == 8 or s.dropped > 0
     assert probe_video(out).frame_count == s.source_frames  # a live source: frames it sent too fast were dropped
 
 
