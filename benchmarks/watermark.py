@@ -1,8 +1,8 @@
 """How well the invisible watermark survives what sharing does to a video. Prints JSON.
 
     python benchmarks/watermark.py [--scheme 1|2 ...] [--frames 60] [--cache DIR] [--fp-frames 30]
-                                   [--attacks NAME ...] [--no-fp] [--faces-from attacked|dst] [--host merged|dst]
-                                   [--no-locate] [--fp-only] [--host merged|dst|swap] [--region frame|face]
+                                   [--attacks NAME ...] [--no-fp] [--faces-from attacked|dst]
+                                   [--host merged|dst|swap] [--region frame|face] [--no-locate] [--fp-only]
 
 Inputs (made once and kept in --cache, default /tmp/facelab_wm_bench): a tiny model (64 px DF, trained 2
 iterations on the bundled src/dst faces: the faces' pixels do not matter to the mark, the frames do) merges

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,14 +35,12 @@ class ProvenanceMarker:
     credentials: ContentCredentials | None = None
 
     def mark(self, rgb: U8, region: NDArray[np.generic] | None = None,
-             inplace: bool = False, frame: int = 0, where: str = "face") -> U8:
+             inplace: bool = False, frame: int = 0, where: Literal["face", "frame"] = "face") -> U8:
         """The frame with the invisible watermark (scheme 2, provenance.syncmark; payload: facelab + the
         model id). ``where`` (the merge option ``watermark_region``): "face" marks inside `region` (the
         swapped faces) when given, at the same strength everywhere, so the rest of the frame stays exactly
         as it was; "frame" marks the whole frame, each place by its texture (syncmark.texture_gain).
         ``inplace`` marks the given array itself (no copy). ``frame``: the frame's index in its video."""
-        if where not in ("face", "frame"):
-            raise ValueError(f"watermark region must be face or frame, got {where!r}")
         if where == "frame":
             return syncmark.embed(rgb, self.payload, inplace=inplace, frame=frame, texture=True, within=region)
         return syncmark.embed(rgb, self.payload, region=region, inplace=inplace, frame=frame)

@@ -90,9 +90,9 @@ SOFTEN = 1.2
 CLIP = 1.0  # values are clipped at CLIP x their median magnitude before summing
 # Texture masking (a just-noticeable-difference gain): each block's slots move by push x its gain, the
 # gain being the block's texture (the RMS of the luma's band above TEX_SIGMA px over the block, a little
-# of it spread to the neighbours: TEX_SPREAD blocks)
-# over TEX_REF, within GAIN_MIN..GAIN_MAX, then scaled down where needed so the marked blocks' mean squared
-# gain stays <= 1 (no more energy than a uniform mark: the face PSNR holds). Flat, smooth skin (the faces a
+# of it spread to the neighbours: TEX_SPREAD blocks) over TEX_REF, within GAIN_MIN..GAIN_MAX, then scaled
+# down where needed so the marked blocks' mean squared gain stays <= 1 (no more energy than a uniform
+# mark) and the swapped faces' <= WITHIN_ENERGY (their PSNR holds). Flat, smooth skin (the faces a
 # short training paints) gets a fraction, where a uniform mark shows as a mottled texture; eyes, brows,
 # lips, hair and real skin texture, which hide it and which codecs keep, get more. Measured on smooth
 # swapped and real faces: docs/provenance.md (the mark shows on smooth swapped faces).
@@ -229,15 +229,11 @@ def _luma(rgb: Image) -> npt.NDArray[np.float32]:
     return np.asarray(out, dtype=np.float32)
 
 
-def _blocks_inside(region: npt.NDArray[np.generic], y0: int, x0: int, nby: int, nbx: int) -> BoolArray:
-    inside = np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0
-    out: BoolArray = inside.reshape(nby, BLOCK, nbx, BLOCK).all(axis=(1, 3))
-    return out
-
-
-def _blocks_touched(region: npt.NDArray[np.generic], y0: int, x0: int, nby: int, nbx: int) -> BoolArray:
-    touched = np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0
-    out: BoolArray = touched.reshape(nby, BLOCK, nbx, BLOCK).any(axis=(1, 3))
+def _blocks_inside(region: npt.NDArray[np.generic], y0: int, x0: int, nby: int, nbx: int,
+                   wholly: bool = True) -> BoolArray:
+    """The 16x16 blocks of the grid at (y0, x0) lying wholly inside the region (``wholly=False``: touching it)."""
+    inside = (np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0).reshape(nby, BLOCK, nbx, BLOCK)
+    out: BoolArray = inside.all(axis=(1, 3)) if wholly else inside.any(axis=(1, 3))
     return out
 
 
@@ -305,11 +301,11 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     sel = np.broadcast_to(inside[:, :, None], coeffs.shape)
     limit = CLIP * np.median(np.abs(coeffs[inside]), axis=0)  # (K,), as the reader clips
     # Only the slots inside the region take part (the others do not move).
-    near = None
-    if texture and within is not None:  # the blocks the region touches
-        near = _blocks_touched(within, y0, x0, nby, nbx)
-    gain = np.broadcast_to((texture_gain(lum, inside, near) if texture else np.ones(inside.shape))[:, :, None],
-                           coeffs.shape)
+    gain2d = np.ones(inside.shape)
+    if texture:
+        near = None if within is None else _blocks_inside(within, y0, x0, nby, nbx, wholly=False)
+        gain2d = texture_gain(lum, inside, near)
+    gain = np.broadcast_to(gain2d[:, :, None], coeffs.shape)
     g_in, c_in, s_in, a_in = group[sel], coeffs[sel], sigma[sel], gain[sel]
     l_in = np.broadcast_to(limit, coeffs.shape)[sel]
     counts = np.maximum(np.bincount(g_in, minlength=CODED_BITS + 1), 1)

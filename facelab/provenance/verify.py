@@ -109,9 +109,9 @@ MAX_FACE_READERS = 3
 class _Reading:
     """Both schemes' readings of a file's frames: scheme 2 (all frames' faces together, synchronised, the
     whole frame where no face is found; failing that, the whole frames; then read where the pilot locates
-    the mark, blind; then
-    each of the first MAX_FACE_READERS faces from the left on its own, for frames holding swapped and
-    untouched faces, e.g. a side-by-side comparison) and scheme 1 (each frame's soft bits, voted).
+    the mark, blind; then each of the first MAX_FACE_READERS faces from the left on its own, for frames
+    holding swapped and untouched faces, e.g. a side-by-side comparison) and scheme 1 (each frame's soft
+    bits, voted).
 
     Decodes that could pass the magic and CRC check by chance (2**-24 each): scheme 2's reading of all
     faces at most 6 (best offset and offset 0, each in the faces, in the whole frames (merge's default
