@@ -481,6 +481,24 @@ def test_v2_located_reading_never_decodes_unmarked(attacks: Any) -> None:
             assert not reader.read_best().found, attack
 
 
+def test_v2_rotation_search_reads_a_turned_video(attacks: Any, v2_clip: Any, payload: np.ndarray) -> None:
+    """The bundled clip marked as merge marks it (the whole frame, texture-masked), turned about its centre
+    and through H.264 CRF 23: the synchronisation (shifts only) and the located reading miss it, the
+    rotation search finds it at the nearest searched angle."""
+    frames, regions, _ = v2_clip
+    marked = [sm.embed(rgb, payload, frame=i, texture=True, within=r)
+              for i, (rgb, r) in enumerate(zip(frames[:V2_FRAMES], regions, strict=False))]
+    h, w = frames[0].shape[:2]
+    for degrees, expected in ((2.0, 2.0), (-2.6, -3.0)):
+        mat = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+        turned = [cv2.warpAffine(m, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) for m in marked]
+        reader = _whole_reader(attacks["h264_crf23"](turned))
+        assert not reader.read().found and not reader.read_located().found, degrees
+        res = reader.read_best()
+        assert res.found and np.array_equal(res.bits, payload), degrees
+        assert res.rotation == expected and res.located is None, degrees
+
+
 def test_verify_reads_v2_video(tmp_path: Path, v2_clip: Any, payload: np.ndarray) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -109,14 +109,14 @@ MAX_FACE_READERS = 3
 class _Reading:
     """Both schemes' readings of a file's frames: scheme 2 (all frames' faces together, synchronised, the
     whole frame where no face is found; failing that, the whole frames; then read where the pilot locates
-    the mark, blind; then each of the first MAX_FACE_READERS faces from the left on its own, for frames
-    holding swapped and untouched faces, e.g. a side-by-side comparison) and scheme 1 (each frame's soft
-    bits, voted).
+    the mark, blind; then the whole frames turned back by the angle the pilot prefers (a rotated video);
+    then each of the first MAX_FACE_READERS faces from the left on its own, for frames holding swapped and
+    untouched faces, e.g. a side-by-side comparison) and scheme 1 (each frame's soft bits, voted).
 
     Decodes that could pass the magic and CRC check by chance (2**-24 each): scheme 2's reading of all
-    faces at most 6 (best offset and offset 0, each in the faces, in the whole frames (merge's default
-    mark covers the frame) and located), each single-face reading at most 2, scheme 1's 1: at most 13 per
-    file, 7 for a file with at most one face per frame."""
+    faces at most 8 (best offset and offset 0, each in the faces, in the whole frames (merge's default
+    mark covers the frame), located and turned back), each single-face reading at most 2, scheme 1's 1: at
+    most 15 per file, 9 for a file with at most one face per frame."""
 
     def __init__(self) -> None:
         self.faces = FaceRegions()
