@@ -481,6 +481,23 @@ def test_v2_located_reading_never_decodes_unmarked(attacks: Any) -> None:
             assert not reader.read_best().found, attack
 
 
+def test_v2_read_best_reads_the_whole_frames_every_time(v2_clip: Any, payload: np.ndarray) -> None:
+    """Frames marked whole but for their faces (the faces put back unmarked), read with the face regions: the
+    faces' reading fails, the whole frames' decodes, and a second reading (the whole frames now cached, as
+    the benchmark's frames-needed votes read) still reads them."""
+    frames, regions, _ = v2_clip
+    reader = sm.VideoReader()
+    for i, (rgb, region) in enumerate(zip(frames[:V2_FRAMES], regions, strict=False)):
+        marked = sm.embed(rgb, payload, frame=i)
+        marked[region] = rgb[region]
+        reader.add(marked, region)
+    assert not reader.read().found
+    for _ in range(2):
+        for per_frame in (True, False):
+            res = reader.read_best(per_frame=per_frame)
+            assert res.found and np.array_equal(res.bits, payload) and res.located is None, per_frame
+
+
 def test_v2_rotation_search_reads_a_turned_video(attacks: Any, v2_clip: Any, payload: np.ndarray) -> None:
     """The bundled clip marked as merge marks it (the whole frame, texture-masked), turned about its centre
     and through H.264 CRF 23: the synchronisation (shifts only) and the located reading miss it, the

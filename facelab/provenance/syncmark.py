@@ -595,6 +595,7 @@ class VideoReader:
         self.frames: list[Frame] = []
         self._lumas: list[npt.NDArray[np.uint8]] = []
         self._whole: list[Frame | None] = []  # each frame folded whole (computed when first needed)
+        self._in_region: list[bool] = []  # was the frame added with a region?
         self._coeffs: dict[int, tuple[tuple[int, int], FloatArray]] = {}  # frame -> (grid phase, blocks)
 
     def add(self, rgb: Image, region: npt.NDArray[np.generic] | None = None) -> None:
@@ -604,6 +605,7 @@ class VideoReader:
         self.frames.append((sums, mags, pilot_scores(sums)))
         self._lumas.append(np.clip(np.rint(lum), 0, 255).astype(np.uint8))
         self._whole.append(self.frames[-1] if region is None else None)
+        self._in_region.append(region is not None)
 
     @staticmethod
     def _smoothed(frames: list[Frame]) -> list[FloatArray]:
@@ -773,7 +775,7 @@ class VideoReader:
         plain = self.read(first, per_frame)
         if plain.found:
             return plain
-        if any(w is None for w in self._whole[:first]):
+        if any(self._in_region[:first]):  # (not ``_whole``: filled in by the first whole reading)
             whole = self.read_whole(first, per_frame)
             if whole.found:
                 return whole
