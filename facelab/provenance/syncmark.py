@@ -38,7 +38,6 @@ Scheme ("facelab-sync-blocks", version 2)
   face and the frames, divided by the sum of their magnitudes; each frequency's slots are weighted by
   how well the pilot survived at that frequency (an attack that wipes out one frequency costs its weight,
   not the payload).
-
 * Rotation (``VideoReader.read_rotated``, verify's last try): the whole frames turned back by 1, 2 and 3
   degrees either way; the angle whose pilot is strongest on a few frames is decoded (two more decodes).
 
