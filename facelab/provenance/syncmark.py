@@ -494,11 +494,18 @@ Slots = list[tuple[FloatArray, FloatArray]]
 """Each frame's keyed slot values and magnitudes (slot_table order)."""
 
 
-def _voted(slots: Slots, offset: tuple[int, int], located: float | None) -> tuple[Reading, FloatArray]:
-    """The reading of the frames' slots summed (one decode), and the coefficient weights it used."""
+def _summed(slots: Slots) -> tuple[FloatArray, FloatArray, float]:
+    """The frames' slots summed: the coded bits' soft values and the pilot's (no decode), and the
+    coefficient weights they used."""
     vals, sizes = np.sum([v for v, _ in slots], axis=0), np.sum([z for _, z in slots], axis=0)
     weights = coefficient_weights(vals, sizes)
     soft, pilot = soft_values(vals, sizes, weights)
+    return soft, weights, pilot
+
+
+def _voted(slots: Slots, offset: tuple[int, int], located: float | None) -> tuple[Reading, FloatArray]:
+    """The reading of the frames' slots summed (one decode), and the coefficient weights it used."""
+    soft, weights, pilot = _summed(slots)
     bits, info = _decision(soft)
     return Reading(found=info.valid, soft=soft, bits=bits, payload=info, offset=offset, pilot=pilot,
                    located=located), weights
@@ -654,13 +661,17 @@ class VideoReader:
         slots: Slots = []
         weights: FloatArray = np.ones(K)
         for offset in dict.fromkeys([self._sync(smoothed), (0, 0)]):
-            slots = [slot_values(sums, mags, oy, ox) for (sums, mags, _), (oy, ox)
-                     in zip(frames, self._offsets(smoothed, offset), strict=True)]
+            slots = self._slots(frames, smoothed, offset)
             reading, weights = _voted(slots, offset, None)
             if reading.found:
                 break
         assert reading is not None
         return _with_frames(reading, slots, weights) if per_frame else reading
+
+    def _slots(self, frames: list[Frame], smoothed: list[FloatArray], offset: tuple[int, int]) -> Slots:
+        """Each frame's slot values at the tile offset (moved by the layout each frame prefers)."""
+        return [slot_values(sums, mags, oy, ox) for (sums, mags, _), (oy, ox)
+                in zip(frames, self._offsets(smoothed, offset), strict=True)]
 
     def _whole_frames(self, n: int) -> list[Frame]:
         out = []
@@ -750,10 +761,7 @@ class VideoReader:
     def _pilot_at_sync(self, frames: list[Frame]) -> float:
         """The pilot's soft value at the offset the frames synchronise on (no decode)."""
         smoothed = self._smoothed(frames)
-        slots = [slot_values(sums, mags, oy, ox) for (sums, mags, _), (oy, ox)
-                 in zip(frames, self._offsets(smoothed, self._sync(smoothed)), strict=True)]
-        vals, sizes = np.sum([v for v, _ in slots], axis=0), np.sum([z for _, z in slots], axis=0)
-        return soft_values(vals, sizes, coefficient_weights(vals, sizes))[1]
+        return _summed(self._slots(frames, smoothed, self._sync(smoothed)))[2]
 
     def read_rotated(self, first: int | None = None, per_frame: bool = True) -> Reading:
         """``read_whole`` of the first ``first`` frames turned back by the angle of ROTATIONS whose pilot is
@@ -763,8 +771,11 @@ class VideoReader:
         if not n:
             raise ValueError("no frames to read")
         probe = sorted({int(i) for i in np.linspace(0, n - 1, min(n, ROTATION_PROBE)).round()})
-        angle = max(ROTATIONS, key=lambda a: self._pilot_at_sync([self._rotated_frame(i, a) for i in probe]))
-        reading = self._read_frames([self._rotated_frame(i, angle) for i in range(n)], per_frame)
+        turned = {a: {i: self._rotated_frame(i, a) for i in probe} for a in ROTATIONS}
+        angle = max(ROTATIONS, key=lambda a: self._pilot_at_sync(list(turned[a].values())))
+        chosen = turned[angle]  # the probe frames are folded at that angle already
+        frames = [chosen[i] if i in chosen else self._rotated_frame(i, angle) for i in range(n)]
+        reading = self._read_frames(frames, per_frame)
         return replace(reading, rotation=-angle)
 
     def read_best(self, first: int | None = None, per_frame: bool = True) -> Reading:
