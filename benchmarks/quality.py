@@ -72,6 +72,8 @@ PAIRS: dict[str, tuple[str, str]] = {
     "demo": ("samples:src.mp4", "samples:dst.mp4"),  # woman D (lp_d10) -> man H (lp_d18), 216 frames
     "d6-d9": ("shared:clips/lp_d6.mp4", "shared:clips/lp_d9.mp4"),  # woman B -> man C, glasses, 587 frames
     "d3-d12": ("shared:clips/lp_d3.mp4", "shared:clips/lp_d12.mp4"),  # woman A -> man E, glasses, 183 frames
+    # held out (added 2026-12-01, session 12, before any run): d3-d12 the other way round
+    "d12-d3": ("shared:clips/lp_d12.mp4", "shared:clips/lp_d3.mp4"),  # man E, glasses -> woman A
 }
 
 

@@ -89,6 +89,7 @@ MARGIN = 16.0  # wanted mean of a group's clipped, sign-corrected coefficient
 CAP = 21.0  # most a coefficient moves
 ROUNDS = 4
 SOFTEN = 1.2
+SOFTEN_KSIZE = 9  # the softening kernel's taps (+-3.3 sigma: within 0.01 of the untruncated Gaussian)
 CLIP = 1.0  # values are clipped at CLIP x their median magnitude before summing
 # Texture masking (a just-noticeable-difference gain): each block's slots move by push x its gain, the
 # gain being the block's texture (the RMS of the luma's band above TEX_SIGMA px over the block, a little
@@ -99,6 +100,7 @@ CLIP = 1.0  # values are clipped at CLIP x their median magnitude before summing
 # lips, hair and real skin texture, which hide it and which codecs keep, get more. Measured on smooth
 # swapped and real faces: docs/provenance.md (the mark shows on smooth swapped faces).
 TEX_SIGMA = 1.5
+TEX_KSIZE = 9  # the texture band's blur taps (+-2.7 sigma; the texture is a block average, a tail changes it by < 1%)
 TEX_SPREAD = 0.25
 TEX_REF = 3.0
 GAIN_MIN = 0.25
@@ -245,6 +247,24 @@ def _blocks_inside(region: npt.NDArray[np.generic], y0: int, x0: int, nby: int, 
     return out
 
 
+@lru_cache(maxsize=64)
+def _grid_tables(packed: bytes, by0: int, by1: int, bx0: int, bx1: int, shift: tuple[int, int]
+                 ) -> tuple[FloatArray, npt.NDArray[np.intp], FloatArray]:
+    """For the grid blocks by0..by1 x bx0..bx1 of a frame whose tiling starts at ``shift``: each slot's wanted
+    sign for the payload (packed bits), its embedding group (slot_groups) and each group's slot count
+    (at least 1), all blocks taking part. Cached: a video's frames share a few layouts."""
+    bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8))[:PAYLOAD_BITS].astype(np.bool_)
+    sy, sx = shift
+    rows = ((np.arange(by0, by1) - sy // BLOCK) % TILE_BLOCKS)[:, None]
+    cols = ((np.arange(bx0, bx1) - sx // BLOCK) % TILE_BLOCKS)[None, :]
+    sigma: FloatArray = np.ascontiguousarray(_wanted_signs(bits)[rows, cols])  # (nby, nbx, K)
+    group: npt.NDArray[np.intp] = np.ascontiguousarray(_slot_groups()[rows, cols])  # pilot: the last group
+    counts: FloatArray = np.maximum(np.bincount(group.reshape(-1), minlength=CODED_BITS + 1), 1).astype(np.float64)
+    for arr in (sigma, group, counts):
+        arr.setflags(write=False)
+    return sigma, group, counts
+
+
 def layout_shift(frame: int) -> tuple[int, int]:
     """Where frame ``frame``'s tiling starts (pixels, y and x): the layout changes every LAYOUT_FRAMES frames."""
     return SHIFTS[(max(frame, 0) // LAYOUT_FRAMES) % len(SHIFTS)]
@@ -256,7 +276,7 @@ def texture_gain(lum: npt.NDArray[np.float32], inside: BoolArray, within: BoolAr
     ``within`` blocks (merge's whole-frame mark: the face's, so its PSNR holds too) at most WITHIN_ENERGY."""
     nby, nbx = inside.shape
     area = np.ascontiguousarray(lum[: nby * BLOCK, : nbx * BLOCK])
-    band = np.asarray(area - cv2.GaussianBlur(area, (0, 0), TEX_SIGMA), dtype=np.float32)
+    band = np.asarray(area - cv2.GaussianBlur(area, (TEX_KSIZE, TEX_KSIZE), TEX_SIGMA), dtype=np.float32)
     energy = cv2.resize(band * band, (nbx, nby), interpolation=cv2.INTER_AREA)  # each block's mean
     if TEX_SPREAD > 0:  # a little of the neighbours' texture
         energy = cv2.GaussianBlur(energy, (0, 0), TEX_SPREAD)
@@ -301,43 +321,47 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     inside = np.ones((nby, nbx), dtype=np.bool_) if region is None else _blocks_inside(region, y0, x0, nby, nbx)
     if not inside.any():
         return out
-    sy, sx = layout_shift(frame)
-    rows = ((np.arange(by0, by1) - sy // BLOCK) % TILE_BLOCKS)[:, None]
-    cols = ((np.arange(bx0, bx1) - sx // BLOCK) % TILE_BLOCKS)[None, :]
-    sigma = _wanted_signs(bits)[rows, cols]  # (nby, nbx, K)
-    group = _slot_groups()[rows, cols]  # pilot: the last group
-    sel = np.broadcast_to(inside[:, :, None], coeffs.shape)
-    limit = CLIP * np.median(np.abs(coeffs[inside]), axis=0)  # (K,), as the reader clips
-    # Only the slots inside the region take part (the others do not move).
+    sigma, group, counts = _grid_tables(np.packbits(bits).tobytes(), by0, by1, bx0, bx1, layout_shift(frame))
+    whole = bool(inside.all())
+    if whole:  # every slot takes part: flat views, no boolean gathers
+        c_in, s_in, g_in = coeffs.reshape(-1), sigma.reshape(-1), group.reshape(-1)
+        limit = CLIP * np.median(np.abs(coeffs.reshape(-1, K)), axis=0)  # (K,), as the reader clips
+    else:  # only the slots inside the region take part (the others do not move)
+        sel3 = np.broadcast_to(inside[:, :, None], coeffs.shape)
+        c_in, s_in, g_in = coeffs[sel3], sigma[sel3], group[sel3]
+        limit = CLIP * np.median(np.abs(coeffs[inside]), axis=0)
+        counts = np.maximum(np.bincount(g_in, minlength=CODED_BITS + 1), 1)
     gain2d = np.ones(inside.shape)
     if texture:
         near = None if within is None else _blocks_inside(within, y0, x0, nby, nbx, wholly=False)
         gain2d = texture_gain(lum, inside, near)
     gain = np.broadcast_to(gain2d[:, :, None], coeffs.shape)
-    g_in, c_in, s_in, a_in = group[sel], coeffs[sel], sigma[sel], gain[sel]
-    l_in = np.broadcast_to(limit, coeffs.shape)[sel]
-    counts = np.maximum(np.bincount(g_in, minlength=CODED_BITS + 1), 1)
+    a_in = gain.reshape(-1) if whole else gain[sel3]
+    l_in = np.tile(limit, nby * nbx) if whole else np.broadcast_to(limit, coeffs.shape)[sel3]
     # Every slot moves BASE x its block's gain its bit's way; groups whose clipped mean is still short of
     # MARGIN move further, each slot by its gain (a few rounds: a move does nothing to a value still beyond
     # the clip).
     push = np.full(CODED_BITS + 1, BASE * strength)
+    sa_in = s_in * a_in
     for _ in range(ROUNDS):
-        stat = s_in * np.clip(c_in + s_in * push[g_in] * a_in, -l_in, l_in)
+        stat = s_in * np.clip(c_in + sa_in * push[g_in], -l_in, l_in)
         mean = np.bincount(g_in, weights=stat, minlength=CODED_BITS + 1) / counts
         push = np.minimum(push + np.maximum(MARGIN * strength - mean, 0.0), CAP * strength)
-    delta = sigma * push[group] * gain * sel
+    delta = sigma * push[group] * gain
+    if not whole:
+        delta *= inside[:, :, None]
     dy = (delta.astype(np.float32) @ _BASIS_FLAT32.T).reshape(nby, nbx, BLOCK, BLOCK).transpose(0, 2, 1, 3)
     # The luma change is added equally to R, G and B (Y changes by exactly that, chroma not at all).
     # Softened (Gaussian, sigma SOFTEN px) so block edges leave no step a viewer could see as a grid.
-    soft = np.asarray(cv2.GaussianBlur(np.ascontiguousarray(dy.reshape(nby * BLOCK, nbx * BLOCK)), (0, 0), SOFTEN),
-                      dtype=np.float32)
+    soft = np.asarray(cv2.GaussianBlur(np.ascontiguousarray(dy.reshape(nby * BLOCK, nbx * BLOCK)),
+                                       (SOFTEN_KSIZE, SOFTEN_KSIZE), SOFTEN), dtype=np.float32)
     if region is not None:
         soft *= np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0
     # area + rint(soft), saturated to 0..255: a saturating add of the positive part and subtraction of the
-    # negative part (uint8 arithmetic, several times faster than widening the three channels to int16).
-    step = np.rint(soft)
-    up = cv2.cvtColor(np.clip(step, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
-    down = cv2.cvtColor(np.clip(-step, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    # negative part (uint8 arithmetic, several times faster than widening the three channels to int16), each
+    # part rounded and saturated to uint8 by convertScaleAbs.
+    up = cv2.cvtColor(cv2.convertScaleAbs(cv2.threshold(soft, 0, 0, cv2.THRESH_TOZERO)[1]), cv2.COLOR_GRAY2RGB)
+    down = cv2.cvtColor(cv2.convertScaleAbs(cv2.threshold(soft, 0, 0, cv2.THRESH_TOZERO_INV)[1]), cv2.COLOR_GRAY2RGB)
     out[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] = cv2.subtract(cv2.add(np.ascontiguousarray(area), up), down)
     return out
 
