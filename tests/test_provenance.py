@@ -35,7 +35,7 @@ from facelab.provenance.record import (
     write_sidecar,
     write_video_record,
 )
-from facelab.provenance.verify import report_lines, verify
+from facelab.provenance.verify import _how_read, report_lines, verify
 
 REPO = Path(__file__).parents[1]
 DST = REPO / "samples" / "dst.mp4"
@@ -514,6 +514,8 @@ def test_v2_rotation_search_reads_a_turned_video(attacks: Any, v2_clip: Any, pay
         res = reader.read_best()
         assert res.found and np.array_equal(res.bits, payload), degrees
         assert res.rotation == expected and res.located is None, degrees
+        how = _how_read(res)  # what verify's report says
+        assert how is not None and f"back by {abs(expected):g} degrees" in how, how
 
 
 def test_verify_reads_v2_video(tmp_path: Path, v2_clip: Any, payload: np.ndarray) -> None:
@@ -555,6 +557,7 @@ def test_verify_locates_a_mark_away_from_the_faces(tmp_path: Path, v2_clip: Any,
     report = verify(out)
     assert report.watermark_found and report.payload_hex == wm.payload_hex(payload)
     assert report.watermark_scheme == f"{sm.SCHEME}/{sm.SCHEME_VERSION}"
+    assert any(note.startswith("watermark read where it was located") for note in report.notes), report.notes
 
 
 # not met by scheme 2 on this clip (60 frames): docs/provenance.md, What survives what

@@ -106,6 +106,17 @@ def _frame_soft(rgb: Image, regions: list[BoolArray]) -> FloatArray:
 MAX_FACE_READERS = 3
 
 
+def _how_read(reading: syncmark.Reading) -> str | None:
+    """A note for the report when the mark was found only after undoing a change the file went through."""
+    if reading.rotation:
+        return (f"watermark read after turning the frames back by {abs(reading.rotation):g} degrees "
+                f"({'counter-' if reading.rotation > 0 else ''}clockwise): the video was rotated after marking")
+    if reading.located is not None:
+        return (f"watermark read where it was located ({reading.located:.0%} of the frame): the video was "
+                "cropped, shifted or partly covered after marking")
+    return None
+
+
 class _Reading:
     """Both schemes' readings of a file's frames: scheme 2 (all frames' faces together, synchronised, the
     whole frame where no face is found; failing that, the whole frames; then read where the pilot locates
@@ -123,6 +134,7 @@ class _Reading:
         self.v2 = syncmark.VideoReader()
         self.v2_faces = [syncmark.VideoReader() for _ in range(MAX_FACE_READERS)]
         self.v1: list[FloatArray] = []
+        self.how: str | None = None  # a note on how scheme 2's mark was found, when not in the usual place
 
     def add(self, rgb: Image) -> None:
         landmarks = sorted(self.faces.landmarks(rgb), key=lambda pts: float(np.mean(pts[:, 0])))
@@ -140,6 +152,7 @@ class _Reading:
                 continue
             new = reader.read_best() if reader is self.v2 else reader.read()
             if new.found:
+                self.how = _how_read(new)
                 return (True, new.confidence, sum(new.frames_found), new.payload.model_prefix,
                         wm.payload_hex(new.bits), f"{syncmark.SCHEME}/{syncmark.SCHEME_VERSION}")
         det = wm.detection_from_soft(wm.mean_soft(self.v1))
@@ -198,6 +211,8 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
     checked = len(reading.v1)
     if checked:
         found, confidence, marked, prefix, hex_payload, scheme = reading.result()
+        if reading.how is not None:
+            notes.append(reading.how)
     record: ProvenanceRecord | None = None
     source: RecordSource | None = None
     try:
