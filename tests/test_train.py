@@ -225,3 +225,33 @@ def test_rotating_backups_and_target_iteration(sample_faces: tuple[Path, Path], 
     assert backups == ["it_00000003", "it_00000004"]
     restored = load_checkpoint(model / "backups" / "it_00000003")
     assert restored is not None and restored.state.iteration == 3
+
+
+def test_lr_decay_lowers_the_rate_over_the_budget_and_a_resumed_run_goes_on(sample_faces: tuple[Path, Path],
+                                                                           tmp_path: Path) -> None:
+    """lr_decay 0.5: the rate falls linearly to a tenth over the last half of the budget, measured on the
+    model's own iterations, so a run resumed with the rest of a budget continues the schedule."""
+    src, dst = sample_faces
+
+    def rates(iterations: int) -> list[float]:
+        t = Trainer(tmp_path / "m", tiny(lr_decay=0.5), src, dst)
+        seen: list[float] = []
+        step = t.step
+
+        def spy(s: Any, d: Any) -> Any:
+            out = step(s, d)
+            seen.append(t.opt.param_groups[0]["lr"])
+            return out
+
+        t.step = spy  # type: ignore[method-assign]
+        try:
+            t.train(iterations=iterations)
+        finally:
+            t.close()
+        return seen
+
+    lr = TINY["lr"]
+    # the budget ends at 4: progress 0, 1/4, 1/2, 3/4 at the four steps
+    assert rates(4) == pytest.approx([lr, lr, lr, lr * (1 - 0.9 * 0.5)])
+    # resumed at 4 with 4 more: the budget ends at 8, progress 1/2 .. 7/8
+    assert rates(4) == pytest.approx([lr * (1 - 0.9 * f) for f in (0.0, 0.25, 0.5, 0.75)])

@@ -51,6 +51,9 @@ class TrainOptions(BaseModel):
     clipgrad: bool = Field(False, description="clip the gradient norm to 1")
     lr_warmup: int = Field(0, ge=0, le=1_000_000, description="raise the learning rate linearly over the first N "
                            "iterations of the model (0: off)")
+    lr_decay: float = Field(0.0, ge=0, lt=1, description="over this last share of a run's budget (its iterations or "
+                            "minutes, counted from the model's start), lower the learning rate linearly to a tenth "
+                            "(0: off)")
     precision: Precision = Field("fp32", description="fp32, bf16 (autocast) or fp16 (autocast + loss scaling)")
     compile: bool = Field(False, description="torch.compile the model")
 

@@ -48,6 +48,7 @@ from facelab.train.samples import FaceSampleDataset, FaceSet, SampleOptions, inf
 from facelab.train.step import SideBatch, side_loss, style_terms
 
 PREVIEW_ROWS = 4
+LR_DECAY_DROP = 0.9  # lr_decay lowers the learning rate by this share of lr at the end of the budget
 # runs.jsonl: one line per start and end of a training run in the model folder (the studio's resume marks
 # and its view of a run started in another terminal); metrics.jsonl keeps its rows of numbers only
 RUNS_FILE = "runs.jsonl"
@@ -137,6 +138,8 @@ class Trainer:
         self.preview_batch: tuple[Tensor, Tensor] | None = None  # built on the first preview
         self.losses = LossWindow()
         self._stop = False
+        self._budget: tuple[int | None, float | None] = (None, None)  # this run's end: (iteration, elapsed_s)
+        self._progress = 0.0  # through the budget, 0..1 (lr_decay)
 
     # -- setup: process, data, networks, state ------------------------------------------------------
 
@@ -285,10 +288,10 @@ class Trainer:
         0-d tensors on the device (reading them on the host waits for the device)."""
         o = self.opts
         styled = o.face_style_power > 0 or o.bg_style_power > 0
-        if o.lr_warmup:
-            scale = min(1.0, (self.state.iteration + 1) / o.lr_warmup)
+        if o.lr_warmup or o.lr_decay:
+            lr = self.learning_rate()
             for group in self.opt.param_groups:
-                group["lr"] = o.lr * scale
+                group["lr"] = lr
         with autocast(self.device, o.precision):
             out = self.model(s.warped, d.warped, swap=styled)
         src_rec, src_mask = side_loss(out.src_rec.float(), out.src_mask.float(), s, o, self.features)
@@ -365,16 +368,40 @@ class Trainer:
             stop = True
         if self.opts.target_iteration and self.state.iteration >= self.opts.target_iteration:
             stop = True
-        if self.ddp:  # every rank stops at the same iteration
-            flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+        progress = self._budget_progress()
+        if self.ddp:  # every rank stops at the same iteration, and decays its learning rate alike
+            flag = torch.tensor([1.0 if stop else 0.0, progress], device=self.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop = bool(flag.item() > 0)
+            stop, progress = bool(flag[0].item() > 0), float(flag[1].item())
+        self._progress = progress
         return stop
+
+    def _budget_progress(self) -> float:
+        """How far this run is through its budget (0..1): its iterations (the model's own count, so a run
+        resumed with the rest of a budget goes on where it stopped) or minutes of training time, whichever
+        is further; 0 with no budget."""
+        end_it, end_s = self._budget
+        done = [self.state.iteration / end_it] if end_it else []
+        if end_s:
+            done.append(self.state.elapsed_s / end_s)
+        return min(1.0, max(done, default=0.0))
+
+    def learning_rate(self) -> float:
+        """The learning rate of the next step: ``lr``, raised over the first ``lr_warmup`` iterations and
+        lowered linearly to a tenth over the last ``lr_decay`` share of the run's budget."""
+        o = self.opts
+        scale = min(1.0, (self.state.iteration + 1) / o.lr_warmup) if o.lr_warmup else 1.0
+        if o.lr_decay > 0:
+            into = (self._progress - (1.0 - o.lr_decay)) / o.lr_decay
+            scale *= 1.0 - LR_DECAY_DROP * min(1.0, max(0.0, into))
+        return o.lr * scale
 
     def train(self, iterations: int | None = None, minutes: float | None = None,
               on_status: Callable[[Status], None] | None = None) -> ModelState:
         o = self.opts
         deadline = time.monotonic() + minutes * 60 if minutes is not None else None
+        end_it = self.state.iteration + iterations if iterations is not None else o.target_iteration or None
+        self._budget = (end_it, self.state.elapsed_s + minutes * 60 if minutes is not None else None)
         old_handler = None
         if self.is_main and _in_main_thread():
             old_handler = signal.signal(signal.SIGINT, self._on_sigint)
