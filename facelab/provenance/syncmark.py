@@ -247,7 +247,7 @@ def _blocks_inside(region: npt.NDArray[np.generic], y0: int, x0: int, nby: int, 
     return out
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # a whole 4K frame's tables take about 2 MB
 def _grid_tables(packed: bytes, by0: int, by1: int, bx0: int, bx1: int, shift: tuple[int, int]
                  ) -> tuple[FloatArray, npt.NDArray[np.intp], FloatArray]:
     """For the grid blocks by0..by1 x bx0..bx1 of a frame whose tiling starts at ``shift``: each slot's wanted
