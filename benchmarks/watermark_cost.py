@@ -12,8 +12,9 @@ For each model size (``tiny64``: the 64 px DF model of benchmarks/watermark.py, 
   On a machine shared with other jobs this is the figure to trust: waiting for a core costs no CPU time.
 * wall time: the merge's loop time (first frame read to last written) over the frames, best of --repeats.
 
-The marking time is ``syncmark.embed`` on the merged frames as merge.jobs marks them (``--region``:
-frame, the default, the whole frame texture-masked; face: inside the merge's masks; one thread), the best
+The marking time is ``syncmark.embed`` on the merged frames as merge.jobs marks them (one OpenCV thread, as
+in merge's workers; ``--region``:
+frame, the default, the whole frame texture-masked; face: inside the merge's masks), the best
 of the passes run between the merges, in CPU and wall time. The share is marking /
 merge per frame, on each clock.
 """
@@ -118,13 +119,18 @@ def mark_once(cache: Path, name: str) -> tuple[float, float]:
     frames = [read_image_rgb(p) for p in paths]
     masks = [cv2.imread(str(out / "masks" / p.name), cv2.IMREAD_GRAYSCALE) for p in paths]
     payload = make_payload("3f9a6c01be" + "5d" * 27)
-    c0, t0 = time.process_time(), time.perf_counter()
-    for i, (rgb, mask) in enumerate(zip(frames, masks, strict=True)):
-        if REGION == "frame":
-            syncmark.embed(rgb, payload, frame=i, texture=True, within=mask)
-        else:
-            syncmark.embed(rgb, payload, region=mask, frame=i)
-    return (time.process_time() - c0) / len(frames), (time.perf_counter() - t0) / len(frames)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # as merge.jobs' workers run it
+    try:
+        c0, t0 = time.process_time(), time.perf_counter()
+        for i, (rgb, mask) in enumerate(zip(frames, masks, strict=True)):
+            if REGION == "frame":
+                syncmark.embed(rgb, payload, frame=i, texture=True, within=mask)
+            else:
+                syncmark.embed(rgb, payload, region=mask, frame=i)
+        return (time.process_time() - c0) / len(frames), (time.perf_counter() - t0) / len(frames)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def main() -> None:
