@@ -253,11 +253,10 @@ def _grid_tables(packed: bytes, by0: int, by1: int, bx0: int, bx1: int, shift: t
     """For the grid blocks by0..by1 x bx0..bx1 of a frame whose tiling starts at ``shift``: each slot's wanted
     sign for the payload (packed bits), its embedding group (slot_groups) and each group's slot count
     (at least 1), all blocks taking part. Cached: a video's frames share a few layouts."""
-    bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8))[:PAYLOAD_BITS].astype(np.bool_)
     sy, sx = shift
     rows = ((np.arange(by0, by1) - sy // BLOCK) % TILE_BLOCKS)[:, None]
     cols = ((np.arange(bx0, bx1) - sx // BLOCK) % TILE_BLOCKS)[None, :]
-    sigma: FloatArray = np.ascontiguousarray(_wanted_signs(bits)[rows, cols])  # (nby, nbx, K)
+    sigma: FloatArray = np.ascontiguousarray(_wanted_signs_cached(packed)[rows, cols])  # (nby, nbx, K)
     group: npt.NDArray[np.intp] = np.ascontiguousarray(_slot_groups()[rows, cols])  # pilot: the last group
     counts: FloatArray = np.maximum(np.bincount(group.reshape(-1), minlength=CODED_BITS + 1), 1).astype(np.float64)
     for arr in (sigma, group, counts):
