@@ -1,7 +1,8 @@
 """Swap quality of training variants at the same budget, on one or more src/dst pairs. Prints JSON.
 
     python benchmarks/quality.py [--iterations 1000 | --minutes M] [--preset demo] [--pairs demo,d6-d9,d3-d12]
-        [--models df,liae,liae-tf,liae-gan,wf-scratch,scratch,prior,prior-perc,prior-em,prior-um,prior-mm,prior-lrd]
+        [--models df,liae,liae-tf,liae-gan,wf-scratch,scratch,prior,prior-perc,prior-em,prior-um,prior-mm,prior-lrd,
+                  prior-wo]
         [--merge-extra KEY=VALUE,...]
         [--src SRC --dst DST (the pair "custom")] [--workspace quality_workspace] [--frames 100] [--table FILE]
 
@@ -65,6 +66,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "prior-um": ("preset, prior + mouth-balanced sampling", {"uniform_mouth": True}),
     "prior-mm": ("preset, prior + src's mouths matched halfway to dst's", {"mouth_match": 0.5}),
     "prior-lrd": ("preset, prior + learning rate down to a tenth over the budget's last half", {"lr_decay": 0.5}),
+    "prior-wo": ("preset, prior + random warp off over the budget's last quarter", {"warp_off": 0.25}),
 }
 # Named src -> dst pairs: the demo pair ships in samples/; the others are read from the shared data folder
 # (../shared/data or $FACELAB_TEST_DATA). None of them was used to tune a default by hand except "demo"

@@ -227,6 +227,37 @@ def test_rotating_backups_and_target_iteration(sample_faces: tuple[Path, Path], 
     assert restored is not None and restored.state.iteration == 3
 
 
+def test_warp_off_trains_the_budgets_last_share_on_unwarped_faces_and_a_resumed_run_goes_on(
+        sample_faces: tuple[Path, Path], tmp_path: Path) -> None:
+    """warp_off 0.5: the network sees randomly warped faces over the first half of the budget and the faces
+    as they are (input = target) over the last half, counted on the model's own iterations; runs.jsonl notes
+    the switch."""
+    src, dst = sample_faces
+
+    def warped(iterations: int) -> list[bool]:
+        t = Trainer(tmp_path / "m", tiny(warp_off=0.5), src, dst)
+        seen: list[bool] = []
+        step = t.step
+
+        def spy(s: Any, d: Any) -> Any:
+            seen.append(not torch.equal(s.warped, s.target) and not torch.equal(d.warped, d.target))
+            return step(s, d)
+
+        t.step = spy  # type: ignore[method-assign]
+        try:
+            t.train(iterations=iterations)
+        finally:
+            t.close()
+        return seen
+
+    # the budget ends at 4: progress 0, 1/4, 1/2, 3/4 at the four steps
+    assert warped(4) == [True, True, False, False]
+    # resumed at 4 with 4 more: the budget ends at 8, progress 1/2 .. 7/8 from the first step
+    assert warped(4) == [False, False, False, False]
+    events = [json.loads(line)["event"] for line in (tmp_path / "m" / "runs.jsonl").read_text().splitlines()]
+    assert events == ["start", "warp", "end", "start", "warp", "end"]
+
+
 def test_lr_decay_lowers_the_rate_over_the_budget_and_a_resumed_run_goes_on(sample_faces: tuple[Path, Path],
                                                                            tmp_path: Path) -> None:
     """lr_decay 0.5: the rate falls linearly to a tenth over the last half of the budget, measured on the

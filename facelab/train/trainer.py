@@ -50,7 +50,8 @@ from facelab.train.step import SideBatch, side_loss, style_terms
 PREVIEW_ROWS = 4
 LR_DECAY_DROP = 0.9  # lr_decay lowers the learning rate by this share of lr at the end of the budget
 # runs.jsonl: one line per start and end of a training run in the model folder (the studio's resume marks
-# and its view of a run started in another terminal); metrics.jsonl keeps its rows of numbers only
+# and its view of a run started in another terminal), and one where warp_off turns random warp off;
+# metrics.jsonl keeps its rows of numbers only
 RUNS_FILE = "runs.jsonl"
 RUNS_VERSION = 1
 
@@ -163,16 +164,25 @@ class Trainer:
         src_set = FaceSet(src_dir)
         dst_set = src_set if opts.pretrain else FaceSet(dst_dir)
         self.src_set, self.dst_set = src_set, dst_set
-        self.src_data = FaceSampleDataset(src_set, self._sample_options("src"),
+        self._make_loaders(warp=opts.random_warp)
+
+    def _make_loaders(self, warp: bool, seed_shift: int = 0) -> None:
+        """Each side's sample dataset and endless loader, with or without random warp (``seed_shift`` moves
+        the seeds, so loaders made again mid-run do not replay the first batches)."""
+        opts = self.opts
+        src_set, dst_set = self.src_set, self.dst_set
+        self.warping = warp
+        self.src_data = FaceSampleDataset(src_set, self._sample_options("src", warp),
                                           ct_reference=dst_set if opts.ct_mode != "none" else None)
-        self.dst_data = FaceSampleDataset(dst_set, self._sample_options("dst"))
+        self.dst_data = FaceSampleDataset(dst_set, self._sample_options("dst", warp))
         pin = self.device.type == "cuda"
         dist_arg = (self.rank, self.world) if self.ddp else None
         # src's mouth openings drawn towards dst's proportions (``mouth_match``; not when pretraining: one set)
         match = (dst_set.landmarks, opts.mouth_match) if opts.mouth_match > 0 and not opts.pretrain else None
-        self.src_loader = make_loader(self.src_data, self.batch, opts.workers, opts.seed, opts.uniform_yaw, pin,
+        seed = opts.seed + seed_shift
+        self.src_loader = make_loader(self.src_data, self.batch, opts.workers, seed, opts.uniform_yaw, pin,
                                       dist_arg, opts.uniform_mouth, match)
-        self.dst_loader = make_loader(self.dst_data, self.batch, opts.workers, opts.seed + 7919, opts.uniform_yaw,
+        self.dst_loader = make_loader(self.dst_data, self.batch, opts.workers, seed + 7919, opts.uniform_yaw,
                                       pin, dist_arg, opts.uniform_mouth)
 
     def _setup_nets(self) -> None:
@@ -244,13 +254,13 @@ class Trainer:
 
     # -- setup helpers ----------------------------------------------------------------------------
 
-    def _sample_options(self, side: Side) -> SampleOptions:
+    def _sample_options(self, side: Side, warp: bool) -> SampleOptions:
         """src samples flip with random_flip_src and take the colour transfer; each side (and rank) its own seed."""
         o = self.opts
         is_src = side == "src"
         return SampleOptions(resolution=o.resolution, face_type=o.face_type,
                              random_flip=o.random_flip_src if is_src else o.random_flip_dst,
-                             random_warp=o.random_warp, random_hsv_power=o.random_hsv_power,
+                             random_warp=warp, random_hsv_power=o.random_hsv_power,
                              ct_mode=o.ct_mode if is_src else "none", uniform_yaw=o.uniform_yaw,
                              uniform_mouth=o.uniform_mouth,
                              seed=o.seed * 1000 + (1 if is_src else 2) + 100 * self.rank)
@@ -386,6 +396,12 @@ class Trainer:
             done.append(self.state.elapsed_s / end_s)
         return min(1.0, max(done, default=0.0))
 
+    def _warp_due(self) -> bool:
+        """Whether this step's samples are randomly warped: ``random_warp``, until the last ``warp_off`` share
+        of the run's budget."""
+        o = self.opts
+        return o.random_warp and not (o.warp_off > 0 and self._progress >= 1.0 - o.warp_off)
+
     def learning_rate(self) -> float:
         """The learning rate of the next step: ``lr``, raised over the first ``lr_warmup`` iterations and
         lowered linearly to a tenth over the last ``lr_decay`` share of the run's budget."""
@@ -413,6 +429,11 @@ class Trainer:
         self._record_run("start", resumed=self.state.iteration > 0 or self.state.saved_at > 0)
         try:
             while not self._should_stop(run_its, iterations, deadline):
+                if self._warp_due() != self.warping:  # warp_off: the loaders are made again without warp
+                    self._make_loaders(self._warp_due(), seed_shift=self.state.iteration)
+                    src_it, dst_it = infinite(self.src_loader), infinite(self.dst_loader)
+                    if self.is_main:
+                        self._record_run("warp", random_warp=self.warping)
                 t0 = time.perf_counter()
                 sb, db = next(src_it), next(dst_it)
                 t1 = time.perf_counter()
@@ -513,7 +534,7 @@ class Trainer:
         append_line(self.model_dir / "metrics.jsonl", json.dumps(row))
 
     def _record_run(self, event: str, **extra: Any) -> None:
-        """A line of runs.jsonl: ``{"version", "event": "start"|"end", "iteration", "time", "pid", ...}``."""
+        """A line of runs.jsonl: ``{"version", "event": "start"|"end"|"warp", "iteration", "time", "pid", ...}``."""
         if not self.is_main:
             return
         row = {"version": RUNS_VERSION, "event": event, "iteration": self.state.iteration,
