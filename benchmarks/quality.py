@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py [--iterations 1000 | --minutes M] [--preset demo] [--pairs demo,d6-d9,d3-d12]
         [--models df,liae,liae-tf,liae-gan,wf-scratch,scratch,prior,prior-perc,prior-em,prior-um,prior-mm,prior-lrd,
-                  prior-wo]
+                  prior-wo,scratch-128]
         [--merge-extra KEY=VALUE,...]
         [--src SRC --dst DST (the pair "custom")] [--workspace quality_workspace] [--frames 100] [--table FILE]
 
@@ -67,6 +67,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "prior-mm": ("preset, prior + src's mouths matched halfway to dst's", {"mouth_match": 0.5}),
     "prior-lrd": ("preset, prior + learning rate down to a tenth over the budget's last half", {"lr_decay": 0.5}),
     "prior-wo": ("preset, prior + random warp off over the budget's last quarter", {"warp_off": 0.25}),
+    "scratch-128": ("preset at 128 px with 16-channel encoder and decoders (FLOPs: 1.14x), from scratch",
+                    {"from_scratch": True, "resolution": 128, "e_dims": 16, "d_dims": 16, "d_mask_dims": 8}),
 }
 # Named src -> dst pairs: the demo pair ships in samples/; the others are read from the shared data folder
 # (../shared/data or $FACELAB_TEST_DATA). None of them was used to tune a default by hand except "demo"

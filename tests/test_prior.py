@@ -188,6 +188,20 @@ def test_pretrain_cli(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_pretraining_keeps_the_random_warp_the_demo_preset_turns_off_at_the_end(tmp_path: Path) -> None:
+    """The demo preset trains its last quarter without random warp; a prior pretrained with it keeps the warp
+    to the end unless --warp-off is given."""
+    from facelab.cli.pretrain import PRETRAIN_DEFAULTS
+    from facelab.cli.train import resolve_options
+
+    assert TrainOptions.model_validate(PRESETS["demo"]).warp_off == 0.25
+    base = {**PRETRAIN_DEFAULTS, "pretrain": True}
+    opts, stored = resolve_options(tmp_path / "new", "demo", None, base)
+    assert stored is None and opts.warp_off == 0.0 and opts.random_warp and opts.resolution == 64
+    opts, _ = resolve_options(tmp_path / "new", "demo", None, {**base, "warp_off": 0.1})
+    assert opts.warp_off == 0.1
+
+
 def test_the_demo_preset_has_a_shipped_prior() -> None:
     demo = TrainOptions.model_validate(PRESETS["demo"])
     found = find_prior(demo)

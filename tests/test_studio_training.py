@@ -74,11 +74,13 @@ def test_status_series_and_resume_mark_of_a_real_run(resumed_workspace: Layout) 
     assert {"src_loss", "dst_loss", "mask_loss", "total"} <= set(series["series"])
     assert series["iterations"][-1] == total and not series["downsampled"]
     assert all(v is not None and v > 0 for v in series["series"]["src_loss"])
-    # the runs record: a new model's start, then a resumed start at 20, each with its end
+    # the runs record: a new model's start, then a resumed start at 20, each with its end, and where the demo
+    # preset's warp_off (0.25) turned the random warp off in each run's last quarter (from 15 of 20; from 23
+    # of 30, the resumed run's budget counted on the model's iterations)
     runs = [json.loads(line) for line in (resumed_workspace.model / "runs.jsonl").read_text().splitlines()]
     assert [(r["event"], r["iteration"], r.get("resumed")) for r in runs] == [
-        ("start", 0, False), ("end", WORKSPACE_ITERATIONS, None), ("start", WORKSPACE_ITERATIONS, True),
-        ("end", total, None)]
+        ("start", 0, False), ("warp", 15, None), ("end", WORKSPACE_ITERATIONS, None),
+        ("start", WORKSPACE_ITERATIONS, True), ("warp", 23, None), ("end", total, None)]
 
 
 def test_long_history_is_read_incrementally_and_downsampled(resumed_workspace: Layout, tmp_path: Path) -> None:

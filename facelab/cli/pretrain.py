@@ -21,8 +21,10 @@ from facelab.workflow.pretrain import gather_faces, parse_source, read_sources
 
 app = typer.Typer(no_args_is_help=True, help="Pretrain a face prior on many people's faces (see docs/prior.md).")
 
-# pretraining sees many people under many lights: jitter colours unless asked otherwise
-PRETRAIN_DEFAULTS: dict[str, Any] = {"random_hsv_power": 0.05}
+# pretraining sees many people under many lights: jitter colours unless asked otherwise; and a prior keeps
+# its random warp to the end of every run (warp_off 0 over the preset's): it must generalise, and each
+# pair's fine-tuning is what learns exact faces
+PRETRAIN_DEFAULTS: dict[str, Any] = {"random_hsv_power": 0.05, "warp_off": 0.0}
 
 
 @app.command("gather")

@@ -124,8 +124,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick96": {"arch": "df-ud", "resolution": 96, "face_type": "full", "ae_dims": 128, "e_dims": 64,
                 "d_dims": 64, "d_mask_dims": 16, "batch_size": 8},
     # sized for a visible result on a 2-core CPU within the demo's budget; batch 16 rather than 8 because bf16
-    # convolutions are too small at batch 8 to reach the CPU's peak (measured: docs/training.md)
+    # convolutions are too small at batch 8 to reach the CPU's peak (measured: docs/training.md); the last
+    # quarter of the budget without random warp (measured on four pairs: docs/quality.md)
     "demo": {"arch": "df-ud", "resolution": 64, "face_type": "full", "ae_dims": 128, "e_dims": 32,
              "d_dims": 32, "d_mask_dims": 12, "batch_size": 16, "lr": 2e-4, "precision": "bf16",
-             "preview_every": 100, "autosave_minutes": 2.0, "lr_warmup": 100},
+             "preview_every": 100, "autosave_minutes": 2.0, "lr_warmup": 100, "warp_off": 0.25},
 }
