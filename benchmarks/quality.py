@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py [--iterations 1000 | --minutes M] [--preset demo] [--pairs demo,d6-d9,d3-d12]
         [--models df,liae,liae-tf,liae-gan,wf-scratch,scratch,prior,prior-perc,prior-em,prior-um,prior-mm,prior-lrd,
-                  prior-wo,scratch-128]
+                  prior-wo,prior-w,scratch-128]
         [--merge-extra KEY=VALUE,...]
         [--src SRC --dst DST (the pair "custom")] [--workspace quality_workspace] [--frames 100] [--table FILE]
 
@@ -66,7 +66,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "prior-um": ("preset, prior + mouth-balanced sampling", {"uniform_mouth": True}),
     "prior-mm": ("preset, prior + src's mouths matched halfway to dst's", {"mouth_match": 0.5}),
     "prior-lrd": ("preset, prior + learning rate down to a tenth over the budget's last half", {"lr_decay": 0.5}),
+    # the preset's warp_off since session 13: "prior-wo" is "prior" since then, "prior-w" the preset before
     "prior-wo": ("preset, prior + random warp off over the budget's last quarter", {"warp_off": 0.25}),
+    "prior-w": ("preset, prior, random warp to the end (the preset before session 13)", {"warp_off": 0.0}),
     "scratch-128": ("preset at 128 px with 16-channel encoder and decoders (FLOPs: 1.14x), from scratch",
                     {"from_scratch": True, "resolution": 128, "e_dims": 16, "d_dims": 16, "d_mask_dims": 8}),
 }

@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -28,6 +29,9 @@ from facelab.train.trainer import Trainer
 TINY: dict[str, Any] = {"arch": "df-ud", "resolution": 64, "ae_dims": 64, "e_dims": 16, "d_dims": 16,
                         "d_mask_dims": 8, "batch_size": 4, "workers": 0, "lr": 2e-4, "preview_every": 0,
                         "log_every": 1, "autosave_minutes": 60, "backup_hours": 0}
+
+
+T = TypeVar("T")
 
 
 def tiny(**kw: Any) -> TrainOptions:
@@ -227,6 +231,27 @@ def test_rotating_backups_and_target_iteration(sample_faces: tuple[Path, Path], 
     assert restored is not None and restored.state.iteration == 3
 
 
+def watch_steps(model: Path, opts: TrainOptions, src: Path, dst: Path, iterations: int,
+                probe: Callable[[Trainer, Any, Any], T]) -> list[T]:
+    """Train ``iterations`` in ``model`` (new or resumed) and return ``probe(trainer, src batch, dst batch)``
+    read right after each step."""
+    t = Trainer(model, opts, src, dst)
+    seen: list[T] = []
+    step = t.step
+
+    def spy(s: Any, d: Any) -> Any:
+        out = step(s, d)
+        seen.append(probe(t, s, d))
+        return out
+
+    t.step = spy  # type: ignore[method-assign]
+    try:
+        t.train(iterations=iterations)
+    finally:
+        t.close()
+    return seen
+
+
 def test_warp_off_trains_the_budgets_last_share_on_unwarped_faces_and_a_resumed_run_goes_on(
         sample_faces: tuple[Path, Path], tmp_path: Path) -> None:
     """warp_off 0.5: the network sees randomly warped faces over the first half of the budget and the faces
@@ -234,26 +259,14 @@ def test_warp_off_trains_the_budgets_last_share_on_unwarped_faces_and_a_resumed_
     the switch."""
     src, dst = sample_faces
 
-    def warped(iterations: int) -> list[bool]:
-        t = Trainer(tmp_path / "m", tiny(warp_off=0.5), src, dst)
-        seen: list[bool] = []
-        step = t.step
+    def warped(t: Trainer, s: Any, d: Any) -> bool:
+        return not torch.equal(s.warped, s.target) and not torch.equal(d.warped, d.target)
 
-        def spy(s: Any, d: Any) -> Any:
-            seen.append(not torch.equal(s.warped, s.target) and not torch.equal(d.warped, d.target))
-            return step(s, d)
-
-        t.step = spy  # type: ignore[method-assign]
-        try:
-            t.train(iterations=iterations)
-        finally:
-            t.close()
-        return seen
-
+    opts = tiny(warp_off=0.5)
     # the budget ends at 4: progress 0, 1/4, 1/2, 3/4 at the four steps
-    assert warped(4) == [True, True, False, False]
+    assert watch_steps(tmp_path / "m", opts, src, dst, 4, warped) == [True, True, False, False]
     # resumed at 4 with 4 more: the budget ends at 8, progress 1/2 .. 7/8 from the first step
-    assert warped(4) == [False, False, False, False]
+    assert watch_steps(tmp_path / "m", opts, src, dst, 4, warped) == [False, False, False, False]
     events = [json.loads(line)["event"] for line in (tmp_path / "m" / "runs.jsonl").read_text().splitlines()]
     assert events == ["start", "warp", "end", "start", "warp", "end"]
 
@@ -265,21 +278,8 @@ def test_lr_decay_lowers_the_rate_over_the_budget_and_a_resumed_run_goes_on(samp
     src, dst = sample_faces
 
     def rates(iterations: int) -> list[float]:
-        t = Trainer(tmp_path / "m", tiny(lr_decay=0.5), src, dst)
-        seen: list[float] = []
-        step = t.step
-
-        def spy(s: Any, d: Any) -> Any:
-            out = step(s, d)
-            seen.append(t.opt.param_groups[0]["lr"])
-            return out
-
-        t.step = spy  # type: ignore[method-assign]
-        try:
-            t.train(iterations=iterations)
-        finally:
-            t.close()
-        return seen
+        return watch_steps(tmp_path / "m", tiny(lr_decay=0.5), src, dst, iterations,
+                           lambda t, s, d: float(t.opt.param_groups[0]["lr"]))
 
     lr = TINY["lr"]
     # the budget ends at 4: progress 0, 1/4, 1/2, 3/4 at the four steps
