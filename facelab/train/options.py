@@ -74,7 +74,8 @@ class TrainOptions(BaseModel):
     random_warp: bool = Field(True, description="random warp of the network input")
     warp_off: float = Field(0.0, ge=0, lt=1, description="over this last share of a run's budget (its iterations or "
                             "minutes, counted from the model's start), train without random warp: the model then "
-                            "learns the faces as they are, which sharpens them (0: off)")
+                            "learns the faces as they are (DeepFaceLab's advice once a model follows expressions; "
+                            "0: off)")
     random_flip_src: bool = Field(True, description="random horizontal flips of src samples")
     random_flip_dst: bool = Field(True, description="random horizontal flips of dst samples")
     random_hsv_power: float = Field(0.0, ge=0, le=0.3, description="random hue/saturation/value jitter")
