@@ -30,15 +30,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from facelab.evaluate.metrics import detail_ratio  # noqa: E402
-from facelab.extract.options import ExtractOptions  # noqa: E402
-from facelab.extract.pipeline import run_extract  # noqa: E402
 from facelab.faceset.folder import scan_faces  # noqa: E402
-from facelab.media.frames import extract_frames, list_frames, read_image_rgb  # noqa: E402
+from facelab.media.frames import list_frames, read_image_rgb  # noqa: E402
 from facelab.merge.compose import Prediction, compose_face, crop_face, face_size_px, model_transform  # noqa: E402
 from facelab.merge.options import MergeOptions  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from quality import PAIRS, resolve_clip  # noqa: E402
+from quality import PAIRS, extract_side, resolve_clip  # noqa: E402
 
 
 def ceiling(ws: Path, resolutions: list[int], transfers: list[float], n_faces: int, face_type: str
@@ -85,9 +83,7 @@ def main() -> None:
         if pair not in PAIRS:
             raise SystemExit(f"unknown pair {pair!r}; choose from {', '.join(PAIRS)}")
         ws = Path(args.workspace) / pair
-        if not (ws / "dst" / "aligned").is_dir():
-            extract_frames(resolve_clip(PAIRS[pair][1]), ws / "dst" / "frames")
-            run_extract(ws / "dst" / "frames", ws / "dst" / "aligned", ExtractOptions(workers=2))
+        extract_side(resolve_clip(PAIRS[pair][1]), ws, "dst")
         out["pairs"][pair] = ceiling(ws, resolutions, transfers, args.faces, args.face_type)
     print(json.dumps(out, indent=1))
 

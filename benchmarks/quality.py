@@ -152,6 +152,17 @@ def preview_grid(frames: Path, merged: dict[str, Path], out: Path, rows: int = 3
     cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 
+def extract_side(clip: Path, ws: Path, side: str) -> None:
+    """A pair's faces of one side, once (resumable): WS/src/aligned from the clip; WS/dst/frames (every frame,
+    for the merge) and WS/dst/aligned from those frames."""
+    ext = ExtractOptions(workers=2)
+    if side == "src":
+        run_extract(clip, ws / "src" / "aligned", ext)
+        return
+    extract_frames(clip, ws / "dst" / "frames")
+    run_extract(ws / "dst" / "frames", ws / "dst" / "aligned", ext)
+
+
 def run_pair(pair: str, src_clip: Path, dst_clip: Path, ws: Path, names: list[str], args: argparse.Namespace
              ) -> dict[str, Any]:
     """Extract once, then train, merge and evaluate every variant on one pair."""
@@ -162,10 +173,8 @@ def run_pair(pair: str, src_clip: Path, dst_clip: Path, ws: Path, names: list[st
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     frames, src_aligned, dst_aligned = ws / "dst" / "frames", ws / "src" / "aligned", ws / "dst" / "aligned"
-    extract_frames(dst_clip, frames)
-    ext = ExtractOptions(workers=2)
-    run_extract(src_clip, src_aligned, ext)
-    run_extract(frames, dst_aligned, ext)
+    extract_side(dst_clip, ws, "dst")
+    extract_side(src_clip, ws, "src")
     seconds["frames_and_extract"] = round(time.perf_counter() - t0, 1)
     log(f"{pair}: extraction ready ({seconds['frames_and_extract']} s)")
     budget = f"{args.minutes:g}min" if args.minutes is not None else f"it{args.iterations}"

@@ -13,10 +13,9 @@ For each model size (``tiny64``: the 64 px DF model of benchmarks/watermark.py, 
 * wall time: the merge's loop time (first frame read to last written) over the frames, best of --repeats.
 
 The marking time is ``syncmark.embed`` on the merged frames as merge.jobs marks them (one OpenCV thread, as
-in merge's workers; ``--region``:
-frame, the default, the whole frame texture-masked; face: inside the merge's masks), the best
-of the passes run between the merges, in CPU and wall time. The share is marking /
-merge per frame, on each clock.
+in merge's workers; ``--region``: frame, the default, the whole frame texture-masked; face: inside the
+merge's masks), the best of the passes run between the merges, in CPU and wall time. The share is
+marking / merge per frame, on each clock.
 """
 
 from __future__ import annotations

@@ -429,11 +429,11 @@ class Trainer:
         self._record_run("start", resumed=self.state.iteration > 0 or self.state.saved_at > 0)
         try:
             while not self._should_stop(run_its, iterations, deadline):
-                if self._warp_due() != self.warping:  # warp_off: the loaders are made again without warp
-                    self._make_loaders(self._warp_due(), seed_shift=self.state.iteration)
+                warp = self._warp_due()
+                if warp != self.warping:  # warp_off: the loaders are made again without warp
+                    self._make_loaders(warp, seed_shift=self.state.iteration)
                     src_it, dst_it = infinite(self.src_loader), infinite(self.dst_loader)
-                    if self.is_main:
-                        self._record_run("warp", random_warp=self.warping)
+                    self._record_run("warp", random_warp=warp)
                 t0 = time.perf_counter()
                 sb, db = next(src_it), next(dst_it)
                 t1 = time.perf_counter()
