@@ -2,7 +2,8 @@
 
     python benchmarks/quality.py [--iterations 1000 | --minutes M] [--preset demo] [--pairs demo,d6-d9,d3-d12]
         [--models df,liae,liae-tf,liae-gan,wf-scratch,scratch,prior,prior-perc,prior-em,prior-um,prior-mm,prior-lrd,
-                  prior-wo,prior-w,scratch-128]
+                  prior-wo,prior-w,scratch-128,prior-128,
+                  prior-wo-lrd]
         [--merge-extra KEY=VALUE,...]
         [--src SRC --dst DST (the pair "custom")] [--workspace quality_workspace] [--frames 100] [--table FILE]
 
@@ -71,6 +72,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "prior-w": ("preset, prior, random warp to the end (the preset before session 13)", {"warp_off": 0.0}),
     "scratch-128": ("preset at 128 px with 16-channel encoder and decoders (FLOPs: 1.14x), from scratch",
                     {"from_scratch": True, "resolution": 128, "e_dims": 16, "d_dims": 16, "d_mask_dims": 8}),
+    "prior-wo-lrd": ("preset (warp off over the last quarter) + learning rate down to a tenth over the same quarter",
+                     {"warp_off": 0.25, "lr_decay": 0.25}),
+    # needs a 128 px prior exported into facelab/train/priors (session 14's demo-full128 is not shipped);
+    # without one this is scratch-128 with a warm-up
+    "prior-128": ("preset at 128 px with 16-channel encoder and decoders, from a 128 px prior",
+                  {"resolution": 128, "e_dims": 16, "d_dims": 16, "d_mask_dims": 8}),
 }
 # Named src -> dst pairs: the demo pair ships in samples/; the others are read from the shared data folder
 # (../shared/data or $FACELAB_TEST_DATA). None of them was used to tune a default by hand except "demo"
