@@ -88,6 +88,8 @@ PAIRS: dict[str, tuple[str, str]] = {
     "d3-d12": ("shared:clips/lp_d3.mp4", "shared:clips/lp_d12.mp4"),  # woman A -> man E, glasses, 183 frames
     # held out (added 2026-12-01, session 12, before any run): d3-d12 the other way round
     "d12-d3": ("shared:clips/lp_d12.mp4", "shared:clips/lp_d3.mp4"),  # man E, glasses -> woman A
+    # held out (added 2026-12-01, session 14, before any run): the check of the detail-transfer default
+    "d9-d10": ("shared:clips/lp_d9.mp4", "shared:clips/lp_d10.mp4"),  # man C, glasses -> woman D, eye make-up
 }
 
 
