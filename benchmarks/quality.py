@@ -9,7 +9,7 @@
 
 Variants: the paper's Table 2 rows (DF, LIAE, LIAE + TrueFace, LIAE + GAN) and the face-prior
 ablations (the old whole_face demo from scratch; the preset from scratch; the preset from its shipped
-prior; the prior with a perceptual loss). Pairs: "demo" (the bundled clips) and three pairs of the shared
+prior; the prior with a perceptual loss). Pairs: "demo" (the bundled clips) and four pairs of the shared
 data folder that no default was tuned on (see PAIRS). The budget is iterations (tables compare across
 machines; with one model shape, equal iterations are equal wall time on one machine) or minutes of
 training time. Per pair, frames and faces are extracted once; each variant is trained, merged onto every
