@@ -1,4 +1,4 @@
-"""faceset info, resize and metadata export/import on the bundled dst faces (whole_face, 128 px)."""
+"""faceset info, coverage, resize and metadata export/import on the bundled faces (whole_face, 128 px)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import pytest
 from facelab.core.errors import InputError
 from facelab.core.geometry import transform_points
 from facelab.face.align import warp_face
+from facelab.face.expression import MOUTH_BIN_EDGES, mouth_opening
+from facelab.faceset.coverage import GAP_DST_SHARE, GAP_SRC_FACES, GAP_SRC_SHARE, YAW_EDGES, Bin, faceset_coverage
 from facelab.faceset.folder import list_face_files, scan_faces
 from facelab.faceset.info import faceset_info, pose_histogram, write_pose_histogram
 from facelab.faceset.metadata_io import export_metadata, import_metadata, read_export
@@ -61,6 +63,57 @@ def test_info_folder_and_pack(faces: Path, tmp_path: Path) -> None:
         info.to_dict() | {"location": "", "kind": "", "foreign": []}
     with pytest.raises(InputError, match=r"\.png"):
         write_pose_histogram(info, tmp_path / "hist.jpg")
+
+
+def _bin_counts(folder: Path) -> tuple[list[int], list[int]]:
+    """Mouth-opening and yaw bin counts of a faceset, counted here from each face's own record."""
+    records = [r for _, r in scan_faces(folder).faces]
+    mouth = [0] * (len(MOUTH_BIN_EDGES) + 1)
+    yaw = [0] * (len(YAW_EDGES) + 1)
+    for r in records:
+        opening = mouth_opening(r.landmarks_array())
+        mouth[sum(opening >= e for e in MOUTH_BIN_EDGES)] += 1
+        if r.pose is not None:
+            yaw[sum(r.pose.yaw >= e for e in YAW_EDGES)] += 1
+    return mouth, yaw
+
+
+def test_coverage_counts_each_sides_mouths_and_yaws_and_names_the_gaps(sample_faces: tuple[Path, Path],
+                                                                       tmp_path: Path) -> None:
+    src, dst = sample_faces  # the demo pair: the woman talks with her mouth half open, the man often shuts it
+    cov = faceset_coverage(src, dst)
+    for side, folder in (("src", src), ("dst", dst)):
+        mouth, yaw = _bin_counts(folder)
+        assert [getattr(b, side) for b in cov.mouth] == mouth and sum(mouth) == getattr(cov, f"{side}_faces") > 30
+        assert [getattr(b, side) for b in cov.yaw] == yaw and sum(yaw) > 30
+    assert abs(sum(b.src_share for b in cov.mouth) - 1) < 1e-9 and abs(sum(b.dst_share for b in cov.mouth) - 1) < 1e-9
+    # the woman as dst, the man as src: she is slightly open far more often than he ever is
+    back = faceset_coverage(dst, src)
+    slightly = back.mouth[1]
+    assert slightly.name == "slightly open" and slightly.dst_share >= GAP_DST_SHARE and slightly.gap
+    assert slightly.src < GAP_SRC_FACES or slightly.src_share < GAP_SRC_SHARE
+    assert any("slightly open" in line and "src in" in line for line in back.gaps())
+    assert all(b.gap == (b.dst_share >= GAP_DST_SHARE and (b.src_share < GAP_SRC_SHARE or b.src < GAP_SRC_FACES))
+               for b in back.mouth + back.yaw)
+    # packs read the same as folders
+    pack = tmp_path / "src.fpack"
+    pack_faceset(dst, pack)
+    assert faceset_coverage(pack, src).to_dict() | {"src": ""} == back.to_dict() | {"src": ""}
+    out = _cli("faceset", "coverage", dst, src, "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["gaps"] == back.gaps() and [r["dst"] for r in data["mouth"]] == [b.dst for b in back.mouth]
+    text = _cli("faceset", "coverage", dst, src)
+    assert text.returncode == 0 and "<- gap" in text.stdout and "slightly open" in text.stdout
+    missing = _cli("faceset", "coverage", tmp_path / "nothing", src)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr and "nothing" in missing.stderr
+
+
+def test_a_gap_needs_dst_often_there_and_src_rarely() -> None:
+    assert Bin("open", src=4, dst=30, src_share=0.04, dst_share=0.3).gap  # too few src faces
+    assert Bin("open", src=40, dst=30, src_share=0.01, dst_share=0.3).gap  # too small a share of src
+    assert not Bin("open", src=40, dst=30, src_share=0.04, dst_share=0.3).gap
+    assert not Bin("open", src=0, dst=3, src_share=0.0, dst_share=0.05).gap  # dst hardly goes there
 
 
 def test_resize_to_smaller_type_matches_a_warp_from_the_frame(faces: Path, tmp_path: Path) -> None:

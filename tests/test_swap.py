@@ -34,6 +34,8 @@ def test_swap_end_to_end(tmp_path: Path) -> None:
         assert report.watermark_found and report.record is not None and report.record.synthetic
         assert Path(str(video) + ".provenance.json").exists()
     assert r.preview.exists() and r.iterations == 4
+    # src shows every mouth opening dst makes (faceset coverage): no note about it
+    assert not any(m.startswith("note:") for m in said)
     # the demo preset starts from the shipped face prior (docs/prior.md)
     state = json.loads((ws / "model" / "state.json").read_text())
     assert state["prior"].startswith("demo-full64 ") and state["pretrained"]

@@ -170,6 +170,20 @@ def test_options_fixed_at_creation_refuse_to_change(sample_faces: tuple[Path, Pa
     assert (model / "state.json").read_bytes() == before
 
 
+def test_a_new_model_notes_what_src_does_not_show(sample_faces: tuple[Path, Path], tmp_path: Path) -> None:
+    # the demo pair the other way round: the man (as src) is hardly ever slightly open-mouthed, the woman mostly is
+    woman, man = sample_faces
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text("[train]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items()) + "\n")
+    args = ("train", "--src", man, "--dst", woman, "--model-dir", tmp_path / "m", "--config", cfg, "--iterations", "1")
+    res = subprocess.run(facelab_cmd(*args), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    notes = [line for line in res.stderr.splitlines() if line.startswith("note:")]  # the status console
+    assert notes and "mouth is slightly open" in notes[0] and notes[0].endswith("(facelab faceset coverage)")
+    again = subprocess.run(facelab_cmd(*args), capture_output=True, text=True, timeout=300)  # resumed: said once
+    assert again.returncode == 0 and "note:" not in again.stderr
+
+
 def test_bad_inputs(sample_faces: tuple[Path, Path], tmp_path: Path) -> None:
     src, dst = sample_faces
     empty = tmp_path / "empty"

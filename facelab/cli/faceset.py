@@ -16,6 +16,7 @@ app = typer.Typer(
 app.command("pack")(faceset_tools.pack)
 app.command("unpack")(faceset_tools.unpack)
 app.command("info")(faceset_tools.info)
+app.command("coverage")(faceset_tools.coverage)
 app.command("resize")(faceset_tools.resize)
 app.add_typer(faceset_tools.metadata_app, name="metadata")
 app.command("sort")(faceset_sort.sort)

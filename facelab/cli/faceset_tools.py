@@ -1,4 +1,4 @@
-"""`facelab faceset pack/unpack/info/resize/metadata`: packed facesets and whole-faceset tools."""
+"""`facelab faceset pack/unpack/info/coverage/resize/metadata`: packed facesets and whole-faceset tools."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 
 from facelab.cli.progress import console, progress_bar
 from facelab.core.choices import FaceType
+from facelab.faceset.coverage import Bin, faceset_coverage
 from facelab.faceset.info import faceset_info, pose_histogram, write_pose_histogram
 from facelab.faceset.metadata_io import export_metadata, import_metadata
 from facelab.faceset.pack import PACK_SUFFIX, pack_faceset, unpack_faceset
@@ -97,6 +98,35 @@ def info(
             typer.echo(f"  {name + ':':<11} {rng[0]:.1f} .. {rng[1]:.1f} degrees")
     if histogram is not None:
         typer.echo(f"  histogram:  {histogram}")
+
+
+def coverage(
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="The src faceset (the identity): folder or pack.",
+                                        show_default=False)],
+    dst: Annotated[Path, typer.Argument(metavar="DST", help="The dst faceset (the performance): folder or pack.",
+                                        show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Whether src's faces show the mouth openings and head turns dst makes (metadata only)."""
+    cov = faceset_coverage(src, dst)
+    if as_json:
+        typer.echo(json.dumps(cov.to_dict(), indent=2))
+        return
+
+    def table(title: str, bins: tuple[Bin, ...]) -> None:
+        typer.echo(f"  {title:<16} {'src':>13} {'dst':>13}")
+        for b in bins:
+            if b.src or b.dst:
+                flag = "  <- gap" if b.gap else ""
+                typer.echo(f"  {b.name:<16} {b.src:>6} ({b.src_share:>4.0%}) {b.dst:>6} ({b.dst_share:>4.0%}){flag}")
+
+    typer.echo(f"src: {cov.src} ({cov.src_faces} faces); dst: {cov.dst} ({cov.dst_faces} faces)")
+    table("mouth", cov.mouth)
+    table("yaw (degrees)", cov.yaw)
+    gaps = cov.gaps()
+    typer.echo("gaps: none" if not gaps else "gaps:")
+    for line in gaps:
+        typer.echo(f"  {line}")
 
 
 def resize(

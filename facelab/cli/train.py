@@ -16,6 +16,7 @@ from facelab.cli.options import choice_metavar, model_parameters, with_parameter
 from facelab.cli.progress import console, emit_progress, progress_json_enabled
 from facelab.core.config import option_error, read_config_file
 from facelab.core.errors import InputError
+from facelab.faceset.coverage import store_coverage
 from facelab.train.checkpoint import merge_options, read_config
 from facelab.train.options import PRESETS, TrainOptions
 from facelab.train.trainer import Status, Trainer
@@ -91,6 +92,11 @@ def run_training(model_dir: Path, opts: TrainOptions, stored: TrainOptions | Non
             console.print(f"{'resuming' if stored else 'new'} model {model_dir}: {opts.arch} {opts.resolution}px "
                           f"{opts.face_type}, iteration {start}{origin}, device {trainer.device}, {opts.precision}, "
                           f"{len(trainer.src_set)} src / {len(trainer.dst_set)} dst faces")
+            if stored is None and not opts.pretrain:  # a new pair: what src does not show, the swap can only guess
+                coverage = store_coverage(trainer.src_set.store, trainer.dst_set.store, src, dst)
+                for line in coverage.gaps():
+                    console.print(f"note: {line} (facelab faceset coverage)", highlight=False, markup=False,
+                                  soft_wrap=True)
             with Live(Text("starting..."), console=console, refresh_per_second=2, transient=False) as live:
                 state = trainer.train(iterations, minutes, on_status=_status_reporter(live, start, iterations, minutes))
             console.print(f"saved at iteration {state.iteration} in {model_dir} "

@@ -3,7 +3,8 @@
 Both are gaps measured along the face's own vertical (perpendicular to the line between the eye
 centres, so head roll does not change them) over the face's inter-ocular distance (so face size does
 not either). Evaluation compares them between a result and dst over time (expression following);
-training balances its samples over mouth openings (``uniform_mouth``).
+training balances its samples over mouth openings (``uniform_mouth``, ``mouth_match``), and
+``faceset coverage`` compares two facesets' mouth openings.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from facelab.face.types import eye_centers
 # Paired (upper, lower) points of the 68-point layout whose gaps measure how open the mouth and eyes are.
 INNER_LIPS = ((61, 67), (62, 66), (63, 65))
 EYE_LIDS = ((37, 41), (38, 40), (43, 47), (44, 46))  # the subject's right eye, then the left
+# Mouth-opening bins (inter-ocular distances): closed < 0.05 <= slightly open < 0.15 <= open < 0.30 <= wide.
+MOUTH_BIN_EDGES = (0.05, 0.15, 0.30)
+MOUTH_BIN_NAMES = ("closed", "slightly open", "open", "wide open")
 
 
 def _opening(landmarks: Points, pairs: tuple[tuple[int, int], ...]) -> float:
@@ -47,3 +51,8 @@ def eye_opening(landmarks: Points) -> float:
 def mouth_openings(landmarks: NDArray[np.float64]) -> NDArray[np.float64]:
     """``mouth_opening`` of each face of an (N, 68, 2) array."""
     return np.array([mouth_opening(lm) for lm in landmarks], dtype=np.float64)
+
+
+def mouth_bins(landmarks: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Each face's mouth-opening bin (``MOUTH_BIN_EDGES``: 0 closed .. 3 wide open) from its landmarks (N, 68, 2)."""
+    return np.digitize(mouth_openings(landmarks), MOUTH_BIN_EDGES).astype(np.int64)

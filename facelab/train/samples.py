@@ -45,7 +45,7 @@ from facelab.core.errors import InputError, MetadataError
 from facelab.core.geometry import affine_scale, invert_affine, transform_points
 from facelab.core.types import FloatArray, FloatImage, Mask
 from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE, canonical_to_crop, compose
-from facelab.face.expression import mouth_openings
+from facelab.face.expression import MOUTH_BIN_EDGES, mouth_bins
 from facelab.face.masks import eyes_mouth_mask, face_mask, resize_matrix
 from facelab.faceset.record import FaceRecord
 from facelab.faceset.store import FaceStore, open_store
@@ -439,10 +439,6 @@ class FaceSampleDataset(Dataset[dict[str, torch.Tensor]]):
 # sampling and loading
 
 
-# Mouth-opening bins of ``uniform_mouth`` (inter-ocular distances): closed | slightly open | open | wide open.
-MOUTH_BIN_EDGES = (0.05, 0.15, 0.30)
-
-
 def balanced_weights(labels: NDArray[np.int64]) -> NDArray[np.float64]:
     """Sampling weights (summing to 1) under which every label present is drawn equally often; within a
     label all faces are equally likely."""
@@ -478,11 +474,6 @@ def uniform_yaw_weights(yaws: NDArray[np.float64] | Iterable[float], bins: int =
     if len(labels) == 0:
         raise ValueError("no yaws")
     return balanced_weights(labels)
-
-
-def mouth_bins(landmarks: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Each face's mouth-opening bin (``MOUTH_BIN_EDGES``), from its aligned landmarks (N, 68, 2)."""
-    return np.digitize(mouth_openings(landmarks), MOUTH_BIN_EDGES).astype(np.int64)
 
 
 def matched_mouth_weights(landmarks: NDArray[np.float64], reference: NDArray[np.float64],

@@ -20,6 +20,7 @@ from facelab.core.lock import locked
 from facelab.core.versioned import json_loads
 from facelab.extract.options import ExtractOptions
 from facelab.extract.pipeline import run_extract
+from facelab.faceset.coverage import faceset_coverage
 from facelab.media.encode import build_video
 from facelab.media.frames import extract_frames
 from facelab.media.video import probe_video
@@ -111,6 +112,9 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
     step("frames", lambda: {"frames": extract_frames(dst, frames).frame_count})
     step("extract_src", lambda: {"faces": run_extract(src, src_aligned, ext).faces})
     step("extract_dst", lambda: {"faces": run_extract(frames, dst_aligned, ext).faces})
+    if not steps.done("train"):  # what src does not show, the swap can only guess
+        for line in faceset_coverage(src_aligned, dst_aligned).gaps():
+            say(f"note: {line}")
 
     def train() -> dict[str, Any]:
         stored = read_config(model_dir)
