@@ -16,6 +16,13 @@ The marking time is ``syncmark.embed`` on the merged frames as merge.jobs marks 
 in merge's workers; ``--region``: frame, the default, the whole frame texture-masked; face: inside the
 merge's masks), the best of the passes run between the merges, in CPU and wall time. The share is
 marking / merge per frame, on each clock.
+
+``--end-to-end``: the cost a user sees. The whole merge runs as ``facelab merge`` runs it (its default
+workers: one per CPU, up to 8), alternately with the watermark and without it, --repeats times each; the
+marked runs mark exactly as merge does (``ProvenanceMarker.mark`` in the workers) but write no record or C2PA
+signature (those are per-file costs, measured in docs/provenance.md). The share is the median extra loop time
+per frame (marked minus unmarked) over the unmarked median, and the same in CPU time; both halves run in the
+same conditions, one after the other.
 """
 
 from __future__ import annotations
@@ -107,6 +114,73 @@ def merge_once(cache: Path, name: str, frames: str = "frames") -> tuple[float, f
 REGION = "frame"
 
 
+class _NoSigning:
+    """Credentials for the end-to-end runs: nothing is signed (identity() makes no key)."""
+
+    def identity(self) -> None:
+        return None
+
+
+def merge_marked(cache: Path, name: str, marked: bool, workers: int | None, frames: str = "frames"
+                 ) -> tuple[float, float]:
+    """(CPU seconds of the whole merge, wall seconds per frame of its loop) at merge's default workers, with the
+    watermark marked as merge marks it (``marked``) or without it; no record, no C2PA signature."""
+    import shutil
+    from dataclasses import dataclass
+
+    import facelab.merge.runner as runner
+    from facelab.merge.options import MergeOptions
+    from facelab.provenance.marker import ProvenanceMarker, marker_for
+
+    @dataclass(frozen=True)
+    class MarkOnly(ProvenanceMarker):
+        def tag(self, encoded: bytes, title: str = "", parent: Path | None = None) -> bytes:
+            return encoded
+
+        def finish_folder(self, folder: Path) -> Path:
+            return Path(folder)
+
+    def mark_only(model_id: str, source: Any = None, credentials: Any = None) -> ProvenanceMarker:
+        m = marker_for(model_id, source)
+        return MarkOnly(m.record, m.payload)
+
+    out = cache / f"merged_e2e_{name}"
+    shutil.rmtree(out, ignore_errors=True)
+    opts = MergeOptions(mode="overlay", color_transfer="rct", mask_mode="dst", watermark_region=REGION)
+    saved = runner.marker_for
+    runner.marker_for = mark_only  # type: ignore[assignment]
+    try:
+        c0 = time.process_time()
+        s = runner.run_merge(cache / f"model_{name}", cache / frames, cache / "aligned", out, opts,
+                             workers=workers, provenance=marked, credentials=_NoSigning())  # type: ignore[arg-type]
+        cpu = time.process_time() - c0
+    finally:
+        runner.marker_for = saved
+    return cpu, 1.0 / s.loop_frames_per_second
+
+
+def end_to_end(cache: Path, name: str, n: int, repeats: int, workers: int | None) -> dict[str, Any]:
+    """CPU per frame as above (all frames minus the first half, over the other half: setup cancels out), wall
+    per frame from the loop of the whole merge; the marked and plain runs alternate, in turns of either order."""
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    rest = n - n // 2
+    for r in range(repeats):
+        for marked in ((False, True) if r % 2 == 0 else (True, False)):
+            half, _ = merge_marked(cache, name, marked, workers, "frames_half")
+            full, wall = merge_marked(cache, name, marked, workers)
+            runs[marked].append(((full - half) / rest, wall))
+    med = {m: (float(np.median([c for c, _ in v])), float(np.median([w for _, w in v]))) for m, v in runs.items()}
+    return {"workers": workers or "merge's default", "repeats": repeats,
+            "plain_cpu_ms_per_frame": round(med[False][0] * 1000, 2),
+            "marked_cpu_ms_per_frame": round(med[True][0] * 1000, 2),
+            "plain_wall_ms_per_frame": round(med[False][1] * 1000, 2),
+            "marked_wall_ms_per_frame": round(med[True][1] * 1000, 2),
+            "share_cpu": round(med[True][0] / med[False][0] - 1.0, 3),
+            "share_wall": round(med[True][1] / med[False][1] - 1.0, 3),
+            "wall_ms_per_frame_each_run": {"plain": [round(w * 1000, 2) for _, w in runs[False]],
+                                           "marked": [round(w * 1000, 2) for _, w in runs[True]]}}
+
+
 def mark_once(cache: Path, name: str) -> tuple[float, float]:
     """(CPU, wall) seconds per frame of syncmark.embed on the merged frames as merge marks them (REGION:
     "frame", the default, the whole frame texture-masked; "face": inside the merge's masks)."""
@@ -140,6 +214,9 @@ def main() -> None:
                     help="where merge marks (its watermark_region option)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/facelab_wm_cost"))
+    ap.add_argument("--end-to-end", action="store_true",
+                    help="the whole merge at its default workers, marked and not, alternately (see above)")
+    ap.add_argument("--workers", type=int, default=None, help="with --end-to-end: merge workers (default: merge's)")
     args = ap.parse_args()
     global REGION
     REGION = args.region
@@ -151,6 +228,11 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
         "frames": args.frames, "clip": "samples/dst.mp4 (480x480)", "presets": {}}
     for name in args.presets:
+        if args.end_to_end:
+            e2e = end_to_end(args.cache, name, args.frames, args.repeats, args.workers)
+            result["presets"][name] = {"shape": _shape(name), **e2e}
+            print(f"{name}: {result['presets'][name]}", file=sys.stderr, flush=True)
+            continue
         cpu_full, cpu_half, wall, mark = [], [], [], []
         for _ in range(args.repeats):
             cpu, _ = merge_once(args.cache, name, "frames_half")
