@@ -16,13 +16,22 @@ from facelab.core.errors import InputError
 from facelab.core.geometry import transform_points
 from facelab.face.align import warp_face
 from facelab.face.expression import MOUTH_BIN_EDGES, mouth_opening
-from facelab.faceset.coverage import GAP_DST_SHARE, GAP_SRC_FACES, GAP_SRC_SHARE, YAW_EDGES, Bin, faceset_coverage
+from facelab.faceset.coverage import (
+    GAP_DST_SHARE,
+    GAP_SRC_FACES,
+    GAP_SRC_SHARE,
+    YAW_EDGES,
+    Bin,
+    faceset_coverage,
+    store_coverage,
+)
 from facelab.faceset.folder import list_face_files, scan_faces
 from facelab.faceset.info import faceset_info, pose_histogram, write_pose_histogram
 from facelab.faceset.metadata_io import export_metadata, import_metadata, read_export
 from facelab.faceset.pack import pack_faceset
 from facelab.faceset.record import NotAFaceError, XSegPolygon, read_face, read_record, update_record
 from facelab.faceset.resize import resize_faceset
+from facelab.faceset.store import open_store
 from facelab.media.video import iter_frames
 from tests.conftest import SAMPLES
 
@@ -107,6 +116,19 @@ def test_coverage_counts_each_sides_mouths_and_yaws_and_names_the_gaps(sample_fa
     assert text.returncode == 0 and "<- gap" in text.stdout and "slightly open" in text.stdout
     missing = _cli("faceset", "coverage", tmp_path / "nothing", src)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and "nothing" in missing.stderr
+
+
+def test_coverage_leaves_yaw_out_when_one_side_has_no_pose(sample_faces: tuple[Path, Path]) -> None:
+    src, dst = (open_store(p) for p in sample_faces)
+    try:
+        posed = store_coverage(src, dst, sample_faces[0], sample_faces[1])
+        src.yaws = np.full(len(src), np.nan)  # as faces imported without a pose
+        unposed = store_coverage(src, dst, sample_faces[0], sample_faces[1])
+    finally:
+        src.close()
+        dst.close()
+    assert posed.yaw and unposed.yaw == () and unposed.mouth == posed.mouth
+    assert not any("yaw" in line for line in unposed.gaps())
 
 
 def test_a_gap_needs_dst_often_there_and_src_rarely() -> None:

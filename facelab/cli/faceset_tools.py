@@ -122,7 +122,10 @@ def coverage(
 
     typer.echo(f"src: {cov.src} ({cov.src_faces} faces); dst: {cov.dst} ({cov.dst_faces} faces)")
     table("mouth", cov.mouth)
-    table("yaw (degrees)", cov.yaw)
+    if cov.yaw:
+        table("yaw (degrees)", cov.yaw)
+    else:
+        typer.echo("  yaw: not compared (no face of one side has a pose)")
     gaps = cov.gaps()
     typer.echo("gaps: none" if not gaps else "gaps:")
     for line in gaps:

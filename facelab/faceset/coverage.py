@@ -59,7 +59,7 @@ class Coverage:
     src_faces: int
     dst_faces: int
     mouth: tuple[Bin, ...]
-    yaw: tuple[Bin, ...]  # faces with a pose only
+    yaw: tuple[Bin, ...]  # faces with a pose only; empty when either side has no face with a pose
 
     def gaps(self) -> list[str]:
         """One sentence per gap: what dst does often that src hardly shows."""
@@ -102,8 +102,9 @@ def store_coverage(src: FaceStore, dst: FaceStore, src_path: Path, dst_path: Pat
     """How the faces of the src store cover the dst store's mouth openings and yaws (open stores)."""
     src_mouth, src_yaw = _side(src, src_path)
     dst_mouth, dst_yaw = _side(dst, dst_path)
+    yaw = _bins(yaw_bin_names(), src_yaw, dst_yaw) if len(src_yaw) and len(dst_yaw) else ()
     return Coverage(Path(src_path), Path(dst_path), len(src_mouth), len(dst_mouth),
-                    _bins(MOUTH_BIN_NAMES, src_mouth, dst_mouth), _bins(yaw_bin_names(), src_yaw, dst_yaw))
+                    _bins(MOUTH_BIN_NAMES, src_mouth, dst_mouth), yaw)
 
 
 def faceset_coverage(src: Path, dst: Path) -> Coverage:
