@@ -92,17 +92,23 @@ SOFTEN = 1.2
 SOFTEN_KSIZE = 9  # the softening kernel's taps (+-3.3 sigma: within 0.01 of the untruncated Gaussian)
 CLIP = 1.0  # values are clipped at CLIP x their median magnitude before summing
 # Texture masking (a just-noticeable-difference gain): each block's slots move by push x its gain, the
-# gain being the block's texture (the RMS of the luma's band above TEX_SIGMA px over the block, a little
-# of it spread to the neighbours: TEX_SPREAD blocks) over TEX_REF, within GAIN_MIN..GAIN_MAX, then scaled
+# gain being the block's texture (the RMS of the band above TEX_SIGMA px of the luma halved by area
+# averaging, over the block, a little of it spread to the neighbours: TEX_SPREAD blocks) over TEX_REF,
+# within GAIN_MIN..GAIN_MAX, then scaled
 # down where needed so the marked blocks' mean squared gain stays <= 1 (no more energy than a uniform
 # mark) and the swapped faces' <= WITHIN_ENERGY (their PSNR holds). Flat, smooth skin (the faces a
 # short training paints) gets a fraction, where a uniform mark shows as a mottled texture; eyes, brows,
 # lips, hair and real skin texture, which hide it and which codecs keep, get more. Measured on smooth
 # swapped and real faces: docs/provenance.md (the mark shows on smooth swapped faces).
-TEX_SIGMA = 1.5
-TEX_KSIZE = 9  # the texture band's blur taps (+-2.7 sigma; the texture is a block average, a tail changes it by < 1%)
+# The band is measured at half resolution (a quarter of the pixels: the embed's cost in a merge, session 15).
+# Against the full-resolution band above 1.5 px (9 taps, TEX_REF 3.0, the mark until then), the blocks' RMS
+# correlates at 0.984-0.994 on the benchmark's three dst clips (60 frames each, every third), at 0.71-0.80
+# times the value (median per clip): TEX_REF 2.25 keeps the gains (mean difference 0.03-0.04, on gains of
+# 0.25-2). The finest grain (1-2 px), which the halving averages out, weighs a little less.
+TEX_SIGMA = 0.75  # half-resolution pixels (1.5 full-resolution pixels)
+TEX_KSIZE = 5  # the blur taps (+-2.7 sigma; the texture is a block average, a tail changes it by < 1%)
 TEX_SPREAD = 0.25
-TEX_REF = 3.0
+TEX_REF = 2.25
 GAIN_MIN = 0.25
 GAIN_MAX = 2.0
 # the most mean squared gain in the swapped faces' blocks (``within``): below 1, as the informed pushes fall
@@ -274,7 +280,9 @@ def texture_gain(lum: npt.NDArray[np.float32], inside: BoolArray, within: BoolAr
     (texture masking, see TEX_REF); the mean squared gain of the ``inside`` blocks is at most 1, that of the
     ``within`` blocks (merge's whole-frame mark: the face's, so its PSNR holds too) at most WITHIN_ENERGY."""
     nby, nbx = inside.shape
-    area = np.ascontiguousarray(lum[: nby * BLOCK, : nbx * BLOCK])
+    half = BLOCK // 2
+    area = cv2.resize(np.ascontiguousarray(lum[: nby * BLOCK, : nbx * BLOCK]), (nbx * half, nby * half),
+                      interpolation=cv2.INTER_AREA)  # each 2 x 2 pixels' mean
     band = np.asarray(area - cv2.GaussianBlur(area, (TEX_KSIZE, TEX_KSIZE), TEX_SIGMA), dtype=np.float32)
     energy = cv2.resize(band * band, (nbx, nby), interpolation=cv2.INTER_AREA)  # each block's mean
     if TEX_SPREAD > 0:  # a little of the neighbours' texture
