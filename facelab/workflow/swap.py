@@ -113,7 +113,11 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
     step("extract_src", lambda: {"faces": run_extract(src, src_aligned, ext).faces})
     step("extract_dst", lambda: {"faces": run_extract(frames, dst_aligned, ext).faces})
     if not steps.done("train"):  # what src does not show, the swap can only guess
-        for line in faceset_coverage(src_aligned, dst_aligned).gaps():
+        try:
+            gaps = faceset_coverage(src_aligned, dst_aligned).gaps()
+        except InputError:  # a side without faces: training says so, with the details
+            gaps = []
+        for line in gaps:
             say(f"note: {line}")
 
     def train() -> dict[str, Any]:
