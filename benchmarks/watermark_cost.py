@@ -20,9 +20,9 @@ marking / merge per frame, on each clock.
 ``--end-to-end``: the cost a user sees. The whole merge runs as ``facelab merge`` runs it (its default
 workers: one per CPU, up to 8), alternately with the watermark and without it, --repeats times each; the
 marked runs mark exactly as merge does (``ProvenanceMarker.mark`` in the workers) but write no record or C2PA
-signature (those are per-file costs, measured in docs/provenance.md). The share is the median extra loop time
-per frame (marked minus unmarked) over the unmarked median, and the same in CPU time; both halves run in the
-same conditions, one after the other.
+signature (those are per-file costs, measured in docs/provenance.md). The share is the marked runs' median time
+per frame over the unmarked runs' median, minus 1, on the wall clock (the merge loop) and in CPU time; both
+halves run in the same conditions, one after the other. Thread pool only (process time misses worker processes).
 """
 
 from __future__ import annotations
@@ -170,7 +170,9 @@ def end_to_end(cache: Path, name: str, n: int, repeats: int, workers: int | None
             full, wall = merge_marked(cache, name, marked, workers)
             runs[marked].append(((full - half) / rest, wall))
     med = {m: (float(np.median([c for c, _ in v])), float(np.median([w for _, w in v]))) for m, v in runs.items()}
-    return {"workers": workers or "merge's default", "repeats": repeats,
+    from facelab.merge.options import MergeOptions
+
+    return {"workers": workers or MergeOptions().workers, "repeats": repeats,
             "plain_cpu_ms_per_frame": round(med[False][0] * 1000, 2),
             "marked_cpu_ms_per_frame": round(med[True][0] * 1000, 2),
             "plain_wall_ms_per_frame": round(med[False][1] * 1000, 2),

@@ -90,11 +90,17 @@ def _bin_counts(folder: Path) -> tuple[list[int], list[int]]:
 def test_coverage_counts_each_sides_mouths_and_yaws_and_names_the_gaps(sample_faces: tuple[Path, Path],
                                                                        tmp_path: Path) -> None:
     src, dst = sample_faces  # the demo pair: the woman talks with her mouth half open, the man often shuts it
-    cov = faceset_coverage(src, dst)
+    cov = faceset_coverage(src, dst, mirror_src=False)
     for side, folder in (("src", src), ("dst", dst)):
         mouth, yaw = _bin_counts(folder)
         assert [getattr(b, side) for b in cov.mouth] == mouth and sum(mouth) == getattr(cov, f"{side}_faces") > 30
         assert [getattr(b, side) for b in cov.yaw] == yaw and sum(yaw) > 30
+    # training flips src at random (its default): src's yaws then count on both sides, half a face each
+    mirrored = faceset_coverage(src, dst)
+    yaw_src = _bin_counts(src)[1]
+    assert [b.src_share for b in mirrored.yaw] == pytest.approx(
+        [(a + b) / 2 / cov.src_faces for a, b in zip(yaw_src, yaw_src[::-1], strict=True)])
+    assert [b.dst for b in mirrored.yaw] == [b.dst for b in cov.yaw] and mirrored.mouth == cov.mouth
     assert abs(sum(b.src_share for b in cov.mouth) - 1) < 1e-9 and abs(sum(b.dst_share for b in cov.mouth) - 1) < 1e-9
     # the woman as dst, the man as src: she is slightly open far more often than he ever is
     back = faceset_coverage(dst, src)
@@ -105,7 +111,7 @@ def test_coverage_counts_each_sides_mouths_and_yaws_and_names_the_gaps(sample_fa
     assert all(b.gap == (b.dst_share >= GAP_DST_SHARE and (b.src_share < GAP_SRC_SHARE or b.src < GAP_SRC_FACES))
                for b in back.mouth + back.yaw)
     # packs read the same as folders
-    pack = tmp_path / "src.fpack"
+    pack = tmp_path / "man.fpack"
     pack_faceset(dst, pack)
     assert faceset_coverage(pack, src).to_dict() | {"src": ""} == back.to_dict() | {"src": ""}
     out = _cli("faceset", "coverage", dst, src, "--json")
@@ -116,6 +122,9 @@ def test_coverage_counts_each_sides_mouths_and_yaws_and_names_the_gaps(sample_fa
     assert text.returncode == 0 and "<- gap" in text.stdout and "slightly open" in text.stdout
     missing = _cli("faceset", "coverage", tmp_path / "nothing", src)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and "nothing" in missing.stderr
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no faces"):
+        faceset_coverage(tmp_path / "empty", src)
 
 
 def test_coverage_leaves_yaw_out_when_one_side_has_no_pose(sample_faces: tuple[Path, Path]) -> None:
@@ -129,6 +138,7 @@ def test_coverage_leaves_yaw_out_when_one_side_has_no_pose(sample_faces: tuple[P
         dst.close()
     assert posed.yaw and unposed.yaw == () and unposed.mouth == posed.mouth
     assert not any("yaw" in line for line in unposed.gaps())
+    assert faceset_coverage(sample_faces[0], sample_faces[1]).yaw  # both sides posed: compared
 
 
 def test_a_gap_needs_dst_often_there_and_src_rarely() -> None:

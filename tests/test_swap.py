@@ -48,6 +48,33 @@ def test_swap_end_to_end(tmp_path: Path) -> None:
     assert said and all("skipped" in m for m in said)
 
 
+def test_swap_notes_what_src_does_not_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import facelab.workflow.swap as swap_module
+
+    seen: list[tuple[Path, Path, bool]] = []
+
+    class _Gappy:
+        def gaps(self) -> list[str]:
+            return ["dst's mouth is open in 40.0% of its faces, src in 0 (0.0%): ..."]
+
+    def fake(src: Path, dst: Path, mirror_src: bool = True) -> _Gappy:
+        seen.append((src, dst, mirror_src))
+        return _Gappy()
+
+    def stop(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt  # the notes come before training; no need to train here
+
+    monkeypatch.setattr(swap_module, "faceset_coverage", fake)
+    monkeypatch.setattr(swap_module.Trainer, "__init__", stop)
+    said: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_swap(SAMPLES / "src.mp4", SAMPLES / "dst.mp4", tmp_path / "o.mp4", tmp_path / "ws", iterations=1,
+                 workers=2, say=said.append)
+    ws = tmp_path / "ws"
+    assert seen == [(ws / "src" / "aligned", ws / "dst" / "aligned", True)]
+    assert "note: dst's mouth is open in 40.0% of its faces, src in 0 (0.0%): ... (facelab faceset coverage)" in said
+
+
 def test_swap_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"missing\.mp4"):
         run_swap(tmp_path / "missing.mp4", SAMPLES / "dst.mp4", tmp_path / "o.mp4", tmp_path / "ws")

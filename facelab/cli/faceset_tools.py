@@ -105,25 +105,27 @@ def coverage(
                                         show_default=False)],
     dst: Annotated[Path, typer.Argument(metavar="DST", help="The dst faceset (the performance): folder or pack.",
                                         show_default=False)],
+    mirror: Annotated[bool, typer.Option(help="Count src's yaws mirrored too, as training flips src's faces "
+                                         "(its random_flip_src, on by default).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Whether src's faces show the mouth openings and head turns dst makes (metadata only)."""
-    cov = faceset_coverage(src, dst)
+    cov = faceset_coverage(src, dst, mirror_src=mirror)
     if as_json:
         typer.echo(json.dumps(cov.to_dict(), indent=2))
         return
 
     def table(title: str, bins: tuple[Bin, ...]) -> None:
-        typer.echo(f"  {title:<16} {'src':>13} {'dst':>13}")
+        typer.echo(f"  {title:<16} {'src':>15} {'dst':>15}")
         for b in bins:
             if b.src or b.dst:
                 flag = "  <- gap" if b.gap else ""
-                typer.echo(f"  {b.name:<16} {b.src:>6} ({b.src_share:>4.0%}) {b.dst:>6} ({b.dst_share:>4.0%}){flag}")
+                typer.echo(f"  {b.name:<16} {b.src:>6} ({b.src_share:>6.1%}) {b.dst:>6} ({b.dst_share:>6.1%}){flag}")
 
     typer.echo(f"src: {cov.src} ({cov.src_faces} faces); dst: {cov.dst} ({cov.dst_faces} faces)")
     table("mouth", cov.mouth)
     if cov.yaw:
-        table("yaw (degrees)", cov.yaw)
+        table("yaw, mirrored src" if mirror else "yaw (degrees)", cov.yaw)
     else:
         typer.echo("  yaw: not compared (no face of one side has a pose)")
     gaps = cov.gaps()

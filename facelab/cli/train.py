@@ -93,7 +93,7 @@ def run_training(model_dir: Path, opts: TrainOptions, stored: TrainOptions | Non
                           f"{opts.face_type}, iteration {start}{origin}, device {trainer.device}, {opts.precision}, "
                           f"{len(trainer.src_set)} src / {len(trainer.dst_set)} dst faces")
             if stored is None and not opts.pretrain:  # a new pair: what src does not show, the swap can only guess
-                coverage = store_coverage(trainer.src_set.store, trainer.dst_set.store, src, dst)
+                coverage = store_coverage(trainer.src_set.store, trainer.dst_set.store, src, dst, opts.random_flip_src)
                 for line in coverage.gaps():
                     console.print(f"note: {line} (facelab faceset coverage)", highlight=False, markup=False,
                                   soft_wrap=True)

@@ -9,7 +9,9 @@ whose src shows the mouth shapes dst makes.
 Both facesets are read from their metadata only (landmarks and pose; no pixel is decoded). Each face falls
 into a mouth-opening bin (facelab.face.expression.MOUTH_BIN_EDGES) and a yaw bin (YAW_EDGES). A bin is a
 gap when dst spends at least GAP_DST_SHARE of its faces there while src has fewer than GAP_SRC_SHARE of its
-faces, or fewer than GAP_SRC_FACES faces, there.
+faces, or fewer than GAP_SRC_FACES faces, there. Training flips src's faces at random by default
+(``random_flip_src``), so with ``mirror_src`` src's yaws count on both sides (a face turned 35 degrees one
+way is also seen turned 35 degrees the other way); mouth openings do not change in a mirror.
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ class Coverage:
         for what, bins in (("mouth is {name}", self.mouth), ("head is turned {name} degrees (yaw)", self.yaw)):
             for b in bins:
                 if b.gap:
-                    out.append(f"dst's {what.format(name=b.name)} in {b.dst_share:.0%} of its faces, src in "
-                               f"{b.src} ({b.src_share:.0%}): the swap will follow dst there only as well as the "
+                    out.append(f"dst's {what.format(name=b.name)} in {b.dst_share:.1%} of its faces, src in "
+                               f"{b.src} ({b.src_share:.1%}): the swap will follow dst there only as well as the "
                                "model can guess; add src footage that shows it")
         return out
 
@@ -83,10 +85,16 @@ class Coverage:
                 "gaps": self.gaps()}
 
 
-def _bins(names: tuple[str, ...], src: NDArray[np.int64], dst: NDArray[np.int64]) -> tuple[Bin, ...]:
-    cs, cd = (np.bincount(x, minlength=len(names)) for x in (src, dst))
+def _bins(names: tuple[str, ...], src: NDArray[np.int64], dst: NDArray[np.int64], mirror_src: bool = False
+          ) -> tuple[Bin, ...]:
+    """Counts and shares per bin; ``mirror_src``: src's faces also counted mirrored (bin i as bin n - 1 - i, for
+    bins whose edges are symmetric about 0), each half a face."""
+    cs, cd = (np.bincount(x, minlength=len(names)).astype(np.float64) for x in (src, dst))
+    if mirror_src:
+        cs = (cs + cs[::-1]) / 2.0
     ns, nd = max(len(src), 1), max(len(dst), 1)
-    return tuple(Bin(n, int(cs[i]), int(cd[i]), float(cs[i]) / ns, float(cd[i]) / nd) for i, n in enumerate(names))
+    return tuple(Bin(n, round(float(cs[i])), int(cd[i]), float(cs[i]) / ns, float(cd[i]) / nd)
+                 for i, n in enumerate(names))
 
 
 def _side(store: FaceStore, path: Path) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -98,22 +106,24 @@ def _side(store: FaceStore, path: Path) -> tuple[NDArray[np.int64], NDArray[np.i
     return mouth_bins(np.asarray(store.landmarks, dtype=np.float64)), yaw
 
 
-def store_coverage(src: FaceStore, dst: FaceStore, src_path: Path, dst_path: Path) -> Coverage:
-    """How the faces of the src store cover the dst store's mouth openings and yaws (open stores)."""
+def store_coverage(src: FaceStore, dst: FaceStore, src_path: Path, dst_path: Path, mirror_src: bool = True
+                   ) -> Coverage:
+    """How the faces of the src store cover the dst store's mouth openings and yaws (open stores);
+    ``mirror_src``: src's faces are flipped at random in training (its default), see the module docstring."""
     src_mouth, src_yaw = _side(src, src_path)
     dst_mouth, dst_yaw = _side(dst, dst_path)
-    yaw = _bins(yaw_bin_names(), src_yaw, dst_yaw) if len(src_yaw) and len(dst_yaw) else ()
+    yaw = _bins(yaw_bin_names(), src_yaw, dst_yaw, mirror_src) if len(src_yaw) and len(dst_yaw) else ()
     return Coverage(Path(src_path), Path(dst_path), len(src_mouth), len(dst_mouth),
                     _bins(MOUTH_BIN_NAMES, src_mouth, dst_mouth), yaw)
 
 
-def faceset_coverage(src: Path, dst: Path) -> Coverage:
+def faceset_coverage(src: Path, dst: Path, mirror_src: bool = True) -> Coverage:
     """How src's faces cover dst's mouth openings and yaws (folders or packs; metadata only)."""
     src_store = open_store(src)
     try:
         dst_store = open_store(dst)
         try:
-            return store_coverage(src_store, dst_store, Path(src), Path(dst))
+            return store_coverage(src_store, dst_store, Path(src), Path(dst), mirror_src)
         finally:
             dst_store.close()
     finally:

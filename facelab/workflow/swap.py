@@ -114,11 +114,12 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
     step("extract_dst", lambda: {"faces": run_extract(frames, dst_aligned, ext).faces})
     if not steps.done("train"):  # what src does not show, the swap can only guess
         try:
-            gaps = faceset_coverage(src_aligned, dst_aligned).gaps()
+            flips = bool(PRESETS[preset].get("random_flip_src", True))
+            gaps = faceset_coverage(src_aligned, dst_aligned, mirror_src=flips).gaps()
         except InputError:  # a side without faces: training says so, with the details
             gaps = []
         for line in gaps:
-            say(f"note: {line}")
+            say(f"note: {line} (facelab faceset coverage)")
 
     def train() -> dict[str, Any]:
         stored = read_config(model_dir)
