@@ -121,6 +121,9 @@ class _NoSigning:
         return None
 
 
+SCHEDULES: list[str] = []  # the thread plan each end-to-end merge chose (merge.schedule), in run order
+
+
 def merge_marked(cache: Path, name: str, marked: bool, workers: int | None, frames: str = "frames"
                  ) -> tuple[float, float]:
     """(CPU seconds of the whole merge, wall seconds per frame of its loop) at merge's default workers, with the
@@ -156,6 +159,7 @@ def merge_marked(cache: Path, name: str, marked: bool, workers: int | None, fram
         cpu = time.process_time() - c0
     finally:
         runner.marker_for = saved
+    SCHEDULES.append(f"{'marked' if marked else 'plain'} {frames}: {s.schedule}")
     return cpu, 1.0 / s.loop_frames_per_second
 
 
@@ -180,7 +184,10 @@ def end_to_end(cache: Path, name: str, n: int, repeats: int, workers: int | None
             "share_cpu": round(med[True][0] / med[False][0] - 1.0, 3),
             "share_wall": round(med[True][1] / med[False][1] - 1.0, 3),
             "wall_ms_per_frame_each_run": {"plain": [round(w * 1000, 2) for _, w in runs[False]],
-                                           "marked": [round(w * 1000, 2) for _, w in runs[True]]}}
+                                           "marked": [round(w * 1000, 2) for _, w in runs[True]]},
+            # the CPU figures move with the schedule each merge picks from its first batches (a model on every
+            # thread spins while it waits); a share from runs that picked differently is not comparable
+            "schedules": list(SCHEDULES)}
 
 
 def mark_once(cache: Path, name: str) -> tuple[float, float]:
