@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Rebuild or continue the demo preset's face prior (facelab/train/priors/demo-full64) from ../shared/data.
 #
-#   bash tools/pretrain_demo.sh [WORKSPACE] [MINUTES]      # default: /tmp/facelab_prior, 60 minutes
+#   bash tools/pretrain_demo.sh [WORKSPACE] [MINUTES] [TRAIN FLAGS...]   # default: /tmp/facelab_prior, 60 minutes
+#
+# TRAIN FLAGS go to `facelab pretrain train` as they are: another shape of prior, e.g. the 128 px trial of
+# docs/quality.md: --resolution 128 --e-dims 16 --d-dims 16 --d-mask-dims 8 (a resumed model needs them again).
 #
 # Gathers the faces (resumable), then trains in WORKSPACE/model for MINUTES. A new WORKSPACE/model starts
 # from the shipped prior (so iterations accumulate across sessions); an existing one resumes from its own
@@ -14,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WS=${1:-/tmp/facelab_prior}
 MINUTES=${2:-60}
+shift $(( $# < 2 ? $# : 2 ))
 DATA=${FACELAB_TEST_DATA:-$(cd .. && pwd)/shared/data}
 FACELAB=${FACELAB:-.venv/bin/facelab}
 P=$DATA/pretrain
@@ -28,4 +32,4 @@ done
   "$P"/clips/sadt_WDA_AlexandriaOcasioCortez_000.mp4 "$P"/clips/sadt_WDA_KatieHill_000.mp4 \
   "$C"/lp_d0.mp4 "$C"/3ddfa_obama.mp4 "$C"/fr_short_hamilton_clip.mp4
 "$FACELAB" pretrain train --faces "$WS/faces" --model-dir "$WS/model" --preset demo --eyes-mouth-prio \
-  --minutes "$MINUTES"
+  --minutes "$MINUTES" "$@"
