@@ -121,13 +121,11 @@ class _NoSigning:
         return None
 
 
-SCHEDULES: list[str] = []  # the thread plan each end-to-end merge chose (merge.schedule), in run order
-
-
 def merge_marked(cache: Path, name: str, marked: bool, workers: int | None, frames: str = "frames"
-                 ) -> tuple[float, float]:
-    """(CPU seconds of the whole merge, wall seconds per frame of its loop) at merge's default workers, with the
-    watermark marked as merge marks it (``marked``) or without it; no record, no C2PA signature."""
+                 ) -> tuple[float, float, str]:
+    """(CPU seconds of the whole merge, wall seconds per frame of its loop, the thread plan it chose) at merge's
+    default workers, with the watermark marked as merge marks it (``marked``) or without it; no record, no C2PA
+    signature."""
     import shutil
     from dataclasses import dataclass
 
@@ -159,23 +157,24 @@ def merge_marked(cache: Path, name: str, marked: bool, workers: int | None, fram
         cpu = time.process_time() - c0
     finally:
         runner.marker_for = saved
-    SCHEDULES.append(f"{'marked' if marked else 'plain'} {frames}: {s.schedule}")
-    return cpu, 1.0 / s.loop_frames_per_second
+    return cpu, 1.0 / s.loop_frames_per_second, s.schedule
 
 
 def end_to_end(cache: Path, name: str, n: int, repeats: int, workers: int | None) -> dict[str, Any]:
     """CPU per frame as above (all frames minus the first half, over the other half: setup cancels out), wall
     per frame from the loop of the whole merge; the marked and plain runs alternate, in turns of either order."""
+    from facelab.merge.options import MergeOptions
+
     runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    schedules: list[str] = []  # the thread plan each merge chose (merge.schedule), in run order
     rest = n - n // 2
     for r in range(repeats):
         for marked in ((False, True) if r % 2 == 0 else (True, False)):
-            half, _ = merge_marked(cache, name, marked, workers, "frames_half")
-            full, wall = merge_marked(cache, name, marked, workers)
+            half, _, plan_half = merge_marked(cache, name, marked, workers, "frames_half")
+            full, wall, plan = merge_marked(cache, name, marked, workers)
             runs[marked].append(((full - half) / rest, wall))
+            schedules.append(f"{'marked' if marked else 'plain'}: {plan_half} (half), {plan} (all)")
     med = {m: (float(np.median([c for c, _ in v])), float(np.median([w for _, w in v]))) for m, v in runs.items()}
-    from facelab.merge.options import MergeOptions
-
     return {"workers": workers or MergeOptions().workers, "repeats": repeats,
             "plain_cpu_ms_per_frame": round(med[False][0] * 1000, 2),
             "marked_cpu_ms_per_frame": round(med[True][0] * 1000, 2),
@@ -187,7 +186,7 @@ def end_to_end(cache: Path, name: str, n: int, repeats: int, workers: int | None
                                            "marked": [round(w * 1000, 2) for _, w in runs[True]]},
             # the CPU figures move with the schedule each merge picks from its first batches (a model on every
             # thread spins while it waits); a share from runs that picked differently is not comparable
-            "schedules": list(SCHEDULES)}
+            "schedules": schedules}
 
 
 def mark_once(cache: Path, name: str) -> tuple[float, float]:
