@@ -72,6 +72,9 @@ from facelab.media.video import iter_frames  # noqa: E402
 SHARED = Path("/work/shared/data/clips")
 MARKED_CLIPS = {"samples_dst": ROOT / "samples" / "dst.mp4", "lp_d9": SHARED / "lp_d9.mp4",
                 "lp_d12": SHARED / "lp_d12.mp4"}
+# a dst clip no choice of the mark was tuned on (session 16): ``--clips lp_d3`` reads it alone
+HELD_OUT_CLIPS = {"lp_d3": SHARED / "lp_d3.mp4"}
+CLIPS = MARKED_CLIPS | HELD_OUT_CLIPS
 MODEL_ID = "3f9a6c01be" + "5d" * 27
 
 Frames = list[np.ndarray]
@@ -94,8 +97,8 @@ def _read_folder(folder: Path) -> Frames:
     return [read_image_rgb(p) for p in sorted(folder.glob("*.png"))]
 
 
-def prepare(cache: Path, n: int) -> dict[str, Any]:
-    """Frames, faces, a tiny model and the unmarked merges (with masks) of the three dst clips."""
+def prepare(cache: Path, n: int, clips: list[str]) -> dict[str, Any]:
+    """Frames, faces, a tiny model and the unmarked merges (with masks) of the dst clips."""
     from facelab.extract.options import ExtractOptions
     from facelab.extract.pipeline import run_extract
     from facelab.merge.options import MergeOptions
@@ -104,36 +107,38 @@ def prepare(cache: Path, n: int) -> dict[str, Any]:
     from facelab.train.trainer import Trainer
 
     info_path = cache / "prepared.json"
-    if info_path.exists():
-        info: dict[str, Any] = json.loads(info_path.read_text())
-        if info.get("frames") == n and info.get("mask_mode") == "dst":
-            return info
-    shutil.rmtree(cache, ignore_errors=True)
-    cache.mkdir(parents=True)
+    info: dict[str, Any] = json.loads(info_path.read_text()) if info_path.exists() else {}
+    if info.get("frames") != n or info.get("mask_mode") != "dst":
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.mkdir(parents=True)
+        info = {"frames": n, "mask_mode": "dst", "merge_seconds_per_frame": {}}
     ex = ExtractOptions(size=128, workers=1)
-    _write_frames(ROOT / "samples" / "src.mp4", cache / "src_frames", n)
-    run_extract(cache / "src_frames", cache / "src_aligned", ex)
-    for name, clip in MARKED_CLIPS.items():
-        _write_frames(clip, cache / name / "frames", n)
-        run_extract(cache / name / "frames", cache / name / "aligned", ex)
-    shape = {"arch": "df-ud", "resolution": 64, "ae_dims": 64, "e_dims": 16, "d_dims": 16, "d_mask_dims": 8}
-    opts = TrainOptions.model_validate(shape | {"batch_size": 4, "workers": 0, "preview_every": 0,
-                                                "backup_hours": 0})
-    Trainer(cache / "model", opts, cache / "src_aligned", cache / "samples_dst" / "aligned").train(iterations=2)
-    merge_s: dict[str, float] = {}
-    for name in MARKED_CLIPS:
+    if not (cache / "model").is_dir():
+        _write_frames(ROOT / "samples" / "src.mp4", cache / "src_frames", n)
+        run_extract(cache / "src_frames", cache / "src_aligned", ex)
+        _write_frames(MARKED_CLIPS["samples_dst"], cache / "samples_dst" / "frames", n)
+        run_extract(cache / "samples_dst" / "frames", cache / "samples_dst" / "aligned", ex)
+        shape = {"arch": "df-ud", "resolution": 64, "ae_dims": 64, "e_dims": 16, "d_dims": 16, "d_mask_dims": 8}
+        opts = TrainOptions.model_validate(shape | {"batch_size": 4, "workers": 0, "preview_every": 0,
+                                                    "backup_hours": 0})
+        Trainer(cache / "model", opts, cache / "src_aligned", cache / "samples_dst" / "aligned").train(iterations=2)
+    for name in clips:  # each clip once (a clip added later is prepared on its own)
+        if name in info["merge_seconds_per_frame"]:
+            continue
+        if not (cache / name / "aligned").is_dir():
+            _write_frames(CLIPS[name], cache / name / "frames", n)
+            run_extract(cache / name / "frames", cache / name / "aligned", ex)
         s = run_merge(cache / "model", cache / name / "frames", cache / name / "aligned", cache / name / "merged",
                       MergeOptions(mode="overlay", color_transfer="rct", mask_mode="dst"), workers=1, provenance=False)
-        merge_s[name] = 1.0 / s.loop_frames_per_second
-    info = {"frames": n, "mask_mode": "dst", "merge_seconds_per_frame": merge_s}
-    info_path.write_text(json.dumps(info))
+        info["merge_seconds_per_frame"][name] = 1.0 / s.loop_frames_per_second
+        info_path.write_text(json.dumps(info))
     return info
 
 
 SWAP_ITERATIONS = 150
 
 
-def prepare_swap(cache: Path) -> None:
+def prepare_swap(cache: Path, clips: list[str]) -> None:
     """A demo-preset model started from the shipped face prior and fine-tuned SWAP_ITERATIONS iterations on
     the bundled src and dst faces, merged with the default merge options (unmarked) into each clip's
     ``swapped`` folder: smooth faces like the ones the demo budget gives (the mark is most visible there),
@@ -144,19 +149,26 @@ def prepare_swap(cache: Path) -> None:
     from facelab.train.trainer import Trainer
 
     done = cache / "swap_model" / "prepared.json"
-    if done.exists():
-        return
-    opts = TrainOptions.model_validate(PRESETS["demo"] | {"workers": 0, "preview_every": 0, "backup_hours": 0})
-    trainer = Trainer(cache / "swap_model", opts, cache / "src_aligned", cache / "samples_dst" / "aligned")
-    try:
-        trainer.train(iterations=max(0, SWAP_ITERATIONS - trainer.state.iteration))  # resumes a killed run
-    finally:
-        trainer.close()
-    for name in MARKED_CLIPS:
+    info: dict[str, Any] = json.loads(done.read_text()) if done.exists() else {}
+    if not done.exists():
+        opts = TrainOptions.model_validate(PRESETS["demo"] | {"workers": 0, "preview_every": 0, "backup_hours": 0})
+        trainer = Trainer(cache / "swap_model", opts, cache / "src_aligned", cache / "samples_dst" / "aligned")
+        try:
+            trainer.train(iterations=max(0, SWAP_ITERATIONS - trainer.state.iteration))  # resumes a killed run
+        finally:
+            trainer.close()
+        info = {"iterations": SWAP_ITERATIONS}
+    # the clips merged so far (a cache from before the list was kept holds the three marked clips)
+    merged = info.setdefault("clips", list(MARKED_CLIPS) if done.exists() else [])
+    for name in clips:
+        if name in merged:
+            continue
         shutil.rmtree(cache / name / "swapped", ignore_errors=True)
         run_merge(cache / "swap_model", cache / name / "frames", cache / name / "aligned", cache / name / "swapped",
                   MergeOptions(), workers=1, provenance=False)
-    done.write_text(json.dumps({"iterations": SWAP_ITERATIONS}))
+        merged.append(name)
+        done.write_text(json.dumps(info))
+    done.write_text(json.dumps(info))
 
 
 def merged_clip(cache: Path, name: str, folder: str = "merged") -> tuple[Frames, Frames]:
@@ -504,6 +516,9 @@ def main() -> None:
     ap.add_argument("--fp-frames", type=int, default=20)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/facelab_wm_bench"))
     ap.add_argument("--attacks", nargs="*", default=None)
+    ap.add_argument("--clips", nargs="+", default=list(MARKED_CLIPS), choices=list(CLIPS),
+                    help=f"the dst clips marked (default: the three the mark was measured on; "
+                         f"{', '.join(HELD_OUT_CLIPS)}: held out, no choice was tuned on it)")
     ap.add_argument("--no-fp", action="store_true")
     ap.add_argument("--fp-only", action="store_true", help="only the false-positive reads of unmarked clips")
     ap.add_argument("--faces-from", choices=("attacked", "dst"), default="attacked",
@@ -533,9 +548,9 @@ def main() -> None:
         bad = sorted(set(attacks) & MOVES_FACES)
         if bad:
             ap.error(f"--faces-from dst cannot follow the faces through {', '.join(bad)}")
-    info = prepare(args.cache, args.frames)
+    info = prepare(args.cache, args.frames, args.clips)
     if args.host == "swap":
-        prepare_swap(args.cache)
+        prepare_swap(args.cache, args.clips)
     payload = wm.make_payload(MODEL_ID)
     finder = Faces()
     result: dict[str, Any] = {
@@ -544,14 +559,14 @@ def main() -> None:
         "frames_per_clip": args.frames, "merge_seconds_per_frame": info["merge_seconds_per_frame"], "schemes": {}}
     t_start = time.perf_counter()
     result["faces_from"], result["host"], result["located_reading"] = args.faces_from, args.host, LOCATE
-    result["region"] = REGION
-    dst_faces = {name: dst_landmarks(args.cache, name, finder) for name in MARKED_CLIPS} if args.faces_from == "dst" \
+    result["region"], result["clips"] = REGION, args.clips
+    dst_faces = {name: dst_landmarks(args.cache, name, finder) for name in args.clips} if args.faces_from == "dst" \
         else {}
     for scheme in [] if args.fp_only else args.scheme:
         res: dict[str, Any] = {"clips": {}, "attacks": {}}
         costs, psnrs = [], []
         marked_clips = {}
-        for name in MARKED_CLIPS:
+        for name in args.clips:
             host = merged_clip(args.cache, name) if args.host == "merged" else merged_clip(
                 args.cache, name, "swapped") if args.host == "swap" else dst_host(args.cache, name, finder)
             frames, masks = host
@@ -567,7 +582,7 @@ def main() -> None:
                                   "frame_mean_change": round(float(np.mean(frame_d)), 3),
                                   "mark_ms_per_frame": round(cost * 1000, 2)}
             marked_clips[name] = marked
-        merge_s = float(np.mean(list(info["merge_seconds_per_frame"].values())))
+        merge_s = float(np.mean([info["merge_seconds_per_frame"][name] for name in args.clips]))
         res["mark_ms_per_frame"] = round(float(np.mean(costs)) * 1000, 2)
         res["mark_share_of_merge"] = round(float(np.mean(costs)) / merge_s, 3)
         res["face_psnr_min"] = round(min(psnrs), 2)

@@ -38,8 +38,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache", type=Path, default=Path("/tmp/facelab_wm_bench"))
     args = ap.parse_args()
-    bench.prepare(args.cache, 60)
-    bench.prepare_swap(args.cache)
+    bench.prepare(args.cache, 60, list(bench.MARKED_CLIPS))
+    bench.prepare_swap(args.cache, list(bench.MARKED_CLIPS))
     payload = wm.make_payload(bench.MODEL_ID)
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "clips": {}}
     for name in bench.MARKED_CLIPS:

@@ -17,6 +17,7 @@ from facelab.core.geometry import transform_points
 from facelab.face.align import warp_face
 from facelab.face.expression import MOUTH_BIN_EDGES, mouth_opening
 from facelab.faceset.coverage import (
+    GAP_DST_FACES,
     GAP_DST_SHARE,
     GAP_SRC_FACES,
     GAP_SRC_SHARE,
@@ -94,7 +95,7 @@ def test_coverage_counts_each_sides_mouths_and_yaws_and_names_the_gaps(sample_fa
     for side, folder in (("src", src), ("dst", dst)):
         mouth, yaw = _bin_counts(folder)
         assert [getattr(b, side) for b in cov.mouth] == mouth and sum(mouth) == getattr(cov, f"{side}_faces") > 30
-        assert [getattr(b, side) for b in cov.yaw] == yaw and sum(yaw) > 30
+        assert [getattr(b, side) for b in cov.yaw] == yaw and sum(yaw) == getattr(cov, f"{side}_posed") > 30
     # training flips src at random (its default): src's yaws then count on both sides, half a face each
     mirrored = faceset_coverage(src, dst)
     yaw_src = _bin_counts(src)[1]
@@ -108,8 +109,8 @@ def test_coverage_counts_each_sides_mouths_and_yaws_and_names_the_gaps(sample_fa
     assert slightly.name == "slightly open" and slightly.dst_share >= GAP_DST_SHARE and slightly.gap
     assert slightly.src < GAP_SRC_FACES or slightly.src_share < GAP_SRC_SHARE
     assert any("slightly open" in line and "src in" in line for line in back.gaps())
-    assert all(b.gap == (b.dst_share >= GAP_DST_SHARE and (b.src_share < GAP_SRC_SHARE or b.src < GAP_SRC_FACES))
-               for b in back.mouth + back.yaw)
+    assert all(b.gap == (b.dst_share >= GAP_DST_SHARE and b.dst >= GAP_DST_FACES
+                         and (b.src_share < GAP_SRC_SHARE or b.src < GAP_SRC_FACES)) for b in back.mouth + back.yaw)
     # packs read the same as folders
     pack = tmp_path / "man.fpack"
     pack_faceset(dst, pack)
@@ -137,6 +138,7 @@ def test_coverage_leaves_yaw_out_when_one_side_has_no_pose(sample_faces: tuple[P
         src.close()
         dst.close()
     assert posed.yaw and unposed.yaw == () and unposed.mouth == posed.mouth
+    assert unposed.src_posed == 0 and unposed.dst_posed == posed.dst_posed == posed.dst_faces
     assert not any("yaw" in line for line in unposed.gaps())
     assert faceset_coverage(sample_faces[0], sample_faces[1]).yaw  # both sides posed: compared
 
@@ -146,6 +148,8 @@ def test_a_gap_needs_dst_often_there_and_src_rarely() -> None:
     assert Bin("open", src=40, dst=30, src_share=0.01, dst_share=0.3).gap  # too small a share of src
     assert not Bin("open", src=40, dst=30, src_share=0.04, dst_share=0.3).gap
     assert not Bin("open", src=0, dst=3, src_share=0.0, dst_share=0.05).gap  # dst hardly goes there
+    assert not Bin("open", src=0, dst=4, src_share=0.0, dst_share=0.2).gap  # a few frames of a short dst
+    assert Bin("open", src=0, dst=5, src_share=0.0, dst_share=0.2).gap
 
 
 def test_resize_to_smaller_type_matches_a_warp_from_the_frame(faces: Path, tmp_path: Path) -> None:

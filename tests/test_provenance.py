@@ -382,8 +382,8 @@ def test_v2_mark_follows_the_texture(v2_clip: Any, payload: np.ndarray, faces: F
         real = sm.embed(rgb, payload, frame=i, texture=True, within=region)
         diffs_real.append(np.abs(real.astype(np.int16) - rgb.astype(np.int16))[region])
         assert _region_psnr(rgb, real, region) >= 42.0  # no more energy in the face than a uniform mark
-        lum = sm._luma(smooth)
-        inside = np.ones((lum.shape[0] // sm.BLOCK, lum.shape[1] // sm.BLOCK), dtype=np.bool_)
+        lum = sm.luma_half(smooth)
+        inside = np.ones((lum.shape[0] // sm.HALF, lum.shape[1] // sm.HALF), dtype=np.bool_)
         assert np.sqrt(np.mean(sm.texture_gain(lum, inside) ** 2)) <= 1.0 + 1e-9
     real_d, smooth_d = np.concatenate(diffs_real), np.concatenate(diffs_smooth)
     print(f"mean |change| in the face: real skin {real_d.mean():.2f}, smoothed {smooth_d.mean():.2f} levels")

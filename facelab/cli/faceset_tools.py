@@ -126,6 +126,9 @@ def coverage(
     table("mouth", cov.mouth)
     if cov.yaw:
         table("yaw, mirrored src" if mirror else "yaw (degrees)", cov.yaw)
+        if cov.src_posed < cov.src_faces or cov.dst_posed < cov.dst_faces:
+            typer.echo(f"  (yaw: the faces with a pose only, src {cov.src_posed} of {cov.src_faces}, "
+                       f"dst {cov.dst_posed} of {cov.dst_faces})")
     else:
         typer.echo("  yaw: not compared (no face of one side has a pose)")
     gaps = cov.gaps()

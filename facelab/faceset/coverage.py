@@ -8,9 +8,10 @@ whose src shows the mouth shapes dst makes.
 
 Both facesets are read from their metadata only (landmarks and pose; no pixel is decoded). Each face falls
 into a mouth-opening bin (facelab.face.expression.MOUTH_BIN_EDGES) and a yaw bin (YAW_EDGES). A bin is a
-gap when dst spends at least GAP_DST_SHARE of its faces there while src has fewer than GAP_SRC_SHARE of its
-faces, or fewer than GAP_SRC_FACES faces, there. Training flips src's faces at random by default
-(``random_flip_src``), so with ``mirror_src`` src's yaws count on both sides (a face turned 35 degrees one
+gap when dst spends at least GAP_DST_SHARE of its faces, and at least GAP_DST_FACES faces, there while src has
+fewer than GAP_SRC_SHARE of its faces, or fewer than GAP_SRC_FACES faces, there. Yaw shares are over each side's
+faces with a pose (faces imported without one count in the mouth bins only). Training flips src's faces at random
+by default (``random_flip_src``), so with ``mirror_src`` src's yaws count on both sides (a face turned 35 degrees one
 way is also seen turned 35 degrees the other way); mouth openings do not change in a mirror.
 """
 
@@ -32,6 +33,7 @@ YAW_EDGES = (-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0)  # degrees; the end bin
 GAP_DST_SHARE = 0.10
 GAP_SRC_SHARE = 0.02
 GAP_SRC_FACES = 5
+GAP_DST_FACES = 5  # a few frames of a short dst are no gap (10% of a 20-face dst is 2 faces)
 
 
 def yaw_bin_names() -> tuple[str, ...]:
@@ -51,7 +53,8 @@ class Bin:
 
     @property
     def gap(self) -> bool:
-        return self.dst_share >= GAP_DST_SHARE and (self.src_share < GAP_SRC_SHARE or self.src < GAP_SRC_FACES)
+        return (self.dst_share >= GAP_DST_SHARE and self.dst >= GAP_DST_FACES
+                and (self.src_share < GAP_SRC_SHARE or self.src < GAP_SRC_FACES))
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class Coverage:
     dst_faces: int
     mouth: tuple[Bin, ...]
     yaw: tuple[Bin, ...]  # faces with a pose only; empty when either side has no face with a pose
+    src_posed: int  # faces with a pose (what the yaw bins count)
+    dst_posed: int
 
     def gaps(self) -> list[str]:
         """One sentence per gap: what dst does often that src hardly shows."""
@@ -80,7 +85,8 @@ class Coverage:
                      "dst_share": round(b.dst_share, 4), "gap": b.gap} for b in bins]
 
         return {"src": str(self.src), "dst": str(self.dst), "src_faces": self.src_faces,
-                "dst_faces": self.dst_faces, "mouth_bin_edges": list(MOUTH_BIN_EDGES),
+                "dst_faces": self.dst_faces, "src_posed": self.src_posed, "dst_posed": self.dst_posed,
+                "mouth_bin_edges": list(MOUTH_BIN_EDGES),
                 "yaw_bin_edges": list(YAW_EDGES), "mouth": rows(self.mouth), "yaw": rows(self.yaw),
                 "gaps": self.gaps()}
 
@@ -114,7 +120,7 @@ def store_coverage(src: FaceStore, dst: FaceStore, src_path: Path, dst_path: Pat
     dst_mouth, dst_yaw = _side(dst, dst_path)
     yaw = _bins(yaw_bin_names(), src_yaw, dst_yaw, mirror_src) if len(src_yaw) and len(dst_yaw) else ()
     return Coverage(Path(src_path), Path(dst_path), len(src_mouth), len(dst_mouth),
-                    _bins(MOUTH_BIN_NAMES, src_mouth, dst_mouth), yaw)
+                    _bins(MOUTH_BIN_NAMES, src_mouth, dst_mouth), yaw, len(src_yaw), len(dst_yaw))
 
 
 def faceset_coverage(src: Path, dst: Path, mirror_src: bool = True) -> Coverage:
