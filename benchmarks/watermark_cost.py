@@ -23,6 +23,8 @@ marked runs mark exactly as merge does (``ProvenanceMarker.mark`` in the workers
 signature (those are per-file costs, measured in docs/provenance.md). The share is the marked runs' median time
 per frame over the unmarked runs' median, minus 1, on the wall clock (the merge loop) and in CPU time; both
 halves run in the same conditions, one after the other. Thread pool only (process time misses worker processes).
+``--plan lockstep|overlap`` makes every merge run that thread plan from its first batch (merge.schedule): merge
+picks one from its first batches, and runs that picked differently have incomparable CPU times.
 """
 
 from __future__ import annotations
@@ -121,6 +123,9 @@ class _NoSigning:
         return None
 
 
+PLAN = "auto"  # --plan: the thread plan every merge runs (merge.schedule.ThreadPlan); "auto": merge's own choice
+
+
 def merge_marked(cache: Path, name: str, marked: bool, workers: int | None, frames: str = "frames"
                  ) -> tuple[float, float, str]:
     """(CPU seconds of the whole merge, wall seconds per frame of its loop, the thread plan it chose) at merge's
@@ -131,7 +136,16 @@ def merge_marked(cache: Path, name: str, marked: bool, workers: int | None, fram
 
     import facelab.merge.runner as runner
     from facelab.merge.options import MergeOptions
+    from facelab.merge.schedule import ThreadPlan
     from facelab.provenance.marker import ProvenanceMarker, marker_for
+
+    class FixedPlan(ThreadPlan):
+        """The plan --plan names from the first batch on (a merge with one worker stays in lockstep)."""
+
+        def __init__(self, cores: int, active: bool) -> None:
+            super().__init__(cores, active)
+            if self.schedule == "probe":
+                self.schedule = PLAN
 
     @dataclass(frozen=True)
     class MarkOnly(ProvenanceMarker):
@@ -148,15 +162,17 @@ def merge_marked(cache: Path, name: str, marked: bool, workers: int | None, fram
     out = cache / f"merged_e2e_{name}"
     shutil.rmtree(out, ignore_errors=True)
     opts = MergeOptions(mode="overlay", color_transfer="rct", mask_mode="dst", watermark_region=REGION)
-    saved = runner.marker_for
+    saved, saved_plan = runner.marker_for, runner.ThreadPlan
     runner.marker_for = mark_only  # type: ignore[assignment]
+    if PLAN != "auto":
+        runner.ThreadPlan = FixedPlan  # type: ignore[misc]
     try:
         c0 = time.process_time()
         s = runner.run_merge(cache / f"model_{name}", cache / frames, cache / "aligned", out, opts,
                              workers=workers, provenance=marked, credentials=_NoSigning())  # type: ignore[arg-type]
         cpu = time.process_time() - c0
     finally:
-        runner.marker_for = saved
+        runner.marker_for, runner.ThreadPlan = saved, saved_plan  # type: ignore[misc]
     return cpu, 1.0 / s.loop_frames_per_second, s.schedule
 
 
@@ -225,16 +241,19 @@ def main() -> None:
     ap.add_argument("--end-to-end", action="store_true",
                     help="the whole merge at its default workers, marked and not, alternately (see above)")
     ap.add_argument("--workers", type=int, default=None, help="with --end-to-end: merge workers (default: merge's)")
+    ap.add_argument("--plan", choices=("auto", "lockstep", "overlap"), default="auto",
+                    help="with --end-to-end: the thread plan every merge runs (default: merge's choice from its first "
+                         "batches, which can differ between runs and makes their CPU times incomparable)")
     args = ap.parse_args()
-    global REGION
-    REGION = args.region
+    global REGION, PLAN
+    REGION, PLAN = args.region, args.plan
     args.cache.mkdir(parents=True, exist_ok=True)
     prepare(args.cache, args.frames, args.presets)
     _link_half(args.cache, args.frames)
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
-        "frames": args.frames, "clip": "samples/dst.mp4 (480x480)", "presets": {}}
+        "frames": args.frames, "clip": "samples/dst.mp4 (480x480)", "plan": args.plan, "presets": {}}
     for name in args.presets:
         if args.end_to_end:
             e2e = end_to_end(args.cache, name, args.frames, args.repeats, args.workers)
