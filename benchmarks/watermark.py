@@ -118,6 +118,7 @@ def prepare(cache: Path, n: int, clips: list[str]) -> dict[str, Any]:
         run_extract(cache / "src_frames", cache / "src_aligned", ex)
         _write_frames(MARKED_CLIPS["samples_dst"], cache / "samples_dst" / "frames", n)
         run_extract(cache / "samples_dst" / "frames", cache / "samples_dst" / "aligned", ex)
+        (cache / "samples_dst" / "extracted").write_text("ok")
         shape = {"arch": "df-ud", "resolution": 64, "ae_dims": 64, "e_dims": 16, "d_dims": 16, "d_mask_dims": 8}
         opts = TrainOptions.model_validate(shape | {"batch_size": 4, "workers": 0, "preview_every": 0,
                                                     "backup_hours": 0})
@@ -125,9 +126,10 @@ def prepare(cache: Path, n: int, clips: list[str]) -> dict[str, Any]:
     for name in clips:  # each clip once (a clip added later is prepared on its own)
         if name in info["merge_seconds_per_frame"]:
             continue
-        if not (cache / name / "aligned").is_dir():
+        if not (cache / name / "extracted").is_file():  # (a run killed mid-extraction extracts again)
             _write_frames(CLIPS[name], cache / name / "frames", n)
             run_extract(cache / name / "frames", cache / name / "aligned", ex)
+            (cache / name / "extracted").write_text("ok")
         s = run_merge(cache / "model", cache / name / "frames", cache / name / "aligned", cache / name / "merged",
                       MergeOptions(mode="overlay", color_transfer="rct", mask_mode="dst"), workers=1, provenance=False)
         info["merge_seconds_per_frame"][name] = 1.0 / s.loop_frames_per_second

@@ -165,14 +165,14 @@ def merge_marked(cache: Path, name: str, marked: bool, workers: int | None, fram
     saved, saved_plan = runner.marker_for, runner.ThreadPlan
     runner.marker_for = mark_only  # type: ignore[assignment]
     if PLAN != "auto":
-        runner.ThreadPlan = FixedPlan  # type: ignore[misc]
+        runner.ThreadPlan = FixedPlan  # type: ignore[misc,attr-defined]
     try:
         c0 = time.process_time()
         s = runner.run_merge(cache / f"model_{name}", cache / frames, cache / "aligned", out, opts,
                              workers=workers, provenance=marked, credentials=_NoSigning())  # type: ignore[arg-type]
         cpu = time.process_time() - c0
     finally:
-        runner.marker_for, runner.ThreadPlan = saved, saved_plan  # type: ignore[misc]
+        runner.marker_for, runner.ThreadPlan = saved, saved_plan  # type: ignore[misc,attr-defined]
     return cpu, 1.0 / s.loop_frames_per_second, s.schedule
 
 

@@ -416,6 +416,10 @@ def test_v2_embed_saturates_at_the_range(payload: np.ndarray) -> None:
         flat = np.full_like(mid, level)
         marked = sm.embed(flat, payload, region=region)
         assert np.array_equal(marked, np.clip(level + step, 0, 255).astype(np.uint8)), level
+    # the uint8 offset step (change + 128) holds every change the embed can make, at the strongest strength too
+    assert sm.MOST_CHANGE < 128
+    strong = sm.embed(mid, payload, region=region, strength=4.0).astype(np.int16) - 128
+    assert 0 < np.abs(strong).max() <= sm.MOST_CHANGE and np.abs(strong).max() > np.abs(step).max()
 
 
 @pytest.mark.parametrize("attack", V2_DEFAULT)

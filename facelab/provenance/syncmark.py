@@ -137,6 +137,9 @@ _D = _dct_matrix(BLOCK)
 _D32 = _D.astype(np.float32)
 _BASIS = np.stack([np.outer(_D[u], _D[v]) for u, v in COEFFS])  # (K, 16, 16)
 _BASIS_FLAT32 = np.ascontiguousarray(_BASIS.reshape(K, BLOCK * BLOCK).T, dtype=np.float32)  # (256, K)
+# the largest change a pixel can get (strength 4, every slot at CAP, the largest texture gain, all K bases at
+# their peak with the same sign); the embed's uint8 offset step needs it under 128 (tests/test_provenance.py)
+MOST_CHANGE = 4.0 * CAP * GAIN_MAX * K * float(np.abs(_BASIS).max())
 # the basis halved by 2 x 2 area means, for the embed's half-resolution work: a block's coefficient is about
 # 4 x the halved block's product with it (exact up to the luma's and the basis's covariance inside each 2 x 2)
 _BASIS_HALF32 = np.ascontiguousarray(_BASIS.reshape(K, HALF, 2, HALF, 2).mean(axis=(2, 4)).reshape(K, HALF * HALF).T,
@@ -256,8 +259,8 @@ def luma_half(rgb: Image) -> npt.NDArray[np.float32]:
     The colour is halved first, in uint8 (rounded to a level: a quarter of the conversion's work; the blocks'
     texture gains move by at most 0.04)."""
     h, w = rgb.shape[:2]
-    small: Image = np.asarray(cv2.resize(np.ascontiguousarray(rgb), (w // 2, h // 2), interpolation=cv2.INTER_AREA),
-                              dtype=np.uint8)
+    even = np.ascontiguousarray(rgb[: h - h % 2, : w - w % 2])  # exact 2 x 2 means on any size
+    small: Image = np.asarray(cv2.resize(even, (w // 2, h // 2), interpolation=cv2.INTER_AREA), dtype=np.uint8)
     return _luma(small)
 
 
@@ -303,6 +306,8 @@ def texture_gain(half: npt.NDArray[np.float32], inside: BoolArray, within: BoolA
     of the ``within`` blocks (merge's whole-frame mark: the face's, so its PSNR holds too) at most
     WITHIN_ENERGY."""
     nby, nbx = inside.shape
+    if half.shape[0] // HALF != nby or half.shape[1] // HALF != nbx:
+        raise ValueError(f"texture_gain takes the halved luma of {nby} x {nbx} blocks, got {half.shape}")
     area = np.ascontiguousarray(half[: nby * HALF, : nbx * HALF])
     band = np.asarray(area - cv2.GaussianBlur(area, (TEX_KSIZE, TEX_KSIZE), TEX_SIGMA), dtype=np.float32)
     energy = cv2.resize(band * band, (nbx, nby), interpolation=cv2.INTER_AREA)  # each block's mean
@@ -389,10 +394,11 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
                       dtype=np.float32)
     if region is not None:
         soft *= np.asarray(region)[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] != 0
-    # area + rint(soft), saturated to 0..255: the change rounded and offset by 128 into uint8 (convertScaleAbs;
-    # it is far smaller than 128), then one saturating weighted sum removes the offset (uint8 arithmetic: a few
-    # times faster than widening the three channels to int16, and fewer full-size temporaries than adding the
-    # positive and subtracting the negative part).
+    # area + rint(soft), saturated to 0..255: the change rounded and offset by 128 into uint8 (convertScaleAbs,
+    # which would fold a change below -128 back: the largest possible change is MOST_CHANGE, under 128), then one
+    # saturating weighted sum removes the offset (uint8 arithmetic: a few times faster than widening the three
+    # channels to int16, and fewer full-size temporaries than adding the positive and subtracting the negative
+    # part).
     offset = cv2.cvtColor(cv2.convertScaleAbs(soft, alpha=1.0, beta=128.0), cv2.COLOR_GRAY2RGB)
     out[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK] = cv2.addWeighted(np.ascontiguousarray(area), 1.0, offset, 1.0,
                                                                      -128.0)
