@@ -159,9 +159,10 @@ def prepare_swap(cache: Path, clips: list[str]) -> None:
             trainer.train(iterations=max(0, SWAP_ITERATIONS - trainer.state.iteration))  # resumes a killed run
         finally:
             trainer.close()
-        info = {"iterations": SWAP_ITERATIONS}
+        info = {"iterations": SWAP_ITERATIONS, "clips": []}
+        done.write_text(json.dumps(info))
     # the clips merged so far (a cache from before the list was kept holds the three marked clips)
-    merged = info.setdefault("clips", list(MARKED_CLIPS) if done.exists() else [])
+    merged = info.setdefault("clips", list(MARKED_CLIPS))
     for name in clips:
         if name in merged:
             continue
@@ -170,7 +171,6 @@ def prepare_swap(cache: Path, clips: list[str]) -> None:
                   MergeOptions(), workers=1, provenance=False)
         merged.append(name)
         done.write_text(json.dumps(info))
-    done.write_text(json.dumps(info))
 
 
 def merged_clip(cache: Path, name: str, folder: str = "merged") -> tuple[Frames, Frames]:

@@ -94,7 +94,7 @@ ROUNDS = 4
 # mark's periods (16-32 px, 8-16 half-res px) are drawn as well at half size. Against the full-resolution
 # drawing softened at 1.2 px (9 taps, the mark until then), on lp_d9: pixels correlate at 0.99, each
 # frequency's coefficients keep 0.97-1.00 of their value, the RMS change is 0.97 of the old (block edges
-# soften a little more); the embed costs about 0.6 of the time.
+# soften a little more); the embed's time: docs/provenance.md (session 16).
 SOFTEN = 0.5
 SOFTEN_KSIZE = 3
 HALF = BLOCK // 2  # a block's side at half resolution
@@ -350,8 +350,7 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     y0, x0 = by0 * BLOCK, bx0 * BLOCK
     area = rgb[y0:y0 + nby * BLOCK, x0:x0 + nbx * BLOCK]
     lum = luma_half(area)
-    blocks = lum.reshape(nby, HALF, nbx, HALF).transpose(0, 2, 1, 3).reshape(nby, nbx, HALF * HALF)
-    coeffs = (blocks @ _BASIS_HALF32).astype(np.float64) * 4.0  # (nby, nbx, K), as block_coefficients reads them
+    coeffs = _block_products(lum, HALF, _BASIS_HALF32) * 4.0  # (nby, nbx, K), as block_coefficients reads them
     inside = np.ones((nby, nbx), dtype=np.bool_) if region is None else _blocks_inside(region, y0, x0, nby, nbx)
     if not inside.any():
         return out
@@ -602,11 +601,17 @@ def block_coefficients(lum: npt.NDArray[np.generic], phase: tuple[int, int]) -> 
     """The K coefficients of every whole 16x16 block of the grid starting at pixel ``phase`` (y, x) of a
     luma plane: (blocks down, blocks across, K)."""
     py, px = phase
-    h, w = lum.shape
-    nby, nbx = max((h - py) // BLOCK, 0), max((w - px) // BLOCK, 0)
-    area = np.asarray(lum[py:py + nby * BLOCK, px:px + nbx * BLOCK], dtype=np.float32)
-    blocks = area.reshape(nby, BLOCK, nbx, BLOCK).transpose(0, 2, 1, 3).reshape(nby, nbx, BLOCK * BLOCK)
-    out: FloatArray = (blocks @ _BASIS_FLAT32).astype(np.float64)
+    return _block_products(np.asarray(lum)[py:, px:], BLOCK, _BASIS_FLAT32)
+
+
+def _block_products(plane: npt.NDArray[np.generic], side: int, basis: npt.NDArray[np.float32]) -> FloatArray:
+    """Each whole side x side block of a plane (from its top left corner) times the flattened basis
+    (side * side, K): (blocks down, blocks across, K)."""
+    h, w = plane.shape
+    nby, nbx = h // side, w // side
+    area = np.asarray(plane[: nby * side, : nbx * side], dtype=np.float32)
+    blocks = area.reshape(nby, side, nbx, side).transpose(0, 2, 1, 3).reshape(nby, nbx, side * side)
+    out: FloatArray = (blocks @ basis).astype(np.float64)
     return out
 
 
