@@ -47,6 +47,7 @@ texture-masked; ``face`` only inside the mask, at one strength.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -72,8 +73,10 @@ from facelab.media.video import iter_frames  # noqa: E402
 SHARED = Path("/work/shared/data/clips")
 MARKED_CLIPS = {"samples_dst": ROOT / "samples" / "dst.mp4", "lp_d9": SHARED / "lp_d9.mp4",
                 "lp_d12": SHARED / "lp_d12.mp4"}
-# a dst clip no choice of the mark was tuned on (session 16): ``--clips lp_d3`` reads it alone
-HELD_OUT_CLIPS = {"lp_d3": SHARED / "lp_d3.mp4"}
+# more dst clips: ``--clips lp_d3`` reads one alone. lp_d3 was held out in session 16; syncmark version 3 (session
+# 17) was chosen on it, the three above, lp_d6 and lp_d10 (docs/provenance.md); lp_d0 is held out of every choice
+HELD_OUT_CLIPS = {"lp_d3": SHARED / "lp_d3.mp4", "lp_d6": SHARED / "lp_d6.mp4", "lp_d10": SHARED / "lp_d10.mp4",
+                  "lp_d0": SHARED / "lp_d0.mp4"}
 CLIPS = MARKED_CLIPS | HELD_OUT_CLIPS
 MODEL_ID = "3f9a6c01be" + "5d" * 27
 
@@ -381,13 +384,15 @@ def read_v1(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray |
 LOCATE = True  # scheme 2 reads as verify reads (read_best: the located reading when the first fails)
 
 
-def read_v2(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray | None) -> dict[str, Any]:
-    """Scheme 2 read as ``facelab verify`` reads (all faces together, the whole frame where none is found;
-    failing that, the located reading). With a payload, also the fraction of the 210 coded bits whose voted
-    sign is right in the first reading and in the located one, whichever verify reports."""
+def read_sync(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray | None, version: int = 3
+              ) -> dict[str, Any]:
+    """Scheme 2 (syncmark) at a version read as ``facelab verify`` reads it (all faces together, the whole frame
+    where none is found; failing that, the located reading). With a payload, also the fraction of the coded bits
+    whose voted sign is right in the first reading and in the located one, whichever verify reports."""
     from facelab.provenance import syncmark as sm
 
-    reader = sm.VideoReader()
+    lay = sm.V3 if version == 3 else sm.V2
+    reader = sm.VideoReader(lay)
     for rgb, pts in zip(frames, faces, strict=True):
         hulls = _hulls(rgb, pts, sm.READ_FACE_TYPE)
         reader.add(rgb, np.any(hulls, axis=0) if hulls else None)
@@ -396,7 +401,7 @@ def read_v2(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray |
     out: dict[str, Any] = {"found": res.found, "frames_found": sum(res.frames_found), "offset": list(res.offset),
                            "pilot": round(res.pilot, 3), "located": res.located is not None}
     if payload is not None:
-        coded = sm.encode_bits(payload)
+        coded = sm.encode_bits(payload, lay)
         accs = [float(np.mean(b == payload)) for b in res.frame_bits]
         needed = _needed_from(lambda n: bool(np.array_equal(read(first=n, per_frame=False).bits, payload)),
                               len(frames))
@@ -410,7 +415,7 @@ def read_v2(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray |
     return out
 
 
-READERS = {1: read_v1, 2: read_v2}
+READERS = {1: read_v1, 2: functools.partial(read_sync, version=2), 3: read_sync}
 
 
 REGION = "frame"
@@ -427,9 +432,10 @@ def mark(scheme: int, frames: Frames, masks: Frames, payload: np.ndarray) -> tup
         if scheme == 1:
             out.append(wm.embed(rgb, payload, region=m))
         elif REGION == "frame":
-            out.append(sm.embed(rgb, payload, frame=i, texture=True, within=m) if m.any() else rgb)
+            lay = sm.V3 if scheme == 3 else sm.V2
+            out.append(sm.embed(rgb, payload, frame=i, texture=True, within=m, lay=lay) if m.any() else rgb)
         else:
-            out.append(sm.embed(rgb, payload, region=m, frame=i))
+            out.append(sm.embed(rgb, payload, region=m, frame=i, lay=sm.V3 if scheme == 3 else sm.V2))
     return out, (time.perf_counter() - t0) / len(frames)
 
 
@@ -513,14 +519,15 @@ def main() -> None:
     from facelab.provenance import watermark as wm
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scheme", type=int, nargs="+", default=[1, 2], choices=(1, 2))
+    ap.add_argument("--scheme", type=int, nargs="+", default=[3], choices=(1, 2, 3),
+                    help="1: facelab-dct-qim; 2 and 3: facelab-sync-blocks versions 2 and 3 (what merge writes)")
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--fp-frames", type=int, default=20)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/facelab_wm_bench"))
     ap.add_argument("--attacks", nargs="*", default=None)
     ap.add_argument("--clips", nargs="+", default=list(MARKED_CLIPS), choices=list(CLIPS),
                     help=f"the dst clips marked (default: the three the mark was measured on; "
-                         f"{', '.join(HELD_OUT_CLIPS)}: held out, no choice was tuned on it)")
+                         f"{', '.join(HELD_OUT_CLIPS)}: more clips; lp_d0 held out of every choice)")
     ap.add_argument("--no-fp", action="store_true")
     ap.add_argument("--fp-only", action="store_true", help="only the false-positive reads of unmarked clips")
     ap.add_argument("--faces-from", choices=("attacked", "dst"), default="attacked",
@@ -553,7 +560,9 @@ def main() -> None:
     info = prepare(args.cache, args.frames, args.clips)
     if args.host == "swap":
         prepare_swap(args.cache, args.clips)
-    payload = wm.make_payload(MODEL_ID)
+    from facelab.provenance import syncmark as sm
+
+    payloads = {1: wm.make_payload(MODEL_ID), 2: sm.make_payload(MODEL_ID, sm.V2), 3: sm.make_payload(MODEL_ID)}
     finder = Faces()
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -572,7 +581,7 @@ def main() -> None:
             host = merged_clip(args.cache, name) if args.host == "merged" else merged_clip(
                 args.cache, name, "swapped") if args.host == "swap" else dst_host(args.cache, name, finder)
             frames, masks = host
-            marked, cost = mark(scheme, frames, masks, payload)
+            marked, cost = mark(scheme, frames, masks, payloads[scheme])
             costs.append(cost)
             p = [face_psnr(a, b, m) for a, b, m in zip(frames, marked, masks, strict=True)]
             psnrs += p
@@ -593,7 +602,7 @@ def main() -> None:
             for name, marked in marked_clips.items():
                 attacked = fn(marked)
                 faces = dst_faces[name] if name in dst_faces else [finder(f) for f in attacked]
-                per[name] = READERS[scheme](attacked, faces, payload)
+                per[name] = READERS[scheme](attacked, faces, payloads[scheme])
                 if name in dst_faces:
                     per[name]["frames_with_faces"] = sum(bool(f) for f in faces)
             res["attacks"][attack] = per

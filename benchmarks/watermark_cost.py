@@ -209,13 +209,12 @@ def mark_once(cache: Path, name: str) -> tuple[float, float]:
     """(CPU, wall) seconds per frame of syncmark.embed on the merged frames as merge marks them (REGION:
     "frame", the default, the whole frame texture-masked; "face": inside the merge's masks)."""
     from facelab.provenance import syncmark
-    from facelab.provenance.watermark import make_payload
 
     out = cache / f"merged_{name}"
     paths = sorted(out.glob("*.png"))
     frames = [read_image_rgb(p) for p in paths]
     masks = [cv2.imread(str(out / "masks" / p.name), cv2.IMREAD_GRAYSCALE) for p in paths]
-    payload = make_payload("3f9a6c01be" + "5d" * 27)
+    payload = syncmark.make_payload("3f9a6c01be" + "5d" * 27)
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # as merge.jobs' workers run it
     try:

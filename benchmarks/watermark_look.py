@@ -31,7 +31,6 @@ from facelab.evaluate.metrics import ssim  # noqa: E402
 from facelab.evaluate.perceptual import perceptual_distance  # noqa: E402
 from facelab.face.quality import sharpness  # noqa: E402
 from facelab.provenance import syncmark as sm  # noqa: E402
-from facelab.provenance import watermark as wm  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +39,7 @@ def main() -> None:
     args = ap.parse_args()
     bench.prepare(args.cache, 60, list(bench.MARKED_CLIPS))
     bench.prepare_swap(args.cache, list(bench.MARKED_CLIPS))
-    payload = wm.make_payload(bench.MODEL_ID)
+    payload = sm.make_payload(bench.MODEL_ID)
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "clips": {}}
     for name in bench.MARKED_CLIPS:
         frames, masks = bench.merged_clip(args.cache, name, "swapped")

@@ -310,8 +310,7 @@ def test_renamed_facelab_export_merges_with_provenance(tiny_trained: Path, few_f
     summary = json.loads((tmp_path / "merged" / "merge.json").read_text())
     sha = hashlib.sha256(renamed.read_bytes()).hexdigest()
     assert summary["model_id"] == sha and summary["merged"] == 3
-    from facelab.provenance.syncmark import VideoReader
-    from facelab.provenance.watermark import model_prefix
+    from facelab.provenance.syncmark import VideoReader, model_prefix
 
     name = sorted(p.name for p in few_frames.iterdir())[0]
     reader = VideoReader()

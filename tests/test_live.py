@@ -68,7 +68,6 @@ def test_frames_swapped_in_the_face_and_untouched_far_from_it(tiny_model: Path) 
     from facelab.live.pipeline import LivePipeline
     from facelab.media.video import iter_frames
     from facelab.provenance import syncmark
-    from facelab.provenance import watermark as wm
     from facelab.provenance.marker import marker_for
 
     model = load_model(tiny_model, "cpu")
@@ -94,7 +93,7 @@ def test_frames_swapped_in_the_face_and_untouched_far_from_it(tiny_model: Path) 
     for f in sink.frames.values():
         reader.add(f)
     reading = reader.read()
-    assert reading.found and reading.payload.model_prefix == wm.model_prefix(model.model_id)
+    assert reading.found and reading.payload.model_prefix == syncmark.model_prefix(model.model_id)
     # the default, "frame": the mark covers the frame (its borders change too) and reads from whole frames
     whole = _Collect()
     LivePipeline(model, VideoFileSource(DST, realtime=False), whole,
@@ -181,7 +180,6 @@ def test_two_swap_workers_keep_frames_in_order(tiny_model: Path) -> None:
     from facelab.live.pipeline import LivePipeline
     from facelab.media.video import iter_frames
     from facelab.provenance import syncmark
-    from facelab.provenance import watermark as wm
     from facelab.provenance.marker import marker_for
 
     model = load_model(tiny_model, "cpu")
@@ -202,7 +200,7 @@ def test_two_swap_workers_keep_frames_in_order(tiny_model: Path) -> None:
     for i, out in sink.frames.items():
         assert (out != originals[i]).any(axis=2).mean() > 0.03  # swapped
         reader.add(out)
-    assert reader.read().payload.model_prefix == wm.model_prefix(model.model_id)
+    assert reader.read().payload.model_prefix == syncmark.model_prefix(model.model_id)
 
 
 def test_a_dfm_runs_live(tiny_model: Path, tmp_path: Path) -> None:

@@ -366,8 +366,7 @@ def test_run_merge_passthrough_resume_shards_session(tiny_model: Path, dst_frame
     assert summary["model_id"] == s.model_id and summary["faces"] == s.faces
     # provenance, on by default: merged frames carry the watermark and the record, the folder a sidecar
     from facelab.provenance.record import read_image_record
-    from facelab.provenance.syncmark import VideoReader
-    from facelab.provenance.watermark import model_prefix
+    from facelab.provenance.syncmark import VideoReader, model_prefix
 
     merged_name = next(f for f in frames if f[:-4] not in dropped)
     reader = VideoReader()
@@ -387,14 +386,15 @@ def test_run_merge_passthrough_resume_shards_session(tiny_model: Path, dst_frame
     assert json.loads((full / "provenance.json").read_text())["model_id"] == s.model_id
     # ... and survive H.264 at CRF 23: verify votes across frames; the untouched dst shows nothing
     from facelab.media.encode import build_video
+    from facelab.provenance.syncmark import make_payload
     from facelab.provenance.verify import verify
-    from facelab.provenance.watermark import make_payload, payload_hex
+    from facelab.provenance.watermark import payload_hex
 
     video = tmp_path / "merged.mp4"
     build_video(full, video, fps=6, crf=23)
     report = verify(video)
     assert report.watermark_found and report.payload_model_prefix == model_prefix(s.model_id)
-    assert report.payload_hex == payload_hex(make_payload(s.model_id))  # all 64 bits right
+    assert report.payload_hex == payload_hex(make_payload(s.model_id))  # all 48 bits right
     plain = tmp_path / "plain.mp4"
     build_video(dst_frames, plain, fps=6, crf=23)
     assert not verify(plain).watermark_found

@@ -23,7 +23,6 @@ from facelab.media.metadata import embed_json
 from facelab.provenance import syncmark
 from facelab.provenance.credentials import ContentCredentials
 from facelab.provenance.record import ProvenanceRecord, make_record, parse_record, write_sidecar, write_video_record
-from facelab.provenance.watermark import make_payload
 
 SIDECAR_NAME = "provenance.json"
 
@@ -36,9 +35,9 @@ class ProvenanceMarker:
 
     def mark(self, rgb: U8, region: NDArray[np.generic] | None = None,
              inplace: bool = False, frame: int = 0, where: Literal["face", "frame"] = "face") -> U8:
-        """The frame with the invisible watermark (scheme 2, provenance.syncmark; payload: facelab + the
-        model id). ``where`` (the merge option ``watermark_region``): "face" marks inside `region` (the
-        swapped faces) when given, at the same strength everywhere, so the rest of the frame stays exactly
+        """The frame with the invisible watermark (provenance.syncmark, the version it writes; payload: facelab +
+        the model id's first digits). ``where`` (the merge option ``watermark_region``): "face" marks inside
+        `region` (the swapped faces) when given, at the same strength everywhere, so the rest of the frame stays exactly
         as it was; "frame" marks the whole frame, each place by its texture (syncmark.texture_gain).
         ``inplace`` marks the given array itself (no copy). ``frame``: the frame's index in its video."""
         if where == "frame":
@@ -83,10 +82,10 @@ def folder_marker(folder: Path, credentials: ContentCredentials | None = None) -
     record = parse_record(read_json_file(path, "provenance record"))
     if record is None:
         return None
-    return ProvenanceMarker(record, make_payload(record.model_id), credentials)
+    return ProvenanceMarker(record, syncmark.make_payload(record.model_id), credentials)
 
 
 def marker_for(model_id: str, source: dict[str, Any] | None = None,
                credentials: ContentCredentials | None = None) -> ProvenanceMarker:
     """The marker of a run; pass ``credentials`` wherever it writes files (every output is signed)."""
-    return ProvenanceMarker(make_record(model_id, source=source), make_payload(model_id), credentials)
+    return ProvenanceMarker(make_record(model_id, source=source), syncmark.make_payload(model_id), credentials)

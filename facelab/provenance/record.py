@@ -95,7 +95,7 @@ def now_utc() -> str:
 
 def make_record(model_id: str, source: dict[str, Any] | None = None, created: str | None = None) -> ProvenanceRecord:
     """A record for media made with ``model_id``, naming the watermark payload that goes with it."""
-    payload = wm.make_payload(model_id)
+    payload = syncmark.make_payload(model_id)
     return ProvenanceRecord(
         tool=TOOL_NAME,
         tool_version=__version__,

@@ -47,15 +47,16 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)
     c2pa: C2paReport = field(default_factory=lambda: C2paReport("absent"))
     watermark_scheme: str | None = None
-    """"facelab-sync-blocks/2" (what facelab writes now) or "facelab-dct-qim/1" (older outputs); None
-    when no watermark was found."""
+    """"facelab-sync-blocks/3" (what facelab writes now), "facelab-sync-blocks/2" or "facelab-dct-qim/1" (older
+    outputs); None when no watermark was found."""
 
     @property
     def record_matches_watermark(self) -> bool | None:
         """Whether the record's model id agrees with the watermark's (None when either is missing)."""
         if self.record is None or self.payload_model_prefix is None:
             return None
-        return wm.model_prefix(self.record.model_id) == self.payload_model_prefix
+        digits = len(self.payload_model_prefix)  # 6 (syncmark version 3) or 10 (older schemes)
+        return wm.model_prefix(self.record.model_id, digits) == self.payload_model_prefix
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,43 +119,48 @@ def _how_read(reading: syncmark.Reading) -> str | None:
 
 
 class _Reading:
-    """Both schemes' readings of a file's frames: scheme 2 (all frames' faces together, synchronised, the
-    whole frame where no face is found; failing that, the whole frames; then read where the pilot locates
-    the mark, blind; then the whole frames turned back by the angle the pilot prefers (a rotated video);
-    then each of the first MAX_FACE_READERS faces from the left on its own, for frames holding swapped and
-    untouched faces, e.g. a side-by-side comparison) and scheme 1 (each frame's soft bits, voted).
+    """Every scheme's reading of a file's frames: syncmark, version 3 (what facelab writes) then version 2 (all
+    frames' faces together, synchronised, the whole frame where no face is found; failing that, the whole frames;
+    then read where the pilot locates the mark, blind; then the whole frames turned back by the angle the pilot
+    prefers (a rotated video); then each of the first MAX_FACE_READERS faces from the left on its own, for frames
+    holding swapped and untouched faces, e.g. a side-by-side comparison) and scheme 1 (each frame's soft bits,
+    voted).
 
-    Decodes that could pass the magic and CRC check by chance (2**-24 each): scheme 2's reading of all
-    faces at most 8 (best offset and offset 0, each in the faces, in the whole frames (merge's default
-    mark covers the frame), located and turned back), each single-face reading at most 2, scheme 1's 1: at
-    most 15 per file, 9 for a file with at most one face per frame."""
+    Decodes that could pass the magic and CRC check by chance (2**-24 each): per syncmark version, the reading of
+    all faces at most 8 (best offset and offset 0, each in the faces, in the whole frames (merge's default mark
+    covers the frame), located and turned back), each single-face reading at most 2; scheme 1's 1: at most
+    2 x 14 + 1 = 29 per file, 2 x 8 + 1 = 17 for a file with at most one face per frame."""
 
     def __init__(self) -> None:
         self.faces = FaceRegions()
-        self.v2 = syncmark.VideoReader()
-        self.v2_faces = [syncmark.VideoReader() for _ in range(MAX_FACE_READERS)]
+        self.sync = {lay: syncmark.VideoReader(lay) for lay in syncmark.LAYOUTS}
+        self.sync_faces = {lay: [syncmark.VideoReader(lay) for _ in range(MAX_FACE_READERS)]
+                           for lay in syncmark.LAYOUTS}
         self.v1: list[FloatArray] = []
-        self.how: str | None = None  # a note on how scheme 2's mark was found, when not in the usual place
+        self.how: str | None = None  # a note on how the syncmark was found, when not in the usual place
 
     def add(self, rgb: Image) -> None:
         landmarks = sorted(self.faces.landmarks(rgb), key=lambda pts: float(np.mean(pts[:, 0])))
         inside = hulls(rgb, landmarks, syncmark.READ_FACE_TYPE)
-        self.v2.add(rgb, np.any(inside, axis=0) if inside else None)
-        if len(inside) > 1:
-            for reader, region in zip(self.v2_faces, inside, strict=False):
-                reader.add(rgb, region)
+        for lay in syncmark.LAYOUTS:
+            self.sync[lay].add(rgb, np.any(inside, axis=0) if inside else None)
+            if len(inside) > 1:
+                for reader, region in zip(self.sync_faces[lay], inside, strict=False):
+                    reader.add(rgb, region)
         self.v1.append(_frame_soft(rgb, hulls(rgb, landmarks, "full")))
 
     def result(self) -> tuple[bool, float, int, str | None, str | None, str | None]:
         """(found, confidence, frames marked on their own, model prefix, payload hex, scheme)."""
-        for reader in [self.v2, *self.v2_faces]:
-            if not reader.frames:
-                continue
-            new = reader.read_best() if reader is self.v2 else reader.read()
-            if new.found:
-                self.how = _how_read(new)
-                return (True, new.confidence, sum(new.frames_found), new.payload.model_prefix,
-                        wm.payload_hex(new.bits), f"{syncmark.SCHEME}/{syncmark.SCHEME_VERSION}")
+        for lay in syncmark.LAYOUTS:
+            main = self.sync[lay]
+            for reader in [main, *self.sync_faces[lay]]:
+                if not reader.frames:
+                    continue
+                new = reader.read_best() if reader is main else reader.read()
+                if new.found:
+                    self.how = _how_read(new)
+                    return (True, new.confidence, sum(new.frames_found), new.payload.model_prefix,
+                            wm.payload_hex(new.bits), lay.name)
         det = wm.detection_from_soft(wm.mean_soft(self.v1))
         marked = sum(wm.detection_from_soft(s).found for s in self.v1)
         if det.found:
@@ -248,7 +254,7 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES) -> VerifyRepo
     if report.record_matches_watermark is False:
         notes.append("the record's model id does not match the watermark's")
     claimed = (c2pa.watermark or {}).get("model_id")
-    if isinstance(claimed, str) and prefix is not None and wm.model_prefix(claimed) != prefix:
+    if isinstance(claimed, str) and prefix is not None and wm.model_prefix(claimed, len(prefix)) != prefix:
         notes.append("the C2PA manifest's model id does not match the watermark's")
     if record is not None and not found and checked:
         notes.append("a provenance record is present but no watermark was found (the mark may have been destroyed)")

@@ -49,6 +49,7 @@ MAGIC_BITS = 16
 MODEL_BITS = 40
 CRC_BITS = 8
 MODEL_HEX = MODEL_BITS // 4
+PAYLOAD_MODEL_BITS = (MODEL_BITS, 24)  # the model-id lengths a payload may carry: this scheme's, syncmark v3's
 
 MIN_SIDE = 128
 BLOCK = 8
@@ -80,7 +81,8 @@ class PayloadInfo:
     valid: bool
     """True when the magic and the CRC both match."""
     model_prefix: str
-    """The 10 hex digits of model id the payload carries (meaningful only when valid)."""
+    """The hex digits of model id the payload carries (10 in a 64-bit payload, 6 in a 48-bit one; meaningful only
+    when valid)."""
     magic_ok: bool
     crc_ok: bool
 
@@ -95,15 +97,16 @@ def crc8(data: bytes) -> int:
     return crc
 
 
-def model_prefix(model_id: str) -> str:
-    """The 10 lowercase hex digits of a model id ("sha256:" prefix allowed) the payload carries."""
+def model_prefix(model_id: str, digits: int = MODEL_HEX) -> str:
+    """The first ``digits`` lowercase hex digits of a model id ("sha256:" prefix allowed): what a payload carries
+    (10 in this scheme's 64 bits, 6 in syncmark version 3's 48)."""
     text = model_id.strip().lower()
     if text.startswith("sha256:"):
         text = text[len("sha256:") :]
     prefix = text[:MODEL_HEX]
     if len(prefix) != MODEL_HEX or not re.fullmatch(r"[0-9a-f]+", prefix):
         raise ValueError(f"model id must start with {MODEL_HEX} hex digits (a sha256), got {model_id!r}")
-    return prefix
+    return prefix[:digits]
 
 
 def _int_to_bits(value: int, count: int) -> list[bool]:
@@ -117,33 +120,40 @@ def _bits_to_int(bits: Sequence[bool] | BoolArray) -> int:
     return value
 
 
-def make_payload(model_id: str) -> BoolArray:
-    """The 64 payload bits (MSB first): magic, first 40 bits of the model id, CRC-8 of both."""
-    body = (MAGIC << MODEL_BITS) | int(model_prefix(model_id), 16)
-    crc = crc8(body.to_bytes((MAGIC_BITS + MODEL_BITS) // 8, "big"))
-    bits = _int_to_bits(body, MAGIC_BITS + MODEL_BITS) + _int_to_bits(crc, CRC_BITS)
+def make_payload(model_id: str, model_bits: int = MODEL_BITS) -> BoolArray:
+    """The payload bits (MSB first): magic, the first ``model_bits`` bits of the model id (40 here: 64 bits in
+    all; syncmark version 3 carries 24: 48 bits), CRC-8 of both."""
+    if model_bits not in PAYLOAD_MODEL_BITS:
+        raise ValueError(f"model_bits must be one of {PAYLOAD_MODEL_BITS}, got {model_bits}")
+    body = (MAGIC << model_bits) | int(model_prefix(model_id, model_bits // 4), 16)
+    crc = crc8(body.to_bytes((MAGIC_BITS + model_bits) // 8, "big"))
+    bits = _int_to_bits(body, MAGIC_BITS + model_bits) + _int_to_bits(crc, CRC_BITS)
     return np.array(bits, dtype=np.bool_)
 
 
 def parse_payload(bits: Sequence[bool] | BoolArray) -> PayloadInfo:
-    """Check the magic and CRC of 64 decoded bits and read the model-id prefix."""
+    """Check the magic and CRC of decoded payload bits (64, or 48 for syncmark version 3) and read the model-id
+    prefix."""
     arr = np.asarray(bits, dtype=np.bool_).reshape(-1)
-    if arr.size != PAYLOAD_BITS:
-        raise ValueError(f"expected {PAYLOAD_BITS} bits, got {arr.size}")
+    model_bits = arr.size - MAGIC_BITS - CRC_BITS
+    if model_bits not in PAYLOAD_MODEL_BITS:
+        sizes = ", ".join(str(MAGIC_BITS + m + CRC_BITS) for m in PAYLOAD_MODEL_BITS)
+        raise ValueError(f"expected {sizes} bits, got {arr.size}")
     magic = _bits_to_int(arr[:MAGIC_BITS])
-    body = _bits_to_int(arr[: MAGIC_BITS + MODEL_BITS])
-    model = _bits_to_int(arr[MAGIC_BITS : MAGIC_BITS + MODEL_BITS])
-    crc = _bits_to_int(arr[MAGIC_BITS + MODEL_BITS :])
+    body = _bits_to_int(arr[: MAGIC_BITS + model_bits])
+    model = _bits_to_int(arr[MAGIC_BITS : MAGIC_BITS + model_bits])
+    crc = _bits_to_int(arr[MAGIC_BITS + model_bits :])
     magic_ok = magic == MAGIC
-    crc_ok = crc8(body.to_bytes((MAGIC_BITS + MODEL_BITS) // 8, "big")) == crc
+    crc_ok = crc8(body.to_bytes((MAGIC_BITS + model_bits) // 8, "big")) == crc
     return PayloadInfo(
-        valid=magic_ok and crc_ok, model_prefix=f"{model:0{MODEL_HEX}x}", magic_ok=magic_ok, crc_ok=crc_ok
+        valid=magic_ok and crc_ok, model_prefix=f"{model:0{model_bits // 4}x}", magic_ok=magic_ok, crc_ok=crc_ok
     )
 
 
 def payload_hex(bits: Sequence[bool] | BoolArray) -> str:
-    """The 64 bits as 16 hex digits."""
-    return f"{_bits_to_int(np.asarray(bits, dtype=np.bool_).reshape(-1)):016x}"
+    """The bits as hex digits (16 for 64 bits, 12 for 48)."""
+    arr = np.asarray(bits, dtype=np.bool_).reshape(-1)
+    return f"{_bits_to_int(arr):0{-(-arr.size // 4)}x}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -207,12 +217,12 @@ def _layout(nby: int, nbx: int) -> tuple[npt.NDArray[np.intp], FloatArray]:
 
 
 def check_embed_args(rgb: Image, payload_bits: Sequence[bool] | BoolArray, strength: float,
-                     max_strength: float) -> BoolArray:
+                     max_strength: float, n_bits: int = PAYLOAD_BITS) -> BoolArray:
     """The embedders' shared checks (frame shape and type, payload length, strength range): the bits as an array."""
     _check_frame(rgb)
     bits = np.asarray(payload_bits, dtype=np.bool_).reshape(-1)
-    if bits.size != PAYLOAD_BITS:
-        raise ValueError(f"expected {PAYLOAD_BITS} payload bits, got {bits.size}")
+    if bits.size != n_bits:
+        raise ValueError(f"expected {n_bits} payload bits, got {bits.size}")
     if not 0.0 < strength <= max_strength:
         raise ValueError(f"strength must be in (0, {max_strength:g}], got {strength}")
     return bits
