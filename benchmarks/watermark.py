@@ -1,6 +1,6 @@
 """How well the invisible watermark survives what sharing does to a video. Prints JSON.
 
-    python benchmarks/watermark.py [--scheme 1|2 ...] [--frames 60] [--cache DIR] [--fp-frames 30]
+    python benchmarks/watermark.py [--scheme 1|2|3 ...] [--frames 60] [--cache DIR] [--fp-frames 30]
                                    [--attacks NAME ...] [--no-fp] [--faces-from attacked|dst]
                                    [--host merged|dst|swap] [--region frame|face] [--no-locate] [--fp-only]
 
@@ -10,7 +10,9 @@ the first --frames frames of three dst clips: the bundled samples/dst.mp4 (the s
 lp_d18.mp4) and the shared lp_d9.mp4 and lp_d12.mp4, with mask mode ``dst`` (the landmark hull, which a
 trained model's learned mask approximates; a 2-iteration model's learned mask covers the whole crop). The
 merge runs without provenance, so each merged frame exists unmarked, with the mask the merge saved; each
-scheme then marks it where merge marks (the mask), as merge.jobs does.
+scheme then marks it where merge marks (the mask), as merge.jobs does. Schemes: 1 (facelab-dct-qim), 2 and 3
+(facelab-sync-blocks versions 2 and 3; 3 is what merge writes). ``--clips`` adds more dst clips (lp_d3, lp_d6,
+lp_d10, lp_d0).
 
 Attacks (each on the marked frames, as a video; every one ends in a lossy encode except the pure
 geometric and colour ones, which are applied to PNG-exact frames and then encoded at CRF 23 like any
