@@ -95,9 +95,9 @@ CAP = 21.0  # the uniform push of a 16 px block's slot (version 2: the most a co
 ROUNDS = 4
 # Version 3's informed embedding (per slot, in units of the slot's uniform push CAP * b / 16 x its texture gain):
 # a slot whose host coefficient opposes its bit by more than HOPELESS uniform pushes is left alone; no slot moves
-# more than PUSH_MOST. Chosen (session 17) on 60 swapped frames of the benchmark's samples_dst, lp_d9, lp_d12 and
-# lp_d3 against the 1/3 downscale and 1/2 + CRF 28 (HOPELESS 0.7 / 1 / 1.5, PUSH_MOST 1.5 / 2 / 2.5 / 3: within a
-# few hundredths of each other; 1 and 2 the best on the four clips together).
+# more than PUSH_MOST. Chosen (session 17) on 60 swapped frames of the benchmark's lp_d9, lp_d12 and lp_d3 (20 px
+# blocks) and samples_dst too (24 px) against the 1/3 downscale and 1/2 + CRF 28 (HOPELESS 0.7 / 1 / 1.5,
+# PUSH_MOST 1.5 / 2 / 2.5 / 3: within a few hundredths of each other; 1 and 2 the best on the clips together).
 HOPELESS = 1.0
 PUSH_MOST = 2.0
 SOLVE_STEPS = 24  # bisection steps for the margin (2**-24 of its range)
@@ -500,8 +500,7 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     if lay.informed:
         # the face-only mark (no texture masking: the region is the swapped faces) gets the faces' energy share
         share = 1.0 if texture else lay.within_energy
-        push3 = _informed_delta(coeffs, sigma, gain2d, inside, near, lay.cap * strength, share)
-        delta = sigma * push3
+        delta = sigma * _informed_delta(coeffs, sigma, gain2d, inside, near, lay.cap * strength, share)
     else:
         delta = _group_delta(coeffs, sigma, group, counts, gain2d, inside, strength)
     dy = (delta.astype(np.float32) @ lay.basis_half32.T).reshape(nby, nbx, lay.half, lay.half).transpose(0, 2, 1, 3)
@@ -663,16 +662,11 @@ def slot_values(sums: FloatArray, mags: FloatArray, oy: int, ox: int, lay: Layou
     return sums[rk, u, v] * sign.reshape(-1), mags[rk, u, v]
 
 
-def _groups(lay: Layout) -> npt.NDArray[np.intp]:
-    out: npt.NDArray[np.intp] = _slot_groups(lay).reshape(-1)
-    return out
-
-
 def coefficient_weights(vals: FloatArray, sizes: FloatArray, lay: Layout = WRITTEN) -> FloatArray:
     """How much to trust each coefficient (K,): its pilot slots' soft value (what survived of the mark at
     that frequency; 0 where an attack wiped it out), floored at a small positive value."""
     _, _, rk = _slot_positions(lay)
-    pilot = _groups(lay) == lay.coded_bits
+    pilot = _slot_groups(lay).reshape(-1) == lay.coded_bits
     num = np.bincount(rk[pilot], weights=vals[pilot], minlength=K)
     den = np.bincount(rk[pilot], weights=sizes[pilot], minlength=K)
     out: FloatArray = np.maximum(num / np.maximum(den, 1e-9), 0.02)
@@ -684,7 +678,7 @@ def soft_values(vals: FloatArray, sizes: FloatArray, weights: FloatArray | None 
     """The coded bits' soft values in [-1, 1] (positive: 0) and the pilot's, from slot values; each
     coefficient's slots weighted (``coefficient_weights``) when given."""
     _, _, rk = _slot_positions(lay)
-    group = _groups(lay)
+    group = _slot_groups(lay).reshape(-1)
     n = lay.coded_bits
     w = np.ones(K) if weights is None else weights
     num = np.bincount(group, weights=vals * w[rk], minlength=n + 1)
@@ -778,7 +772,8 @@ ROTATIONS: tuple[float, ...] = (-1.0, 1.0, -2.0, 2.0, -3.0, 3.0)
 ROTATION_PROBE = 8
 # The synchronisation's candidates (session 17): the pilot's correlation peaks at the true offset only most of
 # the time; on 60 swapped frames of the benchmark's four clips cropped (10% each border, 5% left, 10% + CRF 28)
-# version 3's true offset was among its 6 strongest peaks every time, the strongest 3 times in 12. Of the
+# version 3's true offset (measured with the 24 px blocks first tried) was among its 6 strongest peaks every time,
+# the strongest 3 times in 12. Of the
 # SYNC_CANDIDATES strongest peaks, the reader reads the one whose soft values the code fits best.
 SYNC_CANDIDATES = 8
 SYNC_APART = 3  # px: a peak is the largest within this many pixels either way
