@@ -23,6 +23,10 @@ marked runs mark exactly as merge does (``ProvenanceMarker.mark`` in the workers
 signature (those are per-file costs, measured in docs/provenance.md). The share is the marked runs' median time
 per frame over the unmarked runs' median, minus 1, on the wall clock (the merge loop) and in CPU time; both
 halves run in the same conditions, one after the other. Thread pool only (process time misses worker processes).
+Those differences move with the thread plan each merge picks and with the machine's other work, by more than the
+mark costs; so the marking is also timed inside the marked merges themselves (``in_merge_mark_cpu_ms_per_frame``:
+each ``ProvenanceMarker.mark`` call on its worker thread's CPU clock, page faults included) and set against the
+unmarked merges' CPU per frame (``in_merge_share_cpu``).
 ``--plan lockstep|overlap`` makes every merge run that thread plan from its first batch (merge.schedule): merge
 picks one from its first batches, and runs that picked differently have incomparable CPU times.
 """
@@ -124,6 +128,7 @@ class _NoSigning:
 
 
 PLAN = "auto"  # --plan: the thread plan every merge runs (merge.schedule.ThreadPlan); "auto": merge's own choice
+MARK_CPU: list[float] = []  # the thread CPU seconds of each mark call in the marked merges (in the workers)
 
 
 def merge_marked(cache: Path, name: str, marked: bool, workers: int | None, frames: str = "frames"
@@ -149,6 +154,12 @@ def merge_marked(cache: Path, name: str, marked: bool, workers: int | None, fram
 
     @dataclass(frozen=True)
     class MarkOnly(ProvenanceMarker):
+        def mark(self, *args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()  # the calling worker's own CPU clock (user and system: page faults count)
+            out = super().mark(*args, **kwargs)
+            MARK_CPU.append(time.thread_time() - t0)  # list.append is atomic under the GIL
+            return out
+
         def tag(self, encoded: bytes, title: str = "", parent: Path | None = None) -> bytes:
             return encoded
 
@@ -182,12 +193,16 @@ def end_to_end(cache: Path, name: str, n: int, repeats: int, workers: int | None
     from facelab.merge.options import MergeOptions
 
     runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    in_merge: list[float] = []  # the marking's thread CPU per frame in each whole marked merge
     schedules: list[str] = []  # the thread plan each merge chose (merge.schedule), in run order
     rest = n - n // 2
     for r in range(repeats):
         for marked in ((False, True) if r % 2 == 0 else (True, False)):
             half, _, plan_half = merge_marked(cache, name, marked, workers, "frames_half")
+            MARK_CPU.clear()
             full, wall, plan = merge_marked(cache, name, marked, workers)
+            if marked:
+                in_merge.append(sum(MARK_CPU) / n)
             runs[marked].append(((full - half) / rest, wall))
             schedules.append(f"{'marked' if marked else 'plain'}: {plan_half} (half), {plan} (all)")
     med = {m: (float(np.median([c for c, _ in v])), float(np.median([w for _, w in v]))) for m, v in runs.items()}
@@ -198,6 +213,10 @@ def end_to_end(cache: Path, name: str, n: int, repeats: int, workers: int | None
             "marked_wall_ms_per_frame": round(med[True][1] * 1000, 2),
             "share_cpu": round(med[True][0] / med[False][0] - 1.0, 3),
             "share_wall": round(med[True][1] / med[False][1] - 1.0, 3),
+            # the marking measured inside the marked merges (each ProvenanceMarker.mark call on its worker's thread
+            # CPU clock), over the unmarked merges' CPU per frame: no difference of two noisy runs
+            "in_merge_mark_cpu_ms_per_frame": round(float(np.median(in_merge)) * 1000, 3),
+            "in_merge_share_cpu": round(float(np.median(in_merge)) / med[False][0], 3),
             "wall_ms_per_frame_each_run": {"plain": [round(w * 1000, 2) for _, w in runs[False]],
                                            "marked": [round(w * 1000, 2) for _, w in runs[True]]},
             # the CPU figures move with the schedule each merge picks from its first batches (a model on every

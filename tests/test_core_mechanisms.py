@@ -1,4 +1,4 @@
-"""The shared mechanisms in facelab.core: registries, the resumable journal, the bounded worker pool."""
+"""The shared mechanisms in facelab.core: registries, the resumable journal, the bounded worker pool, scratch arrays."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pytest
 from pydantic import BaseModel, ValidationError
 
@@ -16,6 +17,7 @@ from facelab.core.errors import InputError
 from facelab.core.journal import Journal
 from facelab.core.pool import WorkerPool
 from facelab.core.registry import Registry
+from facelab.core.scratch import MOST_BYTES, scratch
 
 
 def test_registry_choice_validates_at_validation_time_and_lists_names() -> None:
@@ -92,3 +94,25 @@ def test_pool_is_bounded_and_returns_every_result() -> None:
     seen: list[str] = []
     WorkerPool(2, "thread", initializer=lambda: seen.append(threading.current_thread().name)).close()
     assert seen == [threading.current_thread().name]  # threads: the initializer runs once, here
+
+
+def test_scratch_arrays_are_kept_per_thread_name_and_shape() -> None:
+    """The same name, shape and dtype give the same array again in a thread (no allocation a frame); another shape
+    or dtype replaces it; another thread has its own; a request past the thread's byte limit is a fresh array."""
+    a = scratch("test.a", (48, 64), np.float32)
+    a[...] = 7.0
+    again = scratch("test.a", (48, 64), np.float32)
+    assert again is a and again.dtype == np.float32 and float(again[5, 5]) == 7.0
+    b = scratch("test.b", (48, 64), np.float32)
+    assert b is not a and not np.shares_memory(a, b)
+    other = scratch("test.a", (48, 65), np.float32)
+    assert other.shape == (48, 65) and other is not a
+    assert scratch("test.a", (48, 65), np.uint8).dtype == np.uint8
+    seen: list[np.ndarray] = []
+    worker = threading.Thread(target=lambda: seen.append(scratch("test.b", (48, 64), np.float32)))
+    worker.start()
+    worker.join()
+    assert seen[0] is not b and scratch("test.b", (48, 64), np.float32) is b
+    side = int((MOST_BYTES // 4) ** 0.5) + 1  # one float32 plane past the limit alone
+    big = scratch("test.big", (side, side), np.float32)
+    assert big.shape == (side, side) and scratch("test.big", (side, side), np.float32) is not big

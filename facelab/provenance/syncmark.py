@@ -62,6 +62,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from facelab.core.scratch import scratch
 from facelab.core.types import BoolArray, FloatArray, Image
 from facelab.provenance import watermark as wm
 from facelab.provenance.watermark import (
@@ -100,7 +101,8 @@ ROUNDS = 4
 # PUSH_MOST 1.5 / 2 / 2.5 / 3: within a few hundredths of each other; 1 and 2 the best on the clips together).
 HOPELESS = 1.0
 PUSH_MOST = 2.0
-SOLVE_STEPS = 24  # bisection steps for the margin (2**-24 of its range)
+SOLVE_STEPS = 60  # the most steps of the margin's solve (it takes 4-5: _margin)
+SOLVE_TOLERANCE = 1e-10  # the solved margin's energy is the budget to this share
 # The embed works on the frame halved (2 x 2 area means: a quarter of the pixels; session 16): it reads each
 # block's coefficients and texture there and draws the change there, softens it (Gaussian, SOFTEN half-res px,
 # SOFTEN_KSIZE taps) and doubles it back to full size by bilinear interpolation, which softens it further. The
@@ -428,7 +430,7 @@ def informed_pushes(host: FloatArray, gain: FloatArray, region: npt.NDArray[np.i
     ``gain`` its block's texture gain (flat arrays). Each region (``region``: a small integer per slot; default
     one) gets ``energy`` x the energy of a uniform mark, sum(gain**2): the slots move to a common margin
     m x gain (a slot already beyond it does not move, one opposing its bit by more than HOPELESS x gain does not
-    either, none more than PUSH_MOST x gain), m solved by bisection."""
+    either, none more than PUSH_MOST x gain), m solved by _margin."""
     norm = host / gain  # the host in units of the slot's uniform push
     live = norm >= -HOPELESS
     out = np.zeros_like(host)
@@ -441,21 +443,36 @@ def informed_pushes(host: FloatArray, gain: FloatArray, region: npt.NDArray[np.i
         a, w = norm[sel][use], g2[use]
         if not a.size:
             continue
-        lo, hi = float(a.min()), float(a.max()) + PUSH_MOST  # at hi every live slot moves PUSH_MOST
-        if float(w.sum()) * PUSH_MOST ** 2 <= budget:
-            lo = hi
-        else:
-            for _ in range(SOLVE_STEPS):
-                mid = 0.5 * (lo + hi)
-                moved = np.clip(mid - a, 0.0, PUSH_MOST)
-                if float(w @ (moved * moved)) > budget:
-                    hi = mid
-                else:
-                    lo = mid
         pushes = np.zeros(int(sel.sum()))
-        pushes[use] = np.clip(lo - a, 0.0, PUSH_MOST)
+        pushes[use] = np.clip(_margin(a, w, budget) - a, 0.0, PUSH_MOST)
         out[sel] = pushes * gain[sel]
     return out
+
+
+def _margin(a: FloatArray, w: FloatArray, budget: float) -> float:
+    """The margin m at which slots at hosts ``a`` (in push units), weighted ``w``, moved clip(m - a, 0, PUSH_MOST)
+    spend ``budget``: sum(w * move**2) = budget (every slot at PUSH_MOST where even that spends less). Newton's
+    method on the energy, kept inside a bisection bracket (the energy is increasing and piecewise quadratic, but
+    not convex: it flattens where slots reach PUSH_MOST): 4-5 steps to SOLVE_TOLERANCE on merged frames, against
+    24 bisection steps before (session 18)."""
+    lo, hi = float(a.min()), float(a.max()) + PUSH_MOST  # at hi every slot moves PUSH_MOST
+    if float(w.sum()) * PUSH_MOST ** 2 <= budget:
+        return hi
+    m = 0.5 * (lo + hi)
+    for _ in range(SOLVE_STEPS):
+        moved = np.clip(m - a, 0.0, PUSH_MOST)
+        wm = w * moved
+        excess = float(wm @ moved) - budget
+        if abs(excess) <= SOLVE_TOLERANCE * budget:
+            return m
+        if excess > 0:
+            hi = m
+        else:
+            lo = m
+        slope = 2.0 * float(wm[moved < PUSH_MOST].sum())  # the energy's derivative (slots still moving freely)
+        step = m - excess / slope if slope > 0 else lo - 1.0
+        m = step if lo < step < hi else 0.5 * (lo + hi)
+    return lo
 
 
 def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDArray[np.generic] | None = None,
@@ -509,17 +526,25 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     # viewer could see as a grid.
     dy_soft = cv2.GaussianBlur(np.ascontiguousarray(dy.reshape(nby * lay.half, nbx * lay.half)),
                                (SOFTEN_KSIZE, SOFTEN_KSIZE), SOFTEN)
-    soft = np.asarray(cv2.resize(dy_soft, (nbx * b, nby * b), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+    hh, ww = nby * b, nbx * b
+    # the full-size planes are the thread's scratch arrays (facelab.core.scratch): fresh ones were faulted in
+    # page by page on every frame (session 18)
+    soft = scratch("syncmark.soft", (hh, ww), np.float32)
+    cv2.resize(dy_soft, (ww, hh), dst=soft, interpolation=cv2.INTER_LINEAR)
     if region is not None:
-        soft *= np.asarray(region)[y0:y0 + nby * b, x0:x0 + nbx * b] != 0
+        soft *= np.asarray(region)[y0:y0 + hh, x0:x0 + ww] != 0
     if strength * lay.most_change >= 128.0:  # the offset below would fold a larger change back
         np.clip(soft, -127.0, 127.0, out=soft)
     # area + rint(soft), saturated to 0..255: the change rounded and offset by 128 into uint8 (convertScaleAbs,
-    # which would fold a change below -128 back), then one saturating weighted sum removes the offset (uint8
-    # arithmetic: a few times faster than widening the three channels to int16, and fewer full-size temporaries
-    # than adding the positive and subtracting the negative part).
-    offset = cv2.cvtColor(cv2.convertScaleAbs(soft, alpha=1.0, beta=128.0), cv2.COLOR_GRAY2RGB)
-    out[y0:y0 + nby * b, x0:x0 + nbx * b] = cv2.addWeighted(np.ascontiguousarray(area), 1.0, offset, 1.0, -128.0)
+    # which would fold a change below -128 back), then one saturating weighted sum removes the offset, written
+    # straight into the output (uint8 arithmetic: a few times faster than widening the three channels to int16,
+    # and fewer full-size passes than adding the positive and subtracting the negative part).
+    off8 = cv2.convertScaleAbs(soft, dst=scratch("syncmark.off8", (hh, ww), np.uint8), alpha=1.0, beta=128.0)
+    offset = cv2.cvtColor(off8, cv2.COLOR_GRAY2RGB, dst=scratch("syncmark.off", (hh, ww, 3), np.uint8))
+    target = out[y0:y0 + hh, x0:x0 + ww]
+    done = cv2.addWeighted(np.ascontiguousarray(area), 1.0, offset, 1.0, -128.0, dst=target)
+    if done is not target:  # OpenCV wrote a copy (it could not write through the view)
+        target[...] = done
     return out
 
 
@@ -774,8 +799,10 @@ ROTATION_PROBE = 8
 # the time; on 60 swapped frames of the benchmark's four clips cropped (10% each border, 5% left, 10% + CRF 28)
 # version 3's true offset (measured with the 24 px blocks first tried) was among its 6 strongest peaks every time,
 # the strongest 3 times in 12. Of the
-# SYNC_CANDIDATES strongest peaks, the reader reads the one whose soft values the code fits best.
-SYNC_CANDIDATES = 8
+# SYNC_CANDIDATES strongest peaks, the reader reads the one whose soft values the code fits best. 16 since session
+# 18 (8 before): after a 10% crop and CRF 28, the plain-walled lp_d10's true offset was the 11th peak (lp_d6's the
+# 20th), and the code's fit there stood clear of every other candidate's (0.78 against at most 0.61).
+SYNC_CANDIDATES = 16
 SYNC_APART = 3  # px: a peak is the largest within this many pixels either way
 SYNC_REFINE = 4  # px (for 16 px blocks; in proportion to the block): how far a peak moves to its soft values' best
 
