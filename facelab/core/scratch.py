@@ -4,8 +4,8 @@ A long job (merging, live swapping) allocates and frees the same large temporari
 serves a request above its mmap threshold with a fresh mapping, and gives the top of a heap back to the system
 once enough of it is free; every page of such a block is then faulted in again by the next frame. Measured on the
 project's 2-core VM (docs/provenance.md, session 18): the watermark's embed, run in two worker threads on 480p
-frames, took 600-800 page faults a frame, about 2.6 microseconds each, and more than half its CPU time went
-there (4.5-4.9 ms a frame against 2.1-2.3 ms with its three full-size planes kept here).
+frames, took 600-800 page faults a frame, about 2.6 microseconds each: 3.6-3.9 ms of CPU a frame, against
+2.1-2.3 ms (and 0-10 faults) with its three full-size planes kept here.
 
 A function takes its temporaries from ``scratch`` and writes them through OpenCV's ``dst=`` (or numpy's
 ``out=``); the arrays stay with the thread, one per name, replaced when the shape or dtype changes.
