@@ -107,7 +107,8 @@ def test_scratch_arrays_are_kept_per_thread_name_and_shape() -> None:
     assert b is not a and not np.shares_memory(a, b)
     other = scratch("test.a", (48, 65), np.float32)
     assert other.shape == (48, 65) and other is not a
-    assert scratch("test.a", (48, 65), np.uint8).dtype == np.uint8
+    as_bytes = scratch("test.a", (48, 65), np.uint8)
+    assert as_bytes.dtype == np.uint8 and as_bytes is not other and scratch("test.a", (48, 65), np.uint8) is as_bytes
     seen: list[np.ndarray] = []
     worker = threading.Thread(target=lambda: seen.append(scratch("test.b", (48, 64), np.float32)))
     worker.start()

@@ -473,6 +473,29 @@ def test_v2_embed_saturates_at_the_range(sync_payload: np.ndarray) -> None:
     assert np.abs(strong).max() <= 127 and np.abs(strong).max() > np.abs(step).max()
 
 
+def test_embed_in_place_matches_the_copy_on_any_view(v2_clip: Any, sync_payload: np.ndarray) -> None:
+    """The embed's sum is written straight into the output (session 18): marking in place gives the copy's pixels
+    for the whole-frame mark, for a face region whose box is a strided view of the frame, and for views OpenCV
+    cannot write through (a channel-flipped frame), frame after frame (the per-thread scratch planes are reused
+    and their old contents never leak); the input of a copy is left untouched."""
+    frames, regions, _ = v2_clip
+    for i in range(3):
+        rgb, region = frames[i], regions[i]
+        assert region.any() and not region.all()
+        for kwargs in ({"texture": True, "within": region}, {"region": region}):
+            before = rgb.copy()
+            copied = sm.embed(rgb, sync_payload, frame=i, **kwargs)
+            assert np.array_equal(rgb, before) and not np.array_equal(copied, rgb)
+            in_place = rgb.copy()
+            assert sm.embed(in_place, sync_payload, frame=i, inplace=True, **kwargs) is in_place
+            assert np.array_equal(in_place, copied), (i, kwargs.keys())
+            flipped = np.ascontiguousarray(rgb[:, :, ::-1])[:, :, ::-1]  # rgb's pixels through a negative stride
+            sm.embed(flipped, sync_payload, frame=i, inplace=True, **kwargs)
+            assert np.array_equal(flipped, copied), (i, kwargs.keys())
+        if "region" in kwargs:  # the face-only mark leaves every pixel outside the region as it was
+            assert np.array_equal(copied[region == 0], rgb[region == 0])
+
+
 @pytest.mark.parametrize("attack", V2_DEFAULT)
 def test_v2_survives(attack: str, attacks: Any, frame_clip: Any, sync_payload: np.ndarray, faces: FaceRegions) -> None:
     res = _read_v2(attacks[attack](frame_clip[:V2_FRAMES]), faces)

@@ -461,15 +461,15 @@ def _margin(a: FloatArray, w: FloatArray, budget: float) -> float:
     m = 0.5 * (lo + hi)
     for _ in range(SOLVE_STEPS):
         moved = np.clip(m - a, 0.0, PUSH_MOST)
-        wm = w * moved
-        excess = float(wm @ moved) - budget
+        weighted = w * moved
+        excess = float(weighted @ moved) - budget
         if abs(excess) <= SOLVE_TOLERANCE * budget:
             return m
         if excess > 0:
             hi = m
         else:
             lo = m
-        slope = 2.0 * float(wm[moved < PUSH_MOST].sum())  # the energy's derivative (slots still moving freely)
+        slope = 2.0 * float(weighted[moved < PUSH_MOST].sum())  # the energy's derivative (slots still moving freely)
         step = m - excess / slope if slope > 0 else lo - 1.0
         m = step if lo < step < hi else 0.5 * (lo + hi)
     return lo
@@ -527,9 +527,11 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     dy_soft = cv2.GaussianBlur(np.ascontiguousarray(dy.reshape(nby * lay.half, nbx * lay.half)),
                                (SOFTEN_KSIZE, SOFTEN_KSIZE), SOFTEN)
     hh, ww = nby * b, nbx * b
-    # the full-size planes are the thread's scratch arrays (facelab.core.scratch): fresh ones were faulted in
-    # page by page on every frame (session 18)
-    soft = scratch("syncmark.soft", (hh, ww), np.float32)
+    # the full-size planes are the thread's scratch arrays (facelab.core.scratch: fresh ones were faulted in page
+    # by page on every frame, session 18), kept at the frame's whole grid so that a region's box, which moves from
+    # frame to frame, takes a view of the same arrays (OpenCV writes through such views)
+    grid = (h // b * b, w // b * b)
+    soft = scratch("syncmark.soft", grid, np.float32)[:hh, :ww]
     cv2.resize(dy_soft, (ww, hh), dst=soft, interpolation=cv2.INTER_LINEAR)
     if region is not None:
         soft *= np.asarray(region)[y0:y0 + hh, x0:x0 + ww] != 0
@@ -539,12 +541,13 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     # which would fold a change below -128 back), then one saturating weighted sum removes the offset, written
     # straight into the output (uint8 arithmetic: a few times faster than widening the three channels to int16,
     # and fewer full-size passes than adding the positive and subtracting the negative part).
-    off8 = cv2.convertScaleAbs(soft, dst=scratch("syncmark.off8", (hh, ww), np.uint8), alpha=1.0, beta=128.0)
-    offset = cv2.cvtColor(off8, cv2.COLOR_GRAY2RGB, dst=scratch("syncmark.off", (hh, ww, 3), np.uint8))
+    off8 = cv2.convertScaleAbs(soft, dst=scratch("syncmark.off8", grid, np.uint8)[:hh, :ww], alpha=1.0, beta=128.0)
+    offset = cv2.cvtColor(off8, cv2.COLOR_GRAY2RGB, dst=scratch("syncmark.off", (*grid, 3), np.uint8)[:hh, :ww])
     target = out[y0:y0 + hh, x0:x0 + ww]
-    done = cv2.addWeighted(np.ascontiguousarray(area), 1.0, offset, 1.0, -128.0, dst=target)
-    if done is not target:  # OpenCV wrote a copy (it could not write through the view)
-        target[...] = done
+    if target.flags.writeable and target.strides[1:] == (3, 1):  # rows of packed pixels: OpenCV writes through
+        cv2.addWeighted(area, 1.0, offset, 1.0, -128.0, dst=target)
+    else:  # a view OpenCV refuses to write into (flipped, transposed), or read-only: numpy's assignment decides
+        target[...] = cv2.addWeighted(area, 1.0, offset, 1.0, -128.0)
     return out
 
 
