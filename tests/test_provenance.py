@@ -492,8 +492,8 @@ def test_embed_in_place_matches_the_copy_on_any_view(v2_clip: Any, sync_payload:
             flipped = np.ascontiguousarray(rgb[:, :, ::-1])[:, :, ::-1]  # rgb's pixels through a negative stride
             sm.embed(flipped, sync_payload, frame=i, inplace=True, **kwargs)
             assert np.array_equal(flipped, copied), (i, kwargs.keys())
-        if "region" in kwargs:  # the face-only mark leaves every pixel outside the region as it was
-            assert np.array_equal(copied[region == 0], rgb[region == 0])
+            if "region" in kwargs:  # the face-only mark leaves every pixel outside the region as it was
+                assert np.array_equal(copied[region == 0], rgb[region == 0])
 
 
 @pytest.mark.parametrize("attack", V2_DEFAULT)

@@ -101,7 +101,7 @@ ROUNDS = 4
 # PUSH_MOST 1.5 / 2 / 2.5 / 3: within a few hundredths of each other; 1 and 2 the best on the clips together).
 HOPELESS = 1.0
 PUSH_MOST = 2.0
-SOLVE_STEPS = 60  # the most steps of the margin's solve (it takes 4-5: _margin)
+SOLVE_STEPS = 60  # the most steps of the margin's solve (it takes 6-7 on merged frames: _margin)
 SOLVE_TOLERANCE = 1e-10  # the solved margin's energy is the budget to this share
 # The embed works on the frame halved (2 x 2 area means: a quarter of the pixels; session 16): it reads each
 # block's coefficients and texture there and draws the change there, softens it (Gaussian, SOFTEN half-res px,
@@ -453,8 +453,8 @@ def _margin(a: FloatArray, w: FloatArray, budget: float) -> float:
     """The margin m at which slots at hosts ``a`` (in push units), weighted ``w``, moved clip(m - a, 0, PUSH_MOST)
     spend ``budget``: sum(w * move**2) = budget (every slot at PUSH_MOST where even that spends less). Newton's
     method on the energy, kept inside a bisection bracket (the energy is increasing and piecewise quadratic, but
-    not convex: it flattens where slots reach PUSH_MOST): 4-5 steps to SOLVE_TOLERANCE on merged frames, against
-    24 bisection steps before (session 18)."""
+    not convex: it flattens where slots reach PUSH_MOST): 6-7 steps to SOLVE_TOLERANCE on 60 merged frames of the
+    benchmark's samples_dst (about 80 us a region), against 24 bisection steps before (session 18)."""
     lo, hi = float(a.min()), float(a.max()) + PUSH_MOST  # at hi every slot moves PUSH_MOST
     if float(w.sum()) * PUSH_MOST ** 2 <= budget:
         return hi
@@ -801,10 +801,10 @@ ROTATION_PROBE = 8
 # The synchronisation's candidates (session 17): the pilot's correlation peaks at the true offset only most of
 # the time; on 60 swapped frames of the benchmark's four clips cropped (10% each border, 5% left, 10% + CRF 28)
 # version 3's true offset (measured with the 24 px blocks first tried) was among its 6 strongest peaks every time,
-# the strongest 3 times in 12. Of the
-# SYNC_CANDIDATES strongest peaks, the reader reads the one whose soft values the code fits best. 16 since session
-# 18 (8 before): after a 10% crop and CRF 28, the plain-walled lp_d10's true offset was the 11th peak (lp_d6's the
-# 20th), and the code's fit there stood clear of every other candidate's (0.78 against at most 0.61).
+# the strongest 3 times in 12. Of the SYNC_CANDIDATES strongest peaks, the reader reads the one whose soft values
+# the code fits best. 16 since session 18 (8 before): after a 10% crop and CRF 28, the plain-walled lp_d10's true
+# offset was the 11th peak (lp_d6's the 20th), and the code's fit there stood clear of every other candidate's (0.78
+# against at most 0.61).
 SYNC_CANDIDATES = 16
 SYNC_APART = 3  # px: a peak is the largest within this many pixels either way
 SYNC_REFINE = 4  # px (for 16 px blocks; in proportion to the block): how far a peak moves to its soft values' best
