@@ -201,6 +201,9 @@ class Layout:
             # inside each 2 x 2)
             "basis_half32": _frozen(np.ascontiguousarray(
                 basis.reshape(K, half, 2, half, 2).mean(axis=(2, 4)).reshape(K, half * half).T, dtype=np.float32)),
+            # the same as (half, K, half): a block's pixel row y is delta (K) @ basis_rows32[y] (the embed's drawing)
+            "basis_rows32": _frozen(np.ascontiguousarray(
+                basis.reshape(K, half, 2, half, 2).mean(axis=(2, 4)).transpose(1, 0, 2), dtype=np.float32)),
             "cap": CAP * self.block / 16.0,
             "next_state": _frozen(nxt),
             "outs": _frozen(outs),
@@ -228,6 +231,7 @@ class Layout:
     basis: FloatArray = field(init=False, repr=False)
     basis_flat32: npt.NDArray[np.float32] = field(init=False, repr=False)
     basis_half32: npt.NDArray[np.float32] = field(init=False, repr=False)
+    basis_rows32: npt.NDArray[np.float32] = field(init=False, repr=False)
     next_state: npt.NDArray[np.intp] = field(init=False, repr=False)
     outs: npt.NDArray[np.intp] = field(init=False, repr=False)
 
@@ -372,7 +376,11 @@ def _blocks_inside(region: npt.NDArray[np.generic], y0: int, x0: int, nby: int, 
         arr = (arr != 0).view(np.uint8) if arr.dtype == np.bool_ else (arr != 0).astype(np.uint8)
     # 255 where nonzero; each block's mean (rounded) is 255 only when all its pixels are, and above 0 when any
     # is (a quarter of the time of numpy's reductions over the block axes; the same answer)
+    # (two steps, halving first, where the block's side is even: OpenCV's exact 2 x 2 path and a smaller general
+    # one take half the time of one general step; the rounded means keep both answers)
     full = cv2.threshold(np.ascontiguousarray(arr), 0, 255, cv2.THRESH_BINARY)[1]
+    if block % 2 == 0:
+        full = cv2.resize(full, (nbx * block // 2, nby * block // 2), interpolation=cv2.INTER_AREA)
     mean = cv2.resize(full, (nbx, nby), interpolation=cv2.INTER_AREA)
     out: BoolArray = mean == 255 if wholly else mean > 0
     return out
@@ -427,25 +435,26 @@ def informed_pushes(host: FloatArray, gain: FloatArray, region: npt.NDArray[np.i
                     energy: float = 1.0) -> FloatArray:
     """Version 3's move of each slot its bit's way, in coefficient units per unit of uniform push (multiply by
     the layout's cap x strength): ``host`` is each slot's coefficient along its wanted sign in the same units,
-    ``gain`` its block's texture gain (flat arrays). Each region (``region``: a small integer per slot; default
-    one) gets ``energy`` x the energy of a uniform mark, sum(gain**2): the slots move to a common margin
-    m x gain (a slot already beyond it does not move, one opposing its bit by more than HOPELESS x gain does not
-    either, none more than PUSH_MOST x gain), m solved by _margin."""
+    ``gain`` its block's texture gain (flat arrays). Each region (``region``: a small non-negative integer per
+    slot; default one) gets ``energy`` x the energy of a uniform mark, sum(gain**2): the slots move to a common
+    margin m x gain (a slot already beyond it does not move, one opposing its bit by more than HOPELESS x gain does
+    not either, none more than PUSH_MOST x gain), m solved by _margin."""
     norm = host / gain  # the host in units of the slot's uniform push
+    g2 = gain * gain
     live = norm >= -HOPELESS
     out = np.zeros_like(host)
-    labels = np.zeros(host.shape, dtype=np.intp) if region is None else region
-    for label in np.unique(labels):
-        sel = labels == label
-        g2 = gain[sel] ** 2
-        budget = energy * float(g2.sum())
-        use = live[sel]
-        a, w = norm[sel][use], g2[use]
+    if region is None:
+        groups = [(live, float(g2.sum()))]
+    else:  # each region present: its live slots and its whole energy
+        present = np.bincount(region) > 0
+        totals = np.bincount(region, weights=g2)
+        groups = [(live & (region == label), float(totals[label])) for label in np.flatnonzero(present)]
+    for use, total in groups:
+        a = norm[use]
         if not a.size:
             continue
-        pushes = np.zeros(int(sel.sum()))
-        pushes[use] = np.clip(_margin(a, w, budget) - a, 0.0, PUSH_MOST)
-        out[sel] = pushes * gain[sel]
+        m = _margin(a, g2[use], energy * total)
+        out[use] = np.minimum(np.maximum(m - a, 0.0), PUSH_MOST) * gain[use]
     return out
 
 
@@ -454,14 +463,20 @@ def _margin(a: FloatArray, w: FloatArray, budget: float) -> float:
     spend ``budget``: sum(w * move**2) = budget (every slot at PUSH_MOST where even that spends less). Newton's
     method on the energy, kept inside a bisection bracket (the energy is increasing and piecewise quadratic, but
     not convex: it flattens where slots reach PUSH_MOST): 6-7 steps to SOLVE_TOLERANCE on 60 merged frames of the
-    benchmark's samples_dst (about 80 us a region), against 24 bisection steps before (session 18)."""
+    benchmark's samples_dst (about 80 us a region), against 24 bisection steps before (session 18); each step's
+    arrays are written in place (session 19: about half the time)."""
     lo, hi = float(a.min()), float(a.max()) + PUSH_MOST  # at hi every slot moves PUSH_MOST
     if float(w.sum()) * PUSH_MOST ** 2 <= budget:
         return hi
     m = 0.5 * (lo + hi)
+    moved = np.empty_like(a)
+    weighted = np.empty_like(a)
+    free = np.empty(a.shape, dtype=np.bool_)
     for _ in range(SOLVE_STEPS):
-        moved = np.clip(m - a, 0.0, PUSH_MOST)
-        weighted = w * moved
+        np.subtract(m, a, out=moved)
+        np.maximum(moved, 0.0, out=moved)
+        np.minimum(moved, PUSH_MOST, out=moved)
+        np.multiply(w, moved, out=weighted)
         excess = float(weighted @ moved) - budget
         if abs(excess) <= SOLVE_TOLERANCE * budget:
             return m
@@ -469,7 +484,8 @@ def _margin(a: FloatArray, w: FloatArray, budget: float) -> float:
             hi = m
         else:
             lo = m
-        slope = 2.0 * float(weighted[moved < PUSH_MOST].sum())  # the energy's derivative (slots still moving freely)
+        np.less(moved, PUSH_MOST, out=free)
+        slope = 2.0 * float(weighted[free].sum())  # the energy's derivative (slots still moving freely)
         step = m - excess / slope if slope > 0 else lo - 1.0
         m = step if lo < step < hi else 0.5 * (lo + hi)
     return lo
@@ -520,12 +536,12 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
         delta = sigma * _informed_delta(coeffs, sigma, gain2d, inside, near, lay.cap * strength, share)
     else:
         delta = _group_delta(coeffs, sigma, group, counts, gain2d, inside, strength)
-    dy = (delta.astype(np.float32) @ lay.basis_half32.T).reshape(nby, nbx, lay.half, lay.half).transpose(0, 2, 1, 3)
     # The luma change is added equally to R, G and B (Y changes by exactly that, chroma not at all).
     # Drawn at half resolution, softened (SOFTEN) and doubled back bilinearly, so block edges leave no step a
-    # viewer could see as a grid.
-    dy_soft = cv2.GaussianBlur(np.ascontiguousarray(dy.reshape(nby * lay.half, nbx * lay.half)),
-                               (SOFTEN_KSIZE, SOFTEN_KSIZE), SOFTEN)
+    # viewer could see as a grid. Each block row's pixel rows come out of one batched product already in image
+    # order: (nby, 1, nbx, K) @ (half, K, half) -> (nby, half, nbx, half).
+    dy = np.matmul(delta.astype(np.float32)[:, None], lay.basis_rows32[None])
+    dy_soft = cv2.GaussianBlur(dy.reshape(nby * lay.half, nbx * lay.half), (SOFTEN_KSIZE, SOFTEN_KSIZE), SOFTEN)
     hh, ww = nby * b, nbx * b
     # the full-size planes are the thread's scratch arrays (facelab.core.scratch: fresh ones were faulted in page
     # by page on every frame, session 18), kept at the frame's whole grid so that a region's box, which moves from
@@ -555,14 +571,20 @@ def _informed_delta(coeffs: FloatArray, sigma: FloatArray, gain2d: FloatArray, i
                     near: BoolArray | None, unit: float, energy: float) -> FloatArray:
     """Version 3: each slot's push (nby, nbx, K; the sign is sigma's) by informed_pushes, the swapped faces'
     blocks (``near``) and the rest each with ``energy`` x a uniform mark's energy; 0 outside ``inside``."""
-    host = (sigma * coeffs / unit)[inside]  # (n, K)
-    gain = np.broadcast_to(gain2d[inside][:, None], host.shape)
+    whole = bool(inside.all())  # merge's whole-frame mark: flat views, no boolean gathers
+    host = (sigma * coeffs / unit).reshape(-1, K) if whole else (sigma * coeffs / unit)[inside]  # (n, K)
+    gain = np.repeat(gain2d.reshape(-1) if whole else gain2d[inside], K)
     labels = None
-    if near is not None and near[inside].any():
-        labels = np.broadcast_to(near[inside][:, None], host.shape).astype(np.intp).reshape(-1)
-    pushes = informed_pushes(host.reshape(-1), np.ascontiguousarray(gain).reshape(-1), labels, energy)
+    if near is not None:
+        near_in = near.reshape(-1) if whole else near[inside]
+        if near_in.any():
+            labels = np.repeat(near_in.astype(np.intp), K)
+    pushes = informed_pushes(host.reshape(-1), gain, labels, energy) * unit
+    if whole:
+        out: FloatArray = pushes.reshape(coeffs.shape)
+        return out
     out = np.zeros(coeffs.shape)
-    out[inside] = pushes.reshape(host.shape) * unit
+    out[inside] = pushes.reshape(host.shape)
     return out
 
 
