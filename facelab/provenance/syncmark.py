@@ -375,9 +375,9 @@ def _blocks_inside(region: npt.NDArray[np.generic], y0: int, x0: int, nby: int, 
     if arr.dtype != np.uint8:
         arr = (arr != 0).view(np.uint8) if arr.dtype == np.bool_ else (arr != 0).astype(np.uint8)
     # 255 where nonzero; each block's mean (rounded) is 255 only when all its pixels are, and above 0 when any
-    # is (a quarter of the time of numpy's reductions over the block axes; the same answer)
-    # (two steps, halving first, where the block's side is even: OpenCV's exact 2 x 2 path and a smaller general
-    # one take half the time of one general step; the rounded means keep both answers)
+    # is (a quarter of the time of numpy's reductions over the block axes; the same answer). An even block is
+    # halved first (OpenCV's exact 2 x 2 path), then averaged: half the time of one general step, and a rounded
+    # 2 x 2 mean is still 255 only where all four are and above 0 where any is.
     full = cv2.threshold(np.ascontiguousarray(arr), 0, 255, cv2.THRESH_BINARY)[1]
     if block % 2 == 0:
         full = cv2.resize(full, (nbx * block // 2, nby * block // 2), interpolation=cv2.INTER_AREA)
@@ -463,20 +463,14 @@ def _margin(a: FloatArray, w: FloatArray, budget: float) -> float:
     spend ``budget``: sum(w * move**2) = budget (every slot at PUSH_MOST where even that spends less). Newton's
     method on the energy, kept inside a bisection bracket (the energy is increasing and piecewise quadratic, but
     not convex: it flattens where slots reach PUSH_MOST): 6-7 steps to SOLVE_TOLERANCE on 60 merged frames of the
-    benchmark's samples_dst (about 80 us a region), against 24 bisection steps before (session 18); each step's
-    arrays are written in place (session 19: about half the time)."""
+    benchmark's samples_dst (about 80 us a region), against 24 bisection steps before (session 18)."""
     lo, hi = float(a.min()), float(a.max()) + PUSH_MOST  # at hi every slot moves PUSH_MOST
     if float(w.sum()) * PUSH_MOST ** 2 <= budget:
         return hi
     m = 0.5 * (lo + hi)
-    moved = np.empty_like(a)
-    weighted = np.empty_like(a)
-    free = np.empty(a.shape, dtype=np.bool_)
     for _ in range(SOLVE_STEPS):
-        np.subtract(m, a, out=moved)
-        np.maximum(moved, 0.0, out=moved)
-        np.minimum(moved, PUSH_MOST, out=moved)
-        np.multiply(w, moved, out=weighted)
+        moved = np.clip(m - a, 0.0, PUSH_MOST)
+        weighted = w * moved
         excess = float(weighted @ moved) - budget
         if abs(excess) <= SOLVE_TOLERANCE * budget:
             return m
@@ -484,8 +478,7 @@ def _margin(a: FloatArray, w: FloatArray, budget: float) -> float:
             hi = m
         else:
             lo = m
-        np.less(moved, PUSH_MOST, out=free)
-        slope = 2.0 * float(weighted[free].sum())  # the energy's derivative (slots still moving freely)
+        slope = 2.0 * float(weighted[moved < PUSH_MOST].sum())  # the energy's derivative (slots still moving freely)
         step = m - excess / slope if slope > 0 else lo - 1.0
         m = step if lo < step < hi else 0.5 * (lo + hi)
     return lo
