@@ -429,6 +429,26 @@ def test_v2_code_corrects_errors(lay: sm.Layout, bits: int, coded: int) -> None:
     assert np.array_equal(sm.decode_soft(soft + rng.normal(0, 0.3, soft.size), lay), payload)
 
 
+@pytest.mark.parametrize("block", [16, 20, 15])
+def test_blocks_inside_matches_a_direct_reduction(block: int) -> None:
+    """The blocks lying wholly inside a region, and those touching it, as OpenCV's rounded area means find them
+    (halving first where the block is even) equal numpy's exact reductions over each block, on soft masks with
+    single stray pixels (the cases a rounded mean could miss) and hard edges."""
+    rng = np.random.default_rng(11)
+    nby, nbx = 7, 9
+    for trial in range(20):
+        mask = np.zeros((nby * block + 5, nbx * block + 3), dtype=np.uint8)
+        y, x = rng.integers(0, nby * block // 2, 2)
+        mask[y:y + rng.integers(block, 4 * block), x:x + rng.integers(block, 5 * block)] = rng.integers(1, 256)
+        for _ in range(3):  # stray pixels of the smallest value
+            mask[rng.integers(nby * block), rng.integers(nbx * block)] = 1
+        if trial % 2:
+            mask[:] = (mask > 0).astype(np.uint8)  # a 0/1 mask, as merge's regions are
+        cells = mask[: nby * block, : nbx * block].reshape(nby, block, nbx, block) != 0
+        assert np.array_equal(sm._blocks_inside(mask, 0, 0, nby, nbx, block), cells.all(axis=(1, 3)))
+        assert np.array_equal(sm._blocks_inside(mask, 0, 0, nby, nbx, block, wholly=False), cells.any(axis=(1, 3)))
+
+
 def test_informed_pushes_spend_a_uniform_marks_energy() -> None:
     """Version 3's moves: each region's energy is a uniform mark's (sum of squared gains), a slot whose host
     already lies beyond the margin its bit's way or opposes it beyond HOPELESS does not move, none moves more
