@@ -3,6 +3,7 @@
     python benchmarks/watermark.py [--scheme 1|2|3 ...] [--frames 60] [--cache DIR] [--fp-frames 30]
                                    [--attacks NAME ...] [--no-fp] [--faces-from attacked|dst]
                                    [--host merged|dst|swap] [--region frame|face] [--no-locate] [--fp-only]
+                                   [--fp-clips NAME ...]
 
 Inputs (made once and kept in --cache, default /tmp/facelab_wm_bench): a tiny model (64 px DF, trained 2
 iterations on the bundled src/dst faces: the faces' pixels do not matter to the mark, the frames do) merges
@@ -19,7 +20,10 @@ geometric and colour ones, which are applied to PNG-exact frames and then encode
 upload): H.264 CRF 23/28/32, H.265 CRF 28, downscale 1/2 and 1/3 and back to the original size, crop
 10% from each border, crop 5% from the left, brightness +-20% (an additive +-51 luma offset on R, G, B,
 clipped), contrast +-20% (gain about mid-grey), saturation x1.5 and x0.5, a 1-degree rotation about the
-centre, 30->25 fps (frames dropped by timestamp), downscale 1/2 + CRF 28, crop 10% + CRF 28.
+centre, 30->25 fps (frames dropped by timestamp), downscale 1/2 + CRF 28, crop 10% + CRF 28; and the downscales
+kept small (1/2 and 1/3 at CRF 23, 1/2 at CRF 28, encoded and left at the small size, as a platform delivers a
+scaled-down file: the reader must find the scale; their frames needed are counted coarsely, at all frames, the
+multiples of 10 below and 5, since every reading of them searches the scale).
 
 Per attack and clip: the voted payload (soft values averaged over all frames, as ``facelab verify`` does)
 correct or not, per-frame bit accuracy (mean, 5th percentile), and the frames needed for a correct vote
@@ -227,6 +231,16 @@ def _rescale(factor: float, crf: int) -> Callable[[Frames], Frames]:
     return go
 
 
+def _shrink(factor: float, crf: int) -> Callable[[Frames], Frames]:
+    """Downscale (area) and encode at the small size, kept small: the file a platform delivers after scaling a
+    video down (the reader must find the scale; ``_rescale`` scales back up to the original size)."""
+    def go(frames: Frames) -> Frames:
+        h, w = frames[0].shape[:2]
+        return encode([cv2.resize(f, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
+                       for f in frames], crf=crf)
+    return go
+
+
 def _crop(top: float, bottom: float, left: float, right: float) -> Callable[[np.ndarray], np.ndarray]:
     def go(rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
@@ -293,7 +307,12 @@ ATTACKS: dict[str, Callable[[Frames], Frames]] = {
     "fps_30_to_25": _fps_30_to_25,
     "combo_downscale_1/2+crf28": _rescale(1 / 2, 28),
     "combo_crop_10%+crf28": _then(_each(_crop(0.1, 0.1, 0.1, 0.1)), _crf(28)),
+    "downscale_1/2_kept": _shrink(1 / 2, 23),
+    "downscale_1/3_kept": _shrink(1 / 3, 23),
+    "combo_downscale_1/2+crf28_kept": _shrink(1 / 2, 28),
 }
+# the downscales kept small: the reader searches the scale (read_scaled), several seconds a read
+KEPT_SMALL = frozenset(k for k in ATTACKS if k.endswith("_kept"))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -320,7 +339,8 @@ def _hulls(rgb: np.ndarray, faces: list[np.ndarray], face_type: str) -> list[np.
 
 
 # attacks after which a face is no longer where it was in the dst frame (or the frames are not the same ones)
-MOVES_FACES = frozenset({"crop_10%_each_border", "crop_5%_left", "rotate_1deg", "fps_30_to_25", "combo_crop_10%+crf28"})
+MOVES_FACES = frozenset({"crop_10%_each_border", "crop_5%_left", "rotate_1deg", "fps_30_to_25",
+                         "combo_crop_10%+crf28"}) | KEPT_SMALL
 
 
 def dst_landmarks(cache: Path, name: str, finder: Faces) -> list[list[np.ndarray]]:
@@ -351,19 +371,23 @@ def _needed(correct: list[bool]) -> int | None:
     return _needed_from(lambda n: correct[n - 1], len(correct))
 
 
-def _needed_from(correct_at: Callable[[int], bool], total: int) -> int | None:
+def _needed_from(correct_at: Callable[[int], bool], total: int, coarse: bool = False) -> int | None:
     """``_needed`` with each vote made on demand, from all ``total`` frames down, stopping at the first wrong
     one (a reading that fails tries every path verify tries, the rotation search too: far slower than one that
-    decodes)."""
+    decodes). ``coarse``: only at ``total``, the multiples of 10 below it and 5 (a kept-small video's every
+    reading searches the scale), so the count is the smallest of those."""
     n = None
-    for i in range(total, 0, -1):
+    counts = sorted({total, 5, *range(10, total, 10)} & set(range(1, total + 1)), reverse=True) if coarse \
+        else range(total, 0, -1)
+    for i in counts:
         if not correct_at(i):
             break
         n = i
     return n
 
 
-def read_v1(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray | None) -> dict[str, Any]:
+def read_v1(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray | None, coarse: bool = False
+            ) -> dict[str, Any]:
     from facelab.provenance import watermark as wm
 
     softs = []
@@ -386,11 +410,12 @@ def read_v1(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray |
 LOCATE = True  # scheme 2 reads as verify reads (read_best: the located reading when the first fails)
 
 
-def read_sync(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray | None, version: int = 3
-              ) -> dict[str, Any]:
+def read_sync(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray | None, coarse: bool = False,
+              version: int = 3) -> dict[str, Any]:
     """Scheme 2 (syncmark) at a version read as ``facelab verify`` reads it (all faces together, the whole frame
-    where none is found; failing that, the located reading). With a payload, also the fraction of the coded bits
-    whose voted sign is right in the first reading and in the located one, whichever verify reports."""
+    where none is found; failing that, the located, turned back and enlarged readings). With a payload, also the
+    fraction of the coded bits whose voted sign is right in the first reading and in the located one, whichever
+    verify reports; ``coarse``: the frames needed counted coarsely (``_needed_from``)."""
     from facelab.provenance import syncmark as sm
 
     lay = sm.V3 if version == 3 else sm.V2
@@ -401,12 +426,13 @@ def read_sync(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray
     read = reader.read_best if LOCATE else reader.read
     res = read()
     out: dict[str, Any] = {"found": res.found, "frames_found": sum(res.frames_found), "offset": list(res.offset),
-                           "pilot": round(res.pilot, 3), "located": res.located is not None}
+                           "pilot": round(res.pilot, 3), "located": res.located is not None,
+                           "scale": round(res.scale, 3)}
     if payload is not None:
         coded = sm.encode_bits(payload, lay)
         accs = [float(np.mean(b == payload)) for b in res.frame_bits]
         needed = _needed_from(lambda n: bool(np.array_equal(read(first=n, per_frame=False).bits, payload)),
-                              len(frames))
+                              len(frames), coarse)
         located = reader.read_located(per_frame=False)
         out |= {"correct": bool(res.found and np.array_equal(res.bits, payload)),
                 "bit_accuracy_mean": round(float(np.mean(accs)), 4),
@@ -460,9 +486,12 @@ UNMARKED = [("samples_src", ROOT / "samples" / "src.mp4"), ("samples_dst", ROOT 
                                        "fr_short_hamilton_clip", "3ddfa_obama")]
 
 
-def unmarked_clips(n: int) -> Iterator[tuple[str, Frames]]:
-    """20 unmarked clips: two segments (from frame 0 and from the middle) of the ten bundled and shared clips."""
+def unmarked_clips(n: int, names: list[str] | None = None) -> Iterator[tuple[str, Frames]]:
+    """20 unmarked clips: two segments (from frame 0 and from the middle) of the ten bundled and shared clips
+    (of those in ``names`` only, when given)."""
     for name, path in UNMARKED:
+        if names is not None and name not in names:
+            continue
         frames = [rgb for _, rgb in iter_frames(path)]
         starts = (0, max(0, len(frames) // 2))
         for start in starts:
@@ -482,7 +511,7 @@ def _reader_digest() -> str:
 
 
 def false_positives(journal_path: Path, attacks: dict[str, Callable[[Frames], Frames]], schemes: list[int],
-                    fp_frames: int, finder: Faces) -> dict[str, Any]:
+                    fp_frames: int, finder: Faces, names: list[str] | None = None) -> dict[str, Any]:
     """Every unmarked clip, plain and attacked, read as verify reads: how many reads decode a payload.
     Each read is journalled as it finishes (cache/fp_journal.jsonl), so an interrupted run resumes where
     it stopped; a change to the reading code or the settings starts the journal again."""
@@ -492,7 +521,7 @@ def false_positives(journal_path: Path, attacks: dict[str, Callable[[Frames], Fr
     journal = Journal(journal_path, "false-positive reads", settings, key="read")
     fp: dict[str, Any] = {str(s): {"detections": 0, "reads": 0, "found": [], "resumed": 0} for s in schemes}
     try:
-        for clip_name, seg in unmarked_clips(fp_frames):
+        for clip_name, seg in unmarked_clips(fp_frames, names):
             for attack, fn in attacks.items():
                 keys = {s: f"{clip_name}|{attack}|{s}" for s in schemes}
                 todo = [s for s in schemes if keys[s] not in journal]
@@ -532,6 +561,9 @@ def main() -> None:
                          f"{', '.join(HELD_OUT_CLIPS)}: more clips; lp_d0 held out of every choice)")
     ap.add_argument("--no-fp", action="store_true")
     ap.add_argument("--fp-only", action="store_true", help="only the false-positive reads of unmarked clips")
+    ap.add_argument("--fp-clips", nargs="+", default=None, choices=[n for n, _ in UNMARKED],
+                    help="the false-positive reads of these unmarked clips only (their journal apart: runs over "
+                         "disjoint sets can go side by side on one cache)")
     ap.add_argument("--faces-from", choices=("attacked", "dst"), default="attacked",
                     help="where the reader's face regions come from: dlib on each attacked frame, as `facelab "
                          "verify` reads (default), or dlib on the unmarked dst frames (where a real swap's faces "
@@ -604,7 +636,9 @@ def main() -> None:
             for name, marked in marked_clips.items():
                 attacked = fn(marked)
                 faces = dst_faces[name] if name in dst_faces else [finder(f) for f in attacked]
-                per[name] = READERS[scheme](attacked, faces, payloads[scheme])
+                per[name] = READERS[scheme](attacked, faces, payloads[scheme], attack in KEPT_SMALL)
+                if attack in KEPT_SMALL:
+                    per[name]["frames_needed_counted"] = "coarsely: at all frames, the multiples of 10 below, and 5"
                 if name in dst_faces:
                     per[name]["frames_with_faces"] = sum(bool(f) for f in faces)
             res["attacks"][attack] = per
@@ -615,8 +649,10 @@ def main() -> None:
         res["attacks_total"] = len(res["attacks"])
         result["schemes"][str(scheme)] = res
     if not args.no_fp:
-        result["false_positives"] = false_positives(args.cache / "fp_journal.jsonl", attacks, args.scheme,
-                                                    args.fp_frames, finder)
+        journal = "fp_journal.jsonl" if args.fp_clips is None else f"fp_journal_{'+'.join(args.fp_clips)}.jsonl"
+        result["false_positives"] = false_positives(args.cache / journal, attacks, args.scheme, args.fp_frames,
+                                                    finder, args.fp_clips)
+        result["false_positives"]["clips"] = args.fp_clips or [n for n, _ in UNMARKED]
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     print(json.dumps(result, indent=1))
 

@@ -569,7 +569,8 @@ def test_v2_located_reading_finds_what_the_whole_frame_misses(attacks: Any, v2_c
 
 def test_v2_located_reading_never_decodes_unmarked(attacks: Any) -> None:
     """Unmarked frames (the bundled src and dst, two segments each, and noise), plain and attacked, read
-    whole: the located reading chooses blocks and decodes, and never passes the magic and CRC check."""
+    whole: the located reading chooses blocks and decodes, and never passes the magic and CRC check; nor does any
+    other reading verify makes, the scale search included (on the real clips halved and kept small)."""
     rng = np.random.default_rng(12)
     noise = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(8)]
     clips = [noise]
@@ -577,12 +578,17 @@ def test_v2_located_reading_never_decodes_unmarked(attacks: Any) -> None:
         frames = [rgb for _, rgb in iter_frames(path)]
         clips += [frames[:V2_FRAMES], frames[len(frames) // 2:len(frames) // 2 + V2_FRAMES]]
     for clip in clips:
-        for attack in ("none (PNG)", "h264_crf28", "downscale_1/2", "crop_5%_left"):
+        kept = ("downscale_1/2_kept",) if clip is not noise else ()  # (noise halved: below the smallest frame read)
+        for attack in ("none (PNG)", "h264_crf28", "downscale_1/2", "crop_5%_left", *kept):
             reader = _whole_reader(attacks[attack](clip))
             assert reader.locate()[1].any()
             res = reader.read_located()
             assert not res.found and not any(res.frames_found), attack
-            assert not reader.read_best().found, attack
+            assert not reader.read_best(scaled=False).found, attack
+        if kept:  # read_best's last try, the scale search (several seconds a read), on the video kept small
+            scaled = reader.read_scaled()
+            assert not scaled.found and not any(scaled.frames_found)
+            assert scaled.scale in reader.scale_factors() and scaled.scale > 1.0
 
 
 def test_v2_read_best_reads_the_whole_frames_every_time(v2_clip: Any, sync_payload: np.ndarray) -> None:
@@ -620,6 +626,48 @@ def test_v2_rotation_search_reads_a_turned_video(attacks: Any, v2_clip: Any, fra
         assert res.rotation == expected and res.located is None, degrees
         how = _how_read(res)  # what verify's report says
         assert how is not None and f"back by {abs(expected):g} degrees" in how, how
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_scale_search_reads_a_video_kept_small(attacks: Any, frame_clip: Any, sync_payload: np.ndarray,
+                                               factor: int) -> None:
+    """The bundled clip marked as merge marks it, scaled down to a half or a third (area) and encoded at CRF 23 at
+    that size, kept small as a platform delivers it (240 or 160 px): every reading at the file's own size misses
+    the mark (its blocks are a half or a third of their size), the scale search enlarges the frames back by the
+    right factor and decodes, and verify's note says so."""
+    small = attacks[f"downscale_1/{factor}_kept"](frame_clip[:V2_FRAMES])
+    assert small[0].shape == (480 // factor, 480 // factor, 3)
+    reader = _whole_reader(small)
+    assert float(factor) in reader.scale_factors()
+    assert not reader.read_best(scaled=False).found
+    res = reader.read_best()
+    assert res.found and np.array_equal(res.bits, sync_payload) and res.scale == factor
+    assert sum(res.frames_found) >= V2_FRAMES // 2  # most frames decode on their own once enlarged
+    how = _how_read(res)
+    assert how is not None and f"enlarging the frames {factor} times" in how, how
+
+
+def test_verify_finds_the_mark_in_a_video_kept_small(tmp_path: Path, frame_clip: Any) -> None:
+    """What a user verifies: the bundled clip marked as merge marks it, halved and written at CRF 23 as a 240 px
+    MP4. verify finds version 3's mark, names the model, and notes the enlargement; the same frames unmarked
+    (halved, the same encode) are not found."""
+    for name, frames in (("marked", frame_clip[:V2_FRAMES]), ("unmarked", [rgb for index, rgb in iter_frames(DST)
+                                                                         if index < V2_FRAMES])):
+        folder = tmp_path / name
+        folder.mkdir()
+        for index, rgb in enumerate(frames):
+            small = cv2.resize(rgb, (240, 240), interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(folder / frame_name(index, "png")), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+        out = tmp_path / f"{name}.mp4"
+        build_video(folder, out, fps=30, crf=23)
+        assert probe_video(out).width == 240
+        report = verify(out)
+        if name == "marked":
+            assert report.watermark_found and report.watermark_scheme == sm.V3.name
+            assert report.payload_model_prefix is not None and MODEL_ID.startswith(report.payload_model_prefix)
+            assert any("enlarging the frames 2 times" in note for note in report.notes), report.notes
+        else:
+            assert not report.watermark_found and not any("enlarging" in note for note in report.notes)
 
 
 @pytest.mark.parametrize("lay", [sm.V3, sm.V2])

@@ -627,8 +627,10 @@ def fold_frame(rgb: Image, region: npt.NDArray[np.generic] | None = None, lay: L
     return _fold_luma(_luma(rgb), region, lay)
 
 
-def _fold_luma(lum: npt.NDArray[np.float32], region: npt.NDArray[np.generic] | None, lay: Layout
-               ) -> tuple[FloatArray, FloatArray]:
+def _fold_luma(lum: npt.NDArray[np.float32], region: npt.NDArray[np.generic] | None, lay: Layout,
+               step: int = 1) -> tuple[FloatArray, FloatArray]:
+    """``fold_frame`` of a luma plane; ``step`` > 1: each coefficient's clipping limit from the median of every
+    ``step``-th position down and across (an enlarged frame, whose neighbouring positions are interpolated)."""
     h, w = lum.shape
     b, tile = lay.block, lay.tile
     vh, vw = h - b + 1, w - b + 1  # positions whose block lies in the frame
@@ -648,7 +650,7 @@ def _fold_luma(lum: npt.NDArray[np.float32], region: npt.NDArray[np.generic] | N
         u, v = COEFFS[k]
         resp = cv2.sepFilter2D(lum, cv2.CV_32F, lay.d32[v], lay.d32[u], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
         d = np.asarray(resp[:vh, :vw], dtype=np.float32)
-        inside = np.abs(d if weight is None else d[weight > 0])
+        inside = np.abs(d[::step, ::step] if weight is None else d[weight > 0])
         limit = max(CLIP * float(np.median(inside)), 1e-3)
         np.clip(d, -limit, limit, out=d)
         if weight is not None:
@@ -751,6 +753,9 @@ class Reading:
     rotation: float = 0.0
     """The rotation the reading undid (``read_rotated``): the frames were turned back about their centres by
     this many degrees (counter-clockwise) before reading; 0 for every other reading."""
+    scale: float = 1.0
+    """The factor the frames were enlarged by before reading (``read_scaled``: a video scaled down after marking);
+    1 for every other reading."""
 
     @property
     def confidence(self) -> float:
@@ -813,6 +818,31 @@ LOCATE_GROW = 1
 # by 1 degree: read at 0.5, 1 and 1.5 degrees all decode), so the angles are a degree apart.
 ROTATIONS: tuple[float, ...] = (-1.0, 1.0, -2.0, 2.0, -3.0, 3.0)
 ROTATION_PROBE = 8
+# The scale search (``VideoReader.read_scaled``, verify's last try, session 19): a platform that scales a video
+# down delivers the small file, and the mark's blocks are then a fraction of their size. The reader enlarges the
+# frames back by the factor whose pilot is strongest. A reading at a factor off by up to 2% still decodes
+# (measured on the bundled swap halved and encoded at CRF 23, 240 px: read at 1.96-2.04 decodes, at 1.94 and
+# 2.06 not), so the factors tried are the ones that bring a side of the frame to a common video size (the
+# ladders platforms scale along: 1080 -> 720 -> 480 -> 360 -> 240 lines, and the widths), within SCALES_RANGE.
+# An original of another size is found only when a factor within 2% of its own is among them.
+SCALE_SIDES: tuple[int, ...] = (240, 256, 270, 288, 320, 352, 360, 384, 400, 432, 450, 480, 512, 540, 576, 600, 640,
+                                720, 768, 800, 854, 864, 900, 960, 1024, 1080, 1152, 1200, 1280, 1366, 1440, 1536,
+                                1600, 1920, 2048, 2160, 2560, 2880, 3840)
+SCALES_RANGE = (1.2, 4.5)
+# Two rounds choose the factor: every factor's pilot clarity (the standard score of its correlation's peak over
+# all offsets) on SCALE_PROBE frames (the middle SCALE_WINDOW px of each, enlarged), then the SCALE_FINALISTS
+# clearest by the code's fit (decode_score at their best offset) on SCALE_PROBE_FINAL frames (SCALE_WINDOW_FINAL
+# px). Measured on five kept-small downscales of four clips (docs/provenance.md, session 19): the true factor
+# ranked 2nd to 6th by clarity and first by the code's fit every time.
+SCALE_PROBE = 4
+SCALE_WINDOW = 480
+SCALE_FINALISTS = 8
+SCALE_PROBE_FINAL = 16
+SCALE_WINDOW_FINAL = 640
+# The reading at the chosen factor: the middle SCALE_WINDOW_READ px of each enlarged frame at most (a frame enlarged
+# 4 times from 480 px would be 1,920 px square, twenty of them 4 s of folding on this project's CPU; the mark's
+# 160 px tile repeats, so a 1,280 px window holds 64 copies of it).
+SCALE_WINDOW_READ = 1280
 # The synchronisation's candidates (session 17): the pilot's correlation peaks at the true offset only most of
 # the time; on 60 swapped frames of the benchmark's four clips cropped (10% each border, 5% left, 10% + CRF 28)
 # version 3's true offset (measured with the 24 px blocks first tried) was among its 6 strongest peaks every time,
@@ -1122,10 +1152,72 @@ class VideoReader:
         reading = self._read_frames(frames, per_frame)
         return replace(reading, rotation=-angle)
 
-    def read_best(self, first: int | None = None, per_frame: bool = True) -> Reading:
+    def _scaled_frame(self, index: int, factor: float, window: int | None = None) -> Frame:
+        """Frame ``index`` whole, enlarged by ``factor`` (bilinear), folded; with ``window``, only the middle of the
+        enlarged frame, at most ``window`` px square (the part of the small frame it comes from, enlarged)."""
+        lum = self._lumas[index]
+        h, w = lum.shape
+        if window is not None:
+            ch, cw = min(h, max(1, round(window / factor))), min(w, max(1, round(window / factor)))
+            y0, x0 = (h - ch) // 2, (w - cw) // 2
+            lum = lum[y0:y0 + ch, x0:x0 + cw]
+            h, w = ch, cw
+        big = cv2.resize(lum, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_LINEAR)
+        sums, mags = _fold_luma(big.astype(np.float32), None, self.lay, step=max(1, int(factor)))
+        return sums, mags, pilot_scores(sums, self.lay)
+
+    def scale_factors(self) -> list[float]:
+        """The factors ``read_scaled`` compares for these frames: each that brings a side of the frame to one of
+        SCALE_SIDES, within SCALES_RANGE, those within 0.5% of a smaller one dropped."""
+        if not self._lumas:
+            return []
+        h, w = self._lumas[0].shape
+        lo, hi = SCALES_RANGE
+        found = sorted({side / dim for side in SCALE_SIDES for dim in (h, w) if lo <= side / dim <= hi})
+        out: list[float] = []
+        for f in found:
+            if not out or f > out[-1] * 1.005:
+                out.append(f)
+        return out
+
+    def read_scaled(self, first: int | None = None, per_frame: bool = True) -> Reading:
+        """``read_whole`` of the first ``first`` frames enlarged by the factor of ``scale_factors`` chosen in two
+        rounds (SCALE_PROBE and the constants after it): a video scaled down after marking. The pilot alone is no
+        guide across factors (its raw value on lp_d9 at a third: 0.58 at 1.41 against 0.35 at the true 3), its
+        clarity a rough one; the code's fit decides. Choosing checks no payload (the magic and CRC are checked on
+        the chosen factor's reading only): at most two decodes. ValueError where no factor applies."""
+        n = len(self.frames[:first])
+        factors = self.scale_factors()
+        if not n or not factors:
+            raise ValueError("no frames to read" if not n else "no scale factor applies to frames this large")
+
+        def probes(count: int) -> list[int]:
+            return sorted({int(i) for i in np.linspace(0, n - 1, min(n, count)).round()})
+
+        def clarity(factor: float) -> float:
+            frames = [self._scaled_frame(i, factor, SCALE_WINDOW) for i in probes(SCALE_PROBE)]
+            total = self._pilot_total(self._smoothed(frames))
+            spread = float(total.std())
+            return float(total.max() - total.mean()) / spread if spread > 0 else 0.0
+
+        def fit(factor: float) -> float:
+            frames = [self._scaled_frame(i, factor, SCALE_WINDOW_FINAL) for i in probes(SCALE_PROBE_FINAL)]
+            oy, ox = self._best_offset(frames, self._smoothed(frames))
+            vals, sizes = slot_values(np.sum([f[0] for f in frames], axis=0), np.sum([f[1] for f in frames], axis=0),
+                                      oy, ox, self.lay)
+            return decode_score(soft_values(vals, sizes, coefficient_weights(vals, sizes, self.lay), self.lay)[0],
+                                self.lay)
+
+        finalists = sorted(factors, key=clarity, reverse=True)[:SCALE_FINALISTS]
+        factor = max(finalists, key=fit)
+        reading = self._read_frames([self._scaled_frame(i, factor, SCALE_WINDOW_READ) for i in range(n)], per_frame)
+        return replace(reading, scale=factor)
+
+    def read_best(self, first: int | None = None, per_frame: bool = True, scaled: bool = True) -> Reading:
         """What ``facelab verify`` reports: ``read``; failing that, where frames were added with regions,
-        ``read_whole``; failing that, ``read_located``; failing that, ``read_rotated`` (at most eight decodes:
-        eight chances of 2**-24 for an unmarked video to pass the magic and CRC check)."""
+        ``read_whole``; failing that, ``read_located``; failing that, ``read_rotated``; failing that, with
+        ``scaled``, ``read_scaled`` (at most ten decodes: ten chances of 2**-24 for an unmarked video to pass the
+        magic and CRC check; eight without ``scaled``)."""
         plain = self.read(first, per_frame)
         if plain.found:
             return plain
@@ -1137,7 +1229,12 @@ class VideoReader:
         if located.found:
             return located
         rotated = self.read_rotated(first, per_frame)
-        return rotated if rotated.found else plain
+        if rotated.found:
+            return rotated
+        if not scaled or not self.scale_factors():
+            return plain
+        enlarged = self.read_scaled(first, per_frame)
+        return enlarged if enlarged.found else plain
 
 
 __all__ = [

@@ -112,6 +112,9 @@ def _how_read(reading: syncmark.Reading) -> str | None:
     if reading.rotation:
         return (f"watermark read after turning the frames back by {abs(reading.rotation):g} degrees "
                 f"({'counter-' if reading.rotation > 0 else ''}clockwise): the video was rotated after marking")
+    if reading.scale != 1.0:
+        return (f"watermark read after enlarging the frames {reading.scale:.3g} times: the video was scaled down "
+                "after marking")
     if reading.located is not None:
         return (f"watermark read where it was located ({reading.located:.0%} of the frame): the video was "
                 "cropped, shifted or partly covered after marking")
@@ -122,14 +125,16 @@ class _Reading:
     """Every scheme's reading of a file's frames: syncmark, version 3 (what facelab writes) then version 2 (all
     frames' faces together, synchronised, the whole frame where no face is found; failing that, the whole frames;
     then read where the pilot locates the mark, blind; then the whole frames turned back by the angle the pilot
-    prefers (a rotated video); then each of the first MAX_FACE_READERS faces from the left on its own, for frames
-    holding swapped and untouched faces, e.g. a side-by-side comparison) and scheme 1 (each frame's soft bits,
-    voted).
+    prefers (a rotated video); then, for version 3 only, the whole frames enlarged by the factor the code fits
+    best (a video scaled down and kept small: a search of several seconds, not spent on version 2, whose files
+    predate it); then each of the first MAX_FACE_READERS faces from the left on its own, for frames holding
+    swapped and untouched faces, e.g. a side-by-side comparison) and scheme 1 (each frame's soft bits, voted).
 
-    Decodes that could pass the magic and CRC check by chance (2**-24 each): per syncmark version, the reading of
-    all faces at most 8 (best offset and offset 0, each in the faces, in the whole frames (merge's default mark
-    covers the frame), located and turned back), each single-face reading at most 2; scheme 1's 1: at most
-    2 x 14 + 1 = 29 per file, 2 x 8 + 1 = 17 for a file with at most one face per frame."""
+    Decodes that could pass the magic and CRC check by chance (2**-24 each): the reading of all faces at most 10
+    in version 3 and 8 in version 2 (best offset and offset 0, each in the faces, in the whole frames (merge's
+    default mark covers the frame), located, turned back, and in version 3 enlarged), each single-face reading at
+    most 2; scheme 1's 1: at most 16 + 14 + 1 = 31 per file, 10 + 8 + 1 = 19 for a file with at most one face
+    per frame."""
 
     def __init__(self) -> None:
         self.faces = FaceRegions()
@@ -156,7 +161,7 @@ class _Reading:
             for reader in [main, *self.sync_faces[lay]]:
                 if not reader.frames:
                     continue
-                new = reader.read_best() if reader is main else reader.read()
+                new = reader.read_best(scaled=lay is syncmark.WRITTEN) if reader is main else reader.read()
                 if new.found:
                     self.how = _how_read(new)
                     return (True, new.confidence, sum(new.frames_found), new.payload.model_prefix,
