@@ -55,7 +55,8 @@ from facelab.export.quantize import calibration_inputs  # noqa: E402
 from facelab.face.align import convert_transform  # noqa: E402
 from facelab.face.identity import create_embedder, distance  # noqa: E402
 from facelab.faceset.folder import scan_faces  # noqa: E402
-from facelab.live.faces import freeze_model, native_bf16, predict  # noqa: E402
+from facelab.live.faces import freeze_model, predict  # noqa: E402
+from facelab.train.device import native_bf16  # noqa: E402
 from facelab.train.inference import load_swap_model  # noqa: E402
 
 VARIANTS = ("fp32", "fp32-extended", "fp32-nospin", "fp32-parallel", "fp16", "int8", "int8-nospin",

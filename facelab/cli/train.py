@@ -18,6 +18,7 @@ from facelab.core.config import option_error, read_config_file
 from facelab.core.errors import InputError
 from facelab.faceset.coverage import store_coverage
 from facelab.train.checkpoint import merge_options, read_config
+from facelab.train.device import precision_note
 from facelab.train.options import PRESETS, TrainOptions
 from facelab.train.trainer import Status, Trainer
 
@@ -89,8 +90,9 @@ def run_training(model_dir: Path, opts: TrainOptions, stored: TrainOptions | Non
         if trainer.is_main:
             start = trainer.state.iteration
             origin = f", from prior {trainer.state.prior.split()[0]}" if stored is None and trainer.state.prior else ""
+            precision = precision_note(trainer.device, opts.precision)
             console.print(f"{'resuming' if stored else 'new'} model {model_dir}: {opts.arch} {opts.resolution}px "
-                          f"{opts.face_type}, iteration {start}{origin}, device {trainer.device}, {opts.precision}, "
+                          f"{opts.face_type}, iteration {start}{origin}, device {trainer.device}, {precision}, "
                           f"{len(trainer.src_set)} src / {len(trainer.dst_set)} dst faces")
             if stored is None and not opts.pretrain:  # a new pair: what src does not show, the swap can only guess
                 coverage = store_coverage(trainer.src_set.store, trainer.dst_set.store, src, dst, opts.random_flip_src)

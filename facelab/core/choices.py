@@ -19,7 +19,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 
 OptimizerName = Literal["adam", "adabelief", "rmsprop"]
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 

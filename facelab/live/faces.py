@@ -10,7 +10,6 @@ extracted face.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from facelab.live.track import TrackedFace
 from facelab.merge.compose import FaceInput, Prediction, crop_face, merge_frame, model_transform
 from facelab.merge.masks import LEARNED_DST_MODES
 from facelab.merge.options import MergeOptions
+from facelab.train.device import native_bf16
 from facelab.train.inference import SwapModel
 
 
@@ -68,15 +68,6 @@ def align_faces(frame: U8, faces: list[TrackedFace], index: int, face_type: str,
 def needs_dst_mask(opts: MergeOptions) -> bool:
     """Whether the mask mode uses the model's own mask of the dst face."""
     return opts.mask_mode in LEARNED_DST_MODES
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX; read from /proc/cpuinfo on Linux)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def cpu_bf16(model: FaceSwapper, precision: str) -> bool:

@@ -37,7 +37,8 @@ outputs: each version is a ``Layout``, and every function here takes the layout 
   neighbours; then the same at offset 0 (on real skin the unmarked rest of the frame can outvote the mark in the
   whole frame's synchronisation). ``VideoReader.read_best``, what verify reports, reads the regions, then the
   whole frames where regions were given (merge's default mark covers the frame), then located, then
-  rotated (below): at most eight decodes, false positives at most 8 * 2**-24 per file and version read.
+  rotated, then enlarged (below): at most ten decodes (eight without the scale search, as verify reads
+  version 2), false positives at most 10 * 2**-24 per file and version read.
 * Texture masking (``embed(texture=True)``, merge's default whole-frame mark): each block moves by its
   texture_gain, a fraction on flat, smooth areas (a smooth swapped face), more on hair, edges and real
   texture, with no more energy than a uniform mark. The reader is the same.
@@ -48,8 +49,14 @@ outputs: each version is a ``Layout``, and every function here takes the layout 
 * Rotation (``VideoReader.read_rotated``, verify's last try): the whole frames turned back by 1, 2 and 3
   degrees either way; the angle whose pilot is strongest on a few frames is decoded (two more decodes).
 
-Not handled: a scale change that is not undone (a crop resized back to the frame size), or a rotation of
-more than about 3.5 degrees: the reader would need a scale search, or a wider rotation search, for those.
+* Scale (``VideoReader.read_scaled``, verify's last try for version 3, session 20): a video scaled down and
+  kept small (the file a platform delivers) holds the blocks at a fraction of their size. The whole frames
+  are enlarged by each factor that brings a side to a common video size (SCALE_SIDES, 1.2-4.5 times); the
+  pilot's clarity on a few frames keeps eight factors, the code's fit (``decode_score``) on more frames
+  picks one, which is decoded (two more decodes: at most ten).
+
+Not handled: a scale change to a size off the common sides by more than about 2% (a crop resized back to the
+frame size, an odd target size), or a rotation of more than about 3.5 degrees.
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ class TrainOptions(BaseModel):
     lr_decay: float = Field(0.0, ge=0, lt=1, description="over this last share of a run's budget (its iterations or "
                             "minutes, counted from the model's start), lower the learning rate linearly to a tenth "
                             "(0: off)")
-    precision: Precision = Field("fp32", description="fp32, bf16 (autocast) or fp16 (autocast + loss scaling)")
+    precision: Precision = Field("fp32", description="fp32, bf16 (autocast), fp16 (autocast + loss scaling) or "
+                                                   "auto (bf16 where the CPU or GPU computes it natively, else fp32)")
     compile: bool = Field(False, description="torch.compile the model")
 
     # -- losses --
@@ -126,8 +127,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "d_dims": 64, "d_mask_dims": 16, "batch_size": 8},
     # sized for a visible result on a 2-core CPU within the demo's budget; batch 16 rather than 8 because bf16
     # convolutions are too small at batch 8 to reach the CPU's peak (measured: docs/training.md); the last
-    # quarter of the budget without random warp (measured on four pairs: docs/quality.md)
+    # quarter of the budget without random warp (measured on four pairs: docs/quality.md); precision auto: bf16
+    # only where the CPU computes it natively (an AVX2-only CPU runs bf16 convolutions about 100 times slower
+    # than fp32: facelab/train/device.py)
     "demo": {"arch": "df-ud", "resolution": 64, "face_type": "full", "ae_dims": 128, "e_dims": 32,
-             "d_dims": 32, "d_mask_dims": 12, "batch_size": 16, "lr": 2e-4, "precision": "bf16",
+             "d_dims": 32, "d_mask_dims": 12, "batch_size": 16, "lr": 2e-4, "precision": "auto",
              "preview_every": 100, "autosave_minutes": 2.0, "lr_warmup": 100, "warp_off": 0.25},
 }
