@@ -321,3 +321,6 @@ def test_precision_auto_takes_bf16_only_where_the_cpu_has_it(monkeypatch: pytest
         out = torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4))
     assert out.dtype == (torch.bfloat16 if native else torch.float32)
     assert device_mod.grad_scaler(cpu, "auto") is None
+    # a model trained in bf16 elsewhere predicts in fp32 on a CPU without native bf16
+    assert device_mod.inference_precision(cpu, "bf16") == ("bf16" if native else "fp32")
+    assert device_mod.inference_precision(cpu, "fp16") == "fp16"

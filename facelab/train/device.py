@@ -59,6 +59,13 @@ def slow_bf16(device: torch.device, precision: Precision | str) -> bool:
     return device.type == "cpu" and resolve_precision(device, precision) == "bf16" and not native_bf16()
 
 
+def inference_precision(device: torch.device, precision: Precision | str) -> Precision | str:
+    """The precision a trained model predicts in: its training precision, but fp32 where that is bf16 on a CPU
+    without native bf16 (a model trained elsewhere in bf16: the weights are fp32, and fp32 is many times faster
+    there)."""
+    return "fp32" if slow_bf16(device, precision) else precision
+
+
 def precision_note(device: torch.device, precision: Precision | str) -> str:
     """The precision as a run reports it: ``auto`` with what it resolved to; a warning for a slow bf16."""
     used = resolve_precision(device, precision)

@@ -22,7 +22,7 @@ from torch import Tensor
 from facelab.core.errors import InputError
 from facelab.core.model_folder import load_checkpoint, load_modules, read_state
 from facelab.train.checkpoint import read_config
-from facelab.train.device import autocast, resolve_device
+from facelab.train.device import autocast, inference_precision, resolve_device
 from facelab.train.nets import ARCHITECTURES, AutoEncoder, create_autoencoder
 from facelab.train.options import TrainOptions
 
@@ -136,7 +136,7 @@ class SwapModel:
             # torch 2.13 calls TorchScript deprecated (for torch.compile, which needs a C++ compiler at run time)
             with warnings.catch_warnings(), torch.inference_mode(), \
                     torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), \
-                    autocast(self.device, self.options.precision):  # as ``_predict`` runs it
+                    autocast(self.device, inference_precision(self.device, self.options.precision)):  # as _predict
                 warnings.simplefilter("ignore", DeprecationWarning)
                 want = self.ae.predict(x, False, own_mask)
                 traced = torch.jit.trace(_SwapPath(self.ae, own_mask).eval(), x,  # type: ignore[no-untyped-call]
@@ -171,7 +171,7 @@ class SwapModel:
 
     def _predict(self, faces: Tensor, reverse: bool, own_mask: bool) -> tuple[Tensor, Tensor, Tensor | None]:
         x = faces.to(self.device, torch.float32)
-        with autocast(self.device, self.options.precision):
+        with autocast(self.device, inference_precision(self.device, self.options.precision)):
             face, mask, own = self.ae.predict(x, reverse, own_mask)
         return face.float().cpu(), mask.float().cpu(), None if own is None else own.float().cpu()
 
