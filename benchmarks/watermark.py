@@ -29,7 +29,8 @@ Per attack and clip: the voted payload (soft values averaged over all frames, as
 correct or not, per-frame bit accuracy (mean, 5th percentile), and the frames needed for a correct vote
 (the smallest n such that the vote over frames 0..n-1 is correct and stays correct for every larger n;
 null when never). False positives: 20 unmarked clips (segments of the bundled and shared clips; no
-mark), each also attacked, are read the same way; a detection is a payload that passes magic + CRC.
+mark), each also attacked, are read the same way; a detection is a payload that passes magic + CRC (a file
+under 128 px, which verify refuses, is counted as refused, not read).
 Each of these reads is journalled as it finishes (CACHE/fp_journal.jsonl): an interrupted run (the 380
 reads take hours on a 2-core CPU) resumes where it stopped, unless the reading code or settings changed.
 PSNR of the face region (the merge's mask) of each marked frame against the unmarked merge, and the
@@ -519,7 +520,10 @@ def false_positives(journal_path: Path, attacks: dict[str, Callable[[Frames], Fr
 
     settings = {"fp_frames": fp_frames, "located": LOCATE, "reader": _reader_digest()}
     journal = Journal(journal_path, "false-positive reads", settings, key="read")
-    fp: dict[str, Any] = {str(s): {"detections": 0, "reads": 0, "found": [], "resumed": 0} for s in schemes}
+    from facelab.provenance.watermark import MIN_SIDE
+
+    fp: dict[str, Any] = {str(s): {"detections": 0, "reads": 0, "found": [], "resumed": 0, "too_small": []}
+                          for s in schemes}
     try:
         for clip_name, seg in unmarked_clips(fp_frames, names):
             for attack, fn in attacks.items():
@@ -527,13 +531,17 @@ def false_positives(journal_path: Path, attacks: dict[str, Callable[[Frames], Fr
                 todo = [s for s in schemes if keys[s] not in journal]
                 if todo:
                     attacked = fn(seg)
-                    faces = [finder(f) for f in attacked]
+                    small = min(attacked[0].shape[:2]) < MIN_SIDE  # verify refuses such a file: not read
+                    faces = [] if small else [finder(f) for f in attacked]
                     for scheme in todo:
-                        r = READERS[scheme](attacked, faces, None)
-                        journal.append({"read": keys[scheme], "found": bool(r["found"])})
+                        r = {"found": False} if small else READERS[scheme](attacked, faces, None)
+                        journal.append({"read": keys[scheme], "found": bool(r["found"]), "too_small": small})
                 for scheme in schemes:
                     entry = journal.latest[keys[scheme]]
                     stats = fp[str(scheme)]
+                    if entry.get("too_small"):
+                        stats["too_small"].append(f"{clip_name} {attack}")
+                        continue
                     stats["reads"] += 1
                     stats["resumed"] += scheme not in todo
                     if entry["found"]:
