@@ -324,3 +324,9 @@ def test_precision_auto_takes_bf16_only_where_the_cpu_has_it(monkeypatch: pytest
     # a model trained in bf16 elsewhere predicts in fp32 on a CPU without native bf16
     assert device_mod.inference_precision(cpu, "bf16") == ("bf16" if native else "fp32")
     assert device_mod.inference_precision(cpu, "fp16") == "fp16"
+    # live's choice for a PyTorch model on the CPU resolves the same way
+    from types import SimpleNamespace
+
+    from facelab.live.faces import cpu_bf16
+    model: Any = SimpleNamespace(device=cpu)
+    assert cpu_bf16(model, "auto") is native and cpu_bf16(model, "bf16") and not cpu_bf16(model, "fp32")

@@ -24,7 +24,7 @@ from facelab.live.track import TrackedFace
 from facelab.merge.compose import FaceInput, Prediction, crop_face, merge_frame, model_transform
 from facelab.merge.masks import LEARNED_DST_MODES
 from facelab.merge.options import MergeOptions
-from facelab.train.device import native_bf16
+from facelab.train.device import resolve_precision
 from facelab.train.inference import SwapModel
 
 
@@ -75,9 +75,9 @@ def cpu_bf16(model: FaceSwapper, precision: str) -> bool:
     has native bf16). Measured on a quick96-size model: 1.6x less CPU per face, faces within 0.0035 of fp32's
     (docs/live.md). An ONNX model or a GPU model runs as it is."""
     device = getattr(model, "device", None)
-    if not isinstance(device, torch.device) or device.type != "cpu" or precision == "fp32":
+    if not isinstance(device, torch.device) or device.type != "cpu":
         return False
-    return precision == "bf16" or native_bf16()
+    return resolve_precision(device, precision) == "bf16"
 
 
 def freeze_model(model: FaceSwapper, trace: str, dst_mask: bool, bf16: bool) -> str:

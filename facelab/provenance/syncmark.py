@@ -778,6 +778,12 @@ def decode_score(soft: FloatArray, lay: Layout = WRITTEN) -> float:
     return float(word @ soft / max(float(np.abs(soft).sum()), 1e-12))
 
 
+def _folded_soft(total: tuple[FloatArray, FloatArray], offset: tuple[int, int], lay: Layout) -> FloatArray:
+    """The coded bits' soft values of folds summed over frames (sums, magnitudes), read at ``offset``."""
+    vals, sizes = slot_values(total[0], total[1], offset[0], offset[1], lay)
+    return soft_values(vals, sizes, coefficient_weights(vals, sizes, lay), lay)[0]
+
+
 def _decision(soft: FloatArray, lay: Layout) -> tuple[BoolArray, PayloadInfo]:
     bits = decode_soft(soft, lay)
     return bits, parse_payload(bits)
@@ -1000,8 +1006,7 @@ class VideoReader:
             total = (np.sum([f[0] for f in frames], axis=0), np.sum([f[1] for f in frames], axis=0))
 
             def soft_at(off: tuple[int, int]) -> FloatArray:
-                vals, sizes = slot_values(total[0], total[1], off[0], off[1], self.lay)
-                return soft_values(vals, sizes, coefficient_weights(vals, sizes, self.lay), self.lay)[0]
+                return _folded_soft(total, off, self.lay)
         else:
             def soft_at(off: tuple[int, int]) -> FloatArray:
                 return _summed(self._slots(frames, smoothed, off), self.lay)[0]
@@ -1209,10 +1214,8 @@ class VideoReader:
 
         def fit(factor: float) -> float:
             frames = [self._scaled_frame(i, factor, SCALE_WINDOW_FINAL) for i in probes(SCALE_PROBE_FINAL)]
-            oy, ox = self._best_offset(frames, self._smoothed(frames))
-            vals, sizes = slot_values(np.sum([f[0] for f in frames], axis=0), np.sum([f[1] for f in frames], axis=0),
-                                      oy, ox, self.lay)
-            return decode_score(soft_values(vals, sizes, coefficient_weights(vals, sizes, self.lay), self.lay)[0],
+            total = (np.sum([f[0] for f in frames], axis=0), np.sum([f[1] for f in frames], axis=0))
+            return decode_score(_folded_soft(total, self._best_offset(frames, self._smoothed(frames)), self.lay),
                                 self.lay)
 
         finalists = sorted(factors, key=clarity, reverse=True)[:SCALE_FINALISTS]
