@@ -36,8 +36,9 @@ browser:
 	      echo "could not install chromium: the studio's browser tests will be skipped"; \
 	  else echo "no chromium and no apt-get as root: the studio's browser tests will be skipped"; fi; }
 
+# two workers, one test file each at a time (a file's module fixtures are built once): the CI machine's two cores
 test: lint browser
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 test-slow: install
 	$(VENV)/bin/pytest -q -m slow

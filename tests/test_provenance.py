@@ -257,9 +257,9 @@ def test_video_record_matroska(tmp_path: Path, marked_video: Path) -> None:
 
 
 def test_verify_original_video_unmarked() -> None:
-    report = verify(DST, max_frames=30)
+    report = verify(DST, max_frames=12)
     assert report.kind == "video" and not report.watermark_found
-    assert report.frames_checked == 30 and report.frames_marked == 0
+    assert report.frames_checked == 12 and report.frames_marked == 0
     assert report.record is None and report.record_source is None and report.payload_model_prefix is None
 
 
@@ -315,6 +315,7 @@ def _attacks() -> Any:
 
 
 V2_FRAMES = 20
+FP_FRAMES = 12  # the unmarked clips' frames in the tests that no reading decodes them
 # the default suite: a codec, a crop, a colour change, a rescale, and both combinations (on the mark merge writes
 # by default: the whole frame, texture-masked)
 V2_DEFAULT = ("h264_crf28", "crop_10%_each_border", "contrast_-20%", "downscale_1/2", "combo_downscale_1/2+crf28",
@@ -357,13 +358,15 @@ def frame_clip(v2_clip: Any, sync_payload: np.ndarray) -> list[np.ndarray]:
             for i, (rgb, r) in enumerate(zip(frames, regions, strict=True))]
 
 
-def _read_v2(frames: list[np.ndarray], faces: FaceRegions, lay: sm.Layout = sm.WRITTEN) -> sm.Reading:
-    """Syncmark read as verify reads it: in the faces (the whole frame where none is found), then located."""
+def _read_v2(frames: list[np.ndarray], faces: FaceRegions, lay: sm.Layout = sm.WRITTEN,
+             scaled: bool = True) -> sm.Reading:
+    """Syncmark read as verify reads it: in the faces (the whole frame where none is found), then located;
+    ``scaled``: the scale search last (about 10 s a read where every reading before it fails)."""
     reader = sm.VideoReader(lay)
     for rgb in frames:
         found = faces(rgb)
         reader.add(rgb, np.any(found, axis=0) if found else None)
-    return reader.read_best()
+    return reader.read_best(scaled=scaled)
 
 
 def test_v2_invisible_and_round_trip(v2_clip: Any, sync_payload: np.ndarray, faces: FaceRegions) -> None:
@@ -523,13 +526,15 @@ def test_v2_survives(attack: str, attacks: Any, frame_clip: Any, sync_payload: n
 
 
 def test_v2_unmarked_never_detected(attacks: Any, faces: FaceRegions) -> None:
-    """Unmarked frames (the bundled src and dst, and noise), plain and attacked, never decode."""
+    """Unmarked frames (the bundled src and dst, and noise), plain and attacked, never decode. (A few reads guard
+    against a systematic fault; the false-positive rate is measured by benchmarks/watermark.py on 20 clips. The
+    scale search's reads of unmarked clips: the next test and the verify tests.)"""
     rng = np.random.default_rng(11)
     noise = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(8)]
-    clips = [[rgb for i, rgb in iter_frames(p) if i < V2_FRAMES] for p in (DST, REPO / "samples" / "src.mp4")]
+    clips = [[rgb for i, rgb in iter_frames(p) if i < FP_FRAMES] for p in (DST, REPO / "samples" / "src.mp4")]
     for clip in [*clips, noise]:
         for attack in ("none (PNG)", "h264_crf28", "crop_5%_left"):
-            res = _read_v2(attacks[attack](clip), faces)
+            res = _read_v2(attacks[attack](clip), faces, scaled=False)
             assert not res.found and not any(res.frames_found), attack
 
 
@@ -568,15 +573,15 @@ def test_v2_located_reading_finds_what_the_whole_frame_misses(attacks: Any, v2_c
 
 
 def test_v2_located_reading_never_decodes_unmarked(attacks: Any) -> None:
-    """Unmarked frames (the bundled src and dst, two segments each, and noise), plain and attacked, read
+    """Unmarked frames (the bundled src and dst, one segment each, and noise), plain and attacked, read
     whole: the located reading chooses blocks and decodes, and never passes the magic and CRC check; nor does any
     other reading verify makes, the scale search included (on the real clips halved and kept small)."""
     rng = np.random.default_rng(12)
     noise = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(8)]
     clips = [noise]
-    for path in (DST, REPO / "samples" / "src.mp4"):
+    for path, start in ((DST, 0.5), (REPO / "samples" / "src.mp4", 0.0)):
         frames = [rgb for _, rgb in iter_frames(path)]
-        clips += [frames[:V2_FRAMES], frames[len(frames) // 2:len(frames) // 2 + V2_FRAMES]]
+        clips.append(frames[int(len(frames) * start):][:FP_FRAMES])
     for clip in clips:
         kept = ("downscale_1/2_kept",) if clip is not noise else ()  # (noise halved: below the smallest frame read)
         for attack in ("none (PNG)", "h264_crf28", "downscale_1/2", "crop_5%_left", *kept):
