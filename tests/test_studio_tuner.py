@@ -7,12 +7,14 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import torch
 
 from facelab.media.png import decode_png
 from facelab.merge.options import MergeOptions
@@ -397,5 +399,12 @@ def test_tuner_page(studio_workspace: Any, studio_server: Any, browser_page: Any
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+def _one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The merge job (a subprocess: OMP_NUM_THREADS) and the tuner (in this process) run the model on one torch
+    thread each: its last bits depend on the thread count as on the batch (a 2-thread tuner against a 1-thread
+    merge moved one pixel of 44 frames by one level; this process's count was whatever earlier tests left)."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
