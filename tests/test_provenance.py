@@ -294,7 +294,7 @@ def test_cli(tmp_path: Path, marked_video: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["watermark_found"] and data["payload_model_prefix"] == MODEL_ID[:10]
-    result = runner.invoke(app, ["verify", str(DST), "--frames", "4"])
+    result = runner.invoke(app, ["verify", str(DST), "--frames", "4", "--thorough"])
     assert result.exit_code == 0 and "not found" in result.output
     result = runner.invoke(app, ["verify", str(tmp_path / "missing.mp4")])
     assert isinstance(result.exception, InputError)
@@ -591,9 +591,10 @@ def test_v2_located_reading_never_decodes_unmarked(attacks: Any) -> None:
             assert not res.found and not any(res.frames_found), attack
             assert not reader.read_best(scaled=False).found, attack
         if kept:  # read_best's last try, the scale search (several seconds a read), on the video kept small
-            scaled = reader.read_scaled()
-            assert not scaled.found and not any(scaled.frames_found)
-            assert scaled.scale in reader.scale_factors() and scaled.scale > 1.0
+            for thorough in (False, True) if clip is clips[1] else (False,):
+                scaled = reader.read_scaled(thorough=thorough)
+                assert not scaled.found and not any(scaled.frames_found)
+                assert scaled.scale in reader.scale_factors() and scaled.scale > 1.0
 
 
 def test_v2_read_best_reads_the_whole_frames_every_time(v2_clip: Any, sync_payload: np.ndarray) -> None:
@@ -650,6 +651,9 @@ def test_scale_search_reads_a_video_kept_small(attacks: Any, frame_clip: Any, sy
     assert sum(res.frames_found) >= V2_FRAMES // 2  # most frames decode on their own once enlarged
     how = _how_read(res)
     assert how is not None and f"enlarging the frames {factor} times" in how, how
+    if factor == 3:  # the thorough search (every factor's fit on every frame, the best three read) agrees
+        thorough = reader.read_scaled(thorough=True)
+        assert thorough.found and np.array_equal(thorough.bits, sync_payload) and thorough.scale == factor
 
 
 def test_verify_finds_the_mark_in_a_video_kept_small(tmp_path: Path, frame_clip: Any) -> None:

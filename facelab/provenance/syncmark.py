@@ -852,6 +852,11 @@ SCALE_WINDOW = 480
 SCALE_FINALISTS = 8
 SCALE_PROBE_FINAL = 16
 SCALE_WINDOW_FINAL = 640
+# ``thorough`` (facelab verify --thorough): the code's fit on every frame for every factor (SCALE_WINDOW_FINAL px),
+# and the SCALE_DECODES_THOROUGH best decoded in turn (each a chance of 2**-24). Measured on the benchmark's
+# kept-small downscales (docs/provenance.md, session 21): the pilot's clarity ranked the true factor 9th-10th
+# on lp_d0, where the fit on all 60 frames ranked it 1st to 3rd and the reading at it decodes.
+SCALE_DECODES_THOROUGH = 3
 # The reading at the chosen factor: the middle SCALE_WINDOW_READ px of each enlarged frame at most (a frame enlarged
 # 4 times from 480 px would be 1,920 px square, twenty of them 4 s of folding on this project's CPU; the mark's
 # 160 px tile repeats, so a 1,280 px window holds 64 copies of it).
@@ -1192,12 +1197,14 @@ class VideoReader:
                 out.append(f)
         return out
 
-    def read_scaled(self, first: int | None = None, per_frame: bool = True) -> Reading:
+    def read_scaled(self, first: int | None = None, per_frame: bool = True, thorough: bool = False) -> Reading:
         """``read_whole`` of the first ``first`` frames enlarged by the factor of ``scale_factors`` chosen in two
         rounds (SCALE_PROBE and the constants after it): a video scaled down after marking. The pilot alone is no
         guide across factors (its raw value on lp_d9 at a third: 0.58 at 1.41 against 0.35 at the true 3), its
         clarity a rough one; the code's fit decides. Choosing checks no payload (the magic and CRC are checked on
-        the chosen factor's reading only): at most two decodes. ValueError where no factor applies."""
+        the chosen factor's reading only): at most two decodes. ``thorough``: every factor's fit on every frame,
+        and the SCALE_DECODES_THOROUGH best read in turn until one decodes (several times the search's time; at
+        most 2 x SCALE_DECODES_THOROUGH decodes). ValueError where no factor applies."""
         n = len(self.frames[:first])
         factors = self.scale_factors()
         if not n or not factors:
@@ -1212,22 +1219,33 @@ class VideoReader:
             spread = float(total.std())
             return float(total.max() - total.mean()) / spread if spread > 0 else 0.0
 
-        def fit(factor: float) -> float:
-            frames = [self._scaled_frame(i, factor, SCALE_WINDOW_FINAL) for i in probes(SCALE_PROBE_FINAL)]
+        def fit(factor: float, count: int = SCALE_PROBE_FINAL) -> float:
+            frames = [self._scaled_frame(i, factor, SCALE_WINDOW_FINAL) for i in probes(count)]
             total = (np.sum([f[0] for f in frames], axis=0), np.sum([f[1] for f in frames], axis=0))
             return decode_score(_folded_soft(total, self._best_offset(frames, self._smoothed(frames)), self.lay),
                                 self.lay)
 
-        finalists = sorted(factors, key=clarity, reverse=True)[:SCALE_FINALISTS]
-        factor = max(finalists, key=fit)
-        reading = self._read_frames([self._scaled_frame(i, factor, SCALE_WINDOW_READ) for i in range(n)], per_frame)
-        return replace(reading, scale=factor)
+        if thorough:
+            fits = {f: fit(f, n) for f in factors}
+            chosen = sorted(factors, key=fits.__getitem__, reverse=True)[:SCALE_DECODES_THOROUGH]
+        else:
+            chosen = [max(sorted(factors, key=clarity, reverse=True)[:SCALE_FINALISTS], key=fit)]
+        reading: Reading | None = None
+        for factor in chosen:
+            frames = [self._scaled_frame(i, factor, SCALE_WINDOW_READ) for i in range(n)]
+            reading = replace(self._read_frames(frames, per_frame), scale=factor)
+            if reading.found:
+                break
+        assert reading is not None
+        return reading
 
-    def read_best(self, first: int | None = None, per_frame: bool = True, scaled: bool = True) -> Reading:
+    def read_best(self, first: int | None = None, per_frame: bool = True, scaled: bool = True,
+                  thorough: bool = False) -> Reading:
         """What ``facelab verify`` reports: ``read``; failing that, where frames were added with regions,
         ``read_whole``; failing that, ``read_located``; failing that, ``read_rotated``; failing that, with
-        ``scaled``, ``read_scaled`` (at most ten decodes: ten chances of 2**-24 for an unmarked video to pass the
-        magic and CRC check; eight without ``scaled``)."""
+        ``scaled``, ``read_scaled`` (``thorough`` passed on) (at most ten decodes: ten chances of 2**-24 for an
+        unmarked video to pass the magic and CRC check; eight without ``scaled``; with ``thorough``, 8 + 2 x
+        SCALE_DECODES_THOROUGH)."""
         plain = self.read(first, per_frame)
         if plain.found:
             return plain
@@ -1243,7 +1261,7 @@ class VideoReader:
             return rotated
         if not scaled or not self.scale_factors():
             return plain
-        enlarged = self.read_scaled(first, per_frame)
+        enlarged = self.read_scaled(first, per_frame, thorough)
         return enlarged if enlarged.found else plain
 
 
