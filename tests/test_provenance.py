@@ -285,7 +285,16 @@ def test_verify_bad_input(tmp_path: Path) -> None:
         verify(bad_png)
 
 
-def test_cli(tmp_path: Path, marked_video: Path) -> None:
+def test_cli(tmp_path: Path, marked_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[bool] = []  # what --thorough reaches: the scale search's argument
+    read_scaled = sm.VideoReader.read_scaled
+
+    def spy(self: sm.VideoReader, first: int | None = None, per_frame: bool = True,
+            thorough: bool = False) -> sm.Reading:
+        asked.append(thorough)
+        return read_scaled(self, first, per_frame, thorough)
+
+    monkeypatch.setattr(sm.VideoReader, "read_scaled", spy)
     app = typer.Typer()
     app.command("verify")(verify_command)
     app.command("other")(lambda: None)  # keep "verify" a subcommand, as in facelab's app
@@ -296,6 +305,7 @@ def test_cli(tmp_path: Path, marked_video: Path) -> None:
     assert data["watermark_found"] and data["payload_model_prefix"] == MODEL_ID[:10]
     result = runner.invoke(app, ["verify", str(DST), "--frames", "4", "--thorough"])
     assert result.exit_code == 0 and "not found" in result.output
+    assert asked == [True]  # version 3's search only, told to be thorough
     result = runner.invoke(app, ["verify", str(tmp_path / "missing.mp4")])
     assert isinstance(result.exception, InputError)
 

@@ -1226,8 +1226,7 @@ class VideoReader:
                                 self.lay)
 
         if thorough:
-            fits = {f: fit(f, n) for f in factors}
-            chosen = sorted(factors, key=fits.__getitem__, reverse=True)[:SCALE_DECODES_THOROUGH]
+            chosen = sorted(factors, key=lambda f: fit(f, n), reverse=True)[:SCALE_DECODES_THOROUGH]
         else:
             chosen = [max(sorted(factors, key=clarity, reverse=True)[:SCALE_FINALISTS], key=fit)]
         reading: Reading | None = None
