@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
@@ -87,11 +89,31 @@ def shared_faces(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from facelab.extract.pipeline import run_extract
 
     clips = {"src": shared_file("clips/lp_d6.mp4"), "dst": shared_file("clips/lp_d9.mp4")}
-    base = tmp_path_factory.mktemp("shared_faces")
-    opts = ExtractOptions(size=128, fps=6, workers=2)
-    for side, clip in clips.items():
-        run_extract(clip, base / side, opts)
+
+    def build(base: Path) -> None:
+        opts = ExtractOptions(size=128, fps=6, workers=2)
+        for side, clip in clips.items():
+            run_extract(clip, base / side, opts)
+
+    base = built_once(tmp_path_factory, "shared_faces", build)
     return base / "src", base / "dst"
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A session fixture's folder that the test processes share: the first pytest-xdist worker to need it builds
+    it under the run's common temporary folder, the others wait for it and read it (without workers: built in
+    this process's folder). Only for folders the tests read and never change."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    out = root / name
+    with FileLock(str(out) + ".lock"):
+        if not (root / f"{name}.done").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            build(out)
+            (root / f"{name}.done").touch()
+    return out
 
 
 # the studio's shared fixtures (studio_workspace, studio_server, browser_page): see tests/studio_support.py

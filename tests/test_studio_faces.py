@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -247,11 +246,9 @@ def test_place_box_in_browser_then_merge_swaps(studio_workspace: Any, studio_ser
 
     args = step_command(layout, "merge", {})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "facelab", *args, "--workers", "2"], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert time.monotonic() - t0 < 300
     dst = read_image_rgb(list_frames(layout.dst_frames)[10]).astype(np.int16)
     merged = read_image_rgb(next(layout.merged.glob(f"{stem}.*"))).astype(np.int16)
     x0, y0, x1, y1 = (round(v) for v in rec.rect)
