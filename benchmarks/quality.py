@@ -3,7 +3,7 @@
     python benchmarks/quality.py [--iterations 1000 | --minutes M] [--preset demo] [--pairs demo,d6-d9,d3-d12]
         [--models df,liae,liae-tf,liae-gan,wf-scratch,scratch,prior,prior-perc,prior-em,prior-um,prior-mm,prior-lrd,
                   prior-wo,prior-w,scratch-128,prior-128,
-                  prior-wo-lrd]
+                  prior-wo-lrd,prior-b8,prior-b16]
         [--merge-extra KEY=VALUE,...]
         [--src SRC --dst DST (the pair "custom")] [--workspace quality_workspace] [--frames 100] [--table FILE]
 
@@ -48,7 +48,7 @@ from facelab.media.video import probe_video  # noqa: E402
 from facelab.merge.options import MergeOptions  # noqa: E402
 from facelab.merge.runner import run_merge  # noqa: E402
 from facelab.provenance.marker import marker_for  # noqa: E402
-from facelab.train.options import PRESETS, TrainOptions  # noqa: E402
+from facelab.train.options import PRESETS, TrainOptions, preset_values  # noqa: E402
 from facelab.train.trainer import Trainer  # noqa: E402
 
 # The paper's Table 2 rows (TrueFace and GAN powers are DeepFaceLab's suggested starting values), and the
@@ -74,6 +74,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                     {"from_scratch": True, "resolution": 128, "e_dims": 16, "d_dims": 16, "d_mask_dims": 8}),
     "prior-wo-lrd": ("preset (warp off over the last quarter) + learning rate down to a tenth over the same quarter",
                      {"warp_off": 0.25, "lr_decay": 0.25}),
+    # added 2026-12-02 (session 22), before any run: on a CPU without native bf16 the preset trains in fp32, where
+    # batch 8 runs about 1.75x the iterations of batch 16 in the same time; the demo preset's batch there since
+    # (facelab.train.options.FP32_BATCH): "prior-b16" is the preset before, on such a CPU
+    "prior-b8": ("preset, prior, batch 8", {"batch_size": 8}),
+    "prior-b16": ("preset, prior, batch 16", {"batch_size": 16}),
     # needs a 128 px prior exported into facelab/train/priors (session 14's demo-full128 is not shipped);
     # without one this is scratch-128 with a warm-up
     "prior-128": ("preset at 128 px with 16-channel encoder and decoders, from a 128 px prior",
@@ -194,7 +199,7 @@ def run_pair(pair: str, src_clip: Path, dst_clip: Path, ws: Path, names: list[st
     runs: dict[str, dict[str, Any]] = {}
     for name in names:
         label, overrides = VARIANTS[name]
-        opts = TrainOptions.model_validate({**PRESETS[args.preset], **overrides, "device": args.device,
+        opts = TrainOptions.model_validate({**preset_values(args.preset), **overrides, "device": args.device,
                                             "backup_hours": 0})
         model_dir = ws / "models" / f"{args.preset}-{name}-{budget}"
         log(f"{pair} / {label}: training ({budget})")

@@ -23,7 +23,7 @@ from facelab.core.errors import InputError
 from facelab.core.model_folder import load_checkpoint
 from facelab.train import device as device_mod
 from facelab.train.checkpoint import merge_options, read_config
-from facelab.train.options import PRESETS, TrainOptions
+from facelab.train.options import PRESETS, TrainOptions, preset_values
 from facelab.train.samples import InfiniteSampler, sampling_weights
 from facelab.train.trainer import Trainer
 
@@ -301,6 +301,35 @@ def test_lr_decay_lowers_the_rate_over_the_budget_and_a_resumed_run_goes_on(samp
     assert rates(4) == pytest.approx([lr, lr, lr, lr * (1 - 0.9 * 0.5)])
     # resumed at 4 with 4 more: the budget ends at 8, progress 1/2 .. 7/8
     assert rates(4) == pytest.approx([lr * (1 - 0.9 * f) for f in (0.0, 0.25, 0.5, 0.75)])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_demo_batch_follows_the_precision(sample_faces: tuple[Path, Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    """The demo preset trains at batch 16 where its precision (auto) resolves to bf16, at 8 where it resolves to
+    fp32 (more, cheaper steps in the same time: docs/quality.md); the batch is written into the model's config,
+    and a batch asked for on the command line stands."""
+    from facelab.cli.train import resolve_options
+
+    monkeypatch.setattr(device_mod, "native_bf16", lambda: native)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    batch = 16 if native else 8
+    assert preset_values("demo")["batch_size"] == batch and PRESETS["demo"]["batch_size"] == 16
+    assert preset_values("quick96")["batch_size"] == PRESETS["quick96"]["batch_size"]
+    with pytest.raises(InputError, match="unknown preset"):
+        preset_values("nope")
+    opts, stored = resolve_options(tmp_path / "m", "demo", None, {"workers": 0, "preview_every": 0})
+    assert stored is None and opts.batch_size == batch
+    assert resolve_options(tmp_path / "m", "demo", None, {"batch_size": 4})[0].batch_size == 4
+    if not native:  # a step at that batch (bf16 would take this CPU's slow path)
+        t = Trainer(tmp_path / "m", opts, *sample_faces)
+        try:
+            assert (t.batch, t.src_loader.batch_size) == (8, 8)
+            assert t.train(iterations=1).iteration == 1
+        finally:
+            t.close()
+        assert read_config(tmp_path / "m").batch_size == 8  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("native", [True, False])

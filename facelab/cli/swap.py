@@ -12,9 +12,10 @@ from rich.text import Text
 from facelab.cli.c2pa_options import CertOption, CreditOption, DirOption, KeyOption, credentials
 from facelab.cli.options import model_parameters, with_parameters
 from facelab.cli.progress import console
-from facelab.cli.train import PRESET_METAVAR, preset_values, status_text
+from facelab.cli.train import PRESET_METAVAR, status_text
 from facelab.core.config import build_options
 from facelab.merge.options import MergeOptions
+from facelab.train.options import preset_values
 from facelab.workflow.swap import SwapResult, run_swap
 
 

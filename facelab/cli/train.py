@@ -19,7 +19,7 @@ from facelab.core.errors import InputError
 from facelab.faceset.coverage import store_coverage
 from facelab.train.checkpoint import merge_options, read_config
 from facelab.train.device import precision_note
-from facelab.train.options import PRESETS, TrainOptions
+from facelab.train.options import PRESETS, TrainOptions, preset_values
 from facelab.train.trainer import Status, Trainer
 
 
@@ -36,13 +36,6 @@ def status_text(s: Status) -> Text:
 
 
 PRESET_METAVAR = choice_metavar(sorted(PRESETS))
-
-
-def preset_values(name: str) -> dict[str, Any]:
-    """The options of a training preset (facelab.train.options.PRESETS); an unknown name is a user error."""
-    if name not in PRESETS:
-        raise InputError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
-    return PRESETS[name]
 
 
 def resolve_options(model_dir: Path, preset: str | None, config: Path | None, flags: dict[str, Any]

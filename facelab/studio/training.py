@@ -31,7 +31,7 @@ from facelab.core.versioned import json_loads
 from facelab.studio.context import StudioContext
 from facelab.studio.layout import Layout
 from facelab.train.checkpoint import MODEL_FOLDER, read_config, write_config
-from facelab.train.options import PRESETS, TrainOptions
+from facelab.train.options import TrainOptions, preset_values
 from facelab.train.trainer import RUNS_FILE
 
 # columns of a metrics row that are not losses
@@ -368,7 +368,7 @@ class Training:
                 return TrainOptions.model_validate(data["train"])
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, ValidationError, InputError):
             pass
-        return TrainOptions.model_validate(PRESETS[NEW_MODEL_PRESET])
+        return TrainOptions.model_validate(preset_values(NEW_MODEL_PRESET))
 
     def set_options(self, values: dict[str, Any]) -> dict[str, Any]:
         """Validate ``values`` (changed options) and save them for the next start: into the model's

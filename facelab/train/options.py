@@ -126,7 +126,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick96": {"arch": "df-ud", "resolution": 96, "face_type": "full", "ae_dims": 128, "e_dims": 64,
                 "d_dims": 64, "d_mask_dims": 16, "batch_size": 8},
     # sized for a visible result on a 2-core CPU within the demo's budget; batch 16 rather than 8 because bf16
-    # convolutions are too small at batch 8 to reach the CPU's peak (measured: docs/training.md); the last
+    # convolutions are too small at batch 8 to reach the CPU's peak (measured: docs/training.md), but 8 where
+    # precision auto resolves to fp32 (FP32_BATCH); the last
     # quarter of the budget without random warp (measured on four pairs: docs/quality.md); precision auto: bf16
     # only where the CPU computes it natively (an AVX2-only CPU runs bf16 convolutions about 100 times slower
     # than fp32: facelab/train/device.py)
@@ -134,3 +135,25 @@ PRESETS: dict[str, dict[str, Any]] = {
              "d_dims": 32, "d_mask_dims": 12, "batch_size": 16, "lr": 2e-4, "precision": "auto",
              "preview_every": 100, "autosave_minutes": 2.0, "lr_warmup": 100, "warp_off": 0.25},
 }
+
+# A preset's batch where its precision (auto) resolves to fp32 on the machine that creates the model: fp32
+# convolutions reach a CPU's peak at smaller batches than bf16, so more, cheaper steps fit the same time (the demo
+# at batch 8 ran about 1.75x the iterations of batch 16 on an AVX2-only CPU: docs/quality.md, session 22).
+FP32_BATCH: dict[str, int] = {"demo": 8}
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The options of training preset ``name`` on this machine: ``PRESETS[name]``, with the batch of
+    ``FP32_BATCH`` where the preset's precision resolves to fp32 on its device (written into the model's config
+    like any option, so a user sees and may change it). InputError for an unknown name."""
+    from facelab.core.errors import InputError
+    from facelab.train.device import resolve_device, resolve_precision
+
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+    values = dict(PRESETS[name])
+    if name in FP32_BATCH:
+        device = resolve_device(values.get("device", "auto"))
+        if resolve_precision(device, values.get("precision", "fp32")) == "fp32":
+            values["batch_size"] = FP32_BATCH[name]
+    return values

@@ -29,7 +29,7 @@ from facelab.merge.runner import run_merge
 from facelab.provenance.credentials import ContentCredentials
 from facelab.provenance.marker import marker_for
 from facelab.train.checkpoint import merge_options, read_config
-from facelab.train.options import PRESETS, TrainOptions
+from facelab.train.options import TrainOptions, preset_values
 from facelab.train.trainer import Status, Trainer
 from facelab.workflow.compare import side_by_side
 
@@ -113,7 +113,7 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
     step("extract_src", lambda: {"faces": run_extract(src, src_aligned, ext).faces})
     step("extract_dst", lambda: {"faces": run_extract(frames, dst_aligned, ext).faces})
     if not steps.done("train"):  # what src does not show, the swap can only guess
-        flips = TrainOptions.model_validate(PRESETS[preset]).random_flip_src
+        flips = TrainOptions.model_validate(preset_values(preset)).random_flip_src
         try:
             gaps = faceset_coverage(src_aligned, dst_aligned, mirror_src=flips).gaps()
         except InputError:  # a side without faces: training says so, with the details
@@ -123,7 +123,7 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
 
     def train() -> dict[str, Any]:
         stored = read_config(model_dir)
-        requested = {**PRESETS[preset], "from_scratch": from_scratch}
+        requested = {**preset_values(preset), "from_scratch": from_scratch}
         opts = merge_options(stored, requested, set(requested) if stored is None else set())
         trainer = Trainer(model_dir, opts, src_aligned, dst_aligned, previous=stored)
         # an iteration budget is the model's total: a run killed after a checkpoint trains only the rest
