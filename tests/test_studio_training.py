@@ -105,9 +105,9 @@ def test_long_history_is_read_incrementally_and_downsampled(resumed_workspace: L
              for i in range(10, 1_000_001, 10)]
     path.write_text("\n".join(lines) + "\n")
     mf = MetricsFile(path)
-    assert len(mf.refresh()) == 100_000 and parsed == [100_000]
-    assert len(mf.refresh()) == 100_000 and parsed == [100_000]  # nothing new: nothing parsed
     cols = mf.refresh()
+    assert len(cols) == 100_000 and parsed == [100_000]
+    assert len(mf.refresh()) == 100_000 and parsed == [100_000]  # nothing new: nothing parsed
     out = downsample(cols, None, None, 1500)
     assert out["downsampled"] and len(out["iterations"]) <= 1500 and out["rows"] == 100_000
     assert out["series"]["src_loss"][0] == pytest.approx(1.95, abs=0.1)  # bucket means of the 1.0..2.9 saw

@@ -329,7 +329,8 @@ def test_the_demo_batch_follows_the_precision(sample_faces: tuple[Path, Path], t
             assert t.train(iterations=1).iteration == 1
         finally:
             t.close()
-        assert read_config(tmp_path / "m").batch_size == 8  # type: ignore[union-attr]
+        written = read_config(tmp_path / "m")
+        assert written is not None and written.batch_size == 8
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -19,6 +19,7 @@ from facelab.core.choices import (
     Precision,
 )
 from facelab.core.color import COLOR_TRANSFERS
+from facelab.core.errors import InputError
 from facelab.core.model_folder import FIXED
 
 
@@ -146,7 +147,6 @@ def preset_values(name: str) -> dict[str, Any]:
     """The options of training preset ``name`` on this machine: ``PRESETS[name]``, with the batch of
     ``FP32_BATCH`` where the preset's precision resolves to fp32 on its device (written into the model's config
     like any option, so a user sees and may change it). InputError for an unknown name."""
-    from facelab.core.errors import InputError
     from facelab.train.device import resolve_device, resolve_precision
 
     if name not in PRESETS:
