@@ -128,11 +128,12 @@ def test_color_transfer_moves_towards_dst(dst_face: tuple[np.ndarray, FaceRecord
     assert after < (0.8 if color.MERGE_COLOR_TRANSFERS.get(ct).masked else 0.95) * before, (ct, before, after)
 
 
-@pytest.mark.parametrize(("ct", "masked"), [("rct", True), ("lct", True), ("mix-m", True), ("mkl", False)])
+@pytest.mark.parametrize(("ct", "masked"), [("rct", True), ("lct", True), ("mix-m", True), ("local", True),
+                                             ("mkl", False)])
 def test_masked_color_transfer_ignores_the_background(dst_face: tuple[np.ndarray, FaceRecord],
                                                       src_prediction: Prediction, ct: str, masked: bool) -> None:
     """An orange wall behind the dst face leaves the swapped face's colour alone when the transfer fits
-    inside the mask (rct, the default, and lct since the lips fix; the -m variants), and recolours it when
+    inside the mask (rct, the default, and lct since the lips fix; the -m variants; local), and recolours it when
     the transfer fits on the whole crop (mkl)."""
     frame, rec = dst_face
     out, mask = _compose(frame, rec, src_prediction, mask_mode="dst", blur=0.0, color_transfer=ct)

@@ -46,6 +46,13 @@ her lips stand out from her skin more than in either face. So chroma is never am
 result is a smaller error than a neon one) and shrinks at most by half; the lightness, whose spread is
 the shading, may scale both ways.
 
+``match_local`` is not a pointwise map, so it is not in the registry (training applies one map to a sample's
+input and target): it shifts each pixel of src by the difference of the two images' local mean colours in
+L*a*b* (Gaussian windows of ``LOCAL_SIGMA`` x the image's side, weighted by the masks). The reference's colour
+and its shading (light from one side, a shadow under the brows) come over; src's own contrast does not change,
+so dark eyes, brows and make-up keep their depth where rct's lightness gain, fitted on a face whose spread is
+its features, halves it. The merge's ``local`` colour transfer.
+
 idt and sot are random: they take ``rng`` (a numpy Generator) and are deterministic given its state.
 They fit on at most ``MAX_STAT_PIXELS`` pixels per image (drawn with ``rng``) and each 1-D match is
 piecewise linear through ``QUANTILE_KNOTS`` quantiles.
@@ -74,6 +81,11 @@ _COV_EPS = 1e-5  # covariance ridge (RGB in [0, 1]): keeps flat or tiny regions 
 _STD_FLOOR = 0.5  # Lab units: lower bound on a src channel's std before dividing by it
 # rct, mix's lightness: bounds (low, high) on each channel's std ratio, reference / src; rows L*, a*, b*
 GAIN_BOUNDS: tuple[tuple[float, float], ...] = ((0.5, 2.0), (0.5, 1.0), (0.5, 1.0))
+# match_local: the window's sigma as a share of the image's longer side (1/8: 8 px on a 64 px face, wider
+# than an eye, so the reference's features do not come over; 1/16 faded src's eyes towards dst's on the demo
+# pair, 1/4 matched the shading more coarsely: docs/quality.md, session 23)
+LOCAL_SIGMA = 0.125
+_LOCAL_FLOOR = 1e-3  # match_local: the smallest window weight divided by (pixels far outside the mask)
 _SOT_RELAX = 1.0  # sot: step relative to the unbiased full-displacement estimate
 _LEVELS = np.concatenate([[0.0], (np.arange(QUANTILE_KNOTS - 2) + 0.5) / (QUANTILE_KNOTS - 2), [1.0]])
 
@@ -462,6 +474,36 @@ COLOR_TRANSFERS.register("mkl", ColorTransfer(_fit_mkl))
 COLOR_TRANSFERS.register("idt", ColorTransfer(_fit_idt, random=True))
 COLOR_TRANSFERS.register("sot", ColorTransfer(_fit_sot, random=True))
 COLOR_TRANSFERS.register("mix", ColorTransfer(_fit_mix))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the local match (not a pointwise map)
+
+
+def _local_mean(lab: FloatImage, w: F32 | None, sigma: float) -> FloatImage:
+    """Each pixel's mean colour over a Gaussian window of ``sigma`` px, weighted by ``w`` (None: every pixel)."""
+    h, wd = lab.shape[:2]
+    m = np.ones((h, wd), np.float32) if w is None else w.reshape(h, wd)
+    num = cv2.GaussianBlur(lab * m[..., None], (0, 0), sigma)
+    den = cv2.GaussianBlur(m, (0, 0), sigma)
+    out: FloatImage = num / np.maximum(den, _LOCAL_FLOOR)[..., None]
+    return out
+
+
+def match_local(src: ArrayLike, ref: ArrayLike, src_mask: MaskLike | None = None, ref_mask: MaskLike | None = None,
+                sigma: float = LOCAL_SIGMA) -> FloatImage:
+    """``src`` with the local mean colour of ``ref`` (see the module's notes): each pixel moved in L*a*b* by
+    ref's mean minus src's over a Gaussian window of ``sigma`` x the side, inside the masks (an empty or missing
+    mask: the whole image). Images of different sizes: ref's local means are resized to src's."""
+    s, r, ws, wr = _prepare(src, ref, src_mask, ref_mask)
+    lab_s = _lab(s)
+    mean_s = _local_mean(lab_s, ws, sigma * max(s.shape[:2]))
+    mean_r = _local_mean(_lab(r), wr, sigma * max(r.shape[:2]))
+    if mean_r.shape != mean_s.shape:
+        mean_r = np.asarray(cv2.resize(mean_r, (s.shape[1], s.shape[0]), interpolation=cv2.INTER_LINEAR),
+                            dtype=np.float32)
+    out: FloatImage = np.clip(_rgb(lab_s + mean_r - mean_s), 0.0, 1.0)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
