@@ -79,6 +79,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # (facelab.train.options.FP32_BATCH): "prior-b16" is the preset before, on such a CPU
     "prior-b8": ("preset, prior, batch 8", {"batch_size": 8}),
     "prior-b16": ("preset, prior, batch 16", {"batch_size": 16}),
+    # added 2026-12-03 (session 24), before any run: the training masks without the hull's non-skin border (src's
+    # hair over her cheeks is neither learned nor blended); batch 8 as "prior-b8", its baseline
+    "prior-b8-skin": ("preset, prior, batch 8, skin-limited training masks", {"batch_size": 8, "skin_mask": True}),
     # needs a 128 px prior exported into facelab/train/priors (session 14's demo-full128 is not shipped);
     # without one this is scratch-128 with a warm-up
     "prior-128": ("preset at 128 px with 16-channel encoder and decoders, from a 128 px prior",

@@ -208,6 +208,37 @@ def test_masks_cover_the_hull(sets: tuple[FaceSet, FaceSet]) -> None:
         assert (em <= mask + 1e-6).all() and em.sum() > 50
 
 
+def test_skin_mask_leaves_the_womans_hair_out_of_the_training_mask(sets: tuple[FaceSet, FaceSet]) -> None:
+    """With ``skin_mask`` the sample's face mask loses the hull's dark border (woman D's hair over her temples and
+    cheeks) and nothing else: the inner face, the eyes and the mouth stay whole, the targets are the same, and a
+    face with an XSeg mask keeps it."""
+    src, _ = sets
+    plain = FaceSampleDataset(src, SampleOptions(64, "full", **PLAIN, seed=0))
+    skin = FaceSampleDataset(src, SampleOptions(64, "full", **PLAIN, skin_mask=True, seed=0))
+    dropped_faces = 0
+    for i in range(0, len(src.paths), 6):
+        a, b = plain[i], skin[i]
+        assert torch.equal(a["target"], b["target"]) and torch.equal(a["warped"], b["warped"])
+        m0, m1 = _np(a["mask"])[..., 0], _np(b["mask"])[..., 0]
+        assert (m1 <= m0 + 1e-6).all()
+        lm = transform_points(src.landmarks[i], plain.target_matrix(plain.draw()))
+        width = float(np.linalg.norm(lm[16] - lm[0]))
+        hull = (m0 > 0.5).astype(np.uint8)
+        inner = cv2.erode(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(width * 0.3) | 1,) * 2)) > 0
+        assert np.allclose(m1[inner], m0[inner])  # the inner face is never touched
+        for k in (36, 45, 48, 54):  # eye corners, mouth corners
+            x, y = np.round(lm[k]).astype(int)
+            assert m1[y, x] == pytest.approx(m0[y, x])
+        em0, em1 = _np(a["em_mask"])[..., 0], _np(b["em_mask"])[..., 0]
+        assert (em1 <= m1 + 1e-6).all() and em1.sum() > 0.9 * em0.sum()
+        lost = (m0 - m1) > 0.5
+        if lost.sum() >= 4:
+            dropped_faces += 1
+            grey = cv2.cvtColor(_np(a["target"]), cv2.COLOR_RGB2GRAY)
+            assert grey[lost].mean() < grey[inner].mean() - 0.12  # what is left out is darker than her skin: hair
+    assert dropped_faces >= 5
+
+
 def test_xseg_polygons_and_mask(sets: tuple[FaceSet, FaceSet], tmp_path: Path) -> None:
     src, _ = sets
     folder = tmp_path / "xseg"
@@ -235,6 +266,9 @@ def test_xseg_polygons_and_mask(sets: tuple[FaceSet, FaceSet], tmp_path: Path) -
     assert m2[r < 36].mean() > 0.97 and m2[r > 44].mean() < 0.01
     hull = FaceSampleDataset(faces, SampleOptions(128, "whole_face", **PLAIN, xseg=False, seed=0))
     assert np.abs(_np(hull[0]["mask"])[..., 0] - m).mean() > 0.05
+    skin = FaceSampleDataset(faces, SampleOptions(128, "whole_face", **PLAIN, skin_mask=True, seed=0))
+    assert np.array_equal(_np(skin[0]["mask"]), _np(ds[0]["mask"]))  # drawn or inferred XSeg masks are kept
+    assert np.array_equal(_np(skin[1]["mask"]), _np(ds[1]["mask"]))
 
 
 def test_uniform_yaw_weights() -> None:

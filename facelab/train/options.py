@@ -61,6 +61,9 @@ class TrainOptions(BaseModel):
 
     # -- losses --
     masked_training: bool = Field(True, description="reconstruction loss inside the face mask only")
+    skin_mask: bool = Field(False, description="train on the face mask without the border pixels that are not "
+                            "the face's skin colour (hair over the temples and cheeks; faces with XSeg masks keep "
+                            "them): the model neither learns that hair nor its mask blends it in")
     eyes_mouth_prio: bool = Field(False, description="extra loss weight on eyes and mouth")
     perceptual_power: float = Field(0.0, ge=0, le=100, description="weight of a perceptual loss (ImageNet "
                                     "MobileNetV2 feature distance) beside DSSIM + MSE (0: off)")

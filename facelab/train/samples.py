@@ -11,8 +11,9 @@ One sample of face i:
    a smooth random displacement field (a 5x5 grid of random offsets, upsampled bicubically): the same
    view as the target, non-rigidly distorted, so the autoencoder must learn the face, not copy pixels;
 4. the masks are rasterised directly in target geometry: the face mask (the hand-drawn XSeg polygons
-   when the face has them, else its XSeg mask, else the landmark hull for the model's face type) and
-   the eyes-and-mouth mask (inside the face mask);
+   when the face has them, else its XSeg mask, else the landmark hull for the model's face type, with
+   ``skin_mask`` less the hull's border pixels that are not the face's skin colour: facelab/face/skin.py)
+   and the eyes-and-mouth mask (inside the face mask);
 5. colour, applied alike to input and target: colour transfer (``ct_mode``) towards a random face of
    the reference set (statistics from the target's face mask and the reference's), then the random
    hue/saturation/value jitter.
@@ -47,6 +48,7 @@ from facelab.core.types import FloatArray, FloatImage, Mask
 from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE, canonical_to_crop, compose
 from facelab.face.expression import MOUTH_BIN_EDGES, mouth_bins
 from facelab.face.masks import eyes_mouth_mask, face_mask, resize_matrix
+from facelab.face.skin import nonskin_border
 from facelab.faceset.record import FaceRecord
 from facelab.faceset.store import FaceStore, open_store
 
@@ -95,6 +97,7 @@ class SampleOptions:
     uniform_mouth: bool = False
     eyes_mouth: bool = True
     xseg: bool = True
+    skin_mask: bool = False
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -390,12 +393,16 @@ class FaceSampleDataset(Dataset[dict[str, torch.Tensor]]):
         rec = faces.records[i]
         mask = face_mask(rec, mat, r, face_type=o.face_type, xseg=o.xseg, landmarks=faces.landmarks[i],
                          path=faces.paths[i])
+        target = _to_rgb_float(np.asarray(target8, dtype=np.uint8))
+        lm_sample = transform_points(faces.landmarks[i], mat)
+        if o.skin_mask and not (o.xseg and (rec.xseg_polygons or rec.xseg_mask is not None)):
+            # the hull's hair and shadow left out (an XSeg mask, drawn or inferred, already knows better)
+            mask = mask * (1.0 - nonskin_border(target, lm_sample, o.face_type))
         if o.eyes_mouth:
-            em = np.minimum(eyes_mouth_mask(transform_points(faces.landmarks[i], mat), (r, r)), mask)
+            em = np.minimum(eyes_mouth_mask(lm_sample, (r, r)), mask)
         else:
             em = np.zeros((r, r), dtype=np.float32)
 
-        target = _to_rgb_float(np.asarray(target8, dtype=np.uint8))
         warped = target if warped8 is target8 else _to_rgb_float(np.asarray(warped8, dtype=np.uint8))
         if self.ct_reference is not None and aug.ct_index is not None:
             target, warped = self._transfer(target, warped, mask, aug)

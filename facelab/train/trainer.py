@@ -262,7 +262,7 @@ class Trainer:
                              random_flip=o.random_flip_src if is_src else o.random_flip_dst,
                              random_warp=warp, random_hsv_power=o.random_hsv_power,
                              ct_mode=o.ct_mode if is_src else "none", uniform_yaw=o.uniform_yaw,
-                             uniform_mouth=o.uniform_mouth,
+                             uniform_mouth=o.uniform_mouth, skin_mask=o.skin_mask,
                              seed=o.seed * 1000 + (1 if is_src else 2) + 100 * self.rank)
 
     def _preview_batch(self) -> tuple[Tensor, Tensor]:
