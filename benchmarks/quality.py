@@ -81,6 +81,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "prior-b16": ("preset, prior, batch 16", {"batch_size": 16}),
     # added 2026-12-03 (session 24), before any run: the training masks without the hull's non-skin border (src's
     # hair over her cheeks is neither learned nor blended); batch 8 as "prior-b8", its baseline
+    # added 2026-12-03 (session 24): "prior-b8" with another seed (sample draws and their order; the same prior),
+    # to measure how far two runs of one configuration differ
+    "prior-b8-s1": ("preset, prior, batch 8, seed 1", {"batch_size": 8, "seed": 1}),
     "prior-b8-skin": ("preset, prior, batch 8, skin-limited training masks", {"batch_size": 8, "skin_mask": True}),
     # needs a 128 px prior exported into facelab/train/priors (session 14's demo-full128 is not shipped);
     # without one this is scratch-128 with a warm-up
