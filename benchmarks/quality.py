@@ -85,6 +85,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # to measure how far two runs of one configuration differ
     "prior-b8-s1": ("preset, prior, batch 8, seed 1", {"batch_size": 8, "seed": 1}),
     "prior-b8-skin": ("preset, prior, batch 8, skin-limited training masks", {"batch_size": 8, "skin_mask": True}),
+    "prior-b8-skin-s1": ("preset, prior, batch 8, skin-limited training masks, seed 1",
+                         {"batch_size": 8, "skin_mask": True, "seed": 1}),
     # needs a 128 px prior exported into facelab/train/priors (session 14's demo-full128 is not shipped);
     # without one this is scratch-128 with a warm-up
     "prior-128": ("preset at 128 px with 16-channel encoder and decoders, from a 128 px prior",
