@@ -79,14 +79,17 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # (facelab.train.options.FP32_BATCH): "prior-b16" is the preset before, on such a CPU
     "prior-b8": ("preset, prior, batch 8", {"batch_size": 8}),
     "prior-b16": ("preset, prior, batch 16", {"batch_size": 16}),
-    # added 2026-12-03 (session 24), before any run: the training masks without the hull's non-skin border (src's
-    # hair over her cheeks is neither learned nor blended); batch 8 as "prior-b8", its baseline
     # added 2026-12-03 (session 24): "prior-b8" with another seed (sample draws and their order; the same prior),
     # to measure how far two runs of one configuration differ
     "prior-b8-s1": ("preset, prior, batch 8, seed 1", {"batch_size": 8, "seed": 1}),
+    # added 2026-12-03 (session 24), before any run: the training masks without the hull's non-skin border (src's
+    # hair over her cheeks is neither learned nor blended); batch 8 as "prior-b8", its baseline
     "prior-b8-skin": ("preset, prior, batch 8, skin-limited training masks", {"batch_size": 8, "skin_mask": True}),
     "prior-b8-skin-s1": ("preset, prior, batch 8, skin-limited training masks, seed 1",
                          {"batch_size": 8, "skin_mask": True, "seed": 1}),
+    # added 2026-12-03 (session 25), before any run: the saved weights are an exponential moving average of the
+    # trained ones (decay 0.99: about the last 100 of 1,270 iterations); batch 8 as "prior-b8"
+    "prior-b8-avg": ("preset, prior, batch 8, weight average 0.99", {"batch_size": 8, "weight_average": 0.99}),
     # needs a 128 px prior exported into facelab/train/priors (session 14's demo-full128 is not shipped);
     # without one this is scratch-128 with a warm-up
     "prior-128": ("preset at 128 px with 16-channel encoder and decoders, from a 128 px prior",

@@ -63,7 +63,7 @@ def test_every_option_trains_a_step(sample_faces: tuple[Path, Path], tmp_path: P
     opts = tiny(arch="liae-udtc", true_face_power=0.1, gan_power=0.1, face_style_power=10, bg_style_power=10,
                 eyes_mouth_prio=True, blur_out_mask=True, lr_dropout=0.3, optimizer="adabelief", clipgrad=True,
                 ct_mode="rct", random_hsv_power=0.1, uniform_yaw=True, mouth_match=0.5, precision="bf16", init="ca",
-                preview_every=2)
+                preview_every=2, weight_average=0.99)
     t = Trainer(tmp_path / "m", opts, src, dst)
     sampler = t.src_loader.sampler
     assert isinstance(sampler, InfiniteSampler) and sampler.weights is not None  # yaw x src's mouths matched to dst
@@ -360,3 +360,64 @@ def test_precision_auto_takes_bf16_only_where_the_cpu_has_it(monkeypatch: pytest
     from facelab.live.faces import cpu_bf16
     model: Any = SimpleNamespace(device=cpu)
     assert cpu_bf16(model, "auto") is native and cpu_bf16(model, "bf16") and not cpu_bf16(model, "fp32")
+
+
+def _flat(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).clone() for p in module.parameters()])
+
+
+def test_weight_average_is_what_the_folder_saves_and_a_resumed_run_continues_both(
+        sample_faces: tuple[Path, Path], tmp_path: Path) -> None:
+    """weight_average 0.9: after each step the average moves towards the trained weights by 1 - min(0.9,
+    (1 + n) / (10 + n)); the weights file (what merge loads) holds the average, the optimizer file the weights
+    that train, and a resumed run goes on from both; switched off, training resumes from the trained weights."""
+    from facelab.train.average import COUNT_KEY
+
+    src, dst = sample_faces
+    model = tmp_path / "m"
+    t = Trainer(model, tiny(weight_average=0.9), src, dst)
+    expected = _flat(t.ae)
+    assert t.average is not None and torch.equal(_flat(t.average.model), expected)
+    raw: list[torch.Tensor] = []
+    step = t.step
+
+    def spy(s: Any, d: Any) -> Any:
+        out = step(s, d)
+        raw.append(_flat(t.ae))
+        return out
+
+    t.step = spy  # type: ignore[method-assign]
+    try:
+        t.train(iterations=3)
+    finally:
+        t.close()
+    for n, w in enumerate(raw):
+        decay = min(0.9, (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * w
+    assert not torch.allclose(raw[-1], expected, atol=1e-6)  # the average is not the last step's weights
+    assert torch.allclose(_flat(t.average.model), expected, atol=1e-6)
+
+    ckpt = load_checkpoint(model, optimizer=False)
+    assert ckpt is not None and ckpt.state.iteration == 3
+    names = [k for k, _ in t.ae.named_parameters()]
+    saved = torch.cat([ckpt.weights[f"ae.{k}"].reshape(-1) for k in names])
+    assert torch.allclose(saved, expected, atol=1e-6)
+    trained = raw[-1]
+    full = load_checkpoint(model)
+    assert full is not None and int(full.opt_tensors[COUNT_KEY][0]) == 3
+    assert torch.equal(torch.cat([full.opt_tensors[f"train.ae.{k}"].reshape(-1) for k in names]), trained)
+
+    resumed = Trainer(model, tiny(weight_average=0.9), src, dst)
+    try:
+        assert resumed.average is not None and resumed.average.count == 3
+        assert torch.equal(_flat(resumed.ae), raw[-1]) and torch.allclose(_flat(resumed.average.model), expected)
+        resumed.train(iterations=1)
+        assert resumed.average.count == 4
+    finally:
+        resumed.close()
+    trained = _flat(resumed.ae)
+    off = Trainer(model, tiny(weight_average=0.0), src, dst)
+    try:
+        assert off.average is None and torch.equal(_flat(off.ae), trained)
+    finally:
+        off.close()

@@ -313,9 +313,10 @@ def load_modules(modules: dict[str, nn.Module], weights: dict[str, Tensor], path
 # ---- save / load ------------------------------------------------------------------------------
 
 def save_checkpoint(folder: Path, state: ModelState, modules: dict[str, nn.Module],
-                    optimizers: dict[str, Optimizer]) -> None:
+                    optimizers: dict[str, Optimizer], training: dict[str, Tensor] | None = None) -> None:
     """Write the weights (``<module>.<tensor>``) and optimiser state of iteration ``state.iteration``, then
-    state.json naming them."""
+    state.json naming them. ``training``: more tensors that only a resumed run needs, kept in the optimizer
+    file beside the optimisers' (their keys must not start with an optimiser's name and a dot)."""
     it = state.iteration
     # a second save of one iteration (Ctrl+C just after an autosave) must not replace the files the current
     # state.json names before its own state.json is written: a failure between the two would leave a
@@ -324,6 +325,7 @@ def save_checkpoint(folder: Path, state: ModelState, modules: dict[str, nn.Modul
     weights_name, optim_name = _fresh_name("weights", it, committed), _fresh_name("optimizer", it, committed)
     weights = st_save(modules_state(modules), metadata={"format": "pt", "schema": WEIGHTS_SCHEMA})
     opt_tensors, opt_meta = optimizers_state(optimizers)
+    opt_tensors.update(training or {})
     optim = st_save(opt_tensors, metadata={"format": "pt", **opt_meta})
     write_bytes_atomic(folder / weights_name, weights)
     write_bytes_atomic(folder / optim_name, optim)

@@ -55,6 +55,10 @@ class TrainOptions(BaseModel):
     lr_decay: float = Field(0.0, ge=0, lt=1, description="over this last share of a run's budget (its iterations or "
                             "minutes, counted from the model's start), lower the learning rate linearly to a tenth "
                             "(0: off)")
+    weight_average: float = Field(0.0, ge=0, lt=1, description="keep an exponential moving average of the "
+                                  "autoencoder's weights with this decay per iteration (e.g. 0.99: about the last "
+                                  "100 iterations); the model's saved weights, which merge uses, are the average "
+                                  "(0: off)")
     precision: Precision = Field("fp32", description="fp32, bf16 (autocast), fp16 (autocast + loss scaling) or "
                                                    "auto (bf16 where the CPU or GPU computes it natively, else fp32)")
     compile: bool = Field(False, description="torch.compile the model")

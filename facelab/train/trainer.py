@@ -34,6 +34,7 @@ from facelab.core.model_folder import (
     save_checkpoint,
 )
 from facelab.train import losses as L
+from facelab.train.average import WeightAverage, saved_count, training_weights
 from facelab.train.checkpoint import write_config
 from facelab.train.device import autocast, grad_scaler, resolve_device
 from facelab.train.nets import AutoEncoder, Side, create_autoencoder
@@ -219,6 +220,8 @@ class Trainer:
         opts = self.opts
         self.state = ModelState()
         ckpt = load_checkpoint(self.model_dir)
+        where = self.model_dir / "state.json"
+        training, count = {}, 0
         if ckpt is None:
             init_weights(self.ae, opts.init)
             prior = None if opts.from_scratch else find_prior(opts)
@@ -227,13 +230,17 @@ class Trainer:
                 self.state.prior, self.state.pretrained = f"{prior.name} {prior.sha256}", True
             self.state.last_backup_at = time.time()  # first backup after backup_hours of training
         else:
-            where = self.model_dir / "state.json"
             load_modules(self.modules(), ckpt.weights, where)
             load_optimizers(self.optimizers(), ckpt.opt_tensors, ckpt.opt_meta, where)
+            training, count = training_weights(ckpt.opt_tensors, "ae"), saved_count(ckpt.opt_tensors)
             self.state = ckpt.state
             if previous is not None and previous.pretrain and not opts.pretrain:
                 # pretraining ends: the swap proper starts counting from zero (as in DFL)
                 self.state.iteration, self.state.pretrained = 0, True
+        # with weight_average the weights file holds the average and the optimizer file the weights that train
+        self.average = (WeightAverage(self.ae, opts.weight_average, count) if opts.weight_average > 0 else None)
+        if training:
+            load_modules({"ae": self.ae}, {f"ae.{k}": v for k, v in training.items()}, where)
         if self.is_main:
             self.model_dir.mkdir(parents=True, exist_ok=True)
             remove_model_temps(self.model_dir)
@@ -325,6 +332,8 @@ class Trainer:
             total = total + g_gan
             logs["gan_g"] = _d(g_gan)
         self._backward_step(total, self.opt, list(self.ae.parameters()), lr_dropout=True)
+        if self.average is not None:
+            self.average.update(self.ae)
         if self.code_d is not None and self.opt_code is not None:
             with autocast(self.device, o.precision):
                 d_tf = L.gan_discriminator_loss(self.code_d(out.src_code.detach()).float(),
@@ -504,7 +513,10 @@ class Trainer:
         backup_due = o.backup_hours > 0 and time.time() - self.state.last_backup_at >= o.backup_hours * 3600
         if backup_due:
             self.state.last_backup_at = time.time()
-        save_checkpoint(self.model_dir, self.state, self.modules(), self.optimizers())
+        modules, training = self.modules(), None
+        if self.average is not None:
+            modules["ae"], training = self.average.model, self.average.training_state(self.ae, "ae")
+        save_checkpoint(self.model_dir, self.state, modules, self.optimizers(), training)
         if backup_due:
             backup(self.model_dir, self.state, o.backup_keep)
 
@@ -515,8 +527,9 @@ class Trainer:
         if self.preview_batch is None:
             self.preview_batch = self._preview_batch()
         src, dst = (t.to(self.device) for t in self.preview_batch)
+        net = self.average.model if self.average is not None else self.ae  # what merge will use
         with autocast(self.device, self.opts.precision):
-            out = self.ae(src, dst)
+            out = net(src, dst)
         assert out.swap is not None and out.swap_mask is not None
         grid = preview_grid([src, out.src_rec, out.src_mask, dst, out.dst_rec, out.dst_mask, out.swap, out.swap_mask],
                             self.state.iteration)
