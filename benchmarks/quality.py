@@ -90,6 +90,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # added 2026-12-03 (session 25), before any run: the saved weights are an exponential moving average of the
     # trained ones (decay 0.99: about the last 100 of 1,270 iterations); batch 8 as "prior-b8"
     "prior-b8-avg": ("preset, prior, batch 8, weight average 0.99", {"batch_size": 8, "weight_average": 0.99}),
+    # added 2026-12-03 (session 25) after "prior-b8-avg" on the demo pair and d12-d3 (within the seeds' spread): a
+    # longer average, about the last 200 iterations, all of them in the budget's last quarter without random warp
+    "prior-b8-avg995": ("preset, prior, batch 8, weight average 0.995", {"batch_size": 8, "weight_average": 0.995}),
     # needs a 128 px prior exported into facelab/train/priors (session 14's demo-full128 is not shipped);
     # without one this is scratch-128 with a warm-up
     "prior-128": ("preset at 128 px with 16-channel encoder and decoders, from a 128 px prior",
