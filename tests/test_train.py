@@ -371,7 +371,7 @@ def test_weight_average_is_what_the_folder_saves_and_a_resumed_run_continues_bot
     """weight_average 0.9: after each step the average moves towards the trained weights by 1 - min(0.9,
     (1 + n) / (10 + n)); the weights file (what merge loads) holds the average, the optimizer file the weights
     that train, and a resumed run goes on from both; switched off, training resumes from the trained weights."""
-    from facelab.train.average import COUNT_KEY
+    from facelab.train.average import COUNT_KEY, saved_count
 
     src, dst = sample_faces
     model = tmp_path / "m"
@@ -416,6 +416,8 @@ def test_weight_average_is_what_the_folder_saves_and_a_resumed_run_continues_bot
     finally:
         resumed.close()
     trained = _flat(resumed.ae)
+    with pytest.raises(InputError, match="not a count"):
+        saved_count({COUNT_KEY: torch.tensor([1.5])})
     off = Trainer(model, tiny(weight_average=0.0), src, dst)
     try:
         assert off.average is None and torch.equal(_flat(off.ae), trained)

@@ -12,9 +12,12 @@ later) starts its average at the saved weights.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from facelab.core.errors import InputError
 
 PREFIX = "train."
 """Optimizer-file keys of the weights that train (``train.ae.<tensor>``) and of the average's update count."""
@@ -60,6 +63,14 @@ def training_weights(tensors: dict[str, Tensor], name: str) -> dict[str, Tensor]
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def saved_count(tensors: dict[str, Tensor]) -> int:
+def saved_count(tensors: dict[str, Tensor], path: Path | None = None) -> int:
+    """The average's update count an optimizer file records (0 when none). InputError (naming ``path``) for
+    anything but one non-negative integer."""
     count = tensors.get(COUNT_KEY)
-    return int(count.reshape(-1)[0]) if count is not None and count.numel() >= 1 else 0
+    if count is None:
+        return 0
+    if count.numel() != 1 or count.dtype.is_floating_point or count.dtype.is_complex or count.dtype == torch.bool \
+            or int(count.reshape(-1)[0]) < 0:
+        raise InputError(f"the optimizer file's {COUNT_KEY} is not a count ({count.dtype}, {count.numel()} values)",
+                         path)
+    return int(count.reshape(-1)[0])

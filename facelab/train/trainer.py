@@ -232,7 +232,7 @@ class Trainer:
         else:
             load_modules(self.modules(), ckpt.weights, where)
             load_optimizers(self.optimizers(), ckpt.opt_tensors, ckpt.opt_meta, where)
-            training, count = training_weights(ckpt.opt_tensors, "ae"), saved_count(ckpt.opt_tensors)
+            training, count = training_weights(ckpt.opt_tensors, "ae"), saved_count(ckpt.opt_tensors, where)
             self.state = ckpt.state
             if previous is not None and previous.pretrain and not opts.pretrain:
                 # pretraining ends: the swap proper starts counting from zero (as in DFL)
