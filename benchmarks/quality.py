@@ -93,6 +93,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # added 2026-12-03 (session 25) after "prior-b8-avg" on the demo pair and d12-d3 (within the seeds' spread): a
     # longer average, about the last 200 iterations, all of them in the budget's last quarter without random warp
     "prior-b8-avg995": ("preset, prior, batch 8, weight average 0.995", {"batch_size": 8, "weight_average": 0.995}),
+    # added 2026-12-03 (session 25), before any run: session 11's --mouth-match 0.5 again on today's baseline, for
+    # the pairs whose src opens its mouth far more than dst (d6-d9, d12-d3): the case an automatic rule would pick
+    "prior-b8-mm": ("preset, prior, batch 8, src's mouths matched halfway to dst's",
+                    {"batch_size": 8, "mouth_match": 0.5}),
     # needs a 128 px prior exported into facelab/train/priors (session 14's demo-full128 is not shipped);
     # without one this is scratch-128 with a warm-up
     "prior-128": ("preset at 128 px with 16-channel encoder and decoders, from a 128 px prior",
