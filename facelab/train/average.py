@@ -18,10 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from facelab.core.errors import InputError
+from facelab.core.model_folder import modules_state
 
-PREFIX = "train."
-"""Optimizer-file keys of the weights that train (``train.ae.<tensor>``) and of the average's update count."""
-COUNT_KEY = PREFIX + "average_count"
+PREFIX = "train"
+"""The optimizer file's keys of the weights that train (``train.ae.<tensor>``) and of the average's update count
+start with this and a dot."""
+COUNT_KEY = PREFIX + ".average_count"
 WARMUP = 10
 """After n updates the decay is min(decay, (1 + n) / (WARMUP + n)): the first steps away from the start are
 not held back by an average that has seen nothing else."""
@@ -50,17 +52,10 @@ class WeightAverage:
 
     def training_state(self, model: nn.Module, name: str) -> dict[str, Tensor]:
         """The optimizer-file tensors that resume a run: ``model``'s weights (the ones that train) under
-        ``train.<name>.`` and the update count."""
-        out = {f"{PREFIX}{name}.{k}": v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        ``train.<name>.`` (read back with ``load_modules({"train.<name>": model}, ...)``) and the update count."""
+        out = modules_state({f"{PREFIX}.{name}": model})
         out[COUNT_KEY] = torch.tensor([self.count], dtype=torch.int64)
         return out
-
-
-def training_weights(tensors: dict[str, Tensor], name: str) -> dict[str, Tensor]:
-    """From an optimizer file's tensors: the weights that train of module ``name`` (empty when the run kept no
-    average)."""
-    prefix = f"{PREFIX}{name}."
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def saved_count(tensors: dict[str, Tensor], path: Path | None = None) -> int:
@@ -69,8 +64,9 @@ def saved_count(tensors: dict[str, Tensor], path: Path | None = None) -> int:
     count = tensors.get(COUNT_KEY)
     if count is None:
         return 0
-    if count.numel() != 1 or count.dtype.is_floating_point or count.dtype.is_complex or count.dtype == torch.bool \
-            or int(count.reshape(-1)[0]) < 0:
+    integer = not (count.dtype.is_floating_point or count.dtype.is_complex or count.dtype == torch.bool)
+    value = int(count.reshape(-1)[0]) if integer and count.numel() == 1 else -1
+    if value < 0:
         raise InputError(f"the optimizer file's {COUNT_KEY} is not a count ({count.dtype}, {count.numel()} values)",
                          path)
-    return int(count.reshape(-1)[0])
+    return value

@@ -34,7 +34,8 @@ from facelab.core.model_folder import (
     save_checkpoint,
 )
 from facelab.train import losses as L
-from facelab.train.average import WeightAverage, saved_count, training_weights
+from facelab.train.average import PREFIX as TRAINING_PREFIX
+from facelab.train.average import WeightAverage, saved_count
 from facelab.train.checkpoint import write_config
 from facelab.train.device import autocast, grad_scaler, resolve_device
 from facelab.train.nets import AutoEncoder, Side, create_autoencoder
@@ -221,7 +222,7 @@ class Trainer:
         self.state = ModelState()
         ckpt = load_checkpoint(self.model_dir)
         where = self.model_dir / "state.json"
-        training, count = {}, 0
+        count = 0
         if ckpt is None:
             init_weights(self.ae, opts.init)
             prior = None if opts.from_scratch else find_prior(opts)
@@ -232,15 +233,15 @@ class Trainer:
         else:
             load_modules(self.modules(), ckpt.weights, where)
             load_optimizers(self.optimizers(), ckpt.opt_tensors, ckpt.opt_meta, where)
-            training, count = training_weights(ckpt.opt_tensors, "ae"), saved_count(ckpt.opt_tensors, where)
+            count = saved_count(ckpt.opt_tensors, where)
             self.state = ckpt.state
             if previous is not None and previous.pretrain and not opts.pretrain:
                 # pretraining ends: the swap proper starts counting from zero (as in DFL)
                 self.state.iteration, self.state.pretrained = 0, True
         # with weight_average the weights file holds the average and the optimizer file the weights that train
         self.average = (WeightAverage(self.ae, opts.weight_average, count) if opts.weight_average > 0 else None)
-        if training:
-            load_modules({"ae": self.ae}, {f"ae.{k}": v for k, v in training.items()}, where)
+        if ckpt is not None:  # the trained weights, where the run kept an average (else nothing is loaded)
+            load_modules({f"{TRAINING_PREFIX}.ae": self.ae}, ckpt.opt_tensors, where)
         if self.is_main:
             self.model_dir.mkdir(parents=True, exist_ok=True)
             remove_model_temps(self.model_dir)
