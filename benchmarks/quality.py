@@ -113,6 +113,11 @@ PAIRS: dict[str, tuple[str, str]] = {
     "d12-d3": ("shared:clips/lp_d12.mp4", "shared:clips/lp_d3.mp4"),  # man E, glasses -> woman A
     # held out (added 2026-12-01, session 14, before any run): the check of the detail-transfer default
     "d9-d10": ("shared:clips/lp_d9.mp4", "shared:clips/lp_d10.mp4"),  # man C, glasses -> woman D, eye make-up
+    # held out (added 2026-12-03, session 26, before any run): two more pairs whose src opens its mouth far more
+    # than dst (mean openings 0.189/0.068 and 0.165/0.005), the check of an automatic --mouth-match rule that was
+    # built on d6-d9 and d12-d3
+    "d6-d3": ("shared:clips/lp_d6.mp4", "shared:clips/lp_d3.mp4"),  # woman B -> woman A
+    "d18-d9": ("shared:clips/lp_d18.mp4", "shared:clips/lp_d9.mp4"),  # man H -> man C, glasses
 }
 
 
