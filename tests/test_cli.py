@@ -89,3 +89,11 @@ def test_unreadable_frame_stops_with_an_error_and_keeps_finished_work(tmp_path: 
 def test_bad_choices_are_usage_errors(args: list[str], tmp_path: Path) -> None:
     res = facelab("extract", SAMPLES / "dst.mp4", "-o", tmp_path / "o", *args)
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("value", ["often", "1.5", "nan"])
+def test_a_number_or_word_option_names_what_it_takes(value: str, tmp_path: Path) -> None:
+    """--mouth-match takes a number from 0 to 1 or auto (one flag for a union, checked by the options model)."""
+    res = facelab("train", "--src", tmp_path, "--dst", tmp_path, "--model-dir", tmp_path / "m", "--mouth-match", value)
+    assert_one_line_error(res, "mouth_match", "from 0 to 1 or auto")
+    assert not (tmp_path / "m").exists()

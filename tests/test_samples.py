@@ -19,6 +19,8 @@ from facelab.face.masks import hull_points
 from facelab.face.types import LEFT_EYE, RIGHT_EYE
 from facelab.faceset.record import FaceRecord, XSegPolygon, read_face, update_record, write_face
 from facelab.train.samples import (
+    AUTO_MOUTH_GAP,
+    AUTO_MOUTH_STRENGTH,
     MOUTH_BIN_EDGES,
     FaceSampleDataset,
     FaceSet,
@@ -28,6 +30,8 @@ from facelab.train.samples import (
     make_loader,
     matched_mouth_weights,
     mouth_bins,
+    mouth_gap,
+    mouth_match_strength,
     sampling_weights,
     uniform_yaw_weights,
 )
@@ -473,3 +477,20 @@ def test_mouth_match_draws_src_mouths_in_dst_proportions(sample_faces: tuple[Pat
     lonely = src.landmarks[own == present[0]]
     w1 = matched_mouth_weights(lonely, dst.landmarks, 1.0)
     np.testing.assert_allclose(w1, 1 / len(lonely))
+
+
+def test_mouth_match_auto_turns_on_only_where_src_opens_its_mouth_more(sample_faces: tuple[Path, Path]) -> None:
+    """mouth_match "auto": the demo pair (both open their mouths alike) gets 0; src's open-mouthed faces against
+    dst's closed ones get AUTO_MOUTH_STRENGTH, the other way round 0; a number given is used as it is."""
+    src, dst = FaceSet(sample_faces[0]), FaceSet(sample_faces[1])
+    gap = mouth_gap(src.landmarks, dst.landmarks)
+    np.testing.assert_allclose(gap, mouth_openings(src.landmarks).mean() - mouth_openings(dst.landmarks).mean())
+    assert abs(gap) < AUTO_MOUTH_GAP and mouth_match_strength("auto", gap) == 0.0
+    opened = src.landmarks[mouth_openings(src.landmarks) > 0.15]
+    closed = dst.landmarks[mouth_openings(dst.landmarks) < 0.05]
+    assert len(opened) >= 10 and len(closed) >= 10
+    talks, quiet = mouth_gap(opened, closed), mouth_gap(closed, opened)
+    assert talks > 0.1 and mouth_match_strength("auto", talks) == AUTO_MOUTH_STRENGTH
+    assert quiet < -0.1 and mouth_match_strength("auto", quiet) == 0.0
+    assert mouth_gap(opened, closed[:0]) == 0.0  # a side without faces: nothing to match
+    assert mouth_match_strength(0.3, 0.5) == 0.3 and mouth_match_strength(0.0, 0.5) == 0.0

@@ -176,11 +176,16 @@ def test_a_new_model_notes_what_src_does_not_show(sample_faces: tuple[Path, Path
     woman, man = sample_faces
     cfg = tmp_path / "tiny.toml"
     cfg.write_text("[train]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items()) + "\n")
-    args = ("train", "--src", man, "--dst", woman, "--model-dir", tmp_path / "m", "--config", cfg, "--iterations", "1")
+    args = ("train", "--src", man, "--dst", woman, "--model-dir", tmp_path / "m", "--config", cfg, "--iterations", "1",
+            "--mouth-match", "auto")
     res = subprocess.run(facelab_cmd(*args), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     notes = [line for line in res.stderr.splitlines() if line.startswith("note:")]  # the status console
     assert notes and "mouth is slightly open" in notes[0] and notes[0].endswith("(facelab faceset coverage)")
+    # mouth_match auto is kept as such and resolved per run: these two open their mouths alike on average
+    assert read_config(tmp_path / "m").mouth_match == "auto"
+    auto = [line for line in res.stderr.splitlines() if line.startswith("mouth-match auto:")]
+    assert len(auto) == 1 and auto[0].startswith("mouth-match auto: 0 (src's mean mouth opening"), res.stderr
     again = subprocess.run(facelab_cmd(*args), capture_output=True, text=True, timeout=300)  # resumed: said once
     assert again.returncode == 0 and "note:" not in again.stderr
 

@@ -38,6 +38,27 @@ def _base_type(annotation: Any) -> Any:
     return annotation
 
 
+def _members(annotation: Any) -> list[Any]:
+    """The types of a union, each stripped of Annotated."""
+    return [get_args(a)[0] if get_origin(a) is Annotated else a for a in get_args(annotation)]
+
+
+def _scalar_union(annotation: Any) -> bool:
+    """Whether ``annotation`` is a union of numbers, strings and Literals (``float | Literal["auto"]``)."""
+    if get_origin(annotation) not in (Union, types.UnionType):
+        return False
+    return all(get_origin(a) is Literal or a in (int, float, str) for a in _members(annotation))
+
+
+def _union_metavar(annotation: Any) -> str:
+    """``<NUMBER|auto>`` for ``float | Literal["auto"]``."""
+    names = {int: "INTEGER", float: "NUMBER", str: "TEXT"}
+    parts: list[str] = []
+    for a in _members(annotation):
+        parts += [str(v) for v in get_args(a)] if get_origin(a) is Literal else [names[a]]
+    return choice_metavar(parts)
+
+
 def _default_text(info: FieldInfo) -> str:
     if info.default_factory is not None:
         return ""
@@ -65,6 +86,9 @@ def model_parameters(model: type[BaseModel], renames: dict[str, str] | None = No
         elif get_origin(base) is Literal or base in (int, float, str, Path):
             opt = typer.Option(flag, help=help_text, show_default=False)
             annotation = Annotated[base | None, opt]
+        elif _scalar_union(base):  # e.g. a number or "auto": taken as text, parsed by the options model
+            opt = typer.Option(flag, help=help_text, show_default=False, metavar=_union_metavar(base))
+            annotation = Annotated[str | None, opt]
         else:
             continue  # compound fields are config-file only
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))

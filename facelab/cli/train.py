@@ -87,6 +87,9 @@ def run_training(model_dir: Path, opts: TrainOptions, stored: TrainOptions | Non
             console.print(f"{'resuming' if stored else 'new'} model {model_dir}: {opts.arch} {opts.resolution}px "
                           f"{opts.face_type}, iteration {start}{origin}, device {trainer.device}, {precision}, "
                           f"{len(trainer.src_set)} src / {len(trainer.dst_set)} dst faces")
+            if opts.mouth_match == "auto" and not opts.pretrain:
+                console.print(f"mouth-match auto: {trainer.mouth_match:g} (src's mean mouth opening "
+                              f"{trainer.mouth_gap:+.3f} inter-ocular distances against dst's)", highlight=False)
             if stored is None and not opts.pretrain:  # a new pair: what src does not show, the swap can only guess
                 coverage = store_coverage(trainer.src_set.store, trainer.dst_set.store, src, dst, opts.random_flip_src)
                 for line in coverage.gaps():

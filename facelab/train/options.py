@@ -7,9 +7,9 @@ resuming with other values is refused (``facelab.core.model_folder``). The rest 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from facelab.core.choices import (
     DeviceName,
@@ -93,10 +93,11 @@ class TrainOptions(BaseModel):
     uniform_yaw: bool = Field(False, description="sample faces evenly across yaw")
     uniform_mouth: bool = Field(False, description="sample faces evenly across mouth openings (closed, slightly "
                                 "open, open, wide), so each side's rare expressions are learnt too")
-    mouth_match: float = Field(0.0, ge=0, le=1, description="draw src's faces with mouth openings in dst's "
-                               "proportions (closed, slightly open, open, wide): 0 src's own, 1 dst's, between a "
-                               "mix; src's decoder then learns the expressions dst will ask of it (replaces "
-                               "uniform_mouth on the src side)")
+    mouth_match: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = Field(
+        0.0, description="draw src's faces with mouth openings in dst's proportions (closed, slightly open, open, "
+        "wide): 0 src's own, 1 dst's, between a mix; src's decoder then learns the expressions dst will ask of it "
+        "(replaces uniform_mouth on the src side); auto: 0.5 where src's mean mouth opening is well above dst's "
+        "(by 0.05 inter-ocular distances), else 0")
     pretrain: bool = Field(False, description="pretrain on the src set alone; turning it off restarts at 0")
     from_scratch: bool = Field(False, description="start a new model from random weights, not from the shipped "
                                "face prior of its shape (see facelab pretrain list)")
@@ -112,6 +113,20 @@ class TrainOptions(BaseModel):
     target_iteration: int = Field(0, ge=0, description="stop at this iteration (0: no target)")
     preview_every: int = Field(200, ge=0, description="write a preview every N iterations (0: off)")
     log_every: int = Field(10, ge=1, description="log metrics every N iterations")
+
+    @field_validator("mouth_match", mode="before")
+    @classmethod
+    def _mouth_match(cls, value: Any) -> Any:
+        """A number from 0 to 1 or "auto" (one clear message, not one per member of the union)."""
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number from 0 to 1 or auto, got {value!r}") from None
+        if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+            raise ValueError(f"expected a number from 0 to 1 or auto, got {value!r}")
+        return number
 
     @model_validator(mode="after")
     def _check(self) -> TrainOptions:

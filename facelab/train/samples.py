@@ -46,7 +46,7 @@ from facelab.core.errors import InputError, MetadataError
 from facelab.core.geometry import affine_scale, invert_affine, transform_points
 from facelab.core.types import FloatArray, FloatImage, Mask
 from facelab.face.align import FACE_TYPE_ORDER, MAX_SIZE, MIN_SIZE, canonical_to_crop, compose
-from facelab.face.expression import MOUTH_BIN_EDGES, mouth_bins
+from facelab.face.expression import MOUTH_BIN_EDGES, mouth_bins, mouth_openings
 from facelab.face.masks import eyes_mouth_mask, face_mask, resize_matrix
 from facelab.face.skin import nonskin_border
 from facelab.faceset.record import FaceRecord
@@ -503,6 +503,30 @@ def matched_mouth_weights(landmarks: NDArray[np.float64], reference: NDArray[np.
     w = target[own] / p_own[own]
     out: NDArray[np.float64] = w / w.sum()
     return out
+
+
+# ``mouth_match="auto"``: src's mouths are drawn halfway to dst's proportions when src's mean mouth opening is
+# more than AUTO_MOUTH_GAP (inter-ocular distances) above dst's, else not at all. Built on d6-d9 and d12-d3
+# (gaps 0.184 and 0.125: the mouth error fell with 0.5 there), where d3-d12 (-0.125) lost mouth correlation with
+# it and the demo pair (-0.003) did not move; the gap 0.05 and the strength 0.5 were fixed before the held-out
+# pairs d6-d3 and d18-d9 were run (docs/quality.md, session 26).
+AUTO_MOUTH_GAP = 0.05
+AUTO_MOUTH_STRENGTH = 0.5
+
+
+def mouth_gap(src_landmarks: NDArray[np.float64], dst_landmarks: NDArray[np.float64]) -> float:
+    """src's mean mouth opening minus dst's (inter-ocular distances; 0 when a side has no faces)."""
+    if len(src_landmarks) == 0 or len(dst_landmarks) == 0:
+        return 0.0
+    return float(mouth_openings(src_landmarks).mean() - mouth_openings(dst_landmarks).mean())
+
+
+def mouth_match_strength(setting: float | str, gap: float) -> float:
+    """The ``mouth_match`` strength a run uses: the number given, or for ``"auto"`` AUTO_MOUTH_STRENGTH where
+    src's mean mouth opening exceeds dst's by more than AUTO_MOUTH_GAP (``gap``: ``mouth_gap``), else 0."""
+    if setting != "auto":
+        return float(setting)
+    return AUTO_MOUTH_STRENGTH if gap > AUTO_MOUTH_GAP else 0.0
 
 
 def sampling_weights(faces: FaceSet, uniform_yaw: bool, uniform_mouth: bool,

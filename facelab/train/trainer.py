@@ -46,7 +46,15 @@ from facelab.train.options import TrainOptions
 from facelab.train.perceptual import FeatureLoss
 from facelab.train.preview import loss_plot, preview_grid, read_metrics, write_png
 from facelab.train.prior import apply_prior, find_prior
-from facelab.train.samples import FaceSampleDataset, FaceSet, SampleOptions, infinite, make_loader
+from facelab.train.samples import (
+    FaceSampleDataset,
+    FaceSet,
+    SampleOptions,
+    infinite,
+    make_loader,
+    mouth_gap,
+    mouth_match_strength,
+)
 from facelab.train.step import SideBatch, side_loss, style_terms
 
 PREVIEW_ROWS = 4
@@ -166,6 +174,9 @@ class Trainer:
         src_set = FaceSet(src_dir)
         dst_set = src_set if opts.pretrain else FaceSet(dst_dir)
         self.src_set, self.dst_set = src_set, dst_set
+        # the mouth_match strength this run draws src's faces with (none when pretraining: one set)
+        self.mouth_gap = 0.0 if opts.pretrain else mouth_gap(src_set.landmarks, dst_set.landmarks)
+        self.mouth_match = 0.0 if opts.pretrain else mouth_match_strength(opts.mouth_match, self.mouth_gap)
         self._make_loaders(warp=opts.random_warp)
 
     def _make_loaders(self, warp: bool, seed_shift: int = 0) -> None:
@@ -180,7 +191,7 @@ class Trainer:
         pin = self.device.type == "cuda"
         dist_arg = (self.rank, self.world) if self.ddp else None
         # src's mouth openings drawn towards dst's proportions (``mouth_match``; not when pretraining: one set)
-        match = (dst_set.landmarks, opts.mouth_match) if opts.mouth_match > 0 and not opts.pretrain else None
+        match = (dst_set.landmarks, self.mouth_match) if self.mouth_match > 0 else None
         seed = opts.seed + seed_shift
         self.src_loader = make_loader(self.src_data, self.batch, opts.workers, seed, opts.uniform_yaw, pin,
                                       dist_arg, opts.uniform_mouth, match)

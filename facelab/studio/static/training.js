@@ -187,8 +187,11 @@
       }
       const td2 = document.createElement("td");
       const el = inputFor(name, prop, data.options[name], readonly.has(name));
-      el.addEventListener("input", () => tr.classList.toggle("changed", readInput(el) !== data.options[name]));
-      el.addEventListener("change", () => tr.classList.toggle("changed", readInput(el) !== data.options[name]));
+      // a text box (an option that takes a number or a word, e.g. mouth_match) compares as text
+      const changed = () => { const v = readInput(el), was = data.options[name];
+        return typeof v === "string" ? v !== String(was ?? "") : v !== was; };
+      el.addEventListener("input", () => tr.classList.toggle("changed", changed()));
+      el.addEventListener("change", () => tr.classList.toggle("changed", changed()));
       td2.appendChild(el);
       const td3 = document.createElement("td");
       td3.className = "desc";
