@@ -97,6 +97,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # the pairs whose src opens its mouth far more than dst (d6-d9, d12-d3): the case an automatic rule would pick
     "prior-b8-mm": ("preset, prior, batch 8, src's mouths matched halfway to dst's",
                     {"batch_size": 8, "mouth_match": 0.5}),
+    # added 2026-12-03 (session 26), before any run: --mouth-match auto (0.5 where src's mean mouth opening is more
+    # than 0.05 above dst's, else 0), with seed 1, and the baseline's seed-1 row it is compared with
+    "prior-b8-mma-s1": ("preset, prior, batch 8, mouth-match auto, seed 1",
+                        {"batch_size": 8, "mouth_match": "auto", "seed": 1}),
     # needs a 128 px prior exported into facelab/train/priors (session 14's demo-full128 is not shipped);
     # without one this is scratch-128 with a warm-up
     "prior-128": ("preset at 128 px with 16-channel encoder and decoders, from a 128 px prior",
