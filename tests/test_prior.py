@@ -195,6 +195,7 @@ def test_pretraining_keeps_the_random_warp_the_demo_preset_turns_off_at_the_end(
     from facelab.cli.train import resolve_options
 
     assert TrainOptions.model_validate(PRESETS["demo"]).warp_off == 0.25
+    assert TrainOptions.model_validate(PRESETS["demo"]).mouth_match == "auto"
     base = {**PRETRAIN_DEFAULTS, "pretrain": True}
     opts, stored = resolve_options(tmp_path / "new", "demo", None, base)
     assert stored is None and opts.warp_off == 0.0 and opts.random_warp and opts.resolution == 64

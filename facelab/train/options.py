@@ -153,10 +153,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # precision auto resolves to fp32 (FP32_BATCH); the last
     # quarter of the budget without random warp (measured on four pairs: docs/quality.md); precision auto: bf16
     # only where the CPU computes it natively (an AVX2-only CPU runs bf16 convolutions about 100 times slower
-    # than fp32: facelab/train/device.py)
+    # than fp32: facelab/train/device.py); src's mouths matched halfway to dst's where src's open far more
+    # (mouth_match auto: the mouth error about halves on the four pairs where it fires, held-out ones included;
+    # pose 0.3-0.9 degrees worse on three of them: docs/quality.md, session 26)
     "demo": {"arch": "df-ud", "resolution": 64, "face_type": "full", "ae_dims": 128, "e_dims": 32,
              "d_dims": 32, "d_mask_dims": 12, "batch_size": 16, "lr": 2e-4, "precision": "auto",
-             "preview_every": 100, "autosave_minutes": 2.0, "lr_warmup": 100, "warp_off": 0.25},
+             "preview_every": 100, "autosave_minutes": 2.0, "lr_warmup": 100, "warp_off": 0.25,
+             "mouth_match": "auto"},
 }
 
 # A preset's batch where its precision (auto) resolves to fp32 on the machine that creates the model: fp32
