@@ -186,6 +186,8 @@ def test_a_new_model_notes_what_src_does_not_show(sample_faces: tuple[Path, Path
     assert read_config(tmp_path / "m").mouth_match == "auto"
     auto = [line for line in res.stderr.splitlines() if line.startswith("mouth-match auto:")]
     assert len(auto) == 1 and auto[0].startswith("mouth-match auto: 0 (src's mean mouth opening"), res.stderr
+    start = json.loads((tmp_path / "m" / "runs.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["mouth_match"] == 0.0  # recorded for every path that trains
     again = subprocess.run(facelab_cmd(*args), capture_output=True, text=True, timeout=300)  # resumed: said once
     assert again.returncode == 0 and "note:" not in again.stderr
 

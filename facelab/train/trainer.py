@@ -447,7 +447,8 @@ class Trainer:
         last_save = time.monotonic()
         run_its = 0
         wait_s = step_s = 0.0
-        self._record_run("start", resumed=self.state.iteration > 0 or self.state.saved_at > 0)
+        self._record_run("start", resumed=self.state.iteration > 0 or self.state.saved_at > 0,
+                         mouth_match=self.mouth_match)  # the strength used (mouth_match auto resolves per run)
         try:
             while not self._should_stop(run_its, iterations, deadline):
                 warp = self._warp_due()
