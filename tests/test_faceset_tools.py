@@ -16,11 +16,13 @@ from facelab.core.errors import InputError
 from facelab.core.geometry import transform_points
 from facelab.face.align import warp_face
 from facelab.face.expression import MOUTH_BIN_EDGES, mouth_opening
+from facelab.face.pose import estimate_pose
 from facelab.faceset.coverage import (
     GAP_DST_FACES,
     GAP_DST_SHARE,
     GAP_SRC_FACES,
     GAP_SRC_SHARE,
+    REACH_MARGIN,
     YAW_EDGES,
     Bin,
     faceset_coverage,
@@ -138,9 +140,36 @@ def test_coverage_leaves_yaw_out_when_one_side_has_no_pose(sample_faces: tuple[P
         src.close()
         dst.close()
     assert posed.yaw and unposed.yaw == () and unposed.mouth == posed.mouth
+    assert [r.name for r in posed.reach] == ["yaw", "pitch"] and [r.name for r in unposed.reach] == ["pitch"]
     assert unposed.src_posed == 0 and unposed.dst_posed == posed.dst_posed == posed.dst_faces
     assert not any("yaw" in line for line in unposed.gaps())
     assert faceset_coverage(sample_faces[0], sample_faces[1]).yaw  # both sides posed: compared
+
+
+def test_coverage_names_head_turns_and_tilts_beyond_src_s_reach(sample_faces: tuple[Path, Path]) -> None:
+    """Reach: dst faces more than REACH_MARGIN degrees beyond src's farthest yaw (mirrored) or pitch; the demo
+    pair has none, a dst turned further than src ever is has a gap the yaw bins may not show."""
+    src, dst = (open_store(p) for p in sample_faces)
+    try:
+        cov = store_coverage(src, dst, sample_faces[0], sample_faces[1])
+        yaw, pitch = cov.reach
+        ys, yd = (np.asarray(x.yaws, np.float64) for x in (src, dst))
+        pd = np.array([estimate_pose(lm).pitch for lm in np.asarray(dst.landmarks, np.float64)])  # in the crop
+        assert yaw.src_high == pytest.approx(np.abs(ys).max()) and yaw.src_low == -yaw.src_high  # mirrored
+        assert (yaw.dst_low, yaw.dst_high) == pytest.approx((yd.min(), yd.max()))
+        assert (pitch.dst_low, pitch.dst_high) == pytest.approx((pd.min(), pd.max()))
+        out = ((pd < pitch.src_low - REACH_MARGIN) | (pd > pitch.src_high + REACH_MARGIN)).sum()
+        assert pitch.beyond == out and not yaw.gap and not pitch.gap and not cov.gaps()
+        dst.yaws = np.asarray(dst.yaws, np.float64) + np.abs(ys).max() + 2 * REACH_MARGIN  # dst turned further
+        turned = store_coverage(src, dst, sample_faces[0], sample_faces[1])
+    finally:
+        src.close()
+        dst.close()
+    far = turned.reach[0]
+    assert far.beyond == turned.dst_posed and far.beyond_share == 1.0 and far.gap
+    assert any(line.startswith("dst's head turns (yaw)") and f"{far.beyond} of its faces" in line
+               for line in turned.gaps())
+    assert turned.to_dict()["reach"][0]["gap"] is True
 
 
 def test_a_gap_needs_dst_often_there_and_src_rarely() -> None:

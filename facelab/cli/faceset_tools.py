@@ -131,6 +131,10 @@ def coverage(
                        f"dst {cov.dst_posed} of {cov.dst_faces})")
     else:
         typer.echo("  yaw: not compared (no face of one side has a pose)")
+    for r in cov.reach:
+        flag = "  <- gap" if r.gap else ""
+        span = f"{r.src_low:+6.1f}..{r.src_high:+5.1f} {r.dst_low:+6.1f}..{r.dst_high:+5.1f}"
+        typer.echo(f"  {r.name + ' reach':<16} {span}  ({r.beyond} dst faces beyond){flag}")
     gaps = cov.gaps()
     typer.echo("gaps: none" if not gaps else "gaps:")
     for line in gaps:

@@ -1,4 +1,4 @@
-"""`faceset coverage`: does the src faceset show the mouth shapes and head turns that dst makes?
+"""`faceset coverage`: does the src faceset show the mouth shapes and head turns and tilts that dst makes?
 
 A swap draws dst's expression and pose with src's face only as far as src's faces show them; what src
 never shows, the model can only guess (from the face prior, at best). Measured on the quality benchmark's
@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from facelab.core.errors import InputError
 from facelab.face.expression import MOUTH_BIN_EDGES, MOUTH_BIN_NAMES, mouth_bins
+from facelab.face.pose import estimate_pose
 from facelab.faceset.store import FaceStore, open_store
 
 YAW_EDGES = (-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0)  # degrees; the end bins take everything beyond
@@ -34,6 +35,15 @@ GAP_DST_SHARE = 0.10
 GAP_SRC_SHARE = 0.02
 GAP_SRC_FACES = 5
 GAP_DST_FACES = 5  # a few frames of a short dst are no gap (10% of a 20-face dst is 2 faces)
+
+
+# Reach: how far dst's head turns (yaw) and tilts (pitch) beyond the farthest src face, where the bins above can miss
+# it (a 15-degree bin that both sides share). A dst face more than REACH_MARGIN degrees beyond src's extreme is out
+# of reach; a gap when at least GAP_REACH_SHARE of dst's faces, and GAP_DST_FACES faces, are. Found on d12-d3
+# (docs/quality.md, session 26): the frames whose swap came out nearer dst than src were dst turned 12-15 degrees
+# and looking down 12-13 where src's faces reach 10.6 and 10.9; the yaw bins saw no gap.
+REACH_MARGIN = 3.0
+GAP_REACH_SHARE = 0.05
 
 
 def yaw_bin_names() -> tuple[str, ...]:
@@ -58,6 +68,39 @@ class Bin:
 
 
 @dataclass(frozen=True)
+class Reach:
+    """One head angle: the range of src's faces (mirrored for yaw when src is flipped in training), dst's range,
+    and how many of dst's faces lie more than REACH_MARGIN degrees outside src's."""
+
+    name: str  # "yaw" or "pitch"
+    src_low: float
+    src_high: float
+    dst_low: float
+    dst_high: float
+    beyond: int
+    beyond_share: float
+
+    @property
+    def gap(self) -> bool:
+        return self.beyond >= GAP_DST_FACES and self.beyond_share >= GAP_REACH_SHARE
+
+    def sentence(self) -> str:
+        what = "turns (yaw)" if self.name == "yaw" else "tilts (pitch, up > 0)"
+        return (f"dst's head {what} over {self.dst_low:+.0f}..{self.dst_high:+.0f} degrees where src's faces reach "
+                f"{self.src_low:+.0f}..{self.src_high:+.0f}: {self.beyond} of its faces ({self.beyond_share:.1%}) lie "
+                f"more than {REACH_MARGIN:.0f} degrees beyond; the swap will follow dst there only as well as the "
+                "model can guess; add src footage that shows it")
+
+
+def _reach(name: str, src: NDArray[np.float64], dst: NDArray[np.float64], mirror_src: bool) -> Reach:
+    lo, hi = float(src.min()), float(src.max())
+    if mirror_src:
+        lo, hi = min(lo, -hi), max(hi, -lo)
+    out = int(((dst < lo - REACH_MARGIN) | (dst > hi + REACH_MARGIN)).sum())
+    return Reach(name, lo, hi, float(dst.min()), float(dst.max()), out, out / len(dst))
+
+
+@dataclass(frozen=True)
 class Coverage:
     src: Path
     dst: Path
@@ -67,6 +110,7 @@ class Coverage:
     yaw: tuple[Bin, ...]  # faces with a pose only; empty when either side has no face with a pose
     src_posed: int  # faces with a pose (what the yaw bins count)
     dst_posed: int
+    reach: tuple[Reach, ...] = ()  # yaw (faces with a pose; none when a side has none) and pitch (every face)
 
     def gaps(self) -> list[str]:
         """One sentence per gap: what dst does often that src hardly shows."""
@@ -77,6 +121,7 @@ class Coverage:
                     out.append(f"dst's {what.format(name=b.name)} in {b.dst_share:.1%} of its faces, src in "
                                f"{b.src} ({b.src_share:.1%}): the swap will follow dst there only as well as the "
                                "model can guess; add src footage that shows it")
+        out.extend(r.sentence() for r in self.reach if r.gap)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +133,9 @@ class Coverage:
                 "dst_faces": self.dst_faces, "src_posed": self.src_posed, "dst_posed": self.dst_posed,
                 "mouth_bin_edges": list(MOUTH_BIN_EDGES),
                 "yaw_bin_edges": list(YAW_EDGES), "mouth": rows(self.mouth), "yaw": rows(self.yaw),
+                "reach": [{"angle": r.name, "src": [round(r.src_low, 2), round(r.src_high, 2)],
+                           "dst": [round(r.dst_low, 2), round(r.dst_high, 2)], "beyond": r.beyond,
+                           "beyond_share": round(r.beyond_share, 4), "gap": r.gap} for r in self.reach],
                 "gaps": self.gaps()}
 
 
@@ -103,24 +151,37 @@ def _bins(names: tuple[str, ...], src: NDArray[np.int64], dst: NDArray[np.int64]
                  for i, n in enumerate(names))
 
 
-def _side(store: FaceStore, path: Path) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Mouth bins of every face and yaw bins of the faces with a pose."""
+@dataclass(frozen=True)
+class _Side:
+    mouth: NDArray[np.int64]  # every face's mouth bin
+    yaws: NDArray[np.float64]  # the yaws of the faces with a pose
+    pitches: NDArray[np.float64]  # every face's pitch as its aligned crop shows it
+
+
+def _side(store: FaceStore, path: Path) -> _Side:
+    """The pitch is fitted to the aligned face's landmarks (no camera: the tilt the model sees in its crop), not
+    taken from the extraction's pose, whose pitch in the whole frame also holds where the face sits in it (on d18-d9,
+    a selfie clip against a desk camera, 87% of dst's faces fell outside src's range that way, 31% in the crops)."""
     if len(store) == 0:
         raise InputError("no faces in this faceset", path)
     yaws = np.asarray(store.yaws, dtype=np.float64)
-    yaw = np.digitize(yaws[np.isfinite(yaws)], YAW_EDGES).astype(np.int64)
-    return mouth_bins(np.asarray(store.landmarks, dtype=np.float64)), yaw
+    landmarks = np.asarray(store.landmarks, dtype=np.float64)
+    pitches = np.array([estimate_pose(lm).pitch for lm in landmarks], dtype=np.float64)
+    return _Side(mouth_bins(landmarks), yaws[np.isfinite(yaws)], pitches)
 
 
 def store_coverage(src: FaceStore, dst: FaceStore, src_path: Path, dst_path: Path, mirror_src: bool = True
                    ) -> Coverage:
-    """How the faces of the src store cover the dst store's mouth openings and yaws (open stores);
+    """How the faces of the src store cover the dst store's mouth openings, yaws and pitches (open stores);
     ``mirror_src``: src's faces are flipped at random in training (its default), see the module docstring."""
-    src_mouth, src_yaw = _side(src, src_path)
-    dst_mouth, dst_yaw = _side(dst, dst_path)
-    yaw = _bins(yaw_bin_names(), src_yaw, dst_yaw, mirror_src) if len(src_yaw) and len(dst_yaw) else ()
-    return Coverage(Path(src_path), Path(dst_path), len(src_mouth), len(dst_mouth),
-                    _bins(MOUTH_BIN_NAMES, src_mouth, dst_mouth), yaw, len(src_yaw), len(dst_yaw))
+    s, d = _side(src, src_path), _side(dst, dst_path)
+    posed = len(s.yaws) > 0 and len(d.yaws) > 0
+    src_yaw, dst_yaw = (np.digitize(x.yaws, YAW_EDGES).astype(np.int64) for x in (s, d))
+    yaw = _bins(yaw_bin_names(), src_yaw, dst_yaw, mirror_src) if posed else ()
+    reach = ((_reach("yaw", s.yaws, d.yaws, mirror_src),) if posed else ()) + (
+        _reach("pitch", s.pitches, d.pitches, False),)
+    return Coverage(Path(src_path), Path(dst_path), len(s.mouth), len(d.mouth),
+                    _bins(MOUTH_BIN_NAMES, s.mouth, d.mouth), yaw, len(src_yaw), len(dst_yaw), reach)
 
 
 def faceset_coverage(src: Path, dst: Path, mirror_src: bool = True) -> Coverage:
