@@ -44,6 +44,7 @@ GAP_DST_FACES = 5  # a few frames of a short dst are no gap (10% of a 20-face ds
 # and looking down 12-13 where src's faces reach 10.6 and 10.9; the yaw bins saw no gap.
 REACH_MARGIN = 3.0
 GAP_REACH_SHARE = 0.05
+ADVICE = ": the swap will follow dst there only as well as the model can guess; add src footage that shows it"
 
 
 def yaw_bin_names() -> tuple[str, ...]:
@@ -88,8 +89,7 @@ class Reach:
         what = "turns (yaw)" if self.name == "yaw" else "tilts (pitch, up > 0)"
         return (f"dst's head {what} over {self.dst_low:+.0f}..{self.dst_high:+.0f} degrees where src's faces reach "
                 f"{self.src_low:+.0f}..{self.src_high:+.0f}: {self.beyond} of its faces ({self.beyond_share:.1%}) lie "
-                f"more than {REACH_MARGIN:.0f} degrees beyond; the swap will follow dst there only as well as the "
-                "model can guess; add src footage that shows it")
+                f"more than {REACH_MARGIN:.0f} degrees beyond{ADVICE}")
 
 
 def _reach(name: str, src: NDArray[np.float64], dst: NDArray[np.float64], mirror_src: bool) -> Reach:
@@ -119,8 +119,7 @@ class Coverage:
             for b in bins:
                 if b.gap:
                     out.append(f"dst's {what.format(name=b.name)} in {b.dst_share:.1%} of its faces, src in "
-                               f"{b.src} ({b.src_share:.1%}): the swap will follow dst there only as well as the "
-                               "model can guess; add src footage that shows it")
+                               f"{b.src} ({b.src_share:.1%}){ADVICE}")
         out.extend(r.sentence() for r in self.reach if r.gap)
         return out
 
