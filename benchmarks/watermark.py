@@ -448,11 +448,29 @@ READERS = {1: read_v1, 2: functools.partial(read_sync, version=2), 3: read_sync}
 
 
 REGION = "frame"
+PHASE = "chosen"
 
 
-def mark(scheme: int, frames: Frames, masks: Frames, payload: np.ndarray) -> tuple[Frames, float]:
+def choose_phase(cache: Path, name: str, masks: Frames, payload: np.ndarray) -> tuple[int, int]:
+    """The tiling's phase merge would choose for a clip (version 3): on PHASE_FRAMES of its dst frames holding a face
+    (the merge's mask), spread over the clip, as merge.runner picks them; (0, 0) with ``--phase zero``."""
+    from facelab.provenance import syncmark as sm
+
+    if PHASE == "zero":
+        return 0, 0
+    dst = sorted((cache / name / "frames").glob("*.png"))
+    faced = [p for p, m in zip(dst, masks, strict=False) if m.any()]
+    if not faced:
+        return 0, 0
+    picks = [faced[round(i * (len(faced) - 1) / max(sm.PHASE_FRAMES - 1, 1))] for i in range(sm.PHASE_FRAMES)]
+    return sm.choose_phase([read_image_rgb(p) for p in dict.fromkeys(picks)], payload)
+
+
+def mark(scheme: int, frames: Frames, masks: Frames, payload: np.ndarray, phase: tuple[int, int] = (0, 0)
+         ) -> tuple[Frames, float]:
     """The frames marked as merge marks them (REGION "frame", merge's default: a frame with a face whole,
-    texture-masked; "face": inside the mask), and the mean seconds per frame."""
+    texture-masked; "face": inside the mask), and the mean seconds per frame. ``phase``: the tiling's start
+    (version 3; merge chooses it per video, ``choose_phase``)."""
     from facelab.provenance import syncmark as sm
     from facelab.provenance import watermark as wm
 
@@ -460,11 +478,13 @@ def mark(scheme: int, frames: Frames, masks: Frames, payload: np.ndarray) -> tup
     for i, (rgb, m) in enumerate(zip(frames, masks, strict=True)):
         if scheme == 1:
             out.append(wm.embed(rgb, payload, region=m))
+        elif scheme == 2:
+            kw = {"texture": True, "within": m} if REGION == "frame" else {"region": m}
+            out.append(sm.embed(rgb, payload, frame=i, lay=sm.V2, **kw) if m.any() else rgb)
         elif REGION == "frame":
-            lay = sm.V3 if scheme == 3 else sm.V2
-            out.append(sm.embed(rgb, payload, frame=i, texture=True, within=m, lay=lay) if m.any() else rgb)
+            out.append(sm.embed(rgb, payload, frame=i, texture=True, within=m, phase=phase) if m.any() else rgb)
         else:
-            out.append(sm.embed(rgb, payload, region=m, frame=i, lay=sm.V3 if scheme == 3 else sm.V2))
+            out.append(sm.embed(rgb, payload, region=m, frame=i, phase=phase))
     return out, (time.perf_counter() - t0) / len(frames)
 
 
@@ -590,10 +610,14 @@ def main() -> None:
                          "(default), or only inside the face mask")
     ap.add_argument("--no-locate", action="store_true",
                     help="scheme 2: no located reading (as verify read before 2026-11-30 evening)")
+    ap.add_argument("--phase", choices=("chosen", "zero"), default="chosen",
+                    help="scheme 3: the tiling's phase as merge chooses it per video since 2026-12-03 (default), or "
+                         "(0, 0) as merge marked before")
     args = ap.parse_args()
-    global LOCATE, REGION
+    global LOCATE, REGION, PHASE
     LOCATE = not args.no_locate
     REGION = args.region
+    PHASE = args.phase
     attacks = {k: v for k, v in ATTACKS.items() if args.attacks is None or k in args.attacks}
     if args.faces_from == "dst":
         bad = sorted(set(attacks) & MOVES_FACES)
@@ -612,7 +636,7 @@ def main() -> None:
         "frames_per_clip": args.frames, "merge_seconds_per_frame": info["merge_seconds_per_frame"], "schemes": {}}
     t_start = time.perf_counter()
     result["faces_from"], result["host"], result["located_reading"] = args.faces_from, args.host, LOCATE
-    result["region"], result["clips"] = REGION, args.clips
+    result["region"], result["clips"], result["phase"] = REGION, args.clips, PHASE
     dst_faces = {name: dst_landmarks(args.cache, name, finder) for name in args.clips} if args.faces_from == "dst" \
         else {}
     for scheme in [] if args.fp_only else args.scheme:
@@ -623,7 +647,8 @@ def main() -> None:
             host = merged_clip(args.cache, name) if args.host == "merged" else merged_clip(
                 args.cache, name, "swapped") if args.host == "swap" else dst_host(args.cache, name, finder)
             frames, masks = host
-            marked, cost = mark(scheme, frames, masks, payloads[scheme])
+            phase = choose_phase(args.cache, name, masks, payloads[scheme]) if scheme == 3 else (0, 0)
+            marked, cost = mark(scheme, frames, masks, payloads[scheme], phase)
             costs.append(cost)
             p = [face_psnr(a, b, m) for a, b, m in zip(frames, marked, masks, strict=True)]
             psnrs += p
@@ -633,7 +658,7 @@ def main() -> None:
                                   "face_psnr_min": round(min(p), 2), "face_psnr_mean": round(float(np.mean(p)), 2),
                                   "face_mean_change": round(float(np.mean(face_d)), 3),
                                   "frame_mean_change": round(float(np.mean(frame_d)), 3),
-                                  "mark_ms_per_frame": round(cost * 1000, 2)}
+                                  "mark_ms_per_frame": round(cost * 1000, 2), "phase": list(phase)}
             marked_clips[name] = marked
         merge_s = float(np.mean([info["merge_seconds_per_frame"][name] for name in args.clips]))
         res["mark_ms_per_frame"] = round(float(np.mean(costs)) * 1000, 2)

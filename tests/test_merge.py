@@ -384,7 +384,15 @@ def test_run_merge_passthrough_resume_shards_session(tiny_model: Path, dst_frame
     assert not len(bad[0]), (merged_name, len(bad[0]), bad[0][:5], bad[1][:5], got[bad][:3], want[bad][:3])
     record = read_image_record(full / merged_name)
     assert record is not None and record.synthetic and record.model_id == s.model_id
-    assert json.loads((full / "provenance.json").read_text())["model_id"] == s.model_id
+    side = json.loads((full / "provenance.json").read_text())
+    assert side["model_id"] == s.model_id
+    # the watermark's tiling starts where merge chose it on the dst frames (recorded for a resumed run, the
+    # comparison video and `video build`); the merged frame reads there (the reader's offset within 2 px)
+    from facelab.provenance.marker import folder_phase
+
+    phase = folder_phase(full)
+    assert side["watermark"]["phase"] == list(phase) and all(v % 20 == 0 and 0 <= v < 160 for v in phase)
+    assert all(abs(a - b) <= 2 for a, b in zip(found.offset, phase, strict=True)), (found.offset, phase)
     # ... and survive H.264 at CRF 23: verify votes across frames; the untouched dst shows nothing
     from facelab.media.encode import build_video
     from facelab.provenance.syncmark import make_payload

@@ -190,6 +190,28 @@ def test_record_fields() -> None:
         ProvenanceRecord.model_validate({**data, "synthetic": False})
 
 
+def test_record_phase(tmp_path: Path) -> None:
+    """A folder's record names the watermark's phase (``ProvenanceMarker.placed``); records from before it read as
+    (0, 0); a phase off the block grid or out of the tile is one clear error."""
+    from facelab.core.errors import MetadataError
+    from facelab.provenance.marker import SIDECAR_NAME, folder_marker, folder_phase, marker_for
+
+    marker = marker_for(MODEL_ID).at_phase((40, 120))
+    assert marker.phase == (40, 120) and marker.record.watermark["phase"] == [40, 120]
+    assert marker.watermark_claim["phase"] == [40, 120]  # the C2PA assertion carries it too
+    marker.finish_folder(tmp_path)
+    again = folder_marker(tmp_path)
+    assert again is not None and again.phase == (40, 120) and folder_phase(tmp_path) == (40, 120)
+    assert folder_phase(tmp_path / "nothing") == (0, 0)
+    old = marker_for(MODEL_ID).record.to_json()
+    (tmp_path / SIDECAR_NAME).write_text(json.dumps(old))
+    assert folder_phase(tmp_path) == (0, 0)
+    for bad in ([5, 0], [0, 160], [20], "0,0", [True, 0]):
+        (tmp_path / SIDECAR_NAME).write_text(json.dumps({**old, "watermark": {**old["watermark"], "phase": bad}}))
+        with pytest.raises(MetadataError, match=r"watermark\.phase"):
+            folder_marker(tmp_path)
+
+
 @pytest.mark.parametrize("ext", ["png", "jpg"])
 def test_image_record_round_trip(tmp_path: Path, marked: list[np.ndarray], ext: str) -> None:
     path = tmp_path / f"frame.{ext}"
@@ -533,6 +555,32 @@ def test_embed_in_place_matches_the_copy_on_any_view(v2_clip: Any, sync_payload:
 def test_v2_survives(attack: str, attacks: Any, frame_clip: Any, sync_payload: np.ndarray, faces: FaceRegions) -> None:
     res = _read_v2(attacks[attack](frame_clip[:V2_FRAMES]), faces)
     assert res.found and np.array_equal(res.bits, sync_payload), (attack, res.pilot, res.offset)
+
+
+def test_phase_chosen_on_the_host_reads_back(attacks: Any, v2_clip: Any, sync_payload: np.ndarray) -> None:
+    """choose_phase (merge's choice of where a video's tiling starts) takes the block-aligned phase whose host agrees
+    best with the payload's coded signs, on real frames; the frames marked there, as merge marks them, read back
+    as verify reads the whole frames (the reader weighs every block-aligned offset), plain and through H.264 at
+    CRF 28; a phase off the block grid is refused."""
+    frames = v2_clip[0]
+    picks = frames[:: len(frames) // sm.PHASE_FRAMES][: sm.PHASE_FRAMES]
+    phase = sm.choose_phase(picks, sync_payload)
+    block = sm.WRITTEN.block
+    assert phase[0] % block == 0 and phase[1] % block == 0 and max(phase) < sm.WRITTEN.tile
+    wanted = sm._wanted_signs_cached(np.packbits(sync_payload).tobytes(), sm.WRITTEN)
+    agree = sum(sm._phase_agreement(sm.block_coefficients(sm._luma(f), (0, 0)), wanted, sm.WRITTEN) for f in picks)
+    assert agree[phase[0] // block, phase[1] // block] == agree.max() > agree[0, 0]  # (0, 0): merge's phase before
+    assert sm.choose_phase(picks, sync_payload) == phase and sm.choose_phase([], sync_payload) == (0, 0)
+    regions = v2_clip[1]
+    marked = [sm.embed(rgb, sync_payload, frame=i, texture=True, within=r, phase=phase)
+              for i, (rgb, r) in enumerate(zip(frames[:V2_FRAMES], regions, strict=False))]
+    plain = _whole_reader(marked).read()
+    assert plain.found and np.array_equal(plain.bits, sync_payload)
+    assert all(abs(a - b) <= 2 for a, b in zip(plain.offset, phase, strict=True)), (plain.offset, phase)
+    coded = _whole_reader(attacks["h264_crf28"](marked)).read()
+    assert coded.found and np.array_equal(coded.bits, sync_payload), (coded.offset, phase)
+    with pytest.raises(ValueError, match="multiple of the block"):
+        sm.embed(frames[0], sync_payload, phase=(10, 0))
 
 
 def test_v2_unmarked_never_detected(attacks: Any, faces: FaceRegions) -> None:

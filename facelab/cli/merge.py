@@ -71,9 +71,10 @@ def merge(
             build_video(output, video, fps=info["fps_fraction"] if info is not None else None, audio_from=audio,
                         progress=bar.update)
         from facelab.provenance.credentials import mime_for
-        from facelab.provenance.marker import marker_for
+        from facelab.provenance.marker import folder_phase, marker_for
 
-        marker_for(s.model_id, {"dst": str(audio) if audio else None}, creds).finish_video(video, parent=source)
+        marker = marker_for(s.model_id, {"dst": str(audio) if audio else None}, creds).at_phase(folder_phase(output))
+        marker.finish_video(video, parent=source)
         console.print(f"video -> {video}" + (f" (audio from {audio})" if audio is not None else "")
                       + "; provenance record in its metadata and in a .provenance.json sidecar"
                       + ("; signed C2PA manifest" if mime_for(video) else " (C2PA: not possible in this container)"))

@@ -49,7 +49,7 @@ from facelab.merge.session import MergeSession
 from facelab.merge.shard import Shard, check_shard, shard_frames, shard_suffix
 from facelab.merge.summary import MergeSummary, rate, write_summary
 from facelab.provenance.credentials import ContentCredentials
-from facelab.provenance.marker import marker_for
+from facelab.provenance.marker import marker_for, phase_sample
 
 STATE_DIR = "_merge"
 JOURNAL_NAME = "facelab.merge"
@@ -122,6 +122,7 @@ def run_merge(
         credentials = credentials or ContentCredentials()
         credentials.identity()  # the key and certificate: made or checked before any output is written
         marker = marker_for(inputs.model.model_id, {"frames": frames_dir.name}, credentials)
+        marker = marker.placed(phase_sample(inputs.frames, inputs.by_frame))
     ctx = JobContext(out_dir, inputs.model.face_type, inputs.model.resolution, fmt, marker)
     try:
         loop = _merge_frames(todo, inputs, session, ctx, n_workers, pool, journal, progress)

@@ -24,6 +24,10 @@ outputs: each version is a ``Layout``, and every function here takes the layout 
 * Layout: tiles of 8 x 8 blocks (version 3: 160 px, version 2: 128 px) repeat over the frame; a keyed table
   gives each of the tile's 256 slots its role (pilot slots with a keyed sign: 40 in version 3, 46 in version 2;
   the coded bits, each with a keyed sign flip: the pattern is noise-like whatever the payload).
+* Phase (informed coding, 2026-12-03): a video's tiling may start at any of the tile's 64 blocks; merge takes the
+  one whose host (a few dst frames) already agrees best with the payload's coded signs (``choose_phase``), so the
+  frame's own large coefficients, which a codec and a downscale keep, carry much of the mark. Nothing in the
+  format changes: the reader reads any offset, and it weighs every block-aligned one among its candidates.
 * Synchronisation: cropping shifts the tiling by an unknown offset. The reader computes every slot value
   at every pixel position (four separable block filters), clips each at its median magnitude, folds the values
   modulo the tile, and correlates them with the pilot by FFT: every offset at once. Per video, the
@@ -146,6 +150,7 @@ GAIN_MAX = 2.0
 SHIFTS: tuple[tuple[int, int], ...] = ((0, 0),)
 LAYOUT_FRAMES = 10
 LAYOUT_WINDOW = 2  # the reader picks a frame's layout on frames t-2..t+2
+PHASE_FRAMES = 8  # choose_phase's frames, spread over a video (merge's dst frames)
 READ_FACE_TYPE = "whole_face"  # the reader looks inside the dlib hull of this face type
 
 _LUMA32 = np.array([[0.299, 0.587, 0.114]], dtype=np.float32)
@@ -491,9 +496,48 @@ def _margin(a: FloatArray, w: FloatArray, budget: float) -> float:
     return lo
 
 
+def _phase_agreement(coeffs: FloatArray, wanted: FloatArray, lay: Layout) -> FloatArray:
+    """How well a frame's own block coefficients (blocks down, blocks across, K; the grid from pixel 0) agree with
+    the payload's wanted signs (``_wanted_signs_cached``) for each tiling phase (8 x 8: the tile's block the
+    frame's first block is): the clipped coefficients along the wanted signs over their magnitudes, as the reader
+    would sum them on the unmarked frame."""
+    nby, nbx = coeffs.shape[:2]
+    clipped = _clipped(coeffs)
+    total = max(float(np.abs(clipped).sum()), 1e-12)
+    # rows[py][m] is block row m's tile row under phase py
+    out = np.zeros((TILE_BLOCKS, TILE_BLOCKS))
+    for py in range(TILE_BLOCKS):
+        rows = (np.arange(nby) - py) % TILE_BLOCKS
+        for px in range(TILE_BLOCKS):
+            cols = (np.arange(nbx) - px) % TILE_BLOCKS
+            out[py, px] = float((clipped * wanted[rows[:, None], cols[None, :]]).sum()) / total
+    return out
+
+
+def choose_phase(frames: Sequence[Image], payload_bits: Sequence[bool] | BoolArray, lay: Layout = WRITTEN
+                 ) -> tuple[int, int]:
+    """Where a video's tiling should start (pixels, y and x; multiples of the block): of the 64 block-aligned
+    starts, the one whose host agrees best with the payload's coded signs, summed over ``frames`` (a few frames
+    spread over the video: PHASE_FRAMES). Informed coding: the frame's own coefficients that already lie the
+    payload's way carry it for free, and the large ones, which a codec and a downscale keep best, more than any
+    push could; the informed embed then moves the rest. The reader needs nothing: it reads at any offset (a crop
+    moves the tiling anyway), and it weighs every block-aligned offset (``VideoReader._best_offset``). (0, 0) when
+    no frame is given or all agree alike."""
+    bits = check_embed_args(frames[0], payload_bits, 1.0, 4.0, lay.payload_bits) if frames else None
+    if bits is None:
+        return 0, 0
+    wanted = _wanted_signs_cached(np.packbits(bits).tobytes(), lay)
+    total = np.zeros((TILE_BLOCKS, TILE_BLOCKS))
+    for rgb in frames:
+        total += _phase_agreement(block_coefficients(_luma(rgb), (0, 0), lay), wanted, lay)
+    py, px = np.unravel_index(int(np.argmax(total)), total.shape)  # the first of equals: (0, 0) when all tie
+    return int(py) * lay.block, int(px) * lay.block
+
+
 def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDArray[np.generic] | None = None,
           inplace: bool = False, strength: float = 1.0, frame: int = 0, texture: bool = False,
-          within: npt.NDArray[np.generic] | None = None, lay: Layout = WRITTEN) -> Image:
+          within: npt.NDArray[np.generic] | None = None, lay: Layout = WRITTEN, phase: tuple[int, int] = (0, 0)
+          ) -> Image:
     """A copy of the RGB uint8 frame carrying the payload bits (``inplace``: the frame itself, changed).
 
     ``region`` (H x W, nonzero = may change): only blocks lying wholly inside it are changed,
@@ -502,7 +546,11 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     texture_gain (texture masking; merge's whole-frame mark), else the same strength everywhere; ``within``
     (H x W, with ``texture``): a region (the swapped faces) whose blocks get no more energy than a uniform
     mark's either. ``lay``: the version to write (tests and benchmarks write version 2 to check its reading).
+    ``phase``: where the tiling starts (pixels, multiples of the block: ``choose_phase``), the same for every frame
+    of a video.
     """
+    if phase[0] % lay.block or phase[1] % lay.block:
+        raise ValueError(f"the tiling's phase must be a multiple of the block ({lay.block} px), got {phase}")
     bits = check_embed_args(rgb, payload_bits, strength, 4.0, lay.payload_bits)
     b = lay.block
     h, w = rgb.shape[:2]
@@ -524,7 +572,9 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     inside = np.ones((nby, nbx), dtype=np.bool_) if region is None else _blocks_inside(region, y0, x0, nby, nbx, b)
     if not inside.any():
         return out
-    sigma, group, counts = _grid_tables(np.packbits(bits).tobytes(), by0, by1, bx0, bx1, layout_shift(frame), lay)
+    sy, sx = layout_shift(frame)
+    shift = ((sy + phase[0]) % lay.tile, (sx + phase[1]) % lay.tile)
+    sigma, group, counts = _grid_tables(np.packbits(bits).tobytes(), by0, by1, bx0, bx1, shift, lay)
     gain2d = np.ones(inside.shape)
     near = None
     if texture:
@@ -1016,11 +1066,15 @@ class VideoReader:
             def soft_at(off: tuple[int, int]) -> FloatArray:
                 return _summed(self._slots(frames, smoothed, off), self.lay)[0]
         tile, r = self.lay.tile, SYNC_REFINE * self.lay.block // 16
+        b = self.lay.block
+        # every block-aligned offset too: the embed may start its tiling at any block of the tile (choose_phase), and
+        # where an attack leaves the geometry intact but the pilot too weak to peak there, the code's fit still can
+        aligned = [(y * b, x * b) for y in range(TILE_BLOCKS) for x in range(TILE_BLOCKS)]
         refined = []
-        for oy, ox in self._candidates(smoothed):
+        for oy, ox in self._candidates(smoothed) + aligned:
             near = [((oy + dy) % tile, (ox + dx) % tile) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
             refined.append(max(near, key=lambda off: float(np.mean(soft_at(off) ** 2))))
-        cands = list(dict.fromkeys(refined))
+        cands = list(dict.fromkeys(refined + aligned))
         if len(cands) == 1:
             return cands[0]
         return max(cands, key=lambda off: decode_score(soft_at(off), self.lay))
@@ -1276,6 +1330,7 @@ __all__ = [
     "Reading",
     "VideoReader",
     "block_coefficients",
+    "choose_phase",
     "decode_score",
     "embed",
     "fold_frame",

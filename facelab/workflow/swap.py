@@ -27,7 +27,7 @@ from facelab.media.video import probe_video
 from facelab.merge.options import MergeOptions
 from facelab.merge.runner import run_merge
 from facelab.provenance.credentials import ContentCredentials
-from facelab.provenance.marker import marker_for
+from facelab.provenance.marker import folder_phase, marker_for
 from facelab.train.checkpoint import merge_options, read_config
 from facelab.train.options import TrainOptions, preset_values
 from facelab.train.trainer import Status, Trainer
@@ -156,7 +156,8 @@ def run_swap(src: Path, dst: Path, out: Path, workspace: Path, preset: str = "de
         # src's file name may name a person: the record, like the C2PA manifest, says only "source identity"
         # unless the user credits someone (--credit)
         source = f"source identity, credited as: {creds.credit}" if creds.credit else "source identity"
-        marker = marker_for(model_id, {"src": source, "dst": dst.name}, creds)
+        # the comparison marks its merged half again: at the phase the merge chose (MERGED/provenance.json)
+        marker = marker_for(model_id, {"src": source, "dst": dst.name}, creds).at_phase(folder_phase(merged))
         build_video(merged, out, fps=info.fps_fraction, audio_from=dst)
         marker.finish_video(out, parent=dst)
         side_by_side(frames, merged, comparison, info.fps_fraction, dst, marker)

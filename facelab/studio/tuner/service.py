@@ -13,7 +13,7 @@ from typing import Any
 from facelab.core.types import U8
 from facelab.media.frames import read_image_rgb
 from facelab.merge.options import MergeOptions, check_supported
-from facelab.provenance.marker import ProvenanceMarker, marker_for
+from facelab.provenance.marker import ProvenanceMarker, marker_for, phase_sample
 from facelab.studio.layout import Layout
 from facelab.studio.tuner.index import FrameIndex, IndexCache
 from facelab.studio.tuner.latest import Latest, no_ticket
@@ -78,7 +78,9 @@ class Tuner:
     def _marker(self, model_id: str) -> ProvenanceMarker:
         with self._lock:
             if model_id not in self._markers:
-                self._markers = {model_id: marker_for(model_id, {"frames": self.layout.dst_frames.name})}
+                idx = self.index.get()  # the phase `facelab merge` chooses on these frames
+                marker = marker_for(model_id, {"frames": self.layout.dst_frames.name})
+                self._markers = {model_id: marker.placed(phase_sample(idx.frames, idx.by_frame))}
             return self._markers[model_id]
 
     def pixels(self, index: int, opts: MergeOptions, checkpoint: Checkpoint = no_ticket) -> tuple[U8, str, int, float]:
