@@ -263,9 +263,10 @@ V2 = Layout(version=2, block=16, model_bits=40, generators=(0o133, 0o171, 0o165)
 # being left in a cropped 480p frame; 20 px kept the crops and the downscales to a half on all six. lp_d0 was held
 # out of every choice. within_energy: the swapped faces' PSNR >= 42 dB on lp_d9, whose face is the most textured
 # of the clips (worst frame of 60: 42.10 dB at 0.85, 42.63 at 0.75; the informed moves put more of a region's
-# energy where the texture is).
+# energy where the texture is). 0.83 since the phase is chosen (2026-12-03): lp_d9 at its chosen phase measured
+# 41.996 dB at 0.85 (the faces' share of the energy moves with the phase by about 0.1 dB).
 V3 = Layout(version=3, block=20, model_bits=24, generators=(0o117, 0o127, 0o155, 0o171), informed=True,
-            within_energy=0.85, locate_smooth=5, key=0x7379_6E63_7033_0003)
+            within_energy=0.83, locate_smooth=5, key=0x7379_6E63_7033_0003)
 LAYOUTS: tuple[Layout, ...] = (V3, V2)
 """What ``facelab verify`` reads, in this order; facelab writes the first."""
 WRITTEN = V3
