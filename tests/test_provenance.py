@@ -571,6 +571,7 @@ def test_phase_chosen_on_the_host_reads_back(attacks: Any, v2_clip: Any, sync_pa
     agree = sum(sm._phase_agreement(sm.block_coefficients(sm._luma(f), (0, 0)), wanted, sm.WRITTEN) for f in picks)
     assert agree[phase[0] // block, phase[1] // block] == agree.max() > agree[0, 0]  # (0, 0): merge's phase before
     assert sm.choose_phase(picks, sync_payload) == phase and sm.choose_phase([], sync_payload) == (0, 0)
+    assert sm.choose_phase([picks[0][:100, :100]], sync_payload) == (0, 0)  # too small to mark: nothing to choose on
     regions = v2_clip[1]
     marked = [sm.embed(rgb, sync_payload, frame=i, texture=True, within=r, phase=phase)
               for i, (rgb, r) in enumerate(zip(frames[:V2_FRAMES], regions, strict=False))]

@@ -523,13 +523,15 @@ def choose_phase(frames: Sequence[Image], payload_bits: Sequence[bool] | BoolArr
     payload's way carry it for free, and the large ones, which a codec and a downscale keep best, more than any
     push could; the informed embed then moves the rest. The reader needs nothing: it reads at any offset (a crop
     moves the tiling anyway), and it weighs every block-aligned offset (``VideoReader._best_offset``). (0, 0) when
-    no frame is given or all agree alike."""
-    bits = check_embed_args(frames[0], payload_bits, 1.0, 4.0, lay.payload_bits) if frames else None
-    if bits is None:
+    no frame is given, none can carry a mark (embed refuses it: too small, not RGB uint8) or all agree alike."""
+    usable = [f for f in frames
+              if f.ndim == 3 and f.shape[2] == 3 and f.dtype == np.uint8 and min(f.shape[:2]) >= MIN_SIDE]
+    if not usable:
         return 0, 0
+    bits = check_embed_args(usable[0], payload_bits, 1.0, 4.0, lay.payload_bits)
     wanted = _wanted_signs_cached(np.packbits(bits).tobytes(), lay)
     total = np.zeros((TILE_BLOCKS, TILE_BLOCKS))
-    for rgb in frames:
+    for rgb in usable:
         total += _phase_agreement(block_coefficients(_luma(rgb), (0, 0), lay), wanted, lay)
     py, px = np.unravel_index(int(np.argmax(total)), total.shape)  # the first of equals: (0, 0) when all tie
     return int(py) * lay.block, int(px) * lay.block
