@@ -452,18 +452,16 @@ PHASE = "chosen"
 
 
 def choose_phase(cache: Path, name: str, masks: Frames, payload: np.ndarray) -> tuple[int, int]:
-    """The tiling's phase merge would choose for a clip (version 3): on PHASE_FRAMES of its dst frames holding a face
-    (the merge's mask), spread over the clip, as merge.runner picks them; (0, 0) with ``--phase zero``."""
+    """The tiling's phase merge would choose for a clip (version 3): its dst frames holding a face (the merge's
+    mask) sampled as merge samples them (``marker.phase_sample``); (0, 0) with ``--phase zero``."""
     from facelab.provenance import syncmark as sm
+    from facelab.provenance.marker import phase_sample
 
     if PHASE == "zero":
         return 0, 0
     dst = sorted((cache / name / "frames").glob("*.png"))
-    faced = [p for p, m in zip(dst, masks, strict=False) if m.any()]
-    if not faced:
-        return 0, 0
-    picks = [faced[round(i * (len(faced) - 1) / max(sm.PHASE_FRAMES - 1, 1))] for i in range(sm.PHASE_FRAMES)]
-    return sm.choose_phase([read_image_rgb(p) for p in dict.fromkeys(picks)], payload)
+    faced = {p.stem: [True] for p, m in zip(dst, masks, strict=False) if m.any()}
+    return sm.choose_phase(phase_sample(dst, faced), payload)
 
 
 def mark(scheme: int, frames: Frames, masks: Frames, payload: np.ndarray, phase: tuple[int, int] = (0, 0)

@@ -126,6 +126,7 @@ def record_phase(record: ProvenanceRecord) -> tuple[int, int]:
     chosen, 2026-12-03); a malformed one raises MetadataError."""
     value = record.watermark.get("phase", [0, 0])
     block = syncmark.WRITTEN.block
+
     def fits(v: object) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < syncmark.WRITTEN.tile and v % block == 0
 

@@ -505,7 +505,7 @@ def _phase_agreement(coeffs: FloatArray, wanted: FloatArray, lay: Layout) -> Flo
     nby, nbx = coeffs.shape[:2]
     clipped = _clipped(coeffs)
     total = max(float(np.abs(clipped).sum()), 1e-12)
-    # rows[py][m] is block row m's tile row under phase py
+    # under phase (py, px) the frame's block (m, n) is the tile's block ((m - py) % 8, (n - px) % 8)
     out = np.zeros((TILE_BLOCKS, TILE_BLOCKS))
     for py in range(TILE_BLOCKS):
         rows = (np.arange(nby) - py) % TILE_BLOCKS
