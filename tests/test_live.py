@@ -19,6 +19,7 @@ import pytest
 
 from facelab.core.errors import InputError
 from facelab.core.types import U8
+from facelab.provenance.marker import ProvenanceMarker, marker_for
 from tests.conftest import SAMPLES
 
 DST = SAMPLES / "dst.mp4"
@@ -52,7 +53,8 @@ class _Collect:
         self.frames[index] = rgb.copy()
         return True
 
-    def close(self) -> list[str]:
+    def close(self, marker: ProvenanceMarker) -> list[str]:
+        self.marker = marker
         return []
 
 
@@ -68,7 +70,6 @@ def test_frames_swapped_in_the_face_and_untouched_far_from_it(tiny_model: Path) 
     from facelab.live.pipeline import LivePipeline
     from facelab.media.video import iter_frames
     from facelab.provenance import syncmark
-    from facelab.provenance.marker import marker_for
 
     model = load_model(tiny_model, "cpu")
     # watermark_region "face": the mark too stays in the face (the default marks the whole frame: below)
@@ -94,6 +95,12 @@ def test_frames_swapped_in_the_face_and_untouched_far_from_it(tiny_model: Path) 
         reader.add(f)
     reading = reader.read()
     assert reading.found and reading.payload.model_prefix == syncmark.model_prefix(model.model_id)
+    # the tiling's phase was chosen on the first frame with a face (as merge chooses it on dst frames), the
+    # marker that closed the output names it, and the frames read there (the reader's offset within 2 px)
+    phase = sink.marker.phase
+    assert marker.phase == (0, 0) and sink.marker.record.watermark["phase"] == list(phase)
+    assert all(v % syncmark.WRITTEN.block == 0 and 0 <= v < syncmark.WRITTEN.tile for v in phase)
+    assert all(abs(a - b) <= 2 for a, b in zip(reading.offset, phase, strict=True)), (reading.offset, phase)
     # the default, "frame": the mark covers the frame (its borders change too) and reads from whole frames
     whole = _Collect()
     LivePipeline(model, VideoFileSource(DST, realtime=False), whole,
@@ -180,7 +187,6 @@ def test_two_swap_workers_keep_frames_in_order(tiny_model: Path) -> None:
     from facelab.live.pipeline import LivePipeline
     from facelab.media.video import iter_frames
     from facelab.provenance import syncmark
-    from facelab.provenance.marker import marker_for
 
     model = load_model(tiny_model, "cpu")
     order: list[int] = []
@@ -212,7 +218,6 @@ def test_a_dfm_runs_live(tiny_model: Path, tmp_path: Path) -> None:
     from facelab.live.options import LiveOptions
     from facelab.live.pipeline import LivePipeline
     from facelab.media.video import iter_frames
-    from facelab.provenance.marker import marker_for
 
     dfm = export_model(tiny_model, tmp_path / "tiny.dfm").path
     model = load_model(dfm, "cpu")
@@ -249,6 +254,9 @@ def test_file_output_counts_frames_and_verifies(tiny_model: Path, tmp_path: Path
     report = verify(out, max_frames=20)
     assert report.watermark_found and report.record_matches_watermark
     assert report.record is not None and report.record_source == "metadata"
+    # the file's record names the phase the live run chose for the mark (on its first frame with a face)
+    phase = report.record.watermark["phase"]
+    assert len(phase) == 2 and all(v % 20 == 0 and 0 <= v < 160 for v in phase)
     assert report.c2pa.present
     assert s.latency_ms_median > 0 and s.fps > 0
 
@@ -418,7 +426,7 @@ def test_window_shows_the_frames_when_a_display_exists(monkeypatch: pytest.Monke
         assert tuple(sink._image.get(20, 10)) == (200, 100, 50) and tuple(sink._image.get(0, 0)) == (0, 0, 0)
         sink._closed()  # the user closed the window: the next frame stops the run
         assert not sink.write(frame, 1)
-        sink.close()
+        sink.close(marker_for("0" * 64))
     finally:
         server.terminate()
         server.wait(10)

@@ -35,8 +35,9 @@ class Sink(Protocol):
         """Show or store a frame (``index``: its number in the source); False when the user closed the output."""
         ...
 
-    def close(self) -> list[str]:
-        """Finish (a file: complete and marked); returns notes for the summary."""
+    def close(self, marker: ProvenanceMarker) -> list[str]:
+        """Finish (a file: complete, with ``marker``'s record and manifest: the marker whose watermark its frames
+        carry); returns notes for the summary."""
         ...
 
 
@@ -44,12 +45,11 @@ class FileSink:
     overlay = False
 
     def __init__(self, path: Path, size: tuple[int, int], source_fps: Fraction, opts: LiveOptions,
-                 marker: ProvenanceMarker, parent: Path | None) -> None:
+                 parent: Path | None) -> None:
         self.name = str(path)
         self.path = path
         self.rate = Fraction(opts.fps).limit_denominator(100_000) if opts.fps else source_fps
         self.scale = self.rate / source_fps
-        self.marker = marker
         self.parent = parent
         self.writer = VideoWriter(path, size, self.rate, opts.codec, opts.crf, opts.preset)
         self.last: U8 | None = None
@@ -69,15 +69,15 @@ class FileSink:
         self.last = rgb
         return True
 
-    def close(self) -> list[str]:
+    def close(self, marker: ProvenanceMarker) -> list[str]:
         if self.writer.frames == 0:
             self.writer.abort()
             return [f"no frame was output: {self.path} not written"]
         self.writer.close()
-        self.marker.finish_video(self.path, parent=self.parent)
+        marker.finish_video(self.path, parent=self.parent)
         repeats = (f" ({self.repeated} repeat the frame before them, in place of dropped frames)" if self.repeated
                    else "")
-        if self.marker.credentials is None:
+        if marker.credentials is None:
             marks = "the provenance record"
         elif mime_for(self.path) is None:
             marks = "the provenance record (C2PA: not possible in this container)"
@@ -126,7 +126,7 @@ class WindowSink:
         self.root.update()
         return self.open
 
-    def close(self) -> list[str]:
+    def close(self, marker: ProvenanceMarker) -> list[str]:
         with contextlib.suppress(self._tk.TclError):
             self.root.destroy()
         return []
@@ -152,7 +152,7 @@ class VirtualCamSink:
         self.cam.send(rgb)
         return True
 
-    def close(self) -> list[str]:
+    def close(self, marker: ProvenanceMarker) -> list[str]:
         self.cam.close()
         return []
 
@@ -181,12 +181,12 @@ def check_sink(spec: str) -> None:
         raise InputError("is a folder; give a video file name such as out.mp4", path)
 
 
-def open_sink(spec: str, size: tuple[int, int], source_fps: Fraction, opts: LiveOptions, marker: ProvenanceMarker,
-              parent: Path | None) -> Sink:
+def open_sink(spec: str, size: tuple[int, int], source_fps: Fraction, opts: LiveOptions, parent: Path | None
+              ) -> Sink:
     """``window``, ``virtual-cam`` or a video file name (.mp4, .mkv, .mov)."""
     check_sink(spec)
     if spec == "window":
         return WindowSink(size)
     if spec == "virtual-cam":
         return VirtualCamSink(size, float(opts.fps or source_fps))
-    return FileSink(Path(spec), size, source_fps, opts, marker, parent)
+    return FileSink(Path(spec), size, source_fps, opts, parent)

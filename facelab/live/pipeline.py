@@ -202,7 +202,8 @@ class LivePipeline:
         self.bf16 = cpu_bf16(model, opts.precision)
         torch.set_num_threads(opts.model_threads)
         self.runtime = freeze_model(model, opts.trace, self.dst_mask, self.bf16)  # what runs the model
-        self.marker = marker
+        self.marker = marker  # its watermark phase is chosen on the first frame with a face (``_merge``)
+        self.placed = False
         self.report = report
         self.tracker = FaceTracker(opts, float(source.fps))
         self.swap_usual = 0.0  # the swap stage's usual seconds a frame (a running mean)
@@ -270,6 +271,12 @@ class LivePipeline:
             if work.faces:
                 merged, mask8 = composite(frame, work.faces, work.predictions, self.model.face_type,
                                           self.model.resolution, self.merge_opts)
+                if not self.placed:
+                    # the tiling's phase, chosen as `facelab merge` chooses it but on the one frame there is (no
+                    # frames ahead of time): the first with a face (a camera's scene changes little); every frame
+                    # after, and the file's record, use it
+                    self.marker = self.marker.placed([merged])
+                    self.placed = True
                 # the mark goes where the faces changed the frame, as in `facelab merge`; its layout follows the
                 # frame's number in the source (the output file's timeline)
                 frame = self.marker.mark(merged, region=mask8, inplace=True, frame=work.cap.index,
@@ -353,7 +360,7 @@ class LivePipeline:
 
     def _close_sink(self) -> list[str]:
         try:
-            return self.sink.close()
+            return self.sink.close(self.marker)
         except BaseException as exc:
             self.errors.append(exc)
             return []

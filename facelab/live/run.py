@@ -32,7 +32,7 @@ def run_live(model_path: Path, input_spec: str, output_spec: str, opts: LiveOpti
     try:
         marker = marker_for(model.model_id, {"live": source.name}, credentials)
         parent = source.path if isinstance(source, VideoFileSource) else None
-        sink = open_sink(output_spec, source.size, source.fps, opts, marker, parent)
+        sink = open_sink(output_spec, source.size, source.fps, opts, parent)
         return LivePipeline(model, source, sink, opts, marker, report).run()
     finally:
         source.close()
