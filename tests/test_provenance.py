@@ -464,6 +464,46 @@ def test_v2_code_corrects_errors(lay: sm.Layout, bits: int, coded: int) -> None:
     assert np.array_equal(sm.decode_soft(soft + rng.normal(0, 0.3, soft.size), lay), payload)
 
 
+@pytest.mark.parametrize("lay", [sm.V3, sm.V2])
+def test_batched_decoding_equals_one_at_a_time(lay: sm.Layout) -> None:
+    """The reader scores its ~140 synchronisation candidates in one batch (session 28): the batched Viterbi,
+    encoder and fit give what decode_soft, encode_bits and decode_score give one vector at a time, ties included
+    (soft values of -1, 0, 1 tie paths everywhere: the later transition wins in both)."""
+    rng = np.random.default_rng(3)
+    softs = np.concatenate([rng.normal(0, 1, (60, lay.coded_bits)), rng.choice([-1.0, 0.0, 1.0], (60, lay.coded_bits)),
+                            np.zeros((1, lay.coded_bits))])
+    one = np.array([sm.decode_soft(x, lay) for x in softs])
+    assert np.array_equal(sm.decode_soft_many(softs, lay), one)
+    assert np.array_equal(sm.encode_bits_many(one, lay), np.array([sm.encode_bits(b, lay) for b in one]))
+    assert np.allclose(sm.decode_scores(softs, lay), [sm.decode_score(x, lay) for x in softs], rtol=0, atol=1e-12)
+    payload = sm.make_payload(MODEL_ID, lay)  # and a clean codeword decodes to its payload
+    clean = np.where(sm.encode_bits(payload, lay), -1.0, 1.0)[None]
+    assert np.array_equal(sm.decode_soft_many(clean, lay)[0], payload)
+
+
+def test_soft_strength_at_every_offset_equals_one_offset_at_a_time(v2_clip: Any) -> None:
+    """The reader's refinement looks the soft values' strength up in one map of every tile offset (session 28):
+    on frames of the bundled clip marked inside the faces, the map equals the mean square of the soft values read
+    at each offset (read in the faces, as verify reads them), and near the tiling's true offset it peaks within
+    2 px of it (what the refinement uses it for)."""
+    _, regions, marked = v2_clip
+    reader = sm.VideoReader()
+    for rgb, region in zip(marked[:8], regions[:8], strict=True):
+        reader.add(rgb, region)
+    total = (np.sum([f[0] for f in reader.frames], axis=0), np.sum([f[1] for f in reader.frames], axis=0))
+    strength = sm.soft_strength(total)
+    assert strength.shape == (sm.WRITTEN.tile, sm.WRITTEN.tile)
+    rng = np.random.default_rng(4)
+    for oy, ox in [(0, 0), *[tuple(int(v) for v in rng.integers(0, sm.WRITTEN.tile, 2)) for _ in range(40)]]:
+        one = float(np.mean(sm._folded_soft(total, (oy, ox), sm.WRITTEN) ** 2))
+        assert strength[oy, ox] == pytest.approx(one, rel=1e-9)
+    window = np.roll(strength, (6, 6), axis=(0, 1))[:13, :13]  # offsets within 6 px of the true one, (0, 0)
+    peak = np.unravel_index(int(np.argmax(window)), window.shape)
+    assert abs(int(peak[0]) - 6) <= 2 and abs(int(peak[1]) - 6) <= 2, peak
+    print(f"strength near the true offset {window.max():.3f}, percentile {np.mean(strength < window.max()) * 100:.1f}")
+    assert window.max() > np.percentile(strength, 95)
+
+
 @pytest.mark.parametrize("block", [16, 20, 15])
 def test_blocks_inside_matches_a_direct_reduction(block: int) -> None:
     """The blocks lying wholly inside a region, and those touching it, as OpenCV's rounded area means find them
