@@ -755,6 +755,25 @@ def test_scale_search_reads_a_video_kept_small(attacks: Any, frame_clip: Any, sy
         assert thorough.found and np.array_equal(thorough.bits, sync_payload) and thorough.scale == factor
 
 
+def test_frames_turned_or_enlarged_are_folded_on_threads_alike(attacks: Any, frame_clip: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The readings that turn or enlarge the whole frames fold them on READ_THREADS threads (session 28): on the
+    bundled clip marked, halved and kept small (the scale search reads it) and on it unmarked (every reading,
+    the rotations' too), three threads give one thread's reading exactly."""
+    small = attacks["downscale_1/2_kept"](frame_clip[:8])
+    unmarked = [rgb for index, rgb in iter_frames(DST) if index < 8]
+    for frames in (small, unmarked):
+        readings = []
+        for threads in (1, 3):
+            monkeypatch.setattr(sm, "READ_THREADS", threads)
+            readings.append(_whole_reader(frames).read_best())
+        one, three = readings
+        assert (one.found, one.offset, one.scale, one.rotation, one.frames_found) == (
+            three.found, three.offset, three.scale, three.rotation, three.frames_found)
+        assert np.array_equal(one.soft, three.soft)
+    assert readings[0].found is False  # the unmarked clip (its every reading made)
+
+
 def test_verify_finds_the_mark_in_a_video_kept_small(tmp_path: Path, frame_clip: Any) -> None:
     """What a user verifies: the bundled clip marked as merge marks it, halved and written at CRF 23 as a 240 px
     MP4. verify finds version 3's mark, names the model, and notes the enlargement; the same frames unmarked

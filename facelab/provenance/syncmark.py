@@ -65,14 +65,16 @@ frame size, an odd target size), or a rotation of more than about 3.5 degrees.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from facelab.core.pool import WorkerPool
 from facelab.core.scratch import scratch
 from facelab.core.types import BoolArray, FloatArray, Image
 from facelab.provenance import watermark as wm
@@ -1007,6 +1009,7 @@ SCALE_WINDOW_READ = 1280
 # the code fits best. 16 since session 18 (8 before): after a 10% crop and CRF 28, the plain-walled lp_d10's true
 # offset was the 11th peak (lp_d6's the 20th), and the code's fit there stood clear of every other candidate's (0.78
 # against at most 0.61).
+READ_THREADS = max(1, min(os.cpu_count() or 1, 4))  # threads folding the frames a reading turns or enlarges
 SYNC_CANDIDATES = 16
 SYNC_APART = 3  # px: a peak is the largest within this many pixels either way
 SYNC_REFINE = 4  # px (for 16 px blocks; in proportion to the block): how far a peak moves to its soft values' best
@@ -1213,12 +1216,17 @@ class VideoReader:
                 in zip(frames, self._offsets(smoothed, offset), strict=True)]
 
     def _whole_frames(self, n: int) -> list[Frame]:
-        out = []
+        def fold(i: int) -> Frame:
+            sums, mags = _fold_luma(self._lumas[i].astype(np.float32), None, self.lay)
+            return sums, mags, pilot_scores(sums, self.lay)
+
+        missing = [i for i in range(n) if self._whole[i] is None]
+        for i, folded in zip(missing, self._each(fold, missing), strict=True):
+            self._whole[i] = folded
+        out: list[Frame] = []
         for i in range(n):
             whole = self._whole[i]
-            if whole is None:
-                sums, mags = _fold_luma(self._lumas[i].astype(np.float32), None, self.lay)
-                whole = self._whole[i] = (sums, mags, pilot_scores(sums, self.lay))
+            assert whole is not None
             out.append(whole)
         return out
 
@@ -1292,6 +1300,16 @@ class VideoReader:
         assert reading is not None
         return reading
 
+    @staticmethod
+    def _each(fold: Callable[[int], Frame], indices: Sequence[int]) -> list[Frame]:
+        """``fold`` of each frame index, in order, on READ_THREADS threads (folding is OpenCV's and numpy's work,
+        which releases the GIL; each frame's fold is its own: the same values as one at a time)."""
+        pool: WorkerPool[Frame] = WorkerPool(min(READ_THREADS, len(indices)) or 1, "thread")
+        try:
+            return list(pool.map(fold, indices))
+        finally:
+            pool.close()
+
     def _rotated_frame(self, index: int, degrees: float) -> Frame:
         """Frame ``index`` whole, turned by ``degrees`` about its centre (counter-clockwise), folded."""
         lum = self._lumas[index]
@@ -1314,10 +1332,13 @@ class VideoReader:
         if not n:
             raise ValueError("no frames to read")
         probe = sorted({int(i) for i in np.linspace(0, n - 1, min(n, ROTATION_PROBE)).round()})
-        turned = {a: {i: self._rotated_frame(i, a) for i in probe} for a in ROTATIONS}
+        turned = {a: dict(zip(probe, self._each(partial(self._rotated_frame, degrees=a), probe), strict=True))
+                  for a in ROTATIONS}
         angle = max(ROTATIONS, key=lambda a: self._pilot_at_sync(list(turned[a].values())))
-        chosen = turned[angle]  # the probe frames are folded at that angle already
-        frames = [chosen[i] if i in chosen else self._rotated_frame(i, angle) for i in range(n)]
+        chosen = dict(turned[angle])  # the probe frames are folded at that angle already
+        todo = [i for i in range(n) if i not in chosen]
+        chosen.update(zip(todo, self._each(partial(self._rotated_frame, degrees=angle), todo), strict=True))
+        frames = [chosen[i] for i in range(n)]
         reading = self._read_frames(frames, per_frame)
         return replace(reading, rotation=-angle)
 
@@ -1366,13 +1387,13 @@ class VideoReader:
             return sorted({int(i) for i in np.linspace(0, n - 1, min(n, count)).round()})
 
         def clarity(factor: float) -> float:
-            frames = [self._scaled_frame(i, factor, SCALE_WINDOW) for i in probes(SCALE_PROBE)]
+            frames = self._each(partial(self._scaled_frame, factor=factor, window=SCALE_WINDOW), probes(SCALE_PROBE))
             total = self._pilot_total(self._smoothed(frames))
             spread = float(total.std())
             return float(total.max() - total.mean()) / spread if spread > 0 else 0.0
 
         def fit(factor: float, count: int = SCALE_PROBE_FINAL) -> float:
-            frames = [self._scaled_frame(i, factor, SCALE_WINDOW_FINAL) for i in probes(count)]
+            frames = self._each(partial(self._scaled_frame, factor=factor, window=SCALE_WINDOW_FINAL), probes(count))
             total = (np.sum([f[0] for f in frames], axis=0), np.sum([f[1] for f in frames], axis=0))
             return decode_score(_folded_soft(total, self._best_offset(frames, self._smoothed(frames)), self.lay),
                                 self.lay)
@@ -1383,7 +1404,7 @@ class VideoReader:
             chosen = [max(sorted(factors, key=clarity, reverse=True)[:SCALE_FINALISTS], key=fit)]
         reading: Reading | None = None
         for factor in chosen:
-            frames = [self._scaled_frame(i, factor, SCALE_WINDOW_READ) for i in range(n)]
+            frames = self._each(partial(self._scaled_frame, factor=factor, window=SCALE_WINDOW_READ), range(n))
             reading = replace(self._read_frames(frames, per_frame), scale=factor)
             if reading.found:
                 break
