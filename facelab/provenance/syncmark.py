@@ -957,6 +957,11 @@ def _with_frames(reading: Reading, slots: Slots, weights: FloatArray, lay: Layou
     return replace(reading, frames_found=[i.valid for _, i in decided], frame_bits=[b for b, _ in decided])
 
 
+# Threads folding the frames a reading turns or enlarges (the rotation and scale searches; session 28): folding is
+# OpenCV's and numpy's work, which releases the GIL, and each frame's fold is its own, so the readings are the same
+# on any number (tests compare 1 and 3); each thread holds one enlarged window (at most SCALE_WINDOW_READ px square).
+READ_THREADS = max(1, min(os.cpu_count() or 1, 4))
+
 # The located reading (where no face says where the mark is): the blocks on the synchronised grid are
 # scored by their pilot slots, the scores smoothed over the layout's locate_smooth blocks each way (about 110 px),
 # and the blocks scoring above LOCATE_SIGMAS standard deviations over the mean, with their neighbours within
@@ -1009,7 +1014,6 @@ SCALE_WINDOW_READ = 1280
 # the code fits best. 16 since session 18 (8 before): after a 10% crop and CRF 28, the plain-walled lp_d10's true
 # offset was the 11th peak (lp_d6's the 20th), and the code's fit there stood clear of every other candidate's (0.78
 # against at most 0.61).
-READ_THREADS = max(1, min(os.cpu_count() or 1, 4))  # threads folding the frames a reading turns or enlarges
 SYNC_CANDIDATES = 16
 SYNC_APART = 3  # px: a peak is the largest within this many pixels either way
 SYNC_REFINE = 4  # px (for 16 px blocks; in proportion to the block): how far a peak moves to its soft values' best
@@ -1302,8 +1306,7 @@ class VideoReader:
 
     @staticmethod
     def _each(fold: Callable[[int], Frame], indices: Sequence[int]) -> list[Frame]:
-        """``fold`` of each frame index, in order, on READ_THREADS threads (folding is OpenCV's and numpy's work,
-        which releases the GIL; each frame's fold is its own: the same values as one at a time)."""
+        """``fold`` of each frame index, in order, on READ_THREADS threads."""
         pool: WorkerPool[Frame] = WorkerPool(min(READ_THREADS, len(indices)) or 1, "thread")
         try:
             return list(pool.map(fold, indices))
