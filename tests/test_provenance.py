@@ -788,7 +788,13 @@ def test_verify_finds_the_mark_in_a_video_kept_small(tmp_path: Path, frame_clip:
         out = tmp_path / f"{name}.mp4"
         build_video(folder, out, fps=30, crf=23)
         assert probe_video(out).width == 240
-        report = verify(out)
+        calls: list[tuple[int, int]] = []
+        report = verify(out, progress=lambda done, total: calls.append((done, total)))
+        # the progress: each frame read, then the searches' readings (read_best's stages, each version), to the end
+        total = V2_FRAMES + sm.READ_STAGES * len(sm.LAYOUTS)
+        assert calls[:V2_FRAMES] == [(k, total) for k in range(1, V2_FRAMES + 1)]
+        assert calls[-1] == (total, total) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+        assert len(calls) > V2_FRAMES + 1  # the searches reported steps too
         if name == "marked":
             assert report.watermark_found and report.watermark_scheme == sm.V3.name
             assert report.payload_model_prefix is not None and MODEL_ID.startswith(report.payload_model_prefix)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from facelab.cli.progress import progress_bar
 from facelab.provenance.verify import DEFAULT_MAX_FRAMES, report_lines
 from facelab.provenance.verify import verify as run_verify
 
@@ -23,7 +24,8 @@ def verify(
              "that fit best (several times slower on an unmarked video; 4 more chances of 2^-24).")] = False,
 ) -> None:
     """Check a file for facelab's invisible watermark and provenance record (exit code 0 either way)."""
-    report = run_verify(file, max_frames=frames, thorough=thorough)
+    with progress_bar("verifying", transient=True) as bar:  # frames read, then the mark's searches
+        report = run_verify(file, max_frames=frames, thorough=thorough, progress=bar.update)
     if json_out:
         typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:

@@ -961,6 +961,7 @@ def _with_frames(reading: Reading, slots: Slots, weights: FloatArray, lay: Layou
 # OpenCV's and numpy's work, which releases the GIL, and each frame's fold is its own, so the readings are the same
 # on any number (tests compare 1 and 3); each thread holds one enlarged window (at most SCALE_WINDOW_READ px square).
 READ_THREADS = max(1, min(os.cpu_count() or 1, 4))
+READ_STAGES = 5  # read_best's readings: the regions, the whole frames, located, turned back, enlarged
 
 # The located reading (where no face says where the mark is): the blocks on the synchronised grid are
 # scored by their pilot slots, the scores smoothed over the layout's locate_smooth blocks each way (about 110 px),
@@ -1415,28 +1416,39 @@ class VideoReader:
         return reading
 
     def read_best(self, first: int | None = None, per_frame: bool = True, scaled: bool = True,
-                  thorough: bool = False) -> Reading:
+                  thorough: bool = False, step: Callable[[], None] | None = None) -> Reading:
         """What ``facelab verify`` reports: ``read``; failing that, where frames were added with regions,
         ``read_whole``; failing that, ``read_located``; failing that, ``read_rotated``; failing that, with
         ``scaled``, ``read_scaled`` (``thorough`` passed on) (at most ten decodes: ten chances of 2**-24 for an
         unmarked video to pass the magic and CRC check; eight without ``scaled``; with ``thorough``, 8 + 2 x
-        SCALE_DECODES_THOROUGH)."""
+        SCALE_DECODES_THOROUGH). ``step`` is called as each of the READ_STAGES readings ends (or is skipped), for
+        a progress bar; the ones a reading that decodes leaves are not called."""
+        def done() -> None:
+            if step is not None:
+                step()
+
         plain = self.read(first, per_frame)
+        done()
         if plain.found:
             return plain
         if any(self._in_region[:first]):  # (not ``_whole``: filled in by the first whole reading)
             whole = self.read_whole(first, per_frame)
             if whole.found:
                 return whole
+        done()
         located = self.read_located(first, per_frame)
+        done()
         if located.found:
             return located
         rotated = self.read_rotated(first, per_frame)
+        done()
         if rotated.found:
             return rotated
         if not scaled or not self.scale_factors():
+            done()
             return plain
         enlarged = self.read_scaled(first, per_frame, thorough)
+        done()
         return enlarged if enlarged.found else plain
 
 

@@ -3,6 +3,7 @@ the signed C2PA manifest (validated offline: intact, tampered, or signed by whom
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -156,7 +157,8 @@ class _Reading:
                     reader.add(rgb, region)
         self.v1.append(_frame_soft(rgb, hulls(rgb, landmarks, "full")))
 
-    def result(self) -> tuple[bool, float, int, str | None, str | None, str | None]:
+    def result(self, step: Callable[[], None] | None = None) -> tuple[bool, float, int, str | None, str | None,
+                                                                    str | None]:
         """(found, confidence, frames marked on their own, model prefix, payload hex, scheme). Scheme 1 is checked
         first: its soft bits are already voted (a sum), while a syncmark version that is not there costs its whole
         search (tens of seconds for 60 frames); the order changes no decode count."""
@@ -170,8 +172,8 @@ class _Reading:
             for reader in [main, *self.sync_faces[lay]]:
                 if not reader.frames:
                     continue
-                new = (reader.read_best(scaled=lay is syncmark.WRITTEN, thorough=self.thorough) if reader is main
-                       else reader.read())
+                new = (reader.read_best(scaled=lay is syncmark.WRITTEN, thorough=self.thorough, step=step)
+                       if reader is main else reader.read())
                 if new.found:
                     self.how = _how_read(new)
                     return (True, new.confidence, sum(new.frames_found), new.payload.model_prefix,
@@ -179,15 +181,25 @@ class _Reading:
         return False, det.confidence, marked, None, None, None
 
 
-def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES, thorough: bool = False) -> VerifyReport:
+def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES, thorough: bool = False,
+           progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Check a merged image or video for facelab's watermark and provenance record.
 
     Videos: up to ``max_frames`` frames spread evenly over the video are decoded and read together (both
     watermark schemes: 1, whose reading costs nothing once the frames are read, then 2, what facelab writes
     now), and each frame is also checked on its own. ``thorough``: the scale search tries every factor on every
-    frame (``syncmark.VideoReader.read_scaled``).
+    frame (``syncmark.VideoReader.read_scaled``). ``progress(done, total)``: the frames read, then the searches'
+    readings (READ_STAGES a syncmark version), ending at (total, total).
     Raises InputError when the file is missing or cannot be read as an image or a video.
     """
+    stages = syncmark.READ_STAGES * len(syncmark.LAYOUTS)
+    steps = {"done": 0, "total": stages + 1}
+
+    def tick() -> None:
+        steps["done"] += 1
+        if progress is not None:
+            progress(min(steps["done"], steps["total"]), steps["total"])
+
     path = Path(path)
     if not path.exists():
         raise InputError("no such file", path)
@@ -208,6 +220,7 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES, thorough: boo
             notes.append(f"image smaller than {wm.MIN_SIDE}x{wm.MIN_SIDE}: too small to carry a watermark")
         else:
             reading.add(rgb)
+        tick()
     else:
         kind = "video"
         info = probe_video(path)
@@ -215,6 +228,7 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES, thorough: boo
             notes.append(f"video smaller than {wm.MIN_SIDE}x{wm.MIN_SIDE}: too small to carry a watermark")
         else:
             wanted = _sample_indices(info.frame_count, max_frames)
+            steps["total"] = len(wanted) + stages
             last = max(wanted) if wanted else -1
             try:
                 for index, rgb in iter_frames(path):
@@ -223,12 +237,13 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES, thorough: boo
                     if index not in wanted:
                         continue
                     reading.add(rgb)
+                    tick()
             except InputError as exc:  # a damaged (e.g. tampered) video: report on the frames read
                 notes.append(f"video decoding stopped: {exc}")
     found, confidence, marked, prefix, hex_payload, scheme = False, 0.0, 0, None, None, None
     checked = len(reading.v1)
     if checked:
-        found, confidence, marked, prefix, hex_payload, scheme = reading.result()
+        found, confidence, marked, prefix, hex_payload, scheme = reading.result(tick)
         if reading.how is not None:
             notes.append(reading.how)
     record: ProvenanceRecord | None = None
@@ -270,6 +285,8 @@ def verify(path: Path | str, max_frames: int = DEFAULT_MAX_FRAMES, thorough: boo
         notes.append("the C2PA manifest's model id does not match the watermark's")
     if record is not None and not found and checked:
         notes.append("a provenance record is present but no watermark was found (the mark may have been destroyed)")
+    if progress is not None:
+        progress(steps["total"], steps["total"])
     return report
 
 
