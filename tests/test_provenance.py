@@ -789,7 +789,7 @@ def test_verify_finds_the_mark_in_a_video_kept_small(tmp_path: Path, frame_clip:
         build_video(folder, out, fps=30, crf=23)
         assert probe_video(out).width == 240
         calls: list[tuple[int, int]] = []
-        report = verify(out, progress=lambda done, total: calls.append((done, total)))
+        report = verify(out, progress=lambda done, total, calls=calls: calls.append((done, total)))
         # the progress: each frame read, then the searches' readings (read_best's stages, each version), to the end
         total = V2_FRAMES + sm.READ_STAGES * len(sm.LAYOUTS)
         assert calls[:V2_FRAMES] == [(k, total) for k in range(1, V2_FRAMES + 1)]
