@@ -464,18 +464,61 @@ def test_v2_code_corrects_errors(lay: sm.Layout, bits: int, coded: int) -> None:
     assert np.array_equal(sm.decode_soft(soft + rng.normal(0, 0.3, soft.size), lay), payload)
 
 
+def _viterbi_reference(soft: np.ndarray, lay: sm.Layout) -> np.ndarray:
+    """A plain one-vector soft Viterbi (syncmark's own until session 28, kept here as the oracle): the best path's
+    input bits, ties going to the later transition in the order of source state, then input bit."""
+    n_out, n_steps = len(lay.generators), lay.payload_bits + sm.CONSTRAINT - 1
+    sv = np.asarray(soft, dtype=np.float64).reshape(n_steps, n_out)
+    states = 1 << (sm.CONSTRAINT - 1)
+    metric = np.full(states, -np.inf)
+    metric[0] = 0.0
+    signs = 1.0 - 2.0 * lay.outs
+    back = np.zeros((n_steps, states), dtype=np.intp)
+    src, inp = np.repeat(np.arange(states), 2), np.tile(np.arange(2), states)
+    dst = lay.next_state[src, inp]
+    for t in range(n_steps):
+        cand = metric[src] + signs[src, inp] @ sv[t]
+        new = np.full(states, -np.inf)
+        np.maximum.at(new, dst, cand)
+        winner = np.full(states, -1, dtype=np.intp)
+        hit = cand >= new[dst]
+        winner[dst[hit]] = (src * 2 + inp)[hit]
+        back[t] = winner
+        metric = new
+    state, bits = 0, []
+    for t in range(n_steps - 1, -1, -1):
+        code = back[t, state]
+        bits.append(code & 1)
+        state = code >> 1
+    return np.array(bits[::-1][: lay.payload_bits], dtype=np.bool_)
+
+
+def _encode_reference(bits: np.ndarray, lay: sm.Layout) -> np.ndarray:
+    state, out = 0, []
+    for b in [*np.asarray(bits, dtype=np.intp), *[0] * (sm.CONSTRAINT - 1)]:
+        out.extend(lay.outs[state, b])
+        state = int(lay.next_state[state, b])
+    return np.array(out, dtype=np.bool_)
+
+
 @pytest.mark.parametrize("lay", [sm.V3, sm.V2])
 def test_batched_decoding_equals_one_at_a_time(lay: sm.Layout) -> None:
-    """The reader scores its ~140 synchronisation candidates in one batch (session 28): the batched Viterbi,
-    encoder and fit give what decode_soft, encode_bits and decode_score give one vector at a time, ties included
-    (soft values of -1, 0, 1 tie paths everywhere: the later transition wins in both)."""
+    """The reader decodes and scores many vectors at once (its ~140 synchronisation candidates, every frame;
+    session 28): the batched Viterbi, encoder and fit give what a plain one-vector Viterbi and encoder give, ties
+    included (soft values of -1, 0, 1 tie paths everywhere: the later transition wins in both), and the
+    one-vector functions are the batch of one."""
     rng = np.random.default_rng(3)
     softs = np.concatenate([rng.normal(0, 1, (60, lay.coded_bits)), rng.choice([-1.0, 0.0, 1.0], (60, lay.coded_bits)),
                             np.zeros((1, lay.coded_bits))])
-    one = np.array([sm.decode_soft(x, lay) for x in softs])
+    one = np.array([_viterbi_reference(x, lay) for x in softs])
     assert np.array_equal(sm.decode_soft_many(softs, lay), one)
-    assert np.array_equal(sm.encode_bits_many(one, lay), np.array([sm.encode_bits(b, lay) for b in one]))
-    assert np.allclose(sm.decode_scores(softs, lay), [sm.decode_score(x, lay) for x in softs], rtol=0, atol=1e-12)
+    assert all(np.array_equal(sm.decode_soft(x, lay), b) for x, b in zip(softs, one, strict=True))
+    words = np.array([_encode_reference(b, lay) for b in one])
+    assert np.array_equal(sm.encode_bits_many(one, lay), words)
+    assert all(np.array_equal(sm.encode_bits(b, lay), w) for b, w in zip(one, words, strict=True))
+    fit = (np.where(words, -1.0, 1.0) * softs).sum(axis=1) / np.maximum(np.abs(softs).sum(axis=1), 1e-12)
+    assert np.allclose(sm.decode_scores(softs, lay), fit, rtol=0, atol=1e-12)
+    assert np.allclose([sm.decode_score(x, lay) for x in softs], fit, rtol=0, atol=1e-12)
     payload = sm.make_payload(MODEL_ID, lay)  # and a clean codeword decodes to its payload
     clean = np.where(sm.encode_bits(payload, lay), -1.0, 1.0)[None]
     assert np.array_equal(sm.decode_soft_many(clean, lay)[0], payload)

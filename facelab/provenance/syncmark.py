@@ -301,52 +301,11 @@ def slot_table(lay: Layout = WRITTEN) -> tuple[npt.NDArray[np.intp], FloatArray]
     return role_t, sign_t
 
 
-def encode_bits(bits: BoolArray, lay: Layout = WRITTEN) -> BoolArray:
-    """The payload bits and a zero tail through the layout's convolutional code: its coded bits."""
-    state, out = 0, []
-    for b in list(np.asarray(bits, dtype=np.intp)) + [0] * (CONSTRAINT - 1):
-        out.extend(lay.outs[state, b])
-        state = int(lay.next_state[state, b])
-    return np.array(out, dtype=np.bool_)
-
-
-def decode_soft(soft: FloatArray, lay: Layout = WRITTEN) -> BoolArray:
-    """Soft Viterbi decoding of the coded soft values (positive: 0) into the payload bits (the encoder starts
-    and, after the tail, ends in state 0)."""
-    n_out = len(lay.generators)
-    n_steps = lay.payload_bits + CONSTRAINT - 1
-    sv = np.asarray(soft, dtype=np.float64).reshape(n_steps, n_out)
-    states = 1 << (CONSTRAINT - 1)
-    metric = np.full(states, -np.inf)
-    metric[0] = 0.0
-    signs = 1.0 - 2.0 * lay.outs  # (states, 2, G): +1 for a 0 output
-    back = np.zeros((n_steps, states), dtype=np.intp)  # the predecessor code: state * 2 + input
-    src = np.repeat(np.arange(states), 2)
-    inp = np.tile(np.arange(2), states)
-    dst = lay.next_state[src, inp]
-    for t in range(n_steps):
-        cand = metric[src] + signs[src, inp] @ sv[t]
-        new = np.full(states, -np.inf)
-        np.maximum.at(new, dst, cand)
-        winner = np.full(states, -1, dtype=np.intp)
-        hit = cand >= new[dst]
-        winner[dst[hit]] = (src * 2 + inp)[hit]
-        back[t] = winner
-        metric = new
-    state, bits = 0, []
-    for t in range(n_steps - 1, -1, -1):
-        code = back[t, state]
-        bits.append(code & 1)
-        state = code >> 1
-    out: BoolArray = np.array(bits[::-1][: lay.payload_bits], dtype=np.bool_)
-    return out
-
-
 @lru_cache(maxsize=4)
 def _trellis(lay: Layout) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray]:
-    """The trellis for batched decoding: each state's two incoming transitions (the earlier and the later in
-    decode_soft's order of source state and input bit, as codes state * 2 + input), and every transition's output
-    signs (+1 for a 0 output): (states, 2) x 2 and (2 * states, G)."""
+    """The trellis for decoding: each state's two incoming transitions (the earlier and the later in the order of
+    source state and input bit; as indices, and as codes state * 2 + input), and every transition's output signs
+    (+1 for a 0 output): (states, 2) x 2 and (2 * states, G)."""
     states = 1 << (CONSTRAINT - 1)
     src = np.repeat(np.arange(states), 2)
     inp = np.tile(np.arange(2), states)
@@ -359,19 +318,21 @@ def _trellis(lay: Layout) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], F
 
 
 def decode_soft_many(soft: FloatArray, lay: Layout = WRITTEN) -> BoolArray:
-    """``decode_soft`` of many soft vectors at once ((n, coded) -> (n, payload bits)), with the same choices
-    (where two paths tie, the later transition in decode_soft's order wins, as there)."""
+    """Soft Viterbi decoding of many soft vectors at once ((n, coded) -> (n, payload bits); positive: 0; the
+    encoder starts and, after the tail, ends in state 0). Where two paths into a state tie, the later transition
+    (in the order of source state, then input bit) wins."""
     flat = np.asarray(soft, dtype=np.float64)
     n, n_out = flat.shape[0], len(lay.generators)
     n_steps = lay.payload_bits + CONSTRAINT - 1
     sv = flat.reshape(n, n_steps, n_out)
     incoming, codes, signs = _trellis(lay)
     states = incoming.shape[0]
+    source = np.arange(2 * states) // 2  # each transition's source state
     metric: FloatArray = np.full((n, states), -np.inf)
     metric[:, 0] = 0.0
     back = np.zeros((n_steps, n, states), dtype=np.intp)
     for t in range(n_steps):
-        cand = metric[:, np.arange(2 * states) // 2] + sv[:, t] @ signs.T  # (n, transitions)
+        cand = metric[:, source] + sv[:, t] @ signs.T  # (n, transitions)
         early, late = cand[:, incoming[:, 0]], cand[:, incoming[:, 1]]
         take_late = late >= early
         metric = np.where(take_late, late, early)
@@ -399,6 +360,19 @@ def encode_bits_many(bits: BoolArray, lay: Layout = WRITTEN) -> BoolArray:
         state = lay.next_state[state, steps[:, t]]
     result: BoolArray = out.reshape(n, -1)
     return result
+
+
+def encode_bits(bits: BoolArray, lay: Layout = WRITTEN) -> BoolArray:
+    """The payload bits and a zero tail through the layout's convolutional code: its coded bits."""
+    out: BoolArray = encode_bits_many(np.asarray(bits)[None], lay)[0]
+    return out
+
+
+def decode_soft(soft: FloatArray, lay: Layout = WRITTEN) -> BoolArray:
+    """Soft Viterbi decoding of the coded soft values (positive: 0) into the payload bits (the encoder starts
+    and, after the tail, ends in state 0): ``decode_soft_many`` of one vector."""
+    out: BoolArray = decode_soft_many(np.asarray(soft, dtype=np.float64)[None], lay)[0]
+    return out
 
 
 @lru_cache(maxsize=8)
@@ -888,8 +862,7 @@ def decode_score(soft: FloatArray, lay: Layout = WRITTEN) -> float:
     """How close soft coded values lie to the codeword they decode to: the correlation of that codeword's signs
     with them, over their total magnitude (1: every value agrees in sign; about 0.6 for noise, as the decoder
     picks the codeword that agrees best)."""
-    word = np.where(encode_bits(decode_soft(soft, lay), lay), -1.0, 1.0)
-    return float(word @ soft / max(float(np.abs(soft).sum()), 1e-12))
+    return float(decode_scores(np.asarray(soft, dtype=np.float64)[None], lay)[0])
 
 
 def decode_scores(soft: FloatArray, lay: Layout = WRITTEN) -> FloatArray:
@@ -953,8 +926,10 @@ def _voted(slots: Slots, offset: tuple[int, int], located: float | None, lay: La
 
 def _with_frames(reading: Reading, slots: Slots, weights: FloatArray, lay: Layout) -> Reading:
     """The reading with each frame's own decode (not part of the detection: ``found`` is the vote's)."""
-    decided = [_decision(soft_values(v, z, weights, lay)[0], lay) for v, z in slots]
-    return replace(reading, frames_found=[i.valid for _, i in decided], frame_bits=[b for b, _ in decided])
+    if not slots:
+        return replace(reading, frames_found=[], frame_bits=[])
+    bits = decode_soft_many(np.stack([soft_values(v, z, weights, lay)[0] for v, z in slots]), lay)  # every frame
+    return replace(reading, frames_found=[parse_payload(b).valid for b in bits], frame_bits=list(bits))
 
 
 # Threads folding the frames a reading turns or enlarges (the rotation and scale searches; session 28): folding is
@@ -1433,9 +1408,11 @@ class VideoReader:
             return plain
         if any(self._in_region[:first]):  # (not ``_whole``: filled in by the first whole reading)
             whole = self.read_whole(first, per_frame)
+            done()
             if whole.found:
                 return whole
-        done()
+        else:
+            done()
         located = self.read_located(first, per_frame)
         done()
         if located.found:
