@@ -337,13 +337,38 @@ def test_cli(tmp_path: Path, marked_video: Path, monkeypatch: pytest.MonkeyPatch
 # suite is `make test-slow`
 
 
-def _attacks() -> Any:
-    """benchmarks/watermark.py's attack suite (one definition for the benchmark and the tests)."""
+def _bench() -> Any:
+    """benchmarks/watermark.py as a module."""
     spec = importlib.util.spec_from_file_location("facelab_watermark_bench", REPO / "benchmarks" / "watermark.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.ATTACKS
+    return module
+
+
+def _attacks() -> Any:
+    """benchmarks/watermark.py's attack suite (one definition for the benchmark and the tests)."""
+    return _bench().ATTACKS
+
+
+def test_attack_frames_have_every_byte_set() -> None:
+    """The benchmark's (and these tests') encodes take frames with every byte set (session 29: PyAV leaves the bytes
+    past each row's end uninitialised, and the colour conversion read some of them at widths like 170 px, so the
+    same frames converted differently from run to run): an RGB image at 154 px (77 px chroma rows, which do not
+    fill their aligned lines) converts to the same yuv420p planes every time, the bytes past each row zero, the
+    picture itself the conversion's; a frame's copy (``_padded``) keeps its picture."""
+    bench = _bench()
+    rgb = cv2.resize(next(rgb for _, rgb in iter_frames(DST)), (154, 154), interpolation=cv2.INTER_AREA)
+    frames = [bench._yuv_frame(rgb) for _ in range(5)]
+    for frame in frames:
+        for plane, first in zip(frame.planes, frames[0].planes, strict=True):
+            rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
+            assert plane.line_size > plane.width or plane.width % 32 == 0
+            assert not rows[:, plane.width:].any()
+            assert bytes(plane) == bytes(first)
+    back = frames[0].to_ndarray(format="rgb24")
+    assert back.shape == rgb.shape and np.abs(back.astype(int) - rgb).mean() < 3  # the same picture, converted
+    assert np.array_equal(bench._padded(frames[0]).to_ndarray(format="yuv420p"), frames[0].to_ndarray(format="yuv420p"))
 
 
 V2_FRAMES = 20
