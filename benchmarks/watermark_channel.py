@@ -13,7 +13,8 @@ whose soft values the code fits best, as the reader chooses among its candidates
 - ``capacity_bits``: what that many uses of a binary-input Gaussian channel at that SNR could carry (the coded
   bits x the channel's capacity per use): the payload and the code's tail need fewer, and a practical code some
   margin (version 3 decoded where this was about 55-58 bits or more, for 48 + 6: docs/provenance.md, session 29);
-- ``decodes``: the Viterbi decode there gives the payload.
+- ``decodes``: the Viterbi decode there gives the payload; ``decodes_at_phase``: at the phase itself (a
+  block-aligned offset, which the reader also weighs: near the threshold one of the two can decode alone).
 
 It isolates the mark and the code from the reader's search: a change to the embedding can be judged in minutes,
 and a pair that ``watermark.py`` fails with ``coded_accuracy`` near 0.5 here is lost to the channel, not to the
@@ -59,9 +60,9 @@ def biawgn_capacity(snr: float) -> float:
 def channel(frames: list[np.ndarray], payload: np.ndarray, phase: tuple[int, int], lay: sm.Layout) -> dict[str, Any]:
     """The channel's figures (module docstring) of attacked frames marked at ``phase``."""
     reader = sm.VideoReader(lay)
-    for rgb in frames:
-        reader.add(rgb)
-    folded = reader.frames
+    for rgb in frames:  # added with a region, as verify adds frames holding faces: the whole frames are then folded
+        reader.add(rgb, np.ones(rgb.shape[:2], dtype=np.bool_))  # from the stored 8-bit luma, as read_whole reads
+    folded = reader._whole_frames(len(frames))
     total = (np.sum([f[0] for f in folded], axis=0), np.sum([f[1] for f in folded], axis=0))
     near = [((phase[0] + dy) % lay.tile, (phase[1] + dx) % lay.tile)
             for dy in range(-SEARCH, SEARCH + 1) for dx in range(-SEARCH, SEARCH + 1)]
@@ -71,10 +72,12 @@ def channel(frames: list[np.ndarray], payload: np.ndarray, phase: tuple[int, int
     signed = soft * np.where(sm.encode_bits(payload, lay), -1.0, 1.0)
     spread = float(signed.std())
     snr = float(signed.mean()) ** 2 / spread**2 if spread > 0 else 0.0
+    at_phase = softs[near.index((phase[0] % lay.tile, phase[1] % lay.tile))]
     return {"offset": list(offset), "coded_accuracy": round(float((signed > 0).mean()), 3), "snr": round(snr, 3),
             "capacity_bits": round(lay.coded_bits * biawgn_capacity(snr), 1),
             "needed_bits": lay.payload_bits + sm.CONSTRAINT - 1,
-            "decodes": bool(np.array_equal(sm.decode_soft(soft, lay), payload))}
+            "decodes": bool(np.array_equal(sm.decode_soft(soft, lay), payload)),
+            "decodes_at_phase": bool(np.array_equal(sm.decode_soft(at_phase, lay), payload))}
 
 
 def main() -> None:
@@ -103,6 +106,7 @@ def main() -> None:
                                       for _ in range(args.repeats)]
             print(f"{name} {attack}: " + ", ".join(f"{r['coded_accuracy']:.3f} {r['capacity_bits']:.0f} bits"
                                                      f"{' decodes' if r['decodes'] else ''}"
+                                                     f"{' decodes at the phase' if r['decodes_at_phase'] else ''}"
                                                      for r in row["attacks"][attack]), file=sys.stderr, flush=True)
         out["clips"][name] = row
     out["seconds"] = round(time.perf_counter() - started, 1)
