@@ -197,7 +197,7 @@ def merged_clip(cache: Path, name: str, folder: str = "merged") -> tuple[Frames,
 
 
 # The encodes vary from run to run (found in session 29): the same 60 swapped frames of lp_d3 downscaled to a third
-# and encoded (x264 veryfast CRF 23, its defaults) gave 10 different results in 20 runs, pixels up to 28 levels apart,
+# and encoded (x264 veryfast CRF 23, its defaults) gave 10 different results in 20 runs, pixels up to 51 levels apart,
 # so a clip-attack pair near the code's threshold can pass in one run and fail in the next. Two causes were found:
 # x264's macroblock tree (its default rate control's lookahead), which varied even on one thread with every input
 # byte set (1 result in 20 runs without it), and the bytes past each row's end in the frames handed to the colour

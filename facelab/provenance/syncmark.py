@@ -1055,6 +1055,12 @@ def _block_slots(coeffs: FloatArray, chosen: BoolArray, offset: tuple[int, int],
 
 
 Frame = tuple[FloatArray, FloatArray, FloatArray]
+
+
+def _frame(lum: npt.NDArray[np.generic], region: npt.NDArray[np.generic] | None, lay: Layout, step: int = 1) -> Frame:
+    """A luma plane folded (``_fold_luma``) with its pilot scores: what a reader keeps of a frame."""
+    sums, mags = _fold_luma(np.asarray(lum, dtype=np.float32), region, lay, step)
+    return sums, mags, pilot_scores(sums, lay)
 """A frame's folded slot values, their magnitudes and its pilot scores at every offset."""
 
 
@@ -1075,8 +1081,7 @@ class VideoReader:
     def add(self, rgb: Image, region: npt.NDArray[np.generic] | None = None) -> None:
         _check_frame(rgb)
         lum = _luma(rgb)
-        sums, mags = _fold_luma(lum, region, self.lay)
-        self.frames.append((sums, mags, pilot_scores(sums, self.lay)))
+        self.frames.append(_frame(lum, region, self.lay))
         self._lumas.append(np.clip(np.rint(lum), 0, 255).astype(np.uint8))
         self._whole.append(self.frames[-1] if region is None else None)
         self._in_region.append(region is not None)
@@ -1196,19 +1201,11 @@ class VideoReader:
                 in zip(frames, self._offsets(smoothed, offset), strict=True)]
 
     def _whole_frames(self, n: int) -> list[Frame]:
-        def fold(i: int) -> Frame:
-            sums, mags = _fold_luma(self._lumas[i].astype(np.float32), None, self.lay)
-            return sums, mags, pilot_scores(sums, self.lay)
-
         missing = [i for i in range(n) if self._whole[i] is None]
-        for i, folded in zip(missing, self._each(fold, missing), strict=True):
-            self._whole[i] = folded
-        out: list[Frame] = []
-        for i in range(n):
-            whole = self._whole[i]
-            assert whole is not None
-            out.append(whole)
-        return out
+        folded = self._each(lambda i: _frame(self._lumas[i], None, self.lay), missing)
+        for i, frame in zip(missing, folded, strict=True):
+            self._whole[i] = frame
+        return [w for w in self._whole[:n] if w is not None]
 
     def _block_coefficients(self, index: int, phase: tuple[int, int]) -> FloatArray:
         cached = self._coeffs.get(index)
@@ -1295,8 +1292,7 @@ class VideoReader:
         h, w = lum.shape
         mat = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
         turned = cv2.warpAffine(lum, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        sums, mags = _fold_luma(turned.astype(np.float32), None, self.lay)
-        return sums, mags, pilot_scores(sums, self.lay)
+        return _frame(turned, None, self.lay)
 
     def _pilot_at_sync(self, frames: list[Frame]) -> float:
         """The pilot's soft value at the offset the frames synchronise on (no decode)."""
@@ -1332,8 +1328,7 @@ class VideoReader:
             lum = lum[y0:y0 + ch, x0:x0 + cw]
             h, w = ch, cw
         big = cv2.resize(lum, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_LINEAR)
-        sums, mags = _fold_luma(big.astype(np.float32), None, self.lay, step=max(1, int(factor)))
-        return sums, mags, pilot_scores(sums, self.lay)
+        return _frame(big, None, self.lay, step=max(1, int(factor)))
 
     def scale_factors(self) -> list[float]:
         """The factors ``read_scaled`` compares for these frames: each that brings a side of the frame to one of
