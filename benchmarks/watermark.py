@@ -655,6 +655,10 @@ def main() -> None:
                          "(default), or only inside the face mask")
     ap.add_argument("--no-locate", action="store_true",
                     help="scheme 2: no located reading (as verify read before 2026-11-30 evening)")
+    ap.add_argument("--model-id", default=MODEL_ID,
+                    help="the model id whose payload is marked (hex; default the benchmark's own): near the channel's "
+                         "capacity a pair's result depends on the payload (the codeword, the phase chosen for it), so "
+                         "a mark is judged on several (docs/provenance.md, session 30)")
     ap.add_argument("--phase", choices=("chosen", "zero"), default="chosen",
                     help="scheme 3: the tiling's phase as merge chooses it per video since 2026-12-03 (default), or "
                          "(0, 0) as merge marked before")
@@ -673,7 +677,8 @@ def main() -> None:
         prepare_swap(args.cache, args.clips)
     from facelab.provenance import syncmark as sm
 
-    payloads = {1: wm.make_payload(MODEL_ID), 2: sm.make_payload(MODEL_ID, sm.V2), 3: sm.make_payload(MODEL_ID)}
+    mid = args.model_id
+    payloads = {1: wm.make_payload(mid), 2: sm.make_payload(mid, sm.V2), 3: sm.make_payload(mid)}
     finder = Faces()
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -682,6 +687,7 @@ def main() -> None:
     t_start = time.perf_counter()
     result["faces_from"], result["host"], result["located_reading"] = args.faces_from, args.host, LOCATE
     result["region"], result["clips"], result["phase"] = REGION, args.clips, PHASE
+    result["model_id"] = mid
     dst_faces = {name: dst_landmarks(args.cache, name, finder) for name in args.clips} if args.faces_from == "dst" \
         else {}
     for scheme in [] if args.fp_only else args.scheme:

@@ -1,6 +1,7 @@
 """What the watermark's channel carries after each attack, read where the mark is (no synchronisation). Prints JSON.
 
-    python benchmarks/watermark_channel.py [--clips NAME ...] [--attacks NAME ...] [--repeats 1] [--cache DIR]
+    python benchmarks/watermark_channel.py [--clips NAME ...] [--attacks NAME ...] [--repeats 1] [--payloads 1]
+                                           [--cache DIR]
 
 The swapped frames of benchmarks/watermark.py's ``--host swap`` (60 a clip, made on first use in --cache), marked
 as ``facelab merge`` marks them (syncmark's written version, the whole frame, texture-masked, at the phase merge
@@ -19,12 +20,15 @@ whose soft values the code fits best, as the reader chooses among its candidates
 It isolates the mark and the code from the reader's search: a change to the embedding can be judged in minutes,
 and a pair that ``watermark.py`` fails with ``coded_accuracy`` near 0.5 here is lost to the channel, not to the
 synchronisation. ``--repeats``: that many encodes of each attack (x264's output varies: watermark.py's
-ENCODER_PARAMS), each reported.
+ENCODER_PARAMS), each reported; ``--payloads``: that many model ids marked on each clip (``model_ids``), each
+reported, and a summary per attack over the clips, ids and encodes (reads, decodes, the capacity's mean and
+minimum).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -81,35 +85,52 @@ def channel(frames: list[np.ndarray], payload: np.ndarray, phase: tuple[int, int
             "decodes_at_phase": bool(np.array_equal(decoded[1], payload))}
 
 
+def model_ids(count: int) -> list[str]:
+    """The benchmark's model id and count - 1 more (hex digests of "model1", "model2", ...): near the channel's
+    capacity a pair's result depends on the payload, through the codeword and the phase merge chooses for it
+    (docs/provenance.md, session 30), so an embedding is judged on several."""
+    return [bench.MODEL_ID] + [hashlib.sha256(f"model{i}".encode()).hexdigest() for i in range(1, count)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", nargs="+", default=list(bench.CLIPS), choices=list(bench.CLIPS))
     ap.add_argument("--attacks", nargs="+", default=list(HARD), choices=list(bench.ATTACKS))
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--payloads", type=int, default=1, help="mark each clip with this many model ids (model_ids)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/facelab_wm_bench"))
     args = ap.parse_args()
     bench.prepare(args.cache, 60, args.clips)
     bench.prepare_swap(args.cache, args.clips)
     lay = sm.WRITTEN
-    payload = sm.make_payload(bench.MODEL_ID, lay)
     started = time.perf_counter()
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
                                       f"{os.getloadavg()[0]:.1f} at start",
                            "layout": lay.name, "clips": {}}
+    summary: dict[str, dict[str, list[Any]]] = {a: {"capacity_bits": [], "decodes": []} for a in args.attacks}
     for name in args.clips:
         frames, masks = bench.merged_clip(args.cache, name, "swapped")
-        phase = bench.choose_phase(args.cache, name, masks, payload)
-        marked, _ = bench.mark(3, frames, masks, payload, phase)
-        row: dict[str, Any] = {"phase": list(phase), "attacks": {}}
-        for attack in args.attacks:
-            row["attacks"][attack] = [channel(bench.ATTACKS[attack](marked), payload, phase, lay)
-                                      for _ in range(args.repeats)]
-            print(f"{name} {attack}: " + ", ".join(f"{r['coded_accuracy']:.3f} {r['capacity_bits']:.0f} bits"
-                                                     f"{' decodes' if r['decodes'] else ''}"
-                                                     f"{' decodes at the phase' if r['decodes_at_phase'] else ''}"
-                                                     for r in row["attacks"][attack]), file=sys.stderr, flush=True)
-        out["clips"][name] = row
+        rows = []
+        for model_id in model_ids(args.payloads):
+            payload = sm.make_payload(model_id, lay)
+            phase = bench.choose_phase(args.cache, name, masks, payload)
+            marked, _ = bench.mark(3, frames, masks, payload, phase)
+            row: dict[str, Any] = {"model_id": model_id, "phase": list(phase), "attacks": {}}
+            for attack in args.attacks:
+                reads = [channel(bench.ATTACKS[attack](marked), payload, phase, lay) for _ in range(args.repeats)]
+                row["attacks"][attack] = reads
+                summary[attack]["capacity_bits"] += [r["capacity_bits"] for r in reads]
+                summary[attack]["decodes"] += [r["decodes"] or r["decodes_at_phase"] for r in reads]
+                print(f"{name} {model_id[:6]} {attack}: " + ", ".join(
+                    f"{r['coded_accuracy']:.3f} {r['capacity_bits']:.0f} bits"
+                    f"{' decodes' if r['decodes'] else ''}{' decodes at the phase' if r['decodes_at_phase'] else ''}"
+                    for r in reads), file=sys.stderr, flush=True)
+            rows.append(row)
+        out["clips"][name] = rows
+    out["summary"] = {a: {"reads": len(v["decodes"]), "decode": int(sum(v["decodes"])),
+                          "capacity_bits_mean": round(float(np.mean(v["capacity_bits"])), 1),
+                          "capacity_bits_min": float(min(v["capacity_bits"]))} for a, v in summary.items()}
     out["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(out, indent=1))
 

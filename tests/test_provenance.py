@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -391,6 +392,25 @@ def test_channel_benchmark_reads_where_the_mark_is(frame_clip: Any) -> None:
     assert plain["capacity_bits"] < 10
 
 
+def test_reader_reads_where_the_code_fits_best(frame_clip: Any, sync_payload: np.ndarray) -> None:
+    """Session 30: the reader's offset is moved to where the code fits best near its best-fitting candidates (a
+    downscale leaves the soft values' strength peaking a pixel or two away from it). On the bundled clip marked as
+    merge marks it, scaled to a third and back: it decodes, and no offset within SYNC_FIT px of the one read fits
+    the code better."""
+    attacked = _attacks()["downscale_1/3"](frame_clip[:V2_FRAMES])
+    reader = sm.VideoReader()
+    for rgb in attacked:
+        reader.add(rgb)
+    res = reader.read_whole(per_frame=False)
+    assert res.found and np.array_equal(res.bits, sync_payload)
+    whole = reader._whole_frames(len(attacked))
+    total = (np.sum([f[0] for f in whole], axis=0), np.sum([f[1] for f in whole], axis=0))
+    tile, steps = sm.WRITTEN.tile, range(-sm.SYNC_FIT, sm.SYNC_FIT + 1)
+    near = [((res.offset[0] + dy) % tile, (res.offset[1] + dx) % tile) for dy in steps for dx in steps]
+    fits = sm.decode_scores(np.stack([sm._folded_soft(total, o, sm.WRITTEN) for o in near]))
+    assert fits.max() == pytest.approx(sm.decode_score(sm._folded_soft(total, res.offset, sm.WRITTEN)))
+
+
 V2_FRAMES = 20
 FP_FRAMES = 12  # the unmarked clips' frames in the tests that no reading decodes them
 # the default suite: a codec, a crop, a colour change, a rescale, and both combinations (on the mark merge writes
@@ -492,6 +512,57 @@ def test_v2_mark_follows_the_texture(v2_clip: Any, sync_payload: np.ndarray, fac
     assert np.percentile(smooth_d, 90) <= 2
     res = _read_v2(_attacks()["h264_crf28"](marked), faces)
     assert res.found and np.array_equal(res.bits, sync_payload)
+
+
+def test_blocks_outside_the_faces_spend_a_uniform_marks_energy(v2_clip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session 29: where texture masking leaves the blocks outside the faces under a uniform mark's energy (a plain
+    wall), the blocks textured all over are raised, by one factor of at most FILL_MOST, until it is spent
+    (REST_ENERGY); the faces' blocks, the flat ones, the smooth ones and those across an edge keep their gains. On
+    frames of the bundled clip with their right half painted one plain colour, against the same with the fill
+    off."""
+    frames, regions, _ = v2_clip
+    half = sm.WRITTEN.half
+    for rgb, region in list(zip(frames, regions, strict=True))[:5]:
+        flat = rgb.copy()
+        flat[:, rgb.shape[1] // 2:] = rgb[:, rgb.shape[1] // 2:].mean(axis=(0, 1)).astype(np.uint8)  # a plain wall
+        lum = sm.luma_half(flat)
+        nby, nbx = lum.shape[0] // half, lum.shape[1] // half
+        inside = np.ones((nby, nbx), dtype=np.bool_)
+        face = sm._blocks_inside(region, 0, 0, nby, nbx, sm.WRITTEN.block, wholly=False)
+        filled = sm.texture_gain(lum, inside, face)
+        with monkeypatch.context() as m:
+            m.setattr(sm, "REST_ENERGY", 0.0)
+            plain = sm.texture_gain(lum, inside, face)
+        rest = inside & ~face
+        assert float(np.mean(plain[rest] ** 2)) < 0.9  # texture masking alone leaves energy unspent here
+        assert abs(float(np.mean(filled[rest] ** 2)) - sm.REST_ENERGY) < 1e-6 or filled[rest].max() >= sm.GAIN_MAX
+        assert np.array_equal(filled[face], plain[face])
+        raised = filled > plain + 1e-12
+        assert raised.any() and not (raised & face).any()
+        assert filled.max() <= sm.GAIN_MAX + 1e-12 and np.all(filled <= sm.FILL_MOST * plain + 1e-12)
+        assert np.all(plain[raised] >= sm.FILL_FROM / 2)  # real texture only (the gains before the faces' cap)
+        assert not raised[:, nbx // 2 + 1:].any()  # the flattened half: nothing raised
+        assert float(np.mean(filled[inside] ** 2)) <= 1.0 + 1e-9  # the whole frame's budget holds
+
+
+def test_faces_cap_lowers_only_the_faces_blocks(v2_clip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session 30: the swapped faces' energy cap (the layout's within_energy) lowers the faces' blocks alone; the
+    rest of the frame keeps what texture masking gives it (it was lowered with the faces before). A cap of 0.05
+    binds on every frame of the bundled clip."""
+    frames, regions, _ = v2_clip
+    lay = replace(sm.WRITTEN, within_energy=0.05)
+    monkeypatch.setattr(sm, "REST_ENERGY", 0.0)  # the fill off: the cap alone
+    for rgb, region in list(zip(frames, regions, strict=True))[:5]:
+        lum = sm.luma_half(rgb)
+        nby, nbx = lum.shape[0] // lay.half, lum.shape[1] // lay.half
+        inside = np.ones((nby, nbx), dtype=np.bool_)
+        face = sm._blocks_inside(region, 0, 0, nby, nbx, lay.block, wholly=False)
+        capped = sm.texture_gain(lum, inside, face, lay)
+        free = sm.texture_gain(lum, inside, None, lay)
+        assert float(np.mean(free[face] ** 2)) > 0.05  # the cap binds
+        assert abs(float(np.mean(capped[face] ** 2)) - 0.05) < 1e-9
+        assert np.allclose(capped[face] / free[face], capped[face][0] / free[face][0])  # one factor
+        assert np.array_equal(capped[~face], free[~face])
 
 
 @pytest.mark.parametrize(("lay", "bits", "coded"), [(sm.V3, 48, 216), (sm.V2, 64, 210)])
@@ -733,24 +804,28 @@ def _whole_reader(frames: list[np.ndarray], lay: sm.Layout = sm.WRITTEN) -> sm.V
     return reader
 
 
+LOCATED_FRAMES = 12
+
+
 def test_v2_located_reading_finds_what_the_whole_frame_misses(attacks: Any, v2_clip: Any) -> None:
     """The bundled clip marked in its face hull with version 2 (16 px blocks), through H.264 CRF 28, read without
     its faces: the whole frame (the face about a quarter of it) does not decode, the located reading does, from
     blocks that lie in the face, and every frame decodes on its own in them. (Version 3's face-only mark is read
     by the whole frames already here, so the located reading is checked on version 2, whose files verify still
-    reads: docs/provenance.md, session 17.)"""
+    reads: docs/provenance.md, session 17.) On LOCATED_FRAMES frames: on 20 the whole frames decode too since the
+    reader moves to where the code fits best (session 30)."""
     frames, regions, _ = v2_clip
     payload = sm.make_payload(MODEL_ID, sm.V2)
     marked = [sm.embed(rgb, payload, region=r, frame=i, lay=sm.V2)
-              for i, (rgb, r) in enumerate(zip(frames[:V2_FRAMES], regions, strict=False))]
+              for i, (rgb, r) in enumerate(zip(frames[:LOCATED_FRAMES], regions, strict=False))]
     reader = _whole_reader(attacks["h264_crf28"](marked), sm.V2)
     assert not reader.read().found
     res = reader.read_located()
     assert res.found and np.array_equal(res.bits, payload) and res.offset == (0, 0)
     assert res.located is not None and 0.05 < res.located < 0.3
-    assert sum(res.frames_found) == V2_FRAMES
+    assert sum(res.frames_found) == LOCATED_FRAMES
     offsets, chosen = reader.locate(offset=res.offset)
-    assert offsets == [(0, 0)] * V2_FRAMES
+    assert offsets == [(0, 0)] * LOCATED_FRAMES
     ny, nx = chosen.shape
     b = sm.V2.block
     face = regions[0][: ny * b, : nx * b].reshape(ny, b, nx, b).mean(axis=(1, 3))
