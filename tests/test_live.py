@@ -100,7 +100,9 @@ def test_frames_swapped_in_the_face_and_untouched_far_from_it(tiny_model: Path) 
     phase = sink.marker.phase
     assert marker.phase == (0, 0) and sink.marker.record.watermark["phase"] == list(phase)
     assert all(v % syncmark.WRITTEN.block == 0 and 0 <= v < syncmark.WRITTEN.tile for v in phase)
-    assert all(abs(a - b) <= 2 for a, b in zip(reading.offset, phase, strict=True)), (reading.offset, phase)
+    tile = syncmark.WRITTEN.tile  # within 2 px around the tile (the code's best fit may lie a pixel off: session 30)
+    assert all(min((a - b) % tile, (b - a) % tile) <= 2 for a, b in zip(reading.offset, phase, strict=True)), (
+        reading.offset, phase)
     # the default, "frame": the mark covers the frame (its borders change too) and reads from whole frames
     whole = _Collect()
     LivePipeline(model, VideoFileSource(DST, realtime=False), whole,
