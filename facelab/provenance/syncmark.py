@@ -160,7 +160,7 @@ GAIN_MAX = 2.0
 # with four model ids each against the downscale to a third and to a half + CRF 28, as verify reads (tuned on those
 # 56 pairs; the fill's constants were set on lp_d10 in session 29): 44 of 56 decoded shipped, 50 with the faces'
 # cap alone and the fill to 1.0, 52 with 1.5 (docs/provenance.md, session 30). The whole frame's PSNR falls by
-# about 0.5-1.5 dB (the faces' stays); textured blocks hide the added change (4x crops: docs/provenance.md).
+# 0.35-1.9 dB (41.2-42.7 dB; the faces' stays); textured blocks hide the added change (4x crops: docs/provenance.md).
 REST_ENERGY = 1.5
 FILL_FROM = 0.5  # a block is raised only where its texture gain is at least this (real texture, not a smooth face)
 FILL_EVEN = 0.5  # and its flattest quarter's texture is at least this share of its own (not across an edge)
