@@ -567,6 +567,31 @@ def test_faces_cap_lowers_only_the_faces_blocks(v2_clip: Any, monkeypatch: pytes
         assert np.array_equal(capped[~face], free[~face])
 
 
+def test_edge_blocks_keep_their_change_off_the_flat_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session 31: a block across an edge takes its gain from its mean texture; its change on the flat side is
+    lowered towards what a flat block gets (a pale blotch at 4x before) and moved to its textured side (the block's
+    energy kept). A frame half noise, half flat grey, the edge through the middle of a block column."""
+    rng = np.random.default_rng(3)
+    rgb = np.full((320, 320, 3), 128, dtype=np.uint8)
+    rgb[:, :170] = np.clip(128 + rng.normal(0, 24, (320, 170, 1)), 0, 255).astype(np.uint8)
+    payload = sm.make_payload(MODEL_ID)
+    changes = {}
+    for ratio in (0.0, sm.EDGE_RATIO):
+        monkeypatch.setattr(sm, "EDGE_RATIO", ratio)
+        changes[ratio] = np.abs(sm.embed(rgb, payload, texture=True).astype(np.int16) - rgb)[..., 0].astype(float)
+    before, now = changes[0.0], changes[sm.EDGE_RATIO]
+    flat_side = (slice(20, 300), slice(174, 180))  # the straddling column's flat pixels, 4-10 px from the edge
+    textured = (slice(20, 300), slice(20, 150))
+    assert before[flat_side].mean() > 1.0  # the textured side's gain drawn over the flat side
+    assert now[flat_side].mean() < 0.4 * before[flat_side].mean()
+    assert now[textured].mean() > 0.9 * before[textured].mean()
+    edge_textured = (slice(20, 300), slice(160, 170))  # the straddling column's textured side takes the energy
+    assert now[edge_textured].mean() > 1.1 * before[edge_textured].mean()
+    assert abs(float(np.mean(now**2)) / float(np.mean(before**2)) - 1.0) < 0.03
+    far_flat = (slice(20, 300), slice(200, 300))  # flat blocks: texture masking's GAIN_MIN either way
+    assert abs(now[far_flat].mean() - before[far_flat].mean()) < 0.1
+
+
 @pytest.mark.parametrize(("lay", "bits", "coded"), [(sm.V3, 48, 216), (sm.V2, 64, 210)])
 def test_v2_code_corrects_errors(lay: sm.Layout, bits: int, coded: int) -> None:
     payload = sm.make_payload(MODEL_ID, lay)
