@@ -162,7 +162,6 @@ GAIN_MAX = 2.0
 EDGE_RATIO = 3.0
 EDGE_SIGMA = 1.5
 EDGE_ERODE = 5
-EDGE_KEEP = True
 EDGE_BOOST = 2.0
 # The blocks outside the faces spend 1.5 times a uniform mark's energy where texture allows (session 30). Until then
 # the faces' cap (within_energy) scaled the whole frame, so where it bound (lp_d9's, lp_d6's, lp_d10's textured
@@ -533,11 +532,9 @@ def _texture(half: npt.NDArray[np.float32], inside: BoolArray, within: BoolArray
 
 
 def _drawn(most: npt.NDArray[np.float32], gain: FloatArray, half: int) -> npt.NDArray[np.float32]:
-    """edge_weights, then (EDGE_KEEP) each block's weights scaled to a mean square of 1 where that raises none past
-    EDGE_BOOST: the block's energy moved from its flat side to its textured side."""
+    """edge_weights, then each block's weights scaled to a mean square of 1 where that raises none past EDGE_BOOST:
+    the block's energy moved from its flat side to its textured side."""
     w = edge_weights(most, gain, half)
-    if not EDGE_KEEP:
-        return w
     ms = _block_means(w * w, half)
     scale = np.repeat(np.repeat(1.0 / np.sqrt(np.maximum(ms, 1e-12)), half, axis=0), half, axis=1)
     out: npt.NDArray[np.float32] = np.minimum(w * scale.astype(np.float32), np.maximum(w, EDGE_BOOST))
