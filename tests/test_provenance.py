@@ -547,6 +547,30 @@ def test_blocks_outside_the_faces_spend_a_uniform_marks_energy(v2_clip: Any, mon
         assert float(np.mean(filled[inside] ** 2)) <= sm.REST_ENERGY + 1e-9  # the whole frame's budget holds
 
 
+def test_fill_factor_is_solved_exactly() -> None:
+    """Session 33: the fill's factor is solved piece by piece (the energy is quadratic in it until a block reaches
+    its cap): the raised gains spend the wanted energy to 1e-9, all by one factor of at most FILL_MOST, none past its
+    cap; where even FILL_MOST falls short every block is at its most, and gains already spending enough stay."""
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        n = int(rng.integers(1, 300))
+        gain = rng.uniform(sm.GAIN_MIN, sm.GAIN_MAX, n)
+        share = rng.uniform(0.3, 1.0, n) if trial % 2 else np.ones(n)
+        energy = float(rng.uniform(0.05, 5.0))
+        out = sm._filled(gain, share, energy)
+        most = np.minimum(sm.FILL_MOST * gain, np.maximum(sm.GAIN_MAX, gain))
+        spent = float(np.mean(out**2 * share))
+        if float(np.mean(gain**2 * share)) >= energy:
+            assert np.array_equal(out, gain)
+        elif float(np.mean(most**2 * share)) < energy:
+            assert np.allclose(out, most)
+        else:
+            assert abs(spent - energy) < 1e-9 * energy
+            ratio = (out / gain)[out < most - 1e-12]  # the blocks below their cap share one factor
+            assert ratio.size == 0 or np.allclose(ratio, ratio[0])
+        assert np.all(out <= most + 1e-12) and np.all(out >= gain - 1e-12)
+
+
 def test_faces_cap_lowers_only_the_faces_blocks(v2_clip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Session 30: the swapped faces' energy cap (the layout's within_energy) lowers the faces' blocks alone; the
     rest of the frame keeps what texture masking gives it (it was lowered with the faces before). A cap of 0.05
