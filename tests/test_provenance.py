@@ -631,6 +631,32 @@ def test_v2_code_corrects_errors(lay: sm.Layout, bits: int, coded: int) -> None:
     assert np.array_equal(sm.decode_soft(soft + rng.normal(0, 0.3, soft.size), lay), payload)
 
 
+def test_list_decoding_ranks_paths_and_finds_a_payload_viterbi_misses() -> None:
+    """Session 33: decode_soft_list gives distinct paths, best first (each path's metric, its code word's
+    correlation with the soft values, never rising), the first being decode_soft's; on a weak channel where the
+    best path fails the check, _decision with 16 paths returns the sent payload at its rank, and with 1 path
+    reports it not found."""
+    lay = sm.V3
+    payload = sm.make_payload(MODEL_ID, lay)
+    sent = np.where(sm.encode_bits(payload, lay), -1.0, 1.0)
+    rng = np.random.default_rng(21)
+    rescued = 0
+    for _ in range(60):
+        soft = 0.55 * sent + rng.normal(0, 1, sent.size)
+        paths = sm.decode_soft_list(soft, 16, lay)
+        assert len(paths) == 16 and np.array_equal(paths[0], sm.decode_soft(soft, lay))
+        assert len({p.tobytes() for p in paths}) == 16
+        metrics = [float(np.where(sm.encode_bits(p, lay), -1.0, 1.0) @ soft) for p in paths]
+        assert np.all(np.diff(metrics) <= 1e-9)
+        ranks = [i for i, p in enumerate(paths) if np.array_equal(p, payload)]
+        if ranks and ranks[0] > 0 and not any(wm.parse_payload(p).valid for p in paths[: ranks[0]]):
+            bits, info, rank = sm._decision(soft, lay, 16)
+            assert info.valid and rank == ranks[0] and np.array_equal(bits, payload)
+            assert not sm._decision(soft, lay, 1)[1].valid
+            rescued += 1
+    assert rescued >= 3  # about a third of these channels: Viterbi misses the payload, the list holds it
+
+
 def _viterbi_reference(soft: np.ndarray, lay: sm.Layout) -> np.ndarray:
     """A plain one-vector soft Viterbi (syncmark's own until session 28, kept here as the oracle): the best path's
     input bits, ties going to the later transition in the order of source state, then input bit."""

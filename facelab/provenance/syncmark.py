@@ -42,7 +42,9 @@ outputs: each version is a ``Layout``, and every function here takes the layout 
   whole frame's synchronisation). ``VideoReader.read_best``, what verify reports, reads the regions, then the
   whole frames where regions were given (merge's default mark covers the frame), then located, then
   rotated, then enlarged (below): at most ten decodes (eight without the scale search, as verify reads
-  version 2), false positives at most 10 * 2**-24 per file and version read.
+  version 2); the whole frames' reading at the pilot's offset checks the layout's whole_list best Viterbi paths
+  (version 3: 16; list decoding, session 33), so false positives at most (10 + 15) * 2**-24 per file for version 3
+  and 8 * 2**-24 for version 2.
 * Texture masking (``embed(texture=True)``, merge's default whole-frame mark): each block moves by its
   texture_gain, a fraction on flat, smooth areas (a smooth swapped face), more on hair, edges and real
   texture, with no more energy than a uniform mark; the swapped faces get at most the layout's within_energy (their
@@ -107,6 +109,11 @@ COEFFS: tuple[tuple[int, int], ...] = ((1, 1), (0, 2), (2, 0), (1, 2))
 K = len(COEFFS)
 N_SLOTS = TILE_BLOCKS * TILE_BLOCKS * K  # 256
 CONSTRAINT = 7  # the convolutional codes' constraint length
+# List decoding (session 33): the whole frames' reading at the pilot's offset (merge's default mark, read whole)
+# checks the WHOLE_LIST best Viterbi paths, the first whose magic and CRC check out. On the hard pairs (the
+# downscale to a third and to a half + CRF 28, 7 clips x 4 model ids) every failure left had its payload there,
+# 2nd to 10th; it adds WHOLE_LIST - 1 chances of 2**-24 to an unmarked file's bound (one reading, version 3 only).
+WHOLE_LIST = 16
 BASE = 16.0  # version 2: every slot's coefficient moves at least this far its bit's way (16 px blocks)
 MARGIN = 16.0  # version 2: wanted mean of a group's clipped, sign-corrected coefficient
 CAP = 21.0  # the uniform push of a 16 px block's slot (version 2: the most a coefficient moves); a block of side
@@ -235,6 +242,9 @@ class Layout:
     """The located reading smooths the block scores over this many blocks each way."""
     key: int
     """Seeds the slot table."""
+    whole_list: int = 1
+    """The Viterbi paths the whole frames' reading at the pilot's offset checks, best first (list decoding: each one
+    another 2**-24 chance for an unmarked file; 1: the best path alone)."""
 
     def __post_init__(self) -> None:
         d = _dct_matrix(self.block)
@@ -306,7 +316,7 @@ V2 = Layout(version=2, block=16, model_bits=40, generators=(0o133, 0o171, 0o165)
 # energy where the texture is). 0.83 since the phase is chosen (2026-12-03): lp_d9 at its chosen phase measured
 # 41.996 dB at 0.85 (the faces' share of the energy moves with the phase by about 0.1 dB).
 V3 = Layout(version=3, block=20, model_bits=24, generators=(0o117, 0o127, 0o155, 0o171), informed=True,
-            within_energy=0.83, locate_smooth=5, key=0x7379_6E63_7033_0003)
+            within_energy=0.83, locate_smooth=5, key=0x7379_6E63_7033_0003, whole_list=WHOLE_LIST)
 LAYOUTS: tuple[Layout, ...] = (V3, V2)
 """What ``facelab verify`` reads, in this order; facelab writes the first."""
 WRITTEN = V3
@@ -410,6 +420,39 @@ def decode_soft(soft: FloatArray, lay: Layout = WRITTEN) -> BoolArray:
     """Soft Viterbi decoding of the coded soft values (positive: 0) into the payload bits (the encoder starts
     and, after the tail, ends in state 0): ``decode_soft_many`` of one vector."""
     out: BoolArray = decode_soft_many(np.asarray(soft, dtype=np.float64)[None], lay)[0]
+    return out
+
+
+def decode_soft_list(soft: FloatArray, size: int, lay: Layout = WRITTEN) -> list[BoolArray]:
+    """The ``size`` most likely payloads of one soft vector, best first (list Viterbi, parallel form: each state
+    keeps its ``size`` best paths; the encoder starts and ends in state 0). The first is ``decode_soft``'s path up
+    to ties. Fewer where fewer paths exist (a list longer than the trellis has paths)."""
+    sv = np.asarray(soft, dtype=np.float64).reshape(lay.payload_bits + CONSTRAINT - 1, len(lay.generators))
+    incoming, codes, signs = _trellis(lay)
+    states = incoming.shape[0]
+    metric: FloatArray = np.full((states, size), -np.inf)
+    metric[0, 0] = 0.0
+    back_code = np.zeros((sv.shape[0], states, size), dtype=np.intp)
+    back_rank = np.zeros((sv.shape[0], states, size), dtype=np.intp)
+    source = incoming // 2  # (states, 2): each incoming transition's source state
+    for t in range(sv.shape[0]):
+        branch = signs @ sv[t]  # each transition's metric
+        cand = (metric[source] + branch[incoming][..., None]).reshape(states, 2 * size)
+        order = np.argsort(-cand, axis=1, kind="stable")[:, :size]
+        metric = np.take_along_axis(cand, order, axis=1)
+        back_code[t] = np.take_along_axis(codes, order // size, axis=1)
+        back_rank[t] = order % size
+    out: list[BoolArray] = []
+    for rank in range(size):
+        if not np.isfinite(metric[0, rank]):
+            break
+        state, r = 0, rank
+        bits = np.zeros(sv.shape[0], dtype=np.bool_)
+        for t in range(sv.shape[0] - 1, -1, -1):
+            code, r = int(back_code[t, state, r]), int(back_rank[t, state, r])
+            bits[t] = bool(code & 1)
+            state = code >> 1
+        out.append(bits[: lay.payload_bits])
     return out
 
 
@@ -1028,6 +1071,9 @@ class Reading:
     scale: float = 1.0
     """The factor the frames were enlarged by before reading (``read_scaled``: a video scaled down after marking);
     1 for every other reading."""
+    rank: int = 0
+    """The decoded path's rank among the Viterbi paths the reading checked: 0, the best path; above 0, found by
+    list decoding (the whole frames' reading, Layout.whole_list): a weak mark, whose model id is less certain."""
 
     @property
     def confidence(self) -> float:
@@ -1075,9 +1121,18 @@ def soft_strength(total: tuple[FloatArray, FloatArray], lay: Layout = WRITTEN) -
     return out
 
 
-def _decision(soft: FloatArray, lay: Layout) -> tuple[BoolArray, PayloadInfo]:
+def _decision(soft: FloatArray, lay: Layout, paths: int = 1) -> tuple[BoolArray, PayloadInfo, int]:
+    """The decoded payload, its check, and its rank among the ``paths`` best Viterbi paths tried (the first that
+    checks out; where none does, the best path, rank 0)."""
     bits = decode_soft(soft, lay)
-    return bits, parse_payload(bits)
+    info = parse_payload(bits)
+    if info.valid or paths <= 1:
+        return bits, info, 0
+    for rank, other in enumerate(decode_soft_list(soft, paths, lay)[1:], start=1):
+        found = parse_payload(other)
+        if found.valid:
+            return other, found, rank
+    return bits, info, 0
 
 
 Slots = list[tuple[FloatArray, FloatArray]]
@@ -1093,12 +1148,14 @@ def _summed(slots: Slots, lay: Layout) -> tuple[FloatArray, FloatArray, float]:
     return soft, weights, pilot
 
 
-def _voted(slots: Slots, offset: tuple[int, int], located: float | None, lay: Layout) -> tuple[Reading, FloatArray]:
-    """The reading of the frames' slots summed (one decode), and the coefficient weights it used."""
+def _voted(slots: Slots, offset: tuple[int, int], located: float | None, lay: Layout, paths: int = 1
+           ) -> tuple[Reading, FloatArray]:
+    """The reading of the frames' slots summed (one decode; ``paths``: list-decoded, _decision), and the coefficient
+    weights it used."""
     soft, weights, pilot = _summed(slots, lay)
-    bits, info = _decision(soft, lay)
+    bits, info, rank = _decision(soft, lay, paths)
     return Reading(found=info.valid, soft=soft, bits=bits, payload=info, offset=offset, pilot=pilot,
-                   located=located), weights
+                   located=located, rank=rank), weights
 
 
 def _with_frames(reading: Reading, slots: Slots, weights: FloatArray, lay: Layout) -> Reading:
@@ -1360,7 +1417,7 @@ class VideoReader:
         frames = self.frames[:first]
         if not frames:
             raise ValueError("no frames to read")
-        return self._read_frames(frames, per_frame)
+        return self._read_frames(frames, per_frame, listed=not any(self._in_region[:first]))
 
     def read_whole(self, first: int | None = None, per_frame: bool = True) -> Reading:
         """``read`` of the whole frames, whatever regions they were added with (merge's default mark covers
@@ -1368,16 +1425,20 @@ class VideoReader:
         n = len(self.frames[:first])
         if not n:
             raise ValueError("no frames to read")
-        return self._read_frames(self._whole_frames(n), per_frame)
+        return self._read_frames(self._whole_frames(n), per_frame, listed=True)
 
-    def _read_frames(self, frames: list[Frame], per_frame: bool) -> Reading:
+    def _read_frames(self, frames: list[Frame], per_frame: bool, listed: bool = False) -> Reading:
+        """The reading at the pilot's best offset, then at offset 0; ``listed`` (the whole frames as added, not
+        turned or enlarged): the first list-decoded (the layout's whole_list paths)."""
         smoothed = self._smoothed(frames)
         reading: Reading | None = None
         slots: Slots = []
         weights: FloatArray = np.ones(K)
-        for offset in dict.fromkeys([self._best_offset(frames, smoothed), (0, 0)]):
+        best = self._best_offset(frames, smoothed)
+        for offset in dict.fromkeys([best, (0, 0)]):
             slots = self._slots(frames, smoothed, offset)
-            reading, weights = _voted(slots, offset, None, self.lay)
+            paths = self.lay.whole_list if listed and offset == best else 1
+            reading, weights = _voted(slots, offset, None, self.lay, paths)
             if reading.found:
                 break
         assert reading is not None
@@ -1579,7 +1640,8 @@ class VideoReader:
         ``read_whole``; failing that, ``read_located``; failing that, ``read_rotated``; failing that, with
         ``scaled``, ``read_scaled`` (``thorough`` passed on) (at most ten decodes: ten chances of 2**-24 for an
         unmarked video to pass the magic and CRC check; eight without ``scaled``; with ``thorough``, 8 + 2 x
-        SCALE_DECODES_THOROUGH). ``step`` is called as each of the READ_STAGES readings ends (or is skipped), for
+        SCALE_DECODES_THOROUGH; the whole frames' reading checks the layout's whole_list paths, whole_list - 1
+        chances more). ``step`` is called as each of the READ_STAGES readings ends (or is skipped), for
         a progress bar; the ones a reading that decodes leaves are not called."""
         def done() -> None:
             if step is not None:

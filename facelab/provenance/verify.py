@@ -119,6 +119,9 @@ def _how_read(reading: syncmark.Reading) -> str | None:
     if reading.located is not None:
         return (f"watermark read where it was located ({reading.located:.0%} of the frame): the video was "
                 "cropped, shifted or partly covered after marking")
+    if reading.rank:
+        return (f"watermark decoded from a weak reading (Viterbi path {reading.rank + 1} of the "
+                f"{syncmark.WRITTEN.whole_list} checked): the mark is facelab's; the model id is less certain")
     return None
 
 
@@ -135,8 +138,9 @@ class _Reading:
     Decodes that could pass the magic and CRC check by chance (2**-24 each): the reading of all faces at most 10
     in version 3 and 8 in version 2 (best offset and offset 0, each in the faces, in the whole frames (merge's
     default mark covers the frame), located, turned back, and in version 3 enlarged), each single-face reading at
-    most 2; scheme 1's 1: at most 16 + 14 + 1 = 31 per file, 10 + 8 + 1 = 19 for a file with at most one face
-    per frame; ``thorough`` reads up to SCALE_DECODES_THOROUGH factors, 4 more (35 and 23)."""
+    most 2; scheme 1's 1; and version 3's whole frames' reading at the pilot's offset checks its 16 best paths
+    (list decoding, session 33: 15 more): at most 31 + 15 = 46 per file, 19 + 15 = 34 for a file with at most one
+    face per frame (2.0e-6); ``thorough`` reads up to SCALE_DECODES_THOROUGH factors, 4 more (50 and 38)."""
 
     def __init__(self, thorough: bool = False) -> None:
         self.thorough = thorough  # the scale search's thorough choice (verify --thorough: 4 more decodes)
