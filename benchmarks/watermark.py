@@ -26,7 +26,8 @@ scaled-down file: the reader must find the scale; their frames needed are counte
 multiples of 10 below and 5, since every reading of them searches the scale).
 
 Per attack and clip: the voted payload (soft values averaged over all frames, as ``facelab verify`` does)
-correct or not, per-frame bit accuracy (mean, 5th percentile), and the frames needed for a correct vote
+correct or not (``list_rank``: its rank among the Viterbi paths the reading checked, above 0 when list decoding
+found it), per-frame bit accuracy (mean, 5th percentile), and the frames needed for a correct vote
 (the smallest n such that the vote over frames 0..n-1 is correct and stays correct for every larger n;
 null when never); with ``--repeats N``, also how many of N encodes of the attack read correctly (x264's output
 varies from run to run: ENCODER_PARAMS). False positives: 20 unmarked clips (segments of the bundled and shared
@@ -466,7 +467,8 @@ def read_sync(frames: Frames, faces: list[list[np.ndarray]], payload: np.ndarray
     res = read()
     out: dict[str, Any] = {"found": res.found, "frames_found": sum(res.frames_found), "offset": list(res.offset),
                            "pilot": round(res.pilot, 3), "located": res.located is not None,
-                           "scale": round(res.scale, 3), "payload_hex": wm.payload_hex(res.bits)}
+                           "scale": round(res.scale, 3), "payload_hex": wm.payload_hex(res.bits),
+                           "list_rank": res.rank}
     if payload is not None:
         coded = sm.encode_bits(payload, lay)
         accs = [float(np.mean(b == payload)) for b in res.frame_bits]

@@ -654,6 +654,9 @@ def test_list_decoding_ranks_paths_and_finds_a_payload_viterbi_misses() -> None:
             assert info.valid and rank == ranks[0] and np.array_equal(bits, payload)
             assert not sm._decision(soft, lay, 1)[1].valid
             rescued += 1
+            reading = sm.Reading(found=True, soft=soft, bits=bits, payload=info, offset=(0, 0), pilot=0.2, rank=rank)
+            note = _how_read(reading)  # what verify's report says of such a reading
+            assert note is not None and f"path {rank + 1} of the 16" in note and "less certain" in note
     assert rescued >= 3  # about a third of these channels: Viterbi misses the payload, the list holds it
 
 
