@@ -167,14 +167,13 @@ GAIN_MAX = 2.0
 # and the block's energy moves to its textured side (its weights scaled to a mean square of 1, none past
 # EDGE_BOOST): texture masking pixel by pixel. Lowering the flat side alone cost 13% of the attacked channel's SNR
 # (7 clips x 4 model ids); with the energy kept, the 56 hard pairs read as before, 52 (docs/provenance.md, session
-# 31). EDGE_RATIO 6 left a trace of the blotch, 3 none (looked at in 4x crops). Since session 33 the weights are
-# drawn per cell of EDGE_CELL x EDGE_CELL half-resolution pixels (4 x 4 in the frame; the smoothing and the reach in
-# proportion): a quarter of the work, the embed 2.5 times cheaper with the rest of that session's changes.
+# 31). EDGE_RATIO 6 left a trace of the blotch, 3 none (looked at in 4x crops). Weights drawn per 2 x 2
+# half-resolution pixels (a quarter of the work) were tried in session 33: they lost lp_d10's downscale to a third
+# kept small (3 of 3 encodes read before, 0 of 3 after; docs/provenance.md).
 EDGE_RATIO = 3.0
 EDGE_SIGMA = 1.5  # half-resolution pixels
 EDGE_ERODE = 5  # half-resolution pixels
 EDGE_BOOST = 2.0
-EDGE_CELL = 2
 # The blocks outside the faces spend 1.5 times a uniform mark's energy where texture allows (session 30). Until then
 # the faces' cap (within_energy) scaled the whole frame, so where it bound (lp_d9's, lp_d6's, lp_d10's textured
 # faces) the rest of the frame was lowered with the faces: the rest of lp_d10's frames spent 0.57 of a uniform mark,
@@ -573,18 +572,11 @@ def _texture(half: npt.NDArray[np.float32], inside: BoolArray, within: BoolArray
     gain = _held(raw, np.ones_like(raw), inside, within, rest, even, lay)
     if EDGE_RATIO <= 0:
         return gain, None
-    cell = EDGE_CELL if lay.half % EDGE_CELL == 0 else 1
-    side = lay.half // cell  # a block's side in cells
-    local = _local_most(power, cell)
-    first = _drawn(local, gain, side)
-    share = _block_means(first * first, side)
+    local = _local_most(power)
+    first = _drawn(local, gain, lay.half)
+    share = _block_means(first * first, lay.half)
     gain = _held(raw, share, inside, within, rest, even, lay)
-    drawn = _drawn(local, gain, side)
-    if cell == 1:
-        return gain, drawn
-    weights = np.asarray(cv2.resize(drawn, (nbx * lay.half, nby * lay.half), interpolation=cv2.INTER_NEAREST_EXACT),
-                         dtype=np.float32)
-    return gain, weights
+    return gain, _drawn(local, gain, lay.half)
 
 
 def _drawn(most: npt.NDArray[np.float32], gain: FloatArray, side: int) -> npt.NDArray[np.float32]:
@@ -637,16 +629,11 @@ def _per_pixel(grid: FloatArray, side: int) -> npt.NDArray[np.float32]:
     return out
 
 
-def _local_most(power: npt.NDArray[np.float32], cell: int = 1) -> npt.NDArray[np.float32]:
-    """The largest gain each cell of ``cell`` x ``cell`` half-resolution pixels may draw (``edge_weights``):
-    EDGE_RATIO x the gain the texture around it would give a block (the band's power smoothed over EDGE_SIGMA
-    half-resolution pixels, at its lowest within EDGE_ERODE // 2 of them: an edge's band reaches past the edge), at
-    least GAIN_MIN (what a flat block gets)."""
-    if cell > 1:
-        h, w = power.shape
-        power = np.asarray(cv2.resize(power, (w // cell, h // cell), interpolation=cv2.INTER_AREA), dtype=np.float32)
-    reach = 2 * max(1, round(EDGE_ERODE // 2 / cell)) + 1
-    low = cv2.erode(cv2.GaussianBlur(power, (0, 0), EDGE_SIGMA / cell), np.ones((reach, reach), np.uint8))
+def _local_most(power: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The largest gain each half-resolution pixel may draw (``edge_weights``): EDGE_RATIO x the gain the texture
+    around it would give a block (the band's power smoothed over EDGE_SIGMA pixels, at its lowest within
+    EDGE_ERODE // 2 pixels: an edge's band reaches past the edge), at least GAIN_MIN (what a flat block gets)."""
+    low = cv2.erode(cv2.GaussianBlur(power, (0, 0), EDGE_SIGMA), np.ones((EDGE_ERODE, EDGE_ERODE), np.uint8))
     # max(EDGE_RATIO x sqrt(low) / TEX_REF, GAIN_MIN) as one square root of the larger square
     out = np.asarray(cv2.sqrt(np.maximum(low * np.float32((EDGE_RATIO / TEX_REF) ** 2), np.float32(GAIN_MIN**2))),
                      dtype=np.float32)
@@ -654,11 +641,10 @@ def _local_most(power: npt.NDArray[np.float32], cell: int = 1) -> npt.NDArray[np
 
 
 def edge_weights(most: npt.NDArray[np.float32], gain: FloatArray, side: int) -> npt.NDArray[np.float32]:
-    """Each cell's share of its block's change (1 where the texture around it hides the change): a
+    """Each half-resolution pixel's share of its block's change (1 where the texture around it hides the change): a
     block's gain comes from its mean texture, so a block across an edge (hair or a ridge on a plain wall or sky)
     would draw its textured side's change over its flat side too, a pale blotch at 4x (session 31); each pixel
-    draws at most the gain ``most`` allows it (``_local_most``). ``side``: the block's side in ``most``'s cells
-    (2 x 2 half-resolution pixels each in embed: EDGE_CELL)."""
+    draws at most the gain ``most`` allows it (``_local_most``). ``side``: the block's side in ``most``'s pixels."""
     out = np.asarray(cv2.divide(most, _per_pixel(np.maximum(gain, 1e-9), side)), dtype=np.float32)
     np.minimum(out, 1.0, out=out)
     return out
