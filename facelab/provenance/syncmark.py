@@ -614,11 +614,21 @@ def _held(raw: FloatArray, share: FloatArray, inside: BoolArray, within: BoolArr
 
 
 def _block_means(plane: npt.NDArray[np.float32], side: int) -> FloatArray:
-    """Each side x side block's mean of a float32 plane (blocks down, blocks across; OpenCV's area resize, which
-    averages whole blocks when the factor is whole: a tenth of numpy's reshaped mean's time)."""
+    """Each side x side block's mean of a plane (blocks down, blocks across), in float64: OpenCV's area resize, which
+    sums whole blocks when the factor is whole (a tenth of numpy's reshaped mean's time), its scale corrected
+    (``_area_correction``: the energies the gains are held to are compared to 1e-9)."""
     h, w = plane.shape
-    out: FloatArray = cv2.resize(plane, (w // side, h // side), interpolation=cv2.INTER_AREA).astype(np.float64)
+    out = np.asarray(cv2.resize(plane.astype(np.float64), (w // side, h // side), interpolation=cv2.INTER_AREA),
+                     dtype=np.float64)
+    out *= _area_correction(side)
     return out
+
+
+@lru_cache(maxsize=8)
+def _area_correction(side: int) -> float:
+    """What OpenCV's area mean of side x side ones comes to, inverted: it scales a block's sum by a float32
+    1 / side**2 (2e-8 off at side 10), which this factor undoes."""
+    return 1.0 / float(cv2.resize(np.ones((side, side)), (1, 1), interpolation=cv2.INTER_AREA)[0, 0])
 
 
 def _per_pixel(grid: FloatArray, side: int) -> npt.NDArray[np.float32]:
@@ -634,9 +644,8 @@ def _local_most(power: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     around it would give a block (the band's power smoothed over EDGE_SIGMA pixels, at its lowest within
     EDGE_ERODE // 2 pixels: an edge's band reaches past the edge), at least GAIN_MIN (what a flat block gets)."""
     low = cv2.erode(cv2.GaussianBlur(power, (0, 0), EDGE_SIGMA), np.ones((EDGE_ERODE, EDGE_ERODE), np.uint8))
-    # max(EDGE_RATIO x sqrt(low) / TEX_REF, GAIN_MIN) as one square root of the larger square
-    out = np.asarray(cv2.sqrt(np.maximum(low * np.float32((EDGE_RATIO / TEX_REF) ** 2), np.float32(GAIN_MIN**2))),
-                     dtype=np.float32)
+    out: npt.NDArray[np.float32] = np.maximum(EDGE_RATIO * np.sqrt(np.maximum(low, 0.0)) / TEX_REF,
+                                              GAIN_MIN).astype(np.float32)
     return out
 
 
@@ -645,7 +654,7 @@ def edge_weights(most: npt.NDArray[np.float32], gain: FloatArray, side: int) -> 
     block's gain comes from its mean texture, so a block across an edge (hair or a ridge on a plain wall or sky)
     would draw its textured side's change over its flat side too, a pale blotch at 4x (session 31); each pixel
     draws at most the gain ``most`` allows it (``_local_most``). ``side``: the block's side in ``most``'s pixels."""
-    out = np.asarray(cv2.divide(most, _per_pixel(np.maximum(gain, 1e-9), side)), dtype=np.float32)
+    out: npt.NDArray[np.float32] = most / _per_pixel(np.maximum(gain, 1e-9), side)
     np.minimum(out, 1.0, out=out)
     return out
 
