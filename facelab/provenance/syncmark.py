@@ -110,9 +110,10 @@ K = len(COEFFS)
 N_SLOTS = TILE_BLOCKS * TILE_BLOCKS * K  # 256
 CONSTRAINT = 7  # the convolutional codes' constraint length
 # List decoding (session 33): the whole frames' reading at the pilot's offset (merge's default mark, read whole)
-# checks the WHOLE_LIST best Viterbi paths, the first whose magic and CRC check out. On the hard pairs (the
-# downscale to a third and to a half + CRF 28, 7 clips x 4 model ids) every failure left had its payload there,
-# 2nd to 10th; it adds WHOLE_LIST - 1 chances of 2**-24 to an unmarked file's bound (one reading, version 3 only).
+# checks the WHOLE_LIST best Viterbi paths, the first whose magic and CRC check out; it adds WHOLE_LIST - 1 chances
+# of 2**-24 to an unmarked file's bound (one reading, version 3 only). On the hard pairs (the downscale to a third
+# and to a half + CRF 28, 7 clips x 8 model ids, as verify reads) it read 3 more of 112, at paths 2, 8 and 11; on a
+# variant mark tried that session, every failure of the tuned ids had its payload there (paths 2 to 10).
 WHOLE_LIST = 16
 BASE = 16.0  # version 2: every slot's coefficient moves at least this far its bit's way (16 px blocks)
 MARGIN = 16.0  # version 2: wanted mean of a group's clipped, sign-corrected coefficient
@@ -189,7 +190,6 @@ REST_ENERGY = 1.5
 FILL_FROM = 0.5  # a block is raised only where its texture gain is at least this (real texture, not a smooth face)
 FILL_EVEN = 0.5  # and its flattest quarter's texture is at least this share of its own (not across an edge)
 FILL_MOST = 2.0  # the largest factor: a block's mark at most twice what its texture alone gives it
-FILL_STEPS = 20  # the bisection's steps (the factor to 1e-6)
 # The tiling's start (y, x) in pixels, by layout: frame f uses layout (f // LAYOUT_FRAMES) % len(SHIFTS).
 # One layout: moving the tiling every 10 frames (to move the slots over the face) was measured to hurt,
 # as a codec's P-frames keep the previous layout's pattern for a while; the machinery stays for a try.
