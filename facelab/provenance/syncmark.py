@@ -170,9 +170,10 @@ GAIN_MAX = 2.0
 # (7 clips x 4 model ids); with the energy kept, the 56 hard pairs read as before, 52 (docs/provenance.md, session
 # 31). EDGE_RATIO 6 left a trace of the blotch, 3 none (looked at in 4x crops). Since session 34 the weights are
 # drawn per cell of EDGE_CELL x EDGE_CELL half-resolution pixels (4 x 4 in the frame; the smoothing and the reach in
-# proportion): a quarter of the work. Measured in session 33 against per-pixel weights (docs/provenance.md): the
-# hard pairs 56 / 54 of 56 (tuned / held-out ids) against 53 / 53, the other 19 attacks 132 of 133 against 131; it
-# lost lp_d10's downscale to a third kept small (0 of 3 encodes), per-pixel weights lp_d6's and lp_d3's combination.
+# proportion): a quarter of the work. Measured against per-pixel weights in sessions 33-34 (docs/provenance.md): the
+# hard pairs 56 / 54 of 56 (tuned / held-out ids) against 53 / 53, the other 19 attacks 132 of 133 against 131; the
+# cells lose lp_d10's downscale to a third kept small (0 of 3 encodes), per-pixel weights lp_d6's and lp_d3's 1/2 +
+# CRF 28 kept small (0 of 3 each).
 EDGE_RATIO = 3.0
 EDGE_SIGMA = 1.5  # half-resolution pixels
 EDGE_ERODE = 5  # half-resolution pixels
@@ -558,8 +559,9 @@ def _texture(half: npt.NDArray[np.float32], inside: BoolArray, within: BoolArray
     if half.shape[0] // lay.half != nby or half.shape[1] // lay.half != nbx:
         raise ValueError(f"texture_gain takes the halved luma of {nby} x {nbx} blocks, got {half.shape}")
     area = np.ascontiguousarray(half[: nby * lay.half, : nbx * lay.half])
-    band = np.asarray(area - cv2.GaussianBlur(area, (TEX_KSIZE, TEX_KSIZE), TEX_SIGMA), dtype=np.float32)
-    power = band * band
+    band = cv2.GaussianBlur(area, (TEX_KSIZE, TEX_KSIZE), TEX_SIGMA)
+    np.subtract(area, band, out=band)
+    power = np.multiply(band, band, out=band)
     quarters = cv2.resize(power, (2 * nbx, 2 * nby), interpolation=cv2.INTER_AREA)  # each quarter's mean
     energy = cv2.resize(quarters, (nbx, nby), interpolation=cv2.INTER_AREA)  # each block's mean
     if TEX_SPREAD > 0:  # a little of the neighbours' texture
@@ -570,7 +572,8 @@ def _texture(half: npt.NDArray[np.float32], inside: BoolArray, within: BoolArray
     # the fill's blocks: only those textured all over (a block across an edge, hair on a plain wall, would draw the
     # added change over its flat side too): the block's own texture gain at least FILL_FROM, its flattest quarter's
     # at least FILL_EVEN x that (compared squared)
-    flattest = quarters.reshape(nby, 2, nbx, 2).min(axis=(1, 3))
+    flattest = np.minimum(np.minimum(quarters[0::2, 0::2], quarters[0::2, 1::2]),
+                          np.minimum(quarters[1::2, 0::2], quarters[1::2, 1::2]))
     even = rest & (energy >= (FILL_FROM * TEX_REF) ** 2) & (flattest >= FILL_EVEN**2 * energy)
     gain = _held(raw, np.ones_like(raw), inside, within, rest, even, lay)
     if EDGE_RATIO <= 0:
