@@ -411,6 +411,37 @@ def test_reader_reads_where_the_code_fits_best(frame_clip: Any, sync_payload: np
     assert fits.max() == pytest.approx(sm.decode_score(sm._folded_soft(total, res.offset, sm.WRITTEN)))
 
 
+def test_reader_keeps_the_pilots_peaks_where_the_strength_points_away(frame_clip: Any, sync_payload: np.ndarray,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session 34: each candidate is moved within SYNC_REFINE px to where the soft values are strongest, which can
+    lie off the true offset where the pilot's own peak does not (lp_d0 at a third); the peaks as found stay
+    candidates. The bundled clip marked as merge marks it, cropped by 3 and 5 px (an offset off the block grid),
+    read with the strength made to grow away from the true offset (where the code fits best): every moved candidate
+    lands SYNC_REFINE px or more off it, out of the fit search's reach, and the reader still reads there (a pilot
+    peak lies within SYNC_FIT px of it) and decodes."""
+    shifted = [np.ascontiguousarray(rgb[3:, 5:]) for rgb in frame_clip[:V2_FRAMES]]
+    reader = sm.VideoReader()
+    for rgb in shifted:
+        reader.add(rgb)
+    whole = reader._whole_frames(len(shifted))
+    smoothed = reader._smoothed(whole)
+    true = reader._best_offset(whole, smoothed)
+    assert true[0] % sm.WRITTEN.block and true[1] % sm.WRITTEN.block  # off the grid: no aligned candidate is it
+    peaks = reader._candidates(smoothed)
+    assert any(abs(p[0] - true[0]) <= sm.SYNC_FIT and abs(p[1] - true[1]) <= sm.SYNC_FIT for p in peaks)
+    tile = sm.WRITTEN.tile
+
+    def away(total: Any, lay: sm.Layout = sm.WRITTEN) -> Any:
+        ys, xs = np.mgrid[:tile, :tile]
+        dy, dx = np.abs(ys - true[0]), np.abs(xs - true[1])
+        return (np.minimum(dy, tile - dy) + np.minimum(dx, tile - dx)).astype(np.float64)  # a window's farthest wins
+
+    monkeypatch.setattr(sm, "soft_strength", away)
+    assert reader._best_offset(whole, smoothed) == true
+    res = reader.read_whole(per_frame=False)
+    assert res.found and np.array_equal(res.bits, sync_payload) and res.offset == true
+
+
 V2_FRAMES = 20
 FP_FRAMES = 12  # the unmarked clips' frames in the tests that no reading decodes them
 # the default suite: a codec, a crop, a colour change, a rescale, and both combinations (on the mark merge writes

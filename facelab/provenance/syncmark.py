@@ -1409,11 +1409,14 @@ class VideoReader:
         else:
             def strength_at(off: tuple[int, int]) -> float:
                 return float(np.mean(soft_at(off) ** 2))
+        peaks = self._candidates(smoothed)
         refined = []
-        for oy, ox in self._candidates(smoothed) + aligned:
+        for oy, ox in peaks + aligned:
             near = [((oy + dy) % tile, (ox + dx) % tile) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
             refined.append(max(near, key=strength_at))
-        cands = list(dict.fromkeys(refined + aligned))
+        # the peaks as found too: the strongest soft values nearby can lie off the true offset, where the pilot's own
+        # peak does not (lp_d0 at a third, session 34: the pilot's first peak 1 px from the offset, moved 20 px away)
+        cands = list(dict.fromkeys(refined + peaks + aligned))
         if len(cands) == 1:
             return cands[0]
         scores = decode_scores(np.stack([soft_at(off) for off in cands]), self.lay)  # all candidates at once
