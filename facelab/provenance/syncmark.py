@@ -585,11 +585,7 @@ def _texture(half: npt.NDArray[np.float32], inside: BoolArray, within: BoolArray
     share = _block_means(first * first, side)
     gain = _held(raw, share, inside, within, rest, even, lay)
     drawn = _drawn(local, gain, side)
-    if cell == 1:
-        return gain, drawn
-    weights = np.asarray(cv2.resize(drawn, (nbx * lay.half, nby * lay.half), interpolation=cv2.INTER_NEAREST_EXACT),
-                         dtype=np.float32)
-    return gain, weights
+    return gain, drawn if cell == 1 else _per_pixel(drawn, cell)  # each cell's weight on its half-resolution pixels
 
 
 def _drawn(most: npt.NDArray[np.float32], gain: FloatArray, side: int) -> npt.NDArray[np.float32]:
@@ -644,10 +640,10 @@ def _area_correction(side: int) -> float:
     return 1.0 / float(cv2.resize(np.ones((side, side)), (1, 1), interpolation=cv2.INTER_AREA)[0, 0])
 
 
-def _per_pixel(grid: FloatArray, side: int) -> npt.NDArray[np.float32]:
-    """Each block's value (blocks down, blocks across) on each of its side x side pixels, as float32."""
+def _per_pixel(grid: FloatArray | npt.NDArray[np.float32], side: int) -> npt.NDArray[np.float32]:
+    """Each block's (or cell's) value, rows down and across, on each of its side x side pixels, as float32."""
     nby, nbx = grid.shape
-    out = np.asarray(cv2.resize(grid.astype(np.float32), (nbx * side, nby * side),
+    out = np.asarray(cv2.resize(grid.astype(np.float32, copy=False), (nbx * side, nby * side),
                                 interpolation=cv2.INTER_NEAREST_EXACT), dtype=np.float32)
     return out
 
