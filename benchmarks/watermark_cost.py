@@ -5,6 +5,8 @@
 For each model size (``tiny64``: the 64 px DF model of benchmarks/watermark.py, ae 64 / e 16 / d 16;
 ``demo`` and ``quick96``: the training presets' shapes), a model trained 1 iteration on the bundled faces
 (its weights do not matter to the time) merges the first --frames frames of the bundled 480x480 dst clip
+(``--clip``, ``--size WxH``: another clip, its frames cropped at the centre to that aspect and resized; 854x480
+and 640x480 are 480p's 16:9 and 4:3 frames)
 (overlay, RCT, mask mode ``dst``) without provenance, with one worker. Two clocks:
 
 * CPU time (all threads of the process, ``time.process_time``), per frame: the merge of all --frames
@@ -74,21 +76,43 @@ def _link_half(cache: Path, n: int) -> None:
             link.symlink_to(cache / "frames" / frame_name(i, "png"))
 
 
-def prepare(cache: Path, n: int, presets: list[str]) -> None:
+CLIP = ROOT / "samples" / "dst.mp4"
+
+
+def prepare(cache: Path, n: int, presets: list[str], clip: Path = CLIP, size: tuple[int, int] | None = None) -> None:
+    """The cache's frames (the first ``n`` of ``clip``, resized to ``size`` (w, h) when given), their faces and a
+    model of each preset's shape; a cache made from another clip or size is made again."""
+    import shutil
+
     from facelab.extract.options import ExtractOptions
     from facelab.extract.pipeline import run_extract
     from facelab.train.options import TrainOptions
     from facelab.train.trainer import Trainer
 
+    path = Path(clip).resolve()
+    source = {"clip": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+              "size": list(size) if size else None}
+    made = cache / "source.json"
+    if (made.exists() and json.loads(made.read_text()) != source) or (not made.exists() and Path(clip) != CLIP):
+        for old in cache.iterdir():
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     frames = cache / "frames"
     if len(list(frames.glob("*.png"))) != n:
         frames.mkdir(parents=True, exist_ok=True)
         for old in frames.glob("*.png"):
             old.unlink()
-        for index, rgb in iter_frames(ROOT / "samples" / "dst.mp4"):
+        for index, rgb in iter_frames(clip):
             if index >= n:
                 break
+            if size is not None:  # cropped at the centre to the size's aspect, then resized
+                h, w = rgb.shape[:2]
+                ch, cw = min(h, round(w * size[1] / size[0])), min(w, round(h * size[0] / size[1]))
+                top, left = (h - ch) // 2, (w - cw) // 2
+                rgb = cv2.resize(rgb[top:top + ch, left:left + cw], size, interpolation=cv2.INTER_AREA)
             cv2.imwrite(str(frames / frame_name(index, "png")), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if len(list(frames.glob("*.png"))) != n:
+            raise SystemExit(f"{clip} has fewer than {n} frames")
+    made.write_text(json.dumps(source))
     ex = ExtractOptions(size=128, workers=1)
     if not (cache / "aligned").is_dir() or len(list((cache / "aligned").iterdir())) < n:
         run_extract(frames, cache / "aligned", ex)
@@ -248,6 +272,16 @@ def mark_once(cache: Path, name: str) -> tuple[float, float]:
         cv2.setNumThreads(threads)
 
 
+def _clip_name(clip: Path, size: tuple[int, ...] | None) -> str:
+    """The clip as the JSON names it: its path under the repository or the shared data, and its frames' size."""
+    path = Path(clip).resolve()
+    name = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+    if size is None:
+        _, first = next(iter_frames(path))
+        return f"{name} ({first.shape[1]}x{first.shape[0]})"
+    return f"{name} cropped and resized to {size[0]}x{size[1]}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--presets", nargs="+", default=["tiny64", "demo", "quick96"])
@@ -256,6 +290,9 @@ def main() -> None:
                     help="where merge marks (its watermark_region option)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/facelab_wm_cost"))
+    ap.add_argument("--clip", type=Path, default=CLIP, help="the dst clip (default: the bundled 480x480 one)")
+    ap.add_argument("--size", default=None,
+                    help="crop its frames to WxH's aspect and resize them to it (854x480, 640x480: 480p)")
     ap.add_argument("--end-to-end", action="store_true",
                     help="the whole merge at its default workers, marked and not, alternately (see above)")
     ap.add_argument("--workers", type=int, default=None, help="with --end-to-end: merge workers (default: merge's)")
@@ -266,12 +303,15 @@ def main() -> None:
     global REGION, PLAN
     REGION, PLAN = args.region, args.plan
     args.cache.mkdir(parents=True, exist_ok=True)
-    prepare(args.cache, args.frames, args.presets)
+    size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
+    if size is not None and len(size) != 2:
+        raise SystemExit(f"--size takes WxH, got {args.size}")
+    prepare(args.cache, args.frames, args.presets, args.clip, size)
     _link_half(args.cache, args.frames)
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
-        "frames": args.frames, "clip": "samples/dst.mp4 (480x480)", "plan": args.plan, "presets": {}}
+        "frames": args.frames, "clip": _clip_name(args.clip, size), "plan": args.plan, "presets": {}}
     for name in args.presets:
         if args.end_to_end:
             e2e = end_to_end(args.cache, name, args.frames, args.repeats, args.workers)
