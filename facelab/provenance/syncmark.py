@@ -51,7 +51,7 @@ outputs: each version is a ``Layout``, and every function here takes the layout 
   blocks alone lowered), and outside them, where texture masking leaves less than REST_ENERGY times a uniform
   mark's energy (a plain wall; most frames), the blocks textured all over are raised towards it (session 30).
   Inside a block, each pixel draws at most EDGE_RATIO x the gain its own surroundings' texture would give
-  (``edge_weights``), the block's energy moved to its textured side: a block across an edge (hair or a ridge on
+  (kernels.drawn), the block's energy moved to its textured side: a block across an edge (hair or a ridge on
   sky) leaves its flat side plain (session 31). The reader is the same.
 * Soft decoding: each coded bit's soft value is the keyed sum of its slots over the tile copies in the
   face and the frames, divided by the sum of their magnitudes; each frequency's slots are weighted by
@@ -127,7 +127,7 @@ ROUNDS = 4
 # PUSH_MOST 1.5 / 2 / 2.5 / 3: within a few hundredths of each other; 1 and 2 the best on the clips together).
 HOPELESS = 1.0
 PUSH_MOST = 2.0
-SOLVE_STEPS = 60  # the most steps of the margin's solve (it takes 6-7 on merged frames: _margin)
+SOLVE_STEPS = 60  # the most steps of the margin's solve (it takes 6-7 on merged frames: kernels._margin_py)
 SOLVE_TOLERANCE = 1e-10  # the solved margin's energy is the budget to this share
 # The embed works on the frame halved (2 x 2 area means: a quarter of the pixels; session 16): it reads each
 # block's coefficients and texture there and draws the change there, softens it (Gaussian, SOFTEN half-res px,
@@ -552,9 +552,11 @@ def texture_gain(half: npt.NDArray[np.float32], inside: BoolArray, within: BoolA
 
 def _texture(half: npt.NDArray[np.float32], inside: BoolArray, within: BoolArray | None, lay: Layout
              ) -> tuple[FloatArray, npt.NDArray[np.float32] | None]:
-    """``texture_gain`` and each half-resolution pixel's share of its block's change (``edge_weights``; None with
+    """``texture_gain`` and each half-resolution pixel's share of its block's change (kernels.drawn; None with
     EDGE_RATIO 0). The energies the gains are held to count what is drawn: each block's squared gain times its
     pixels' mean squared share, the shares taken from the gains of a first pass without them (session 31)."""
+    from facelab.provenance import kernels  # numba loads with the first embed: the readers never need it
+
     nby, nbx = inside.shape
     if half.shape[0] // lay.half != nby or half.shape[1] // lay.half != nbx:
         raise ValueError(f"texture_gain takes the halved luma of {nby} x {nbx} blocks, got {half.shape}")
@@ -581,63 +583,21 @@ def _texture(half: npt.NDArray[np.float32], inside: BoolArray, within: BoolArray
     cell = EDGE_CELL if lay.half % EDGE_CELL == 0 else 1
     side = lay.half // cell  # a block's side in cells
     local = _local_most(power, cell)
-    first = _drawn(local, gain, side)
-    share = _block_means(first * first, side)
+    share = kernels.drawn(local, gain, side, EDGE_BOOST)[1]  # the first pass: what each block draws
     gain = _held(raw, share, inside, within, rest, even, lay)
-    drawn = _drawn(local, gain, side)
+    drawn = kernels.drawn(local, gain, side, EDGE_BOOST)[0]
     return gain, drawn if cell == 1 else _per_pixel(drawn, cell)  # each cell's weight on its half-resolution pixels
-
-
-def _drawn(most: npt.NDArray[np.float32], gain: FloatArray, side: int) -> npt.NDArray[np.float32]:
-    """edge_weights, then each block's weights scaled to a mean square of 1 where that raises none past EDGE_BOOST:
-    the block's energy moved from its flat side to its textured side."""
-    w = edge_weights(most, gain, side)
-    ms = _block_means(w * w, side)
-    scale = _per_pixel(1.0 / np.sqrt(np.maximum(ms, 1e-12)), side)
-    # the weights are at most 1, so none is past EDGE_BOOST (>= 1) before the scaling
-    out = w * scale
-    np.minimum(out, EDGE_BOOST, out=out)
-    return out
 
 
 def _held(raw: FloatArray, share: FloatArray, inside: BoolArray, within: BoolArray | None, rest: BoolArray,
           even: BoolArray, lay: Layout) -> FloatArray:
     """The gains held to their energies (each block's squared gain times its drawn ``share``): the inside blocks'
     mean at most 1, then the ``within`` blocks' at most the layout's within_energy (those blocks alone lowered),
-    then the rest's raised towards REST_ENERGY through its ``even`` blocks (``_filled``)."""
-    gain = raw.copy()
-    spent = raw * raw * share  # each block's energy, kept in step with the gains (each hold scales a set's by f**2)
-    if inside.any():
-        f = max(1.0, float(np.sqrt(spent[inside].sum() / np.count_nonzero(inside))))
-        gain /= f
-        spent /= f * f
-    if within is not None and within.any():  # the faces' cap lowers their blocks alone (session 30)
-        f = max(1.0, float(np.sqrt(spent[within].sum() / np.count_nonzero(within) / lay.within_energy)))
-        gain[within] /= f
-        spent[within] /= f * f
-    if REST_ENERGY > 0 and even.any():
-        others = float(spent[rest & ~even].sum())
-        n_even = np.count_nonzero(even)
-        gain[even] = _filled(gain[even], share[even], (REST_ENERGY * np.count_nonzero(rest) - others) / n_even)
-    return gain
+    then the rest's raised towards REST_ENERGY through its ``even`` blocks (``_filled``). Compiled:
+    kernels.held."""
+    from facelab.provenance import kernels  # numba loads with the first embed: the readers never need it
 
-
-def _block_means(plane: npt.NDArray[np.float32], side: int) -> FloatArray:
-    """Each side x side block's mean of a plane (blocks down, blocks across), in float64: OpenCV's area resize, which
-    sums whole blocks when the factor is whole (a tenth of numpy's reshaped mean's time), its scale corrected
-    (``_area_correction``: the energies the gains are held to are compared to 1e-9)."""
-    h, w = plane.shape
-    out = np.asarray(cv2.resize(plane.astype(np.float64), (w // side, h // side), interpolation=cv2.INTER_AREA),
-                     dtype=np.float64)
-    out *= _area_correction(side)
-    return out
-
-
-@lru_cache(maxsize=8)
-def _area_correction(side: int) -> float:
-    """What OpenCV's area mean of side x side ones comes to, inverted: it scales a block's sum by a float32
-    1 / side**2 (2e-8 off at side 10), which this factor undoes."""
-    return 1.0 / float(cv2.resize(np.ones((side, side)), (1, 1), interpolation=cv2.INTER_AREA)[0, 0])
+    return kernels.held(raw, share, inside, within, rest, even, lay.within_energy, REST_ENERGY, GAIN_MAX, FILL_MOST)
 
 
 def _per_pixel(grid: FloatArray | npt.NDArray[np.float32], side: int) -> npt.NDArray[np.float32]:
@@ -649,7 +609,7 @@ def _per_pixel(grid: FloatArray | npt.NDArray[np.float32], side: int) -> npt.NDA
 
 
 def _local_most(power: npt.NDArray[np.float32], cell: int = 1) -> npt.NDArray[np.float32]:
-    """The largest gain each cell of ``cell`` x ``cell`` half-resolution pixels may draw (``edge_weights``):
+    """The largest gain each cell of ``cell`` x ``cell`` half-resolution pixels may draw (kernels.drawn):
     EDGE_RATIO x the gain the texture around it would give a block (the band's power smoothed over EDGE_SIGMA
     half-resolution pixels, at its lowest within EDGE_ERODE // 2 of them: an edge's band reaches past the edge), at
     least GAIN_MIN (what a flat block gets)."""
@@ -663,47 +623,15 @@ def _local_most(power: npt.NDArray[np.float32], cell: int = 1) -> npt.NDArray[np
     return out
 
 
-def edge_weights(most: npt.NDArray[np.float32], gain: FloatArray, side: int) -> npt.NDArray[np.float32]:
-    """Each cell's share of its block's change (1 where the texture around it hides the change): a
-    block's gain comes from its mean texture, so a block across an edge (hair or a ridge on a plain wall or sky)
-    would draw its textured side's change over its flat side too, a pale blotch at 4x (session 31); each cell
-    draws at most the gain ``most`` allows it (``_local_most``). ``side``: the block's side in ``most``'s cells
-    (2 x 2 half-resolution pixels each in embed: EDGE_CELL)."""
-    out: npt.NDArray[np.float32] = most / _per_pixel(np.maximum(gain, 1e-9), side)
-    np.minimum(out, 1.0, out=out)
-    return out
-
-
 def _filled(gain: FloatArray, share: FloatArray, energy: float) -> FloatArray:
     """Gains whose mean drawn energy (squared gain times ``share``) is below ``energy`` raised towards it, all by one
     factor (at most FILL_MOST), none past GAIN_MAX: each block keeps its gain's proportion to its texture. The
     energy is piecewise quadratic in the factor (a block stops rising at its cap), so the factor is solved exactly:
     the blocks sorted by the factor that caps them, each piece's root tried (a bisection of 20 steps until
-    session 33: the same factor to 1e-6, in a third of the time)."""
-    n = gain.size
-    free = gain * gain * share  # a block still rising spends factor**2 x this
-    wanted = n * energy
-    if float(free.sum()) >= wanted:
-        return gain
-    cap = np.maximum(GAIN_MAX, gain)
-    top: FloatArray = np.minimum(FILL_MOST * gain, cap)
-    if float((top * top * share).sum()) < wanted:
-        return top
-    knots = cap / np.maximum(gain, 1e-12)  # the factor at which each block reaches its cap
-    order = np.argsort(knots)
-    # with the first j blocks in knot order capped: wanted = spent[j] + factor**2 x rising[j]
-    spent = np.zeros(n + 1)
-    np.cumsum((cap * cap * share)[order], out=spent[1:])
-    rising = np.zeros(n + 1)
-    np.cumsum(free[order][::-1], out=rising[n - 1::-1])
-    bounds = np.empty(n + 2)
-    bounds[0], bounds[1:-1], bounds[-1] = 1.0, knots[order], np.inf
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = np.sqrt(np.maximum(wanted - spent, 0.0) / rising)
-    fits = (factor >= bounds[:-1]) & (factor <= bounds[1:])  # rising 0: nan, never fits
-    f = min(float(factor[np.argmax(fits)]), FILL_MOST) if fits.any() else FILL_MOST
-    out: FloatArray = np.minimum(f * gain, cap)
-    return out
+    session 33: the same factor to 1e-6, in a third of the time). Compiled: kernels.filled."""
+    from facelab.provenance import kernels  # numba loads with the first embed: the readers never need it
+
+    return kernels.filled(gain, share, energy, GAIN_MAX, FILL_MOST)
 
 
 def informed_pushes(host: FloatArray, gain: FloatArray, region: npt.NDArray[np.intp] | None = None,
@@ -713,50 +641,11 @@ def informed_pushes(host: FloatArray, gain: FloatArray, region: npt.NDArray[np.i
     ``gain`` its block's texture gain (flat arrays). Each region (``region``: a small non-negative integer per
     slot; default one) gets ``energy`` x the energy of a uniform mark, sum(gain**2): the slots move to a common
     margin m x gain (a slot already beyond it does not move, one opposing its bit by more than HOPELESS x gain does
-    not either, none more than PUSH_MOST x gain), m solved by _margin."""
-    norm = host / gain  # the host in units of the slot's uniform push
-    g2 = gain * gain
-    live = norm >= -HOPELESS
-    out = np.zeros_like(host)
-    if region is None:
-        groups = [(live, float(g2.sum()))]
-    else:  # each region present: its live slots and its whole energy
-        present = np.bincount(region) > 0
-        totals = np.bincount(region, weights=g2)
-        groups = [(live & (region == label), float(totals[label])) for label in np.flatnonzero(present)]
-    for use, total in groups:
-        a = norm[use]
-        if not a.size:
-            continue
-        m = _margin(a, g2[use], energy * total)
-        out[use] = np.minimum(np.maximum(m - a, 0.0), PUSH_MOST) * gain[use]
-    return out
+    not either, none more than PUSH_MOST x gain), m solved by Newton's method in a bisection bracket. Compiled:
+    kernels.pushes."""
+    from facelab.provenance import kernels  # numba loads with the first embed: the readers never need it
 
-
-def _margin(a: FloatArray, w: FloatArray, budget: float) -> float:
-    """The margin m at which slots at hosts ``a`` (in push units), weighted ``w``, moved clip(m - a, 0, PUSH_MOST)
-    spend ``budget``: sum(w * move**2) = budget (every slot at PUSH_MOST where even that spends less). Newton's
-    method on the energy, kept inside a bisection bracket (the energy is increasing and piecewise quadratic, but
-    not convex: it flattens where slots reach PUSH_MOST): 6-7 steps to SOLVE_TOLERANCE on 60 merged frames of the
-    benchmark's samples_dst (about 80 us a region), against 24 bisection steps before (session 18)."""
-    lo, hi = float(a.min()), float(a.max()) + PUSH_MOST  # at hi every slot moves PUSH_MOST
-    if float(w.sum()) * PUSH_MOST ** 2 <= budget:
-        return hi
-    m = 0.5 * (lo + hi)
-    for _ in range(SOLVE_STEPS):
-        moved = np.clip(m - a, 0.0, PUSH_MOST)
-        weighted = w * moved
-        excess = float(weighted @ moved) - budget
-        if abs(excess) <= SOLVE_TOLERANCE * budget:
-            return m
-        if excess > 0:
-            hi = m
-        else:
-            lo = m
-        slope = 2.0 * float(weighted[moved < PUSH_MOST].sum())  # the energy's derivative (slots still moving freely)
-        step = m - excess / slope if slope > 0 else lo - 1.0
-        m = step if lo < step < hi else 0.5 * (lo + hi)
-    return lo
+    return kernels.pushes(host, gain, region, energy, PUSH_MOST, HOPELESS, SOLVE_STEPS, SOLVE_TOLERANCE)
 
 
 def _phase_agreement(coeffs: FloatArray, wanted: FloatArray, lay: Layout) -> FloatArray:
@@ -857,7 +746,7 @@ def embed(rgb: Image, payload_bits: Sequence[bool] | BoolArray, region: npt.NDAr
     # viewer could see as a grid. Each block row's pixel rows come out of one batched product already in image
     # order: (nby, 1, nbx, K) @ (half, K, half) -> (nby, half, nbx, half).
     dy = np.matmul(delta.astype(np.float32)[:, None], lay.basis_rows32[None]).reshape(nby * lay.half, nbx * lay.half)
-    if weights is not None:  # each pixel's share where the texture around it is lower (edge_weights)
+    if weights is not None:  # each pixel's share where the texture around it is lower (kernels.drawn)
         dy *= weights
     dy_soft = cv2.GaussianBlur(dy, (SOFTEN_KSIZE, SOFTEN_KSIZE), SOFTEN)
     hh, ww = nby * b, nbx * b
