@@ -4,11 +4,11 @@ syncmark's whole-frame mark holds each block's gain to an energy budget, spreads
 (the edge weights) and solves each region's margin: on a 480p frame that is a few hundred numpy operations on arrays
 of 24 x 24 blocks or 120 x 120 cells, each a few microseconds of call overhead, about 40% of the embed. Here each is a
 loop over the blocks, compiled once (``cache=True``: the machine code is kept beside this module, so a later process
-loads it in well under a second) and run without the GIL (``nogil``: merge's worker threads mark side by side).
+loads it in about a second) and run without the GIL (``nogil``: merge's worker threads mark side by side).
 
 The formulas are syncmark's own (its docstrings and docs/provenance.md say why they are what they are); its numpy
-versions gave the same marked pixels on the 140 frames the benchmark compares. Sums run in order here, not pairwise,
-so a value can differ from numpy's in its last bits; no marked pixel did.
+versions gave the same marked pixels on all 420 frames of the seven benchmark clips. Sums run in order here, not
+pairwise, so a value can differ from numpy's in its last bits; no marked pixel did.
 """
 
 from __future__ import annotations
@@ -198,9 +198,11 @@ _pushes_c = _compile(_pushes_py)
 
 
 def drawn(most: F32, gain: F64, side: int, boost: float) -> tuple[F32, F64]:
-    """syncmark's edge weights of every cell (``most``: what each cell may draw, ``side`` x ``side`` cells a block),
-    scaled to a mean square of 1 per block where that raises none past ``boost``; and each block's mean square after
-    that cap (its ``share``)."""
+    """syncmark's edge weights of every cell (``most``: what each cell may draw, syncmark._local_most; ``side`` x
+    ``side`` cells a block): min(most / the block's gain, 1), so a block across an edge does not draw its textured
+    side's change over its flat side (a pale blotch at 4x, session 31: the comment above syncmark.EDGE_RATIO), then
+    scaled to a mean square of 1 per block where that raises none past ``boost`` (the energy moved to the textured
+    side); and each block's mean square after that cap (its ``share``)."""
     out: tuple[F32, F64] = _drawn_c(np.ascontiguousarray(most), np.ascontiguousarray(gain, dtype=np.float64), side,
                                     float(boost))
     return out
