@@ -323,6 +323,9 @@ class LivePipeline:
         """Run until the source ends, ``max_frames`` are out, the window closes, Ctrl+C or an error (raised
         here after the threads are joined and the output finished)."""
         torch.set_num_threads(self.opts.model_threads)
+        from facelab.provenance.kernels import warm_up
+
+        warm_up()  # the watermark's compiled kernels loaded now, not as a stall on the first marked frame
         stop = self.stop
         captured: Channel[Work] = Channel(stop, latest=self.source.live)
         aligned: Channel[Work] = Channel(stop)
