@@ -84,24 +84,26 @@ def _filled_py(gain: F64, share: F64, energy: float, gain_max: float, fill_most:
     return out
 
 
+def _count_sum_py(mask: Bools, values: F64) -> tuple[int, float]:
+    """How many of ``mask`` are set, and the sum of ``values`` there."""
+    n, total = 0, 0.0
+    for i in range(values.size):
+        if mask.flat[i]:
+            n += 1
+            total += values.flat[i]
+    return n, total
+
+
 def _held_py(raw: F64, share: F64, inside: Bools, within: Bools, rest: Bools, even: Bools, within_energy: float,
              rest_energy: float, gain_max: float, fill_most: float) -> F64:
     gain = raw.copy()
     spent = raw * raw * share  # each block's energy, kept in step with the gains
-    n_inside, total = 0, 0.0
-    for i in range(raw.size):
-        if inside.flat[i]:
-            n_inside += 1
-            total += spent.flat[i]
+    n_inside, total = _count_sum_py(inside, spent)
     if n_inside > 0:
         f = max(1.0, np.sqrt(total / n_inside))
         gain /= f
         spent /= f * f
-    n_within, total = 0, 0.0
-    for i in range(raw.size):
-        if within.flat[i]:
-            n_within += 1
-            total += spent.flat[i]
+    n_within, total = _count_sum_py(within, spent)
     if n_within > 0:
         f = max(1.0, np.sqrt(total / n_within / within_energy))
         for i in range(raw.size):
@@ -192,6 +194,7 @@ def _pushes_py(host: F64, gain: F64, labels: Ints, n_regions: int, energy: float
 _compile = njit(cache=True, nogil=True)
 _drawn_c = _compile(_drawn_py)
 _filled_py = _compile(_filled_py)  # the compiled versions call each other
+_count_sum_py = _compile(_count_sum_py)
 _held_c = _compile(_held_py)
 _margin_py = _compile(_margin_py)
 _pushes_c = _compile(_pushes_py)
