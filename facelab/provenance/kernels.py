@@ -223,9 +223,9 @@ def held(raw: F64, share: F64, inside: Bools, within: Bools | None, rest: Bools,
          rest_energy: float, gain_max: float, fill_most: float) -> F64:
     """syncmark's gains held to their energies (the inside blocks' mean at most 1, the ``within`` blocks' at most
     ``within_energy``, the rest raised towards ``rest_energy`` through its ``even`` blocks)."""
-    none = np.zeros_like(inside, dtype=np.bool_)
+    faces = np.zeros_like(inside, dtype=np.bool_) if within is None else np.ascontiguousarray(within)
     out: F64 = _held_c(np.ascontiguousarray(raw, dtype=np.float64), np.ascontiguousarray(share, dtype=np.float64),
-                       np.ascontiguousarray(inside), np.ascontiguousarray(none if within is None else within),
+                       np.ascontiguousarray(inside), faces,
                        np.ascontiguousarray(rest), np.ascontiguousarray(even), float(within_energy),
                        float(rest_energy), float(gain_max), float(fill_most))
     return out
